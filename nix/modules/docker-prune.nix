@@ -1,0 +1,199 @@
+# NixOS module: a gated, surgical Docker prune that keeps the local image cache.
+#
+# Replaces `virtualisation.docker.autoPrune` (which runs `docker system prune --all`,
+# evicting every image no running container uses: the base images every CI run needs).
+# The binary `ci-docker-prune` prunes only under disk pressure, never while a CI run is
+# live or a swarm service converges, and never asks the daemon for `--all` or volumes.
+#
+# Unit names are `ci-docker-prune.{service,timer}`: the NixOS docker module owns
+# `systemd.services.docker-prune` (autoPrune), so nothing here is named `docker-prune`.
+# The timer is declared explicitly (no `startAt`) so its settings are visible and the
+# static unit extractor (`ccci-verify units`) resolves both names from this file.
+#
+# Options: docs/nixos.md. Runbook: docs/runbook.md.
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkEnableOption mkOption mkIf types literalExpression;
+
+  cfg = config.services.ci-docker-prune;
+
+  # systemd's ExecStart= is not a shell command line: it unquotes "..." with C escapes,
+  # expands `%` specifiers and `$VAR` even inside quotes. Each argument is therefore
+  # written as a JSON string (valid systemd double-quoting) with `%` and `$` doubled.
+  # This is what nixpkgs' `utils.escapeSystemdExecArgs` does; `lib.escapeShellArgs`
+  # alone would leave `$`/`%` (e.g. a `$` anchor in runStackPattern) to be expanded.
+  escapeSystemdExecArg =
+    arg: builtins.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString arg));
+  escapeSystemdExecArgs = args: lib.concatMapStringsSep " " escapeSystemdExecArg args;
+
+  # The command line, as argv. Every flag is spelled out (also the defaults) so the
+  # deployed unit shows exactly what it will do. No `--all`, no volumes: the binary has
+  # no such flags, and the parity test (tests/tests/nix_files.rs) rejects them here.
+  argv =
+    [
+      "${cfg.package}/bin/ci-docker-prune"
+      "--threshold"
+      (toString cfg.threshold)
+    ]
+    ++ lib.concatMap (p: [
+      "--path"
+      p
+    ]) cfg.paths
+    ++ [
+      "--until"
+      cfg.until
+      "--run-stack-pattern"
+      cfg.runStackPattern
+    ];
+in
+{
+  options.services.ci-docker-prune = {
+    enable = mkEnableOption ''
+      the gated, surgical Docker prune (`ci-docker-prune`) on a systemd timer. It removes
+      only stopped containers, untagged build leftovers that never came from a registry
+      and build cache older than `until`, and only when disk usage is at or above
+      `threshold`, no CI run is live and no swarm service is converging. It never prunes
+      `--all` and never touches volumes: the local image store is the CI image cache'';
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ../package.nix {
+        pname = "ci-docker-prune";
+        cargoPackages = [ "ci-docker-prune" ];
+      };
+      defaultText = literalExpression ''
+        pkgs.callPackage ./nix/package.nix {
+          pname = "ci-docker-prune";
+          cargoPackages = [ "ci-docker-prune" ];
+        }'';
+      description = "The package providing `bin/ci-docker-prune`.";
+    };
+
+    threshold = mkOption {
+      type = types.ints.between 0 100;
+      default = 80;
+      example = 90;
+      description = ''
+        Disk usage in percent at or above which pruning may happen (`--threshold`). The
+        highest usage over `paths` counts. Below it the timer run removes nothing and logs
+        that it keeps the local image cache.
+      '';
+    };
+
+    paths = mkOption {
+      type = types.nonEmptyListOf (types.strMatching "/.*");
+      default = [ "/" ];
+      example = [
+        "/"
+        "/var/lib/docker"
+      ];
+      description = ''
+        Absolute paths whose filesystems are measured for the disk gate (one `--path`
+        each). Include the Docker data root if it is on its own filesystem.
+      '';
+    };
+
+    until = mkOption {
+      type = types.str;
+      default = "24h";
+      example = "48h";
+      description = ''
+        Minimum age of anything removed (`--until`, a duration like `24h` or `90m`):
+        stopped containers, untagged build leftovers and build cache younger than this
+        are kept.
+      '';
+    };
+
+    runStackPattern = mkOption {
+      type = types.str;
+      default = "^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_";
+      description = ''
+        Regular expression (Rust `regex` syntax) matching swarm service names of live CI
+        runs (`--run-stack-pattern`). While any service matches, the run is skipped:
+        never prune mid-run.
+      '';
+    };
+
+    schedule = mkOption {
+      type = types.str;
+      default = "daily";
+      example = "*-*-* 03:00:00";
+      description = ''
+        When the timer fires: a systemd calendar expression (`OnCalendar=`, see
+        {manpage}`systemd.time(7)`).
+      '';
+    };
+
+    randomizedDelaySec = mkOption {
+      type = types.str;
+      default = "1h";
+      example = "45min";
+      description = ''
+        Random delay added to each scheduled run (`RandomizedDelaySec=`, a systemd time
+        span; `"0"` disables it), so hosts sharing a schedule do not all prune at once.
+      '';
+    };
+
+    persistent = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether a run missed while the machine was off is started at the next boot
+        (`Persistent=`).
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !(config.virtualisation.docker.autoPrune.enable or false);
+        message = ''
+          services.ci-docker-prune replaces virtualisation.docker.autoPrune; set
+          virtualisation.docker.autoPrune.enable = false. autoPrune runs
+          `docker system prune --all`, which evicts every image no running container uses
+          (the local image cache), so the next CI run re-pulls everything and hits the
+          registry's pull rate limit.
+        '';
+      }
+    ];
+
+    systemd.services.ci-docker-prune = {
+      description = "Gated, surgical Docker prune (keeps the local image cache)";
+      after = [ "docker.service" ];
+      requires = [ "docker.service" ];
+      # A config switch must not start a prune; the timer decides when it runs.
+      restartIfChanged = false;
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = escapeSystemdExecArgs argv;
+        # Hardening that still reaches /run/docker.sock (AF_UNIX) and can statvfs every path.
+        ProtectSystem = "strict";
+        ProtectHome = "read-only";
+        PrivateTmp = true;
+        NoNewPrivileges = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectControlGroups = true;
+        RestrictAddressFamilies = [ "AF_UNIX" ];
+        RestrictNamespaces = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RestrictRealtime = true;
+        SystemCallArchitectures = "native";
+      };
+    };
+
+    systemd.timers.ci-docker-prune = {
+      description = "Run ci-docker-prune on a schedule";
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = cfg.schedule;
+        Persistent = cfg.persistent;
+        RandomizedDelaySec = cfg.randomizedDelaySec;
+        Unit = "ci-docker-prune.service";
+      };
+    };
+  };
+}
