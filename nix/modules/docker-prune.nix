@@ -168,30 +168,46 @@ in
       serviceConfig = {
         Type = "oneshot";
         ExecStart = escapeSystemdExecArgs argv;
-        # Hardening that still reaches /run/docker.sock (AF_UNIX) and can statvfs every path.
+        SyslogIdentifier = "ci-docker-prune";
+        Nice = 10;
+        IOSchedulingClass = "idle";
+        # Hardening, the same as the portable unit (prune/systemd/ci-docker-prune.service):
+        # the tool only statvfs()es `paths` and connect()s to the Docker unix socket.
+        NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = "read-only";
         PrivateTmp = true;
-        NoNewPrivileges = true;
+        PrivateDevices = true;
         ProtectKernelTunables = true;
         ProtectKernelModules = true;
+        ProtectKernelLogs = true;
         ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
         RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
         LockPersonality = true;
         MemoryDenyWriteExecute = true;
-        RestrictRealtime = true;
         SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged @resources"
+        ];
+        CapabilityBoundingSet = "";
+        UMask = "0077";
       };
     };
 
     systemd.timers.ci-docker-prune = {
-      description = "Run ci-docker-prune on a schedule";
+      description = "Scheduled gated, surgical Docker prune (ci-docker-prune)";
       wantedBy = [ "timers.target" ];
       timerConfig = {
         OnCalendar = cfg.schedule;
         Persistent = cfg.persistent;
         RandomizedDelaySec = cfg.randomizedDelaySec;
+        AccuracySec = "1min";
         Unit = "ci-docker-prune.service";
       };
     };
