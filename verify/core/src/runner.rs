@@ -107,7 +107,8 @@ pub async fn run_checks<C: Send + Sync + ?Sized + 'static>(
     progress: Arc<dyn Fn(Progress) + Send + Sync>,
 ) -> Vec<CheckResult> {
     // group in first-appearance order, keeping spec order inside a group
-    let mut groups: Vec<(String, Vec<(usize, Planned<C>)>)> = Vec::new();
+    type Group<C> = (String, Vec<(usize, Planned<C>)>);
+    let mut groups: Vec<Group<C>> = Vec::new();
     for (i, p) in planned.into_iter().enumerate() {
         let key = p.spec.group_key().to_string();
         match groups.iter_mut().find(|(k, _)| *k == key) {
