@@ -1,1 +1,400 @@
-//! placeholder
+//! The sandbox: the embedded default target every test and the gate run against.
+//!
+//! Real components only: a private `docker-registry` and a private `dockerd` (swarm mode) in
+//! their own network namespace, the daemon's data-root on a loop-mounted ext4 image, a
+//! `redis:7-alpine` stand-in served through the daemon's registry mirror, and a systemd host
+//! container (debootstrap'ed Debian running systemd as PID 1) that the units and the prune
+//! binary are deployed into. See `docs/sandbox.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ccci_sandbox::SandboxError> {
+//! let cfg = ccci_sandbox::SandboxConfig::named("ccci");
+//! let info = ccci_sandbox::up(&cfg).await?;
+//! ccci_sandbox::deploy(&info, &cfg.deploy).await?;
+//! println!("DOCKER_HOST={}", info.docker_host);
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+pub mod fixture;
+mod host;
+pub mod images;
+mod lifecycle;
+mod sys;
+
+pub use error::{Result, SandboxError};
+pub use host::exec_in_host;
+pub use lifecycle::{down, down_with, status, up};
+pub use sys::netns_connect;
+
+/// Name of the default (shared) sandbox.
+pub const DEFAULT_NAME: &str = "ccci";
+/// Address of the private registry inside the sandbox's network namespace.
+pub const REGISTRY_ADDR: &str = "127.0.0.1:5000";
+/// The fixture image, by the name CI uses (served through the registry mirror).
+pub const FIXTURE_IMAGE: &str = "redis:7-alpine";
+
+/// Where a sandbox lives and what gets deployed into its systemd host.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Sandbox name; every other name (netns, cgroup parent, paths) derives from it.
+    pub name: String,
+    /// Persistent state: registry storage, `data.img`, logs.
+    pub state_dir: PathBuf,
+    /// Runtime state: socket, pidfiles, exec-root, `info.json`.
+    pub run_dir: PathBuf,
+    /// Cache shared by all names (debootstrap rootfs archive).
+    pub cache_dir: PathBuf,
+    /// Size of the sparse ext4 image that holds the daemon's data-root.
+    pub data_size_bytes: u64,
+    /// What `deploy` installs into the systemd host.
+    pub deploy: Deploy,
+}
+
+/// Default data-root size: 6 GiB (sparse).
+pub const DEFAULT_DATA_SIZE: u64 = 6 << 30;
+
+impl SandboxConfig {
+    /// The configuration of sandbox `name` with default paths.
+    pub fn named(name: &str) -> Self {
+        SandboxConfig {
+            name: name.to_string(),
+            state_dir: PathBuf::from("/var/lib/ccci-sandbox").join(name),
+            run_dir: PathBuf::from("/run/ccci-sandbox").join(name),
+            cache_dir: PathBuf::from("/var/cache/ccci-sandbox"),
+            data_size_bytes: DEFAULT_DATA_SIZE,
+            deploy: Deploy::default(),
+        }
+    }
+
+    /// From the environment: `CCCI_SANDBOX_NAME` (default `ccci`), `CCCI_SANDBOX_STATE_DIR`,
+    /// `CCCI_SANDBOX_RUN_DIR`, `CCCI_SANDBOX_CACHE_DIR`, `CCCI_SANDBOX_DATA_SIZE` (bytes, or with
+    /// a `K`/`M`/`G` suffix). Unset or unparsable size falls back to the default.
+    pub fn from_env() -> Self {
+        let name = std::env::var("CCCI_SANDBOX_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAME.to_string());
+        let mut cfg = Self::named(&name);
+        if let Some(p) = std::env::var_os("CCCI_SANDBOX_STATE_DIR").filter(|s| !s.is_empty()) {
+            cfg.state_dir = PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("CCCI_SANDBOX_RUN_DIR").filter(|s| !s.is_empty()) {
+            cfg.run_dir = PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("CCCI_SANDBOX_CACHE_DIR").filter(|s| !s.is_empty()) {
+            cfg.cache_dir = PathBuf::from(p);
+        }
+        if let Some(n) = std::env::var("CCCI_SANDBOX_DATA_SIZE")
+            .ok()
+            .and_then(|s| parse_size(&s))
+        {
+            cfg.data_size_bytes = n;
+        }
+        cfg
+    }
+
+    /// Name of the network namespace (`/var/run/netns/<netns>`).
+    pub fn netns(&self) -> String {
+        format!("ccci-{}", self.name)
+    }
+
+    /// Name of the systemd host container.
+    pub fn host_container(&self) -> String {
+        format!("{}-host", self.name)
+    }
+
+    /// Mount point of the daemon's data-root.
+    pub fn data_root(&self) -> PathBuf {
+        self.state_dir.join("data-root")
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("docker.sock")
+    }
+
+    /// cgroup parent of the sandbox daemon's containers.
+    pub fn cgroup_parent(&self) -> String {
+        format!("ccci-sandbox-{}", self.name)
+    }
+
+    /// Check the name: it becomes part of paths, a netns and container names.
+    pub fn validate(&self) -> Result<()> {
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 24
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !self.name.starts_with('-');
+        if !ok {
+            return Err(SandboxError::Config(format!(
+                "name {:?} must be 1-24 chars of [a-z0-9-], not starting with '-'",
+                self.name
+            )));
+        }
+        if self.data_size_bytes < (256 << 20) {
+            return Err(SandboxError::Config(format!(
+                "data_size_bytes {} is below the 256 MiB minimum",
+                self.data_size_bytes
+            )));
+        }
+        for (what, p) in [
+            ("state_dir", &self.state_dir),
+            ("run_dir", &self.run_dir),
+            ("cache_dir", &self.cache_dir),
+        ] {
+            if !p.is_absolute() {
+                return Err(SandboxError::Config(format!(
+                    "{what} {} must be absolute",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parse `123`, `64K`, `512M`, `6G` into bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// What to install into the systemd host container.
+#[derive(Clone, Debug)]
+pub struct Deploy {
+    /// The `ci-docker-prune` binary, installed at `/usr/local/bin/ci-docker-prune`.
+    pub prune_bin: Option<PathBuf>,
+    /// `(file name, contents)` for `/etc/systemd/system`; every `.timer` is `enable --now`ed.
+    pub units: Vec<(String, String)>,
+    /// `(relative path, bytes)` copied under `deployed_tree`.
+    pub source_tree: Vec<(String, Vec<u8>)>,
+    /// Where the deployed source tree lives in the host (default `/root/cc-ci`).
+    pub deployed_tree: String,
+    /// Contents of `/root/.docker/config.json` (mode 0600), or none.
+    pub docker_config: Option<String>,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            prune_bin: None,
+            units: Vec::new(),
+            source_tree: Vec::new(),
+            deployed_tree: "/root/cc-ci".to_string(),
+            docker_config: None,
+        }
+    }
+}
+
+impl Deploy {
+    /// Units read from a directory (`*.service`, `*.timer`, `*.path`, `*.socket`); a missing
+    /// directory gives none.
+    pub fn units_from_dir(dir: &Path) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(SandboxError::io("deploy", dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| SandboxError::io("deploy", dir, e))?;
+            let name = ent.file_name().to_string_lossy().to_string();
+            let is_unit = [".service", ".timer", ".path", ".socket"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            if is_unit && ent.path().is_file() {
+                let text = std::fs::read_to_string(ent.path())
+                    .map_err(|e| SandboxError::io("deploy", ent.path(), e))?;
+                out.push((name, text));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every file under `root/sub` as `(path relative to root, bytes)`; missing gives none.
+    pub fn tree_from_dir(root: &Path, sub: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let start = root.join(sub);
+        if !start.exists() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let rd = std::fs::read_dir(&dir).map_err(|e| SandboxError::io("deploy", &dir, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| SandboxError::io("deploy", &dir, e))?;
+                let p = ent.path();
+                let ft = ent
+                    .file_type()
+                    .map_err(|e| SandboxError::io("deploy", &p, e))?;
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if ft.is_file() {
+                    let rel = p
+                        .strip_prefix(root)
+                        .map_err(|_| SandboxError::Config(format!("{} outside root", p.display())))?
+                        .to_string_lossy()
+                        .to_string();
+                    let bytes = std::fs::read(&p).map_err(|e| SandboxError::io("deploy", &p, e))?;
+                    out.push((rel, bytes));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A Docker client config for the sandbox host: a credential for Docker Hub that is not a
+    /// real secret (the sandbox registry needs none), so the `auth.*` checks have a file to
+    /// inspect. Never print it.
+    pub fn sandbox_docker_config() -> String {
+        // base64("ccci-sandbox:sandbox-not-a-real-secret")
+        let auth = base64_encode(b"ccci-sandbox:sandbox-not-a-real-secret");
+        format!("{{\n  \"auths\": {{\n    \"https://index.docker.io/v1/\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n")
+    }
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A running sandbox: how to reach each part of it. Also written to `<run_dir>/info.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    /// Sandbox name.
+    pub name: String,
+    /// `unix://<run_dir>/docker.sock`.
+    pub docker_host: String,
+    /// `127.0.0.1:5000`, reachable only inside the network namespace.
+    pub registry: String,
+    /// The registry's log (its HTTP access lines included).
+    pub registry_log: PathBuf,
+    /// Network namespace name (`/var/run/netns/<netns>`).
+    pub netns: String,
+    /// Name of the systemd host container.
+    pub host_container: String,
+    /// The daemon's data-root (mount point of the loop ext4).
+    pub data_root: PathBuf,
+    /// The daemon's log.
+    pub dockerd_log: PathBuf,
+    /// Persistent state dir.
+    pub state_dir: PathBuf,
+}
+
+impl SandboxInfo {
+    /// A client for the sandbox daemon. Call `.negotiate_version().await` on it.
+    pub fn docker(&self) -> Result<bollard::Docker> {
+        let path = self
+            .docker_host
+            .strip_prefix("unix://")
+            .unwrap_or(&self.docker_host);
+        bollard::Docker::connect_with_unix(path, 300, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| SandboxError::docker("connect", e))
+    }
+
+    /// A client with the API version negotiated.
+    pub async fn docker_negotiated(&self) -> Result<bollard::Docker> {
+        self.docker()?
+            .negotiate_version()
+            .await
+            .map_err(|e| SandboxError::docker("negotiate API version", e))
+    }
+
+    /// The socket path (without `unix://`).
+    pub fn socket_path(&self) -> PathBuf {
+        PathBuf::from(
+            self.docker_host
+                .strip_prefix("unix://")
+                .unwrap_or(&self.docker_host),
+        )
+    }
+
+    /// `nsenter --net=/var/run/netns/<netns> argv...`: run a host program inside the sandbox's
+    /// network namespace (where the registry listens).
+    pub fn netns_command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.netns));
+        c.arg("--");
+        c.args(argv);
+        c
+    }
+
+    /// A TCP connection to `addr` made from inside the sandbox's network namespace.
+    pub fn netns_connect(&self, addr: &str) -> std::io::Result<std::net::TcpStream> {
+        sys::netns_connect(&self.netns, addr)
+    }
+
+    /// Total and used bytes of the data-root filesystem (`statvfs`).
+    pub fn data_root_usage(&self) -> Result<(u64, u64)> {
+        sys::fs_usage(&self.data_root)
+    }
+}
+
+/// (Re)install `d` into the sandbox's systemd host: files, `daemon-reload`, `enable --now`
+/// of the timers. Idempotent.
+pub async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
+    host::deploy(info, d).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("6G"), Some(6 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("10"), Some(10));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn base64_matches_known_values() {
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        assert!(SandboxConfig::named("ccci").validate().is_ok());
+        assert!(SandboxConfig::named("").validate().is_err());
+        assert!(SandboxConfig::named("a/b").validate().is_err());
+        assert!(SandboxConfig::named("-x").validate().is_err());
+        assert!(SandboxConfig::named("UPPER").validate().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The `redis:7-alpine` stand-in.
