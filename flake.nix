@@ -1,0 +1,62 @@
+{
+  description = "ci-docker-prune (gated, surgical Docker prune that keeps the local image cache) and ccci-verify";
+
+  # nixpkgs is not pinned in a committed flake.lock yet: these files were written on machines
+  # that cannot fetch nixpkgs. The first `nix flake check` writes flake.lock; commit it.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      system = "x86_64-linux";
+      pkgs = nixpkgs.legacyPackages.${system};
+      build = args: pkgs.callPackage ./nix/package.nix args;
+      packages = {
+        ci-docker-prune = build {
+          pname = "ci-docker-prune";
+          cargoPackages = [ "ci-docker-prune" ];
+        };
+        ccci-verify = build {
+          pname = "ccci-verify";
+          cargoPackages = [ "ccci-verify" ];
+        };
+      };
+    in
+    {
+      packages.${system} = packages // {
+        default = build { }; # both binaries
+      };
+
+      # The module's `package` option defaults to building ./nix/package.nix with the
+      # importing system's pkgs, so the module works the same with or without the flake.
+      nixosModules = {
+        ci-docker-prune = ./nix/modules/docker-prune.nix;
+        default = self.nixosModules.ci-docker-prune;
+      };
+
+      checks.${system} = import ./vm-tests {
+        inherit pkgs nixpkgs packages;
+        src = self;
+      };
+
+      devShells.${system}.default = pkgs.mkShell {
+        inputsFrom = [ self.packages.${system}.default ];
+        packages = with pkgs; [
+          cargo
+          rustc
+          clippy
+          rustfmt
+          nix # nix-instantiate for tests/tests/nix_files.rs
+          docker
+          docker-distribution # the sandbox's private registry
+          debootstrap
+          e2fsprogs
+          openssh
+          busybox
+          redis
+        ];
+      };
+
+      formatter.${system} = pkgs.nixfmt;
+    };
+}

@@ -1,0 +1,64 @@
+# VM test (c): the whole gate. `ccci-verify gate 2pc --target local` runs inside the VM
+# (a NixOS host built from this repo with the module enabled) and must pass; its JUnit
+# report is copied out of the VM into this check's output ($out/2pc-junit.xml).
+# Failing side: a leftover legacy `docker-prune.timer` makes the gate fail (exit 1) on
+# `units.legacy-timer-absent`, with a JSON report saying so.
+{
+  pkgs,
+  common,
+  src,
+  deployedTree ? "/root/cc-ci",
+  hubUser ? "ccci-vm",
+}:
+{
+  name = "ci-docker-prune-gate-2pc";
+  nodes.machine = common.node;
+  testScript = ''
+    start_all()
+    ${common.setup}
+
+    with subtest("host state the gate expects"):
+        # git at REV: the repo this VM was built from, as a git repository
+        machine.succeed(
+            "cp -r ${src} /root/repo && chmod -R u+w /root/repo"
+            " && git -C /root/repo init -q"
+            " && git -C /root/repo add -A"
+            " && git -C /root/repo -c user.name=vm -c user.email=vm@localhost commit -qm deployed"
+        )
+        # the deployed source tree (what the host was built from)
+        machine.succeed("mkdir -p ${deployedTree} && cp -r ${src}/nix ${deployedTree}/ && chmod -R u+w ${deployedTree}")
+        # the daemon's registry credentials: a dummy token for a test user, mode 0600
+        machine.succeed(
+            "install -d -m 0700 /root/.docker && umask 077"
+            " && printf '{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"%s\"}}}'"
+            " \"$(printf '${hubUser}:not-a-real-token' | base64 -w0)\" > /root/.docker/config.json"
+        )
+
+    with subtest("ccci-verify gate 2pc --target local passes"):
+        machine.succeed(
+            "cd /root/repo && ccci-verify gate 2pc --target local --repo /root/repo"
+            " --format junit --output /tmp/2pc-junit.xml"
+        )
+        machine.copy_from_vm("/tmp/2pc-junit.xml", "")
+        junit = machine.succeed("cat /tmp/2pc-junit.xml")
+        assert "<testsuite" in junit and "failures=\"0\"" in junit and "errors=\"0\"" in junit, junit
+        assert "not-a-real-token" not in junit, "the secret leaked into the report"
+
+    with subtest("failing side: a legacy docker-prune.timer fails the gate"):
+        machine.succeed(
+            "printf '[Timer]\\nOnCalendar=daily\\n[Install]\\nWantedBy=timers.target\\n'"
+            " > /run/systemd/system/docker-prune.timer"
+            " && printf '[Service]\\nType=oneshot\\nExecStart=/run/current-system/sw/bin/true\\n'"
+            " > /run/systemd/system/docker-prune.service"
+            " && systemctl daemon-reload && systemctl start docker-prune.timer"
+        )
+        status, out = machine.execute(
+            "cd /root/repo && ccci-verify gate 2pc --target local --repo /root/repo"
+            " --check units.legacy-timer-absent --format json"
+        )
+        print(out)
+        assert status == 1, f"expected exit 1 (a check failed), got {status}"
+        assert "units.legacy-timer-absent" in out and "\"fail\"" in out, out
+        machine.succeed("rm /run/systemd/system/docker-prune.* && systemctl daemon-reload")
+  '';
+}

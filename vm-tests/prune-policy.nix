@@ -1,0 +1,62 @@
+# VM test (a): the prune policy as deployed by the module.
+#  - the NixOS autoPrune units (`docker-prune.{service,timer}`) do not exist (LoadState=not-found);
+#  - `ci-docker-prune.timer` is loaded, enabled, active, with a next elapse;
+#  - a run below the threshold removes nothing (same image ids, a stopped container and an
+#    untagged build leftover stay) and its journal says it keeps the local image cache;
+#  - failing side: with the disk gate forced open (`--threshold 0 --until 0s`) the same binary
+#    does remove the build leftover — so "nothing removed" above is the gate's doing — and
+#    still keeps the registry image (the cache).
+{ pkgs, common }:
+{
+  name = "ci-docker-prune-policy";
+  nodes.machine = common.node;
+  testScript = ''
+    start_all()
+    ${common.setup}
+
+    with subtest("legacy autoPrune units are absent, decided from LoadState"):
+        for unit in ["docker-prune.timer", "docker-prune.service"]:
+            state = machine.succeed(f"systemctl show -P LoadState {unit}").strip()
+            assert state == "not-found", f"{unit}: LoadState={state}"
+            machine.fail(f"test -e /etc/systemd/system/{unit}")
+
+    with subtest("ci-docker-prune.timer is loaded, enabled, active, scheduled"):
+        machine.wait_for_unit("ci-docker-prune.timer")
+        assert machine.succeed("systemctl show -P LoadState ci-docker-prune.timer").strip() == "loaded"
+        assert machine.succeed("systemctl is-enabled ci-docker-prune.timer").strip() == "enabled"
+        assert machine.succeed("systemctl show -P ActiveState ci-docker-prune.timer").strip() == "active"
+        nxt = machine.succeed("systemctl show -P NextElapseUSecRealtime ci-docker-prune.timer").strip()
+        assert nxt not in ("", "0", "n/a"), f"no next elapse: {nxt!r}"
+        # the deployed command line: never --all, never volumes
+        cmd = machine.succeed("systemctl show -P ExecStart ci-docker-prune.service")
+        assert "--all" not in cmd and "volume" not in cmd, cmd
+        assert "--threshold 80" in cmd, cmd
+
+    with subtest("state to keep: a cached registry image, a stopped container, a build leftover"):
+        machine.succeed("docker pull redis:7-alpine")
+        machine.succeed("docker create --name stopped redis:7-alpine")
+        machine.succeed("echo leftover > /tmp/f && tar -C /tmp -cf /tmp/leftover.tar f")
+        leftover = machine.succeed("docker import /tmp/leftover.tar").strip()
+        before = image_ids()
+        assert leftover in before
+
+    with subtest("below the threshold the service removes nothing and says so"):
+        usage = int(machine.succeed("df --output=pcent / | tail -1 | tr -dc 0-9"))
+        assert usage < 80, f"/ is at {usage}%, the test needs it below the threshold"
+        machine.succeed("systemctl start ci-docker-prune.service")
+        assert machine.succeed("systemctl show -P Result ci-docker-prune.service").strip() == "success"
+        machine.succeed("journalctl -u ci-docker-prune.service -o cat | grep 'keeping local image cache'")
+        assert image_ids() == before, "a run below the threshold removed images"
+        machine.succeed("docker container inspect stopped")
+
+    with subtest("failing side: gates forced open, the leftover goes, the cache stays"):
+        out = machine.succeed(
+            "ci-docker-prune --threshold 0 --until 0s --run-stack-pattern '^never-matches-any-service$' --json"
+        )
+        print(out)
+        after = image_ids()
+        assert leftover not in after, "the build leftover should have been removed"
+        redis = machine.succeed("docker image inspect -f '{{.Id}}' redis:7-alpine").strip()
+        assert redis in after, "the registry image (the cache) was removed"
+  '';
+}
