@@ -1,0 +1,180 @@
+//! Unit state as systemd reports it in `systemctl show`, decided from properties, never from
+//! exit codes: `systemctl show` exits 0 for a unit that does not exist, and `is-enabled` exits
+//! 0 for static and indirect units.
+
+use crate::HostError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The properties the model asks for.
+pub const SHOW_PROPERTIES: &[&str] = &[
+    "Id",
+    "Names",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "FragmentPath",
+    "DropInPaths",
+    "Result",
+    "NextElapseUSecRealtime",
+    "LastTriggerUSec",
+    "Triggers",
+    "ExecStart",
+    "ExecMainStatus",
+    "ExecMainCode",
+    "NeedDaemonReload",
+];
+
+/// One unit's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitState {
+    /// The name asked for.
+    pub name: String,
+    pub id: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub unit_file_state: String,
+    pub fragment_path: String,
+    pub result: String,
+    pub next_elapse: String,
+    /// Each `ExecStart=` command's argv, as systemd shows it.
+    pub exec_start: Vec<Vec<String>>,
+    /// Every property as printed.
+    pub raw: BTreeMap<String, String>,
+}
+
+fn set(v: &str) -> Option<&str> {
+    let v = v.trim();
+    (!v.is_empty() && v != "n/a" && v != "0").then_some(v)
+}
+
+impl UnitState {
+    /// systemd knows nothing of this unit: no unit file anywhere, not loaded.
+    pub fn is_not_found(&self) -> bool {
+        self.load_state == "not-found" && self.fragment_path.is_empty()
+    }
+    /// A unit file exists on disk for it (even if masked or broken).
+    pub fn has_unit_file(&self) -> bool {
+        !self.fragment_path.is_empty() || !self.unit_file_state.is_empty()
+    }
+    pub fn is_loaded(&self) -> bool {
+        self.load_state == "loaded"
+    }
+    pub fn is_active(&self) -> bool {
+        self.active_state == "active"
+    }
+    /// Enabled by a symlink in a `.wants`/`.requires` directory: `enabled` or
+    /// `enabled-runtime`. `static`, `indirect`, `linked`, `alias`, `generated` are not enabled.
+    pub fn is_enabled(&self) -> bool {
+        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime")
+    }
+    /// The next time a timer elapses, if systemd has one.
+    pub fn next_elapse(&self) -> Option<&str> {
+        set(&self.next_elapse)
+    }
+    /// The last run failed (Result other than success, or the unit is in `failed`).
+    pub fn last_run_failed(&self) -> bool {
+        self.active_state == "failed" || (!self.result.is_empty() && self.result != "success")
+    }
+    /// A unit that systemd still knows but whose file is gone or was never installed the usual
+    /// way: loaded/active without a fragment, or `linked`/`masked` files.
+    pub fn is_stale_leftover(&self) -> bool {
+        (self.load_state != "not-found" && self.fragment_path.is_empty())
+            || matches!(
+                self.unit_file_state.as_str(),
+                "linked" | "linked-runtime" | "masked" | "masked-runtime"
+            )
+            || self.load_state == "masked"
+    }
+    /// A compact `key=value` summary for evidence.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: LoadState={} ActiveState={} SubState={} UnitFileState={} Result={} FragmentPath={}{}",
+            self.name,
+            self.load_state,
+            self.active_state,
+            self.sub_state,
+            if self.unit_file_state.is_empty() { "(none)" } else { &self.unit_file_state },
+            if self.result.is_empty() { "(none)" } else { &self.result },
+            if self.fragment_path.is_empty() { "(none)" } else { &self.fragment_path },
+            self.next_elapse()
+                .map(|n| format!(" NextElapse={n}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Parse `argv[]=…` out of an `ExecStart=` value like
+/// `{ path=/bin/x ; argv[]=/bin/x --a b ; ignore_errors=no ; … }`.
+pub fn parse_exec(value: &str) -> Option<Vec<String>> {
+    let start = value.find("argv[]=")? + "argv[]=".len();
+    let rest = &value[start..];
+    let end = rest.find(" ; ").unwrap_or(rest.len());
+    let argv: Vec<String> = rest[..end].split_whitespace().map(String::from).collect();
+    (!argv.is_empty()).then_some(argv)
+}
+
+/// Parse the output of `systemctl show -p … -- UNITS…`: one block of `Key=value` lines per
+/// unit, blocks separated by a blank line, in the order asked.
+pub fn parse_show(text: &str, requested: &[&str]) -> Result<Vec<UnitState>, HostError> {
+    let mut blocks: Vec<BTreeMap<String, String>> = Vec::new();
+    let mut execs: Vec<Vec<Vec<String>>> = Vec::new();
+    let mut cur: BTreeMap<String, String> = BTreeMap::new();
+    let mut cur_exec: Vec<Vec<String>> = Vec::new();
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                blocks.push(std::mem::take(&mut cur));
+                execs.push(std::mem::take(&mut cur_exec));
+            }
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(HostError::Parse(format!("line without `=`: {line:?}")));
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(HostError::Parse(format!("not a property line: {line:?}")));
+        }
+        if k == "ExecStart" {
+            if let Some(argv) = parse_exec(v) {
+                cur_exec.push(argv);
+            }
+        }
+        cur.entry(k.to_string())
+            .and_modify(|old| {
+                old.push('\n');
+                old.push_str(v)
+            })
+            .or_insert_with(|| v.to_string());
+    }
+    if blocks.len() != requested.len() {
+        return Err(HostError::Parse(format!(
+            "asked for {} unit(s), got {} block(s) of properties",
+            requested.len(),
+            blocks.len()
+        )));
+    }
+    let mut out = Vec::new();
+    for ((name, raw), exec_start) in requested.iter().zip(blocks).zip(execs) {
+        let g = |k: &str| raw.get(k).cloned().unwrap_or_default();
+        if !raw.contains_key("LoadState") {
+            return Err(HostError::Parse(format!("no LoadState for {name}")));
+        }
+        out.push(UnitState {
+            name: name.to_string(),
+            id: g("Id"),
+            load_state: g("LoadState"),
+            active_state: g("ActiveState"),
+            sub_state: g("SubState"),
+            unit_file_state: g("UnitFileState"),
+            fragment_path: g("FragmentPath"),
+            result: g("Result"),
+            next_elapse: g("NextElapseUSecRealtime"),
+            exec_start,
+            raw,
+        });
+    }
+    Ok(out)
+}
