@@ -1,1 +1,142 @@
-//! placeholder
+//! `ccci-nix`: the systemd units a NixOS module declares, found by static analysis with
+//! a real Nix parser (`rnix`), and the files of a git repository read at a revision.
+//!
+//! The public entry point for the CLI (`ccci-verify units`) and the repro checks is
+//! [`units_report`]; [`Declared::to_json`] renders the `units --json` contract of
+//! DESIGN.md. [`extract_units`] analyses one file's text; [`git::GitRepo`] reads a
+//! repository at any revision without touching the work tree.
+//!
+//! Static analysis is not evaluation: the extractor follows the shapes modules are
+//! written in (nested attribute sets, quoted and `let`-bound names, `mkIf`/`mkMerge`/
+//! `mkDefault`/`mkForce`/`optionalAttrs` wrappers, `with lib;`, `config = mkIf …`,
+//! `startAt`, `systemd.mounts` lists). Whatever it cannot resolve to a literal name is
+//! listed in `unresolved` with its source text, never silently dropped.
+
+mod escape;
+mod extract;
+pub mod git;
+
+use std::path::Path;
+
+pub use escape::escape_path;
+pub use extract::extract_units;
+pub use git::{GitError, GitRepo, TreeEntry};
+
+/// A unit declared in a Nix file.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct UnitDecl {
+    /// Full unit name with its suffix, e.g. `ci-docker-prune.timer`.
+    pub name: String,
+    /// Repository-relative path of the declaring file.
+    pub file: String,
+    /// 1-based line of the declaration (the unit's name, or its `startAt`, or `where`).
+    pub line: u32,
+    /// True when the declaration sits under a condition (`mkIf`, `optionalAttrs`, `if`,
+    /// a conditional `startAt`): the unit exists only for some configurations.
+    pub conditional: bool,
+}
+
+/// Something that may declare a unit but whose name the analysis cannot resolve.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Unresolved {
+    /// Repository-relative path of the file.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// The source text (whitespace collapsed, long text shortened with `…`).
+    pub text: String,
+}
+
+/// The units of one file (or of many, merged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileUnits {
+    pub units: Vec<UnitDecl>,
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// Units declared by the Nix files of a repository at a revision (`units --json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Declared {
+    /// Full commit id the files were read at.
+    pub rev: String,
+    /// Sorted by name, then file, then line.
+    pub units: Vec<UnitDecl>,
+    /// Sorted by file, then line, then text.
+    pub unresolved: Vec<Unresolved>,
+}
+
+impl Declared {
+    /// The `units --json` document of DESIGN.md (pretty-printed, stable key order).
+    pub fn to_json(&self) -> Result<String, NixError> {
+        serde_json::to_string_pretty(self).map_err(NixError::Json)
+    }
+
+    /// The set of declared unit names (any file, conditional or not).
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.units.iter().map(|u| u.name.clone()).collect()
+    }
+}
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum NixError {
+    /// Reading the repository failed (not a repo, unknown rev, missing path, ...).
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A Nix file does not parse.
+    #[error("{file}:{line}:{column}: Nix parse error: {message}")]
+    Parse {
+        file: String,
+        line: u32,
+        column: u32,
+        message: String,
+    },
+    /// A Nix file is not UTF-8 text.
+    #[error("{file}: not UTF-8 text")]
+    NotUtf8 { file: String },
+    /// JSON rendering failed.
+    #[error("cannot render JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+/// Scan `*.nix` files of the repository at `repo` as of revision `rev` (or only the
+/// listed repository-relative `files`) and return the units they declare.
+///
+/// Files are read from git's object database at the resolved commit; the work tree is
+/// never read or touched (a dirty work tree does not change the answer — see
+/// [`GitRepo::dirty`] to report it).
+pub fn units_report(
+    repo: &Path,
+    rev: &str,
+    files: Option<&[String]>,
+) -> Result<Declared, NixError> {
+    let git = GitRepo::open(repo)?;
+    let sha = git.resolve(rev)?;
+    let paths: Vec<String> = match files {
+        Some(list) => list.to_vec(),
+        None => git
+            .list_files(&sha, "")?
+            .into_iter()
+            .filter(|p| p.ends_with(".nix"))
+            .collect(),
+    };
+    let mut all = FileUnits::default();
+    for path in &paths {
+        let bytes = git.read_file_at_commit(&sha, path)?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| NixError::NotUtf8 { file: path.clone() })?;
+        let one = extract_units(path, &text)?;
+        all.units.extend(one.units);
+        all.unresolved.extend(one.unresolved);
+    }
+    let FileUnits { units, unresolved } = extract::normalise(all);
+    Ok(Declared {
+        rev: sha,
+        units,
+        unresolved,
+    })
+}
