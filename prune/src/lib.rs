@@ -1,1 +1,22 @@
-//! placeholder
+//! `ci-docker-prune`: a gated, surgical Docker prune for swarm CI hosts.
+//!
+//! The local image store is the cache. This crate removes nothing unless the disk is under
+//! pressure (`disk`), no CI run stack is live (`runs`) and no swarm service is converging
+//! (`converge`); then only stopped containers, images with no tag *and* no repo digest (true
+//! build leftovers) and build cache, all older than `until`. Never `all`, never volumes.
+//!
+//! Modules: [`config`] (flags/TOML, validation), [`gates`], [`plan`] (selection),
+//! [`actions`] (the run), [`report`] (JSON + log lines), [`docker`] (the only module that
+//! talks to the daemon; its API cannot express `all` or volume pruning).
+
+pub mod actions;
+pub mod config;
+pub mod docker;
+pub mod gates;
+pub mod plan;
+pub mod report;
+
+pub use actions::{run, Hooks, PruneError, Step};
+pub use config::{Config, ConfigError, Settings};
+pub use gates::{Gate, GateDecision};
+pub use report::{Outcome, Report};

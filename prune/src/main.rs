@@ -1,1 +1,138 @@
-fn main() {}
+//! `ci-docker-prune` — the CLI of the contract (see docs/prune-policy.md).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ci_docker_prune::docker::DockerError;
+use ci_docker_prune::{actions, config, Hooks, PruneError, Settings};
+use clap::Parser;
+
+const ABOUT: &str = "Gated, surgical Docker prune for swarm CI hosts: keeps the local image cache.";
+
+const LONG_ABOUT: &str = "\
+Gated, surgical Docker prune for swarm CI hosts: the local image store is the cache.
+
+Nothing is removed unless every gate passes, in order:
+  disk      the highest usage over --path is at or above --threshold;
+  runs      no swarm service name matches --run-stack-pattern (no CI run is live);
+  converge  no swarm service runs fewer tasks than desired or is updating.
+Then, and only then, it removes what is older than --until: stopped containers, images with
+no tag AND no repo digest (build leftovers; anything pulled from a registry is kept), and
+build cache. Never `all`, never volumes; images are deleted one by one without force. The
+gates are checked again before each removal step.
+
+Exit: 0 done (pruned, skipped by a gate, or dry run); 1 runtime error (e.g. Docker
+unreachable); 2 usage or config error.";
+
+#[derive(Debug, Parser)]
+#[command(name = "ci-docker-prune", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Disk usage percent (0-100) at or above which pruning may happen [default: 80]
+    #[arg(long, value_name = "PCT")]
+    threshold: Option<String>,
+    /// Mount point to measure; repeatable, the highest usage counts [default: /]
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Only remove what is older than this (e.g. 24h, 90m, 2days, 0s) [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    until: Option<String>,
+    /// Regex of service names of a live CI run stack
+    /// [default: ^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_]
+    #[arg(long, value_name = "REGEX")]
+    run_stack_pattern: Option<String>,
+    /// Docker endpoint, unix:///path or tcp://host:port [default: $DOCKER_HOST, else unix:///var/run/docker.sock]
+    #[arg(long, value_name = "URI")]
+    docker_host: Option<String>,
+    /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
+    /// reclaim_superseded_pulls); flags override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Decide and list what would be removed; remove nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object on stdout (log lines go to stderr)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Log lines: stdout normally, stderr when stdout carries the JSON object.
+struct Log {
+    to_stderr: bool,
+}
+
+impl Hooks for Log {
+    fn log(&mut self, line: &str) {
+        // A closed pipe must not abort a prune half-way: ignore write errors of log lines.
+        if self.to_stderr {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        } else {
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
+    let file = match &cli.config {
+        Some(p) => Settings::from_file(p)?,
+        None => Settings::default(),
+    };
+    let flags = Settings {
+        threshold: cli.threshold.clone().map(toml::Value::String),
+        paths: (!cli.paths.is_empty()).then(|| cli.paths.clone()),
+        until: cli.until.clone(),
+        run_stack_pattern: cli.run_stack_pattern.clone(),
+        docker_host: cli.docker_host.clone(),
+        reclaim_superseded_pulls: None,
+    };
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    file.overridden_by(flags).validate(env_host.as_deref())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit 2 (clap)
+    let cfg = match settings(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ci-docker-prune: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut log = Log {
+        to_stderr: cli.json,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ci-docker-prune: error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(actions::run(&cfg, cli.dry_run, &mut log)) {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", report.to_json());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = if e.is_usage() { 2 } else { 1 };
+            let unreachable = matches!(e, PruneError::Docker(DockerError::Unreachable { .. }));
+            let e = anyhow::Error::new(e);
+            let e = if code == 2 {
+                e.context("invalid --path")
+            } else if unreachable {
+                e
+            } else {
+                e.context("prune aborted, nothing further removed")
+            };
+            eprintln!("ci-docker-prune: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Typed configuration: the flags of the contract, the same keys in a TOML file, and validation.
+//!
+//! Precedence: command-line flag > `--config` file > `DOCKER_HOST` (docker host only) > default.
+//! Every invalid value is reported with the value itself, so the CLI can exit 2 naming it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// Default disk-usage threshold in percent.
+pub const DEFAULT_THRESHOLD: u8 = 80;
+/// Default age below which nothing is removed.
+pub const DEFAULT_UNTIL: &str = "24h";
+/// Default pattern of a CI run stack's service names.
+pub const DEFAULT_RUN_STACK_PATTERN: &str = r"^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_";
+/// Docker's default socket.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Errors in flags or the config file: the CLI maps every one of them to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid threshold '{0}': expected a whole percentage from 0 to 100")]
+    Threshold(String),
+    #[error("invalid duration '{value}' for until: {reason} (examples: 24h, 90m, 2days, 0s)")]
+    Duration { value: String, reason: String },
+    #[error("invalid run-stack pattern '{value}': {reason}")]
+    Pattern { value: String, reason: String },
+    #[error("invalid path '{0}': must be a non-empty absolute path")]
+    Path(String),
+    #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
+    DockerHost(String),
+    #[error("cannot read config file {path}: {cause}")]
+    ReadFile {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+}
+
+/// The raw settings, as they come from flags or from the TOML file (same keys).
+/// Every field is optional so that a layer only overrides what it sets.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Disk usage (percent, 0-100) at or above which pruning may happen. TOML: integer or string.
+    pub threshold: Option<toml::Value>,
+    /// Mount points whose usage is measured; the maximum counts.
+    pub paths: Option<Vec<String>>,
+    /// Only things older than this are removed (human duration: `24h`, `90m`, `0s`).
+    pub until: Option<String>,
+    /// Regex of service names of a live CI run stack.
+    pub run_stack_pattern: Option<String>,
+    /// Docker endpoint (`unix://...` or `tcp://...`).
+    pub docker_host: Option<String>,
+    /// Opt-in: also reclaim superseded cached pulls. Default false. Config file only.
+    pub reclaim_superseded_pulls: Option<bool>,
+}
+
+impl Settings {
+    /// Read a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse TOML text (same keys as the flags).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+
+    /// `self` overridden by every field that `over` sets.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        Settings {
+            threshold: over.threshold.or(self.threshold),
+            paths: over.paths.or(self.paths),
+            until: over.until.or(self.until),
+            run_stack_pattern: over.run_stack_pattern.or(self.run_stack_pattern),
+            docker_host: over.docker_host.or(self.docker_host),
+            reclaim_superseded_pulls: over
+                .reclaim_superseded_pulls
+                .or(self.reclaim_superseded_pulls),
+        }
+    }
+
+    /// Validate and fill defaults. `env_docker_host` is `DOCKER_HOST` (used when neither flag
+    /// nor file set a host).
+    pub fn validate(self, env_docker_host: Option<&str>) -> Result<Config, ConfigError> {
+        let threshold = match self.threshold {
+            None => DEFAULT_THRESHOLD,
+            Some(v) => parse_threshold_value(&v)?,
+        };
+        let paths = match self.paths {
+            None => vec![PathBuf::from("/")],
+            Some(p) if p.is_empty() => return Err(ConfigError::Path(String::new())),
+            Some(p) => p
+                .into_iter()
+                .map(|s| {
+                    if s.is_empty() || !s.starts_with('/') {
+                        Err(ConfigError::Path(s))
+                    } else {
+                        Ok(PathBuf::from(s))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let until_text = self.until.unwrap_or_else(|| DEFAULT_UNTIL.to_string());
+        let until = parse_duration(&until_text)?;
+        let pattern_text = self
+            .run_stack_pattern
+            .unwrap_or_else(|| DEFAULT_RUN_STACK_PATTERN.to_string());
+        let run_stack_pattern = Regex::new(&pattern_text).map_err(|e| ConfigError::Pattern {
+            value: pattern_text.clone(),
+            reason: e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string(),
+        })?;
+        let host_text = self
+            .docker_host
+            .or_else(|| {
+                env_docker_host
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        let docker_host = DockerHost::parse(&host_text)?;
+        Ok(Config {
+            threshold,
+            paths,
+            until,
+            run_stack_pattern,
+            docker_host,
+            reclaim_superseded_pulls: self.reclaim_superseded_pulls.unwrap_or(false),
+        })
+    }
+}
+
+/// Parse a threshold given on the command line.
+pub fn parse_threshold(text: &str) -> Result<u8, ConfigError> {
+    let t = text.trim().trim_end_matches('%');
+    match t.parse::<u8>() {
+        Ok(v) if v <= 100 && !t.starts_with('+') => Ok(v),
+        _ => Err(ConfigError::Threshold(text.to_string())),
+    }
+}
+
+fn parse_threshold_value(v: &toml::Value) -> Result<u8, ConfigError> {
+    match v {
+        toml::Value::Integer(i) if (0..=100).contains(i) => Ok(*i as u8),
+        toml::Value::String(s) => parse_threshold(s),
+        other => Err(ConfigError::Threshold(other.to_string())),
+    }
+}
+
+/// Parse a human duration (`24h`, `90m`, `2days`, `0s`) with humantime.
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Duration {
+        value: text.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Where the Docker daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerHost {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// Plain HTTP over TCP, `host:port`.
+    Tcp(String),
+}
+
+impl DockerHost {
+    /// Parse `unix:///path`, `tcp://host:port` or `http://host:port`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = text.strip_prefix("unix://") {
+            if path.starts_with('/') && path.len() > 1 {
+                return Ok(DockerHost::Unix(PathBuf::from(path)));
+            }
+        } else if let Some(addr) = text
+            .strip_prefix("tcp://")
+            .or_else(|| text.strip_prefix("http://"))
+        {
+            let addr = addr.trim_end_matches('/');
+            if !addr.is_empty() && !addr.contains('/') {
+                let addr = if addr.contains(':') {
+                    addr.to_string()
+                } else {
+                    format!("{addr}:2375")
+                };
+                return Ok(DockerHost::Tcp(addr));
+            }
+        }
+        Err(ConfigError::DockerHost(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for DockerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DockerHost::Unix(p) => write!(f, "unix://{}", p.display()),
+            DockerHost::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub threshold: u8,
+    pub paths: Vec<PathBuf>,
+    pub until: Duration,
+    pub run_stack_pattern: Regex,
+    pub docker_host: DockerHost,
+    pub reclaim_superseded_pulls: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are valid by construction; validate() of empty settings cannot fail
+        // unless DOCKER_HOST is involved, which it is not here.
+        Config {
+            threshold: DEFAULT_THRESHOLD,
+            paths: vec![PathBuf::from("/")],
+            until: Duration::from_secs(24 * 3600),
+            run_stack_pattern: Regex::new(DEFAULT_RUN_STACK_PATTERN)
+                .unwrap_or_else(|_| unreachable!("default pattern is a valid regex")),
+            docker_host: DockerHost::Unix(PathBuf::from("/var/run/docker.sock")),
+            reclaim_superseded_pulls: false,
+        }
+    }
+}
+
+/// `until` rendered the way Docker's filters take it (Go duration, whole seconds).
+pub fn go_duration(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let c = Settings::default().validate(None).unwrap();
+        assert_eq!(c.threshold, 80);
+        assert_eq!(c.paths, vec![PathBuf::from("/")]);
+        assert_eq!(c.until, Duration::from_secs(86400));
+        assert_eq!(c.run_stack_pattern.as_str(), DEFAULT_RUN_STACK_PATTERN);
+        assert_eq!(c.docker_host.to_string(), "unix:///var/run/docker.sock");
+        assert!(!c.reclaim_superseded_pulls);
+    }
+
+    #[test]
+    fn docker_host_env_is_used_unless_set_explicitly() {
+        let c = Settings::default()
+            .validate(Some("unix:///run/x.sock"))
+            .unwrap();
+        assert_eq!(c.docker_host.to_string(), "unix:///run/x.sock");
+        let s = Settings {
+            docker_host: Some("tcp://10.0.0.1:2375".into()),
+            ..Default::default()
+        };
+        let c = s.validate(Some("unix:///run/x.sock")).unwrap();
+        assert_eq!(c.docker_host, DockerHost::Tcp("10.0.0.1:2375".into()));
+    }
+
+    #[test]
+    fn threshold_validation_names_the_value() {
+        assert_eq!(parse_threshold("0").unwrap(), 0);
+        assert_eq!(parse_threshold("100").unwrap(), 100);
+        assert_eq!(parse_threshold("85%").unwrap(), 85);
+        for bad in ["101", "-1", "eighty", "80.5", "", "+5"] {
+            let e = parse_threshold(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn duration_validation_names_the_value() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("2days").unwrap(),
+            Duration::from_secs(172800)
+        );
+        let e = parse_duration("24 hourz").unwrap_err().to_string();
+        assert!(e.contains("'24 hourz'"), "{e}");
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn regex_validation_names_the_value() {
+        let s = Settings {
+            run_stack_pattern: Some("^(unclosed".into()),
+            ..Default::default()
+        };
+        let e = s.validate(None).unwrap_err().to_string();
+        assert!(e.contains("'^(unclosed'"), "{e}");
+    }
+
+    #[test]
+    fn paths_must_be_absolute() {
+        let s = Settings {
+            paths: Some(vec!["/".into(), "relative/dir".into()]),
+            ..Default::default()
+        };
+        let e = s.validate(None).unwrap_err().to_string();
+        assert!(e.contains("'relative/dir'"), "{e}");
+    }
+
+    #[test]
+    fn docker_host_schemes() {
+        assert!(DockerHost::parse("unix:///var/run/docker.sock").is_ok());
+        assert_eq!(
+            DockerHost::parse("tcp://example").unwrap(),
+            DockerHost::Tcp("example:2375".into())
+        );
+        for bad in [
+            "ssh://host",
+            "unix://",
+            "unix://relative",
+            "/var/run/docker.sock",
+            "tcp://",
+        ] {
+            let e = DockerHost::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn toml_has_the_flag_keys_and_flags_win() {
+        let file = Settings::from_toml(
+            r#"
+threshold = 90
+paths = ["/", "/var/lib/docker"]
+until = "48h"
+run_stack_pattern = "^ci-"
+docker_host = "unix:///run/docker.sock"
+reclaim_superseded_pulls = true
+"#,
+        )
+        .unwrap();
+        let flags = Settings {
+            threshold: Some(toml::Value::String("70".into())),
+            ..Default::default()
+        };
+        let c = file.overridden_by(flags).validate(None).unwrap();
+        assert_eq!(c.threshold, 70);
+        assert_eq!(c.paths.len(), 2);
+        assert_eq!(c.until, Duration::from_secs(172800));
+        assert_eq!(c.run_stack_pattern.as_str(), "^ci-");
+        assert!(c.reclaim_superseded_pulls);
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys_and_bad_values() {
+        let e = Settings::from_toml("all = true").unwrap_err();
+        assert!(e.contains("all"), "{e}");
+        let s = Settings::from_toml("threshold = 150").unwrap();
+        let e = s.validate(None).unwrap_err().to_string();
+        assert!(e.contains("'150'"), "{e}");
+        let s = Settings::from_toml("until = \"soon\"").unwrap();
+        assert!(s.validate(None).unwrap_err().to_string().contains("'soon'"));
+    }
+}

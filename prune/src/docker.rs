@@ -1,0 +1,511 @@
+//! The ONLY module that talks to the Docker daemon.
+//!
+//! A deliberately narrow wrapper over bollard: every request it can send is spelled out here
+//! with explicit options, and its public API has no parameter through which a caller could ask
+//! for `all`, for `force`, or for anything about volumes. There is no generic passthrough.
+//!
+//! | function | request |
+//! |---|---|
+//! | [`DockerClient::connect`] | `GET /version` (API version negotiation) |
+//! | [`DockerClient::list_services`] | `GET /services` |
+//! | [`DockerClient::list_running_tasks`] | `GET /tasks?filters={"desired-state":["running"]}` |
+//! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
+//! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
+//! | [`DockerClient::list_build_cache`] | `GET /system/df?type=build-cache` (dry run only) |
+//! | [`DockerClient::remove_container`] | `DELETE /containers/{id}?v=false&force=false&link=false` |
+//! | [`DockerClient::remove_image`] | `DELETE /images/{id}?force=false&noprune=false` |
+//! | [`DockerClient::prune_build_cache`] | `POST /build/prune?filters={"until":["<secs>s"]}` |
+//!
+//! Containers are listed with a `limit` instead of `all=true`: the Engine API documents `limit`
+//! as "return this number of most recently created containers, including non-running ones", so
+//! no request this tool sends carries `all` set — which a recording proxy in the tests asserts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions,
+    PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
+};
+use bollard::Docker;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{go_duration, DockerHost};
+
+/// Timeout of one API request, seconds.
+const TIMEOUT_SECS: u64 = 120;
+
+/// Errors talking to the daemon. Every one is a runtime error (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot reach Docker at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("Docker API error during {op}: {cause}")]
+    Api {
+        op: &'static str,
+        cause: BollardError,
+    },
+    #[error("Docker API error during {op}: {message}")]
+    Raw { op: &'static str, message: String },
+}
+
+/// A swarm service, as far as the gates and the plan need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    pub mode: ServiceMode,
+    /// `UpdateStatus.State` (`updating`, `rollback_started`, `completed`, ...), if any.
+    pub update_state: Option<String>,
+    /// The image reference in the task template (often `repo:tag@sha256:...`).
+    pub image: Option<String>,
+}
+
+/// How many tasks a service wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    Replicated(u64),
+    Global,
+    /// replicated-job / global-job: tasks run to completion, never "converging".
+    Job,
+}
+
+/// A task whose desired state is `running`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub service_id: String,
+    /// Observed state (`running`, `preparing`, `pending`, ...).
+    pub state: String,
+}
+
+/// A container (any state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited`, `dead`.
+    pub state: String,
+    pub image_id: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// A top-level image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub parent_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub size: i64,
+}
+
+/// A build cache record, as `/system/df` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BuildCacheRecord {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "InUse", default)]
+    pub in_use: bool,
+    #[serde(rename = "Shared", default)]
+    pub shared: bool,
+    #[serde(rename = "Size", default)]
+    pub size: i64,
+    #[serde(rename = "CreatedAt", default)]
+    pub created_at: Option<String>,
+    #[serde(rename = "LastUsedAt", default)]
+    pub last_used_at: Option<String>,
+}
+
+/// Result of a single removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed. For images: every id the daemon reports deleted (the image and any untagged
+    /// parent layers that went with it).
+    Removed(Vec<String>),
+    /// 409: in use now (or has dependents) — skipped.
+    Conflict(String),
+    /// 404: already gone.
+    Gone,
+}
+
+/// Result of the build cache prune.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildCachePruned {
+    pub ids: Vec<String>,
+    pub bytes: u64,
+}
+
+/// The narrow client. Counts every API request it sends.
+pub struct DockerClient {
+    docker: Docker,
+    host: DockerHost,
+    calls: AtomicU64,
+}
+
+fn api(op: &'static str) -> impl FnOnce(BollardError) -> DockerError {
+    move |cause| DockerError::Api { op, cause }
+}
+
+impl DockerClient {
+    /// Connect and negotiate the API version (one request: `GET /version`).
+    pub async fn connect(host: &DockerHost) -> Result<Self, DockerError> {
+        let unreachable = |reason: String| DockerError::Unreachable {
+            host: host.to_string(),
+            reason,
+        };
+        let docker = match host {
+            DockerHost::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            DockerHost::Tcp(addr) => {
+                Docker::connect_with_http(addr, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(DockerClient {
+            docker,
+            host: host.clone(),
+            calls: AtomicU64::new(1),
+        })
+    }
+
+    /// How many API requests this client has sent (the negotiation included).
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The negotiated API version, e.g. `1.41`.
+    pub fn api_version(&self) -> String {
+        let v = self.docker.client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every swarm service. A node that is not a swarm manager has none (503 → empty list).
+    pub async fn list_services(&self) -> Result<Vec<ServiceInfo>, DockerError> {
+        self.count();
+        let services = match self
+            .docker
+            .list_services(Some(ListServicesOptions::default()))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if not_a_manager(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(api("list services")(e)),
+        };
+        Ok(services
+            .into_iter()
+            .map(|s| {
+                let spec = s.spec.unwrap_or_default();
+                let mode = match spec.mode {
+                    Some(m) if m.global.is_some() => ServiceMode::Global,
+                    Some(m) if m.replicated_job.is_some() || m.global_job.is_some() => {
+                        ServiceMode::Job
+                    }
+                    Some(m) => ServiceMode::Replicated(
+                        m.replicated
+                            .and_then(|r| r.replicas)
+                            .map(|r| r.max(0) as u64)
+                            .unwrap_or(1),
+                    ),
+                    None => ServiceMode::Replicated(1),
+                };
+                ServiceInfo {
+                    id: s.id.unwrap_or_default(),
+                    name: spec.name.unwrap_or_default(),
+                    mode,
+                    update_state: s
+                        .update_status
+                        .and_then(|u| u.state)
+                        .map(|st| st.to_string())
+                        .filter(|st| !st.is_empty()),
+                    image: spec
+                        .task_template
+                        .and_then(|t| t.container_spec)
+                        .and_then(|c| c.image),
+                }
+            })
+            .collect())
+    }
+
+    /// Every task whose desired state is `running` (one request, whatever the number of services).
+    pub async fn list_running_tasks(&self) -> Result<Vec<TaskInfo>, DockerError> {
+        self.count();
+        let mut filters = HashMap::new();
+        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+        let opts = ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = match self.docker.list_tasks(Some(opts)).await {
+            Ok(t) => t,
+            Err(e) if not_a_manager(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(api("list tasks")(e)),
+        };
+        Ok(tasks
+            .into_iter()
+            .map(|t| TaskInfo {
+                service_id: t.service_id.unwrap_or_default(),
+                state: t
+                    .status
+                    .and_then(|s| s.state)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Every container in every state (see the module doc for why `limit`, not `all`).
+    pub async fn list_containers(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        self.count();
+        let opts = ListContainersOptions {
+            all: false,
+            limit: Some(i32::MAX),
+            size: false,
+            filters: None,
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(api("list containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
+                created: c.created.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Top-level images (`all=false`: intermediate layers are not listed).
+    pub async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
+        self.count();
+        let opts = ListImagesOptions {
+            all: false,
+            filters: None,
+            shared_size: false,
+            digests: false,
+            manifests: false,
+        };
+        let list = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(api("list images"))?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                parent_id: i.parent_id,
+                repo_tags: i.repo_tags,
+                repo_digests: i.repo_digests,
+                created: i.created,
+                size: i.size,
+            })
+            .collect())
+    }
+
+    /// Build cache records (dry run only). bollard 0.21 models the API ≥1.52 shape of
+    /// `/system/df`, which older daemons (1.41) do not send, so this one request is read raw:
+    /// both shapes (`BuildCache` and `BuildCacheUsage.Items`) are understood.
+    pub async fn list_build_cache(&self) -> Result<Vec<BuildCacheRecord>, DockerError> {
+        self.count();
+        const OP: &str = "list build cache";
+        let raw = |message: String| DockerError::Raw { op: OP, message };
+        let path = format!("/v{}/system/df?type=build-cache", self.api_version());
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: ci-docker-prune\r\n\r\n");
+        let mut buf = Vec::new();
+        let io = async {
+            match &self.host {
+                DockerHost::Unix(p) => {
+                    let mut s = tokio::net::UnixStream::connect(p).await?;
+                    s.write_all(request.as_bytes()).await?;
+                    s.read_to_end(&mut buf).await?;
+                }
+                DockerHost::Tcp(a) => {
+                    let mut s = tokio::net::TcpStream::connect(a).await?;
+                    s.write_all(request.as_bytes()).await?;
+                    s.read_to_end(&mut buf).await?;
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        tokio::time::timeout(Duration::from_secs(TIMEOUT_SECS), io)
+            .await
+            .map_err(|_| raw("timed out".into()))?
+            .map_err(|e| raw(e.to_string()))?;
+        parse_df_response(&buf).map_err(raw)
+    }
+
+    /// Remove one stopped container: no force, and its anonymous volumes are kept (`v=false`).
+    pub async fn remove_container(&self, id: &str) -> Result<Removal, DockerError> {
+        self.count();
+        let opts = RemoveContainerOptions {
+            v: false,
+            force: false,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(Removal::Removed(vec![id.to_string()])),
+            Err(e) => classify(e, "remove container"),
+        }
+    }
+
+    /// Remove one image by id: never forced; a conflict (in use now, dependents) is reported,
+    /// not overridden.
+    pub async fn remove_image(&self, id: &str) -> Result<Removal, DockerError> {
+        self.count();
+        let opts = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            platforms: None,
+        };
+        match self.docker.remove_image(id, Some(opts), None).await {
+            Ok(items) => Ok(Removal::Removed(
+                items.into_iter().filter_map(|i| i.deleted).collect(),
+            )),
+            Err(e) => classify(e, "remove image"),
+        }
+    }
+
+    /// Prune build cache older than `until`, with that filter only (never `all`).
+    pub async fn prune_build_cache(
+        &self,
+        until: Duration,
+    ) -> Result<BuildCachePruned, DockerError> {
+        self.count();
+        let mut filters = HashMap::new();
+        filters.insert("until".to_string(), vec![go_duration(until)]);
+        let opts = PruneBuildOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let r = self
+            .docker
+            .prune_build(Some(opts))
+            .await
+            .map_err(api("prune build cache"))?;
+        Ok(BuildCachePruned {
+            ids: r.caches_deleted.unwrap_or_default(),
+            bytes: r.space_reclaimed.unwrap_or(0).max(0) as u64,
+        })
+    }
+}
+
+fn not_a_manager(e: &BollardError) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 503, message }
+        if message.contains("not a swarm manager") || message.contains("swarm"))
+}
+
+fn classify(e: BollardError, op: &'static str) -> Result<Removal, DockerError> {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => Ok(Removal::Conflict(message)),
+        BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        } => Ok(Removal::Gone),
+        other => Err(DockerError::Api { op, cause: other }),
+    }
+}
+
+/// Parse a raw HTTP/1.0 response of `/system/df` into build cache records.
+pub fn parse_df_response(raw: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed HTTP response (no header end)")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status_line = head.lines().next().unwrap_or("");
+    let body = &raw[split + 4..];
+    let code = status_line.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        return Err(format!(
+            "{status_line}: {}",
+            String::from_utf8_lossy(body).trim()
+        ));
+    }
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    }) {
+        return Err("unexpected chunked response to an HTTP/1.0 request".into());
+    }
+    parse_df_body(body)
+}
+
+/// Parse the JSON body of `/system/df` (legacy `BuildCache` or ≥1.52 `BuildCacheUsage.Items`).
+pub fn parse_df_body(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
+    #[derive(Deserialize)]
+    struct Usage {
+        #[serde(rename = "Items", default)]
+        items: Option<Vec<BuildCacheRecord>>,
+    }
+    #[derive(Deserialize)]
+    struct Df {
+        #[serde(rename = "BuildCache", default)]
+        build_cache: Option<Vec<BuildCacheRecord>>,
+        #[serde(rename = "BuildCacheUsage", default)]
+        usage: Option<Usage>,
+    }
+    let df: Df = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok(df
+        .build_cache
+        .or_else(|| df.usage.and_then(|u| u.items))
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_legacy_and_new_shapes() {
+        let legacy = br#"{"LayersSize":0,"Images":[],"BuildCache":[{"ID":"abc","Type":"regular","InUse":false,"Shared":false,"Size":10,"CreatedAt":"2026-01-01T00:00:00Z","LastUsedAt":null}]}"#;
+        let r = parse_df_body(legacy).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].id, "abc");
+        assert_eq!(r[0].last_used_at, None);
+        let newer = br#"{"BuildCacheUsage":{"Items":[{"ID":"x","Type":"internal","InUse":true,"Shared":true,"Size":5}]}}"#;
+        let r = parse_df_body(newer).unwrap();
+        assert_eq!(r[0].kind, "internal");
+        assert!(parse_df_body(b"{}").unwrap().is_empty());
+        assert!(parse_df_body(b"not json").is_err());
+    }
+
+    #[test]
+    fn df_http_errors_are_reported() {
+        let ok = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"BuildCache\":null}";
+        assert!(parse_df_response(ok).unwrap().is_empty());
+        let bad = b"HTTP/1.0 500 Internal Server Error\r\n\r\n{\"message\":\"boom\"}";
+        let e = parse_df_response(bad).unwrap_err();
+        assert!(e.contains("500") && e.contains("boom"), "{e}");
+        assert!(parse_df_response(b"garbage").is_err());
+    }
+}

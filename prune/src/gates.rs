@@ -1,0 +1,363 @@
+//! The three gates, in contract order: `disk`, `runs`, `converge`.
+//!
+//! Each gate is a pure function of what was measured, returning a [`GateDecision`] with a human
+//! reason; measuring is separate ([`disk_usage`] via `statvfs(3)`, the services/tasks lists from
+//! [`crate::docker`]) so the decisions are unit-testable. Gating costs a constant number of API
+//! calls: services are listed once and tasks once (desired-state filter), never per service.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::docker::{ServiceInfo, ServiceMode, TaskInfo};
+
+/// The gates, in the order they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    /// Disk under pressure: max usage over the paths ≥ threshold.
+    Disk,
+    /// No live CI run stack.
+    Runs,
+    /// No swarm service converging.
+    Converge,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Disk => "disk",
+            Gate::Runs => "runs",
+            Gate::Converge => "converge",
+        }
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One gate's verdict: `pass` means "pruning may go on".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateDecision {
+    pub gate: Gate,
+    pub pass: bool,
+    pub detail: String,
+}
+
+impl GateDecision {
+    /// The journald line for this decision.
+    pub fn log_line(&self) -> String {
+        let tail = match (self.gate, self.pass) {
+            (Gate::Disk, false) => " — keeping local image cache, nothing to do",
+            (Gate::Disk, true) => " — disk under pressure",
+            (Gate::Runs, false) => " — never prune during a CI run, nothing to do",
+            (Gate::Converge, false) => " — a deploy may be pulling, nothing to do",
+            (Gate::Runs | Gate::Converge, true) => "",
+        };
+        format!("ci-docker-prune: {}{}", self.detail, tail)
+    }
+}
+
+/// Measured usage of one file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub path: PathBuf,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes available to unprivileged users.
+    pub avail: u64,
+}
+
+impl DiskUsage {
+    /// Percent used, rounded up, as `df` computes it: used / (used + avail).
+    pub fn percent(&self) -> u8 {
+        let total = self.used as u128 + self.avail as u128;
+        if total == 0 {
+            return 0;
+        }
+        let pct = (self.used as u128 * 100).div_ceil(total);
+        pct.min(100) as u8
+    }
+}
+
+/// `statvfs(3)` of `path`.
+pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated string; `st` is a plain C struct that statvfs fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    } as u64;
+    let blocks = st.f_blocks as u64;
+    let bfree = st.f_bfree as u64;
+    let bavail = st.f_bavail as u64;
+    Ok(DiskUsage {
+        path: path.to_path_buf(),
+        used: blocks.saturating_sub(bfree) * frsize,
+        avail: bavail * frsize,
+    })
+}
+
+/// `disk`: passes when the highest usage over `usages` is ≥ `threshold`.
+pub fn disk_gate(threshold: u8, usages: &[DiskUsage]) -> GateDecision {
+    let Some(max) = usages.iter().max_by_key(|u| u.percent()) else {
+        return GateDecision {
+            gate: Gate::Disk,
+            pass: false,
+            detail: "no path measured".into(),
+        };
+    };
+    let pct = max.percent();
+    let pass = pct >= threshold;
+    let cmp = if pass { "≥" } else { "<" };
+    let others: Vec<String> = usages
+        .iter()
+        .filter(|u| u.path != max.path)
+        .map(|u| format!("{} at {}%", u.path.display(), u.percent()))
+        .collect();
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", others.join(", "))
+    };
+    GateDecision {
+        gate: Gate::Disk,
+        pass,
+        detail: format!(
+            "{} at {pct}% ({cmp} {threshold}%{others})",
+            max.path.display()
+        ),
+    }
+}
+
+/// `runs`: passes when no service name matches the run-stack pattern.
+pub fn runs_gate(pattern: &Regex, services: &[ServiceInfo]) -> GateDecision {
+    let live: Vec<&str> = services
+        .iter()
+        .filter(|s| pattern.is_match(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    if live.is_empty() {
+        GateDecision {
+            gate: Gate::Runs,
+            pass: true,
+            detail: format!(
+                "no live run stack (0 of {} services match {})",
+                services.len(),
+                pattern.as_str()
+            ),
+        }
+    } else {
+        GateDecision {
+            gate: Gate::Runs,
+            pass: false,
+            detail: format!(
+                "run stack live: {} ({} of {} services match {})",
+                list_some(&live),
+                live.len(),
+                services.len(),
+                pattern.as_str()
+            ),
+        }
+    }
+}
+
+/// `converge`: passes when every service runs as many tasks as it wants and none is updating.
+pub fn converge_gate(services: &[ServiceInfo], running_tasks: &[TaskInfo]) -> GateDecision {
+    // desired-state=running tasks per service: (wanted, observed running)
+    let mut per: HashMap<&str, (u64, u64)> = HashMap::new();
+    for t in running_tasks {
+        let e = per.entry(t.service_id.as_str()).or_default();
+        e.0 += 1;
+        if t.state == "running" {
+            e.1 += 1;
+        }
+    }
+    let mut converging = Vec::new();
+    for s in services {
+        let (tasks, running) = per.get(s.id.as_str()).copied().unwrap_or((0, 0));
+        if let Some(st) = s.update_state.as_deref() {
+            if st == "updating" || st == "rollback_started" {
+                converging.push(format!("{} update in progress ({st})", s.name));
+                continue;
+            }
+        }
+        let desired = match s.mode {
+            ServiceMode::Replicated(n) => n,
+            ServiceMode::Global => tasks,
+            ServiceMode::Job => continue,
+        };
+        if running < desired {
+            converging.push(format!("{} {running}/{desired} tasks running", s.name));
+        }
+    }
+    if converging.is_empty() {
+        GateDecision {
+            gate: Gate::Converge,
+            pass: true,
+            detail: format!("all {} services converged", services.len()),
+        }
+    } else {
+        GateDecision {
+            gate: Gate::Converge,
+            pass: false,
+            detail: format!("service converging: {}", list_some(&converging)),
+        }
+    }
+}
+
+fn list_some<S: AsRef<str>>(items: &[S]) -> String {
+    const SHOW: usize = 3;
+    let shown: Vec<&str> = items.iter().take(SHOW).map(AsRef::as_ref).collect();
+    if items.len() > SHOW {
+        format!("{} (+{} more)", shown.join(", "), items.len() - SHOW)
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_RUN_STACK_PATTERN;
+
+    fn usage(path: &str, used: u64, avail: u64) -> DiskUsage {
+        DiskUsage {
+            path: path.into(),
+            used,
+            avail,
+        }
+    }
+
+    fn svc(id: &str, name: &str, mode: ServiceMode) -> ServiceInfo {
+        ServiceInfo {
+            id: id.into(),
+            name: name.into(),
+            mode,
+            update_state: None,
+            image: None,
+        }
+    }
+
+    fn task(service: &str, state: &str) -> TaskInfo {
+        TaskInfo {
+            service_id: service.into(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn disk_below_threshold_keeps_cache_with_the_contract_line() {
+        let d = disk_gate(80, &[usage("/", 31, 69)]);
+        assert!(!d.pass);
+        assert_eq!(d.detail, "/ at 31% (< 80%)");
+        assert_eq!(
+            d.log_line(),
+            "ci-docker-prune: / at 31% (< 80%) — keeping local image cache, nothing to do"
+        );
+    }
+
+    #[test]
+    fn disk_at_threshold_passes_and_max_path_counts() {
+        let d = disk_gate(80, &[usage("/", 31, 69), usage("/var/lib/docker", 80, 20)]);
+        assert!(d.pass);
+        assert_eq!(d.detail, "/var/lib/docker at 80% (≥ 80%; / at 31%)");
+        assert!(disk_gate(0, &[usage("/", 0, 100)]).pass);
+        assert!(!disk_gate(100, &[usage("/", 99, 1)]).pass);
+        assert!(!disk_gate(80, &[]).pass);
+    }
+
+    #[test]
+    fn percent_rounds_up_like_df() {
+        assert_eq!(usage("/", 1, 199).percent(), 1);
+        assert_eq!(usage("/", 0, 0).percent(), 0);
+        assert_eq!(usage("/", 100, 0).percent(), 100);
+    }
+
+    #[test]
+    fn statvfs_of_root_and_missing_path() {
+        let u = disk_usage(Path::new("/")).unwrap();
+        assert!(u.used > 0);
+        let e = disk_usage(Path::new("/definitely/not/here")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn runs_gate_closes_on_a_matching_service() {
+        let re = Regex::new(DEFAULT_RUN_STACK_PATTERN).unwrap();
+        let services = vec![
+            svc("1", "traefik_app", ServiceMode::Replicated(1)),
+            svc(
+                "2",
+                "ab1-0f3c9e_ci_commoninternet_net_app",
+                ServiceMode::Replicated(1),
+            ),
+        ];
+        let d = runs_gate(&re, &services);
+        assert!(!d.pass);
+        assert!(d.detail.contains("ab1-0f3c9e_ci_commoninternet_net_app"));
+        assert!(d
+            .log_line()
+            .ends_with("never prune during a CI run, nothing to do"));
+        assert!(runs_gate(&re, &services[..1]).pass);
+        assert!(runs_gate(&re, &[]).pass);
+    }
+
+    #[test]
+    fn converge_gate_counts_running_tasks_per_service() {
+        let services = vec![
+            svc("a", "web", ServiceMode::Replicated(2)),
+            svc("b", "idle", ServiceMode::Replicated(0)),
+            svc("c", "agent", ServiceMode::Global),
+            svc("d", "job", ServiceMode::Job),
+        ];
+        let ok = vec![
+            task("a", "running"),
+            task("a", "running"),
+            task("c", "running"),
+            task("d", "pending"),
+        ];
+        assert!(converge_gate(&services, &ok).pass);
+        let short = vec![
+            task("a", "running"),
+            task("a", "preparing"),
+            task("c", "running"),
+        ];
+        let d = converge_gate(&services, &short);
+        assert!(!d.pass);
+        assert_eq!(d.detail, "service converging: web 1/2 tasks running");
+        let global_short = vec![
+            task("a", "running"),
+            task("a", "running"),
+            task("c", "pending"),
+        ];
+        assert!(!converge_gate(&services, &global_short).pass);
+        // a replicated service with no task at all is converging
+        assert!(!converge_gate(&services, &[]).pass);
+    }
+
+    #[test]
+    fn converge_gate_closes_during_an_update() {
+        let mut s = svc("a", "web", ServiceMode::Replicated(1));
+        s.update_state = Some("updating".into());
+        let d = converge_gate(&[s.clone()], &[task("a", "running")]);
+        assert!(!d.pass);
+        assert!(d.detail.contains("update in progress (updating)"));
+        s.update_state = Some("completed".into());
+        assert!(converge_gate(&[s], &[task("a", "running")]).pass);
+    }
+}

@@ -1,0 +1,467 @@
+//! What would be removed, with sizes — pure selection over what the daemon listed.
+//!
+//! Image selection is done here, not by the daemon's `dangling=true` filter: a swarm service
+//! pulls its image by digest and leaves it without a tag, so the daemon calls the cached
+//! `redis:7-alpine` "dangling" once the service is gone. An image that carries a repo digest
+//! came from a registry and *is* the cache; only images with no tag AND no repo digest (true
+//! build leftovers) are candidates by default.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::docker::{BuildCacheRecord, ContainerInfo, ImageInfo, ServiceInfo};
+
+/// Container states that count as stopped.
+pub const STOPPED_STATES: [&str; 3] = ["exited", "created", "dead"];
+
+/// A stopped container to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerCandidate {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub created: i64,
+}
+
+/// Why an image is a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ImageReason {
+    /// No tag, no repo digest: built here, never pulled.
+    BuildLeftover,
+    /// Opt-in only: an untagged cached pull of `repo` with a newer image of `repo` in the store.
+    SupersededPull { repo: String },
+}
+
+/// An image to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageCandidate {
+    pub id: String,
+    pub size: i64,
+    pub created: i64,
+    pub reason: ImageReason,
+}
+
+/// A build cache record the daemon's `until` prune would remove (dry run only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildCacheCandidate {
+    pub id: String,
+    pub kind: String,
+    pub size: i64,
+}
+
+/// The plan: what a run would remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub containers: Vec<ContainerCandidate>,
+    pub images: Vec<ImageCandidate>,
+    pub build_cache: Vec<BuildCacheCandidate>,
+}
+
+impl Plan {
+    /// Bytes the plan's images and build cache add up to (images: the daemon's `Size`, which
+    /// may include layers shared with kept images — an upper bound).
+    pub fn bytes(&self) -> u64 {
+        let i: i64 = self.images.iter().map(|i| i.size.max(0)).sum();
+        let b: i64 = self.build_cache.iter().map(|b| b.size.max(0)).sum();
+        (i + b) as u64
+    }
+}
+
+/// Everything the selection needs, as listed from the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub services: Vec<ServiceInfo>,
+    pub containers: Vec<ContainerInfo>,
+    pub images: Vec<ImageInfo>,
+    pub build_cache: Vec<BuildCacheRecord>,
+}
+
+/// Selection rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Now, unix seconds.
+    pub now: i64,
+    pub until: Duration,
+    pub reclaim_superseded_pulls: bool,
+}
+
+impl Policy {
+    fn cutoff(&self) -> i64 {
+        self.now
+            .saturating_sub(i64::try_from(self.until.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A tag list that is empty or only `<none>:<none>`.
+pub fn is_untagged(tags: &[String]) -> bool {
+    tags.iter().all(|t| t.is_empty() || t == "<none>:<none>")
+}
+
+/// A digest list that is empty or only `<none>@<none>`.
+pub fn has_no_digest(digests: &[String]) -> bool {
+    digests.iter().all(|d| d.is_empty() || d == "<none>@<none>")
+}
+
+/// Repository of `repo:tag` (a `:` after the last `/` separates the tag; a registry port doesn't).
+pub fn repo_of_tag(tag: &str) -> &str {
+    let slash = tag.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match tag[slash..].find(':') {
+        Some(i) => &tag[..slash + i],
+        None => tag,
+    }
+}
+
+/// Repository of `repo@sha256:...`.
+pub fn repo_of_digest(d: &str) -> &str {
+    d.split('@').next().unwrap_or(d)
+}
+
+fn digest_of(reference: &str) -> Option<&str> {
+    reference.split_once('@').map(|(_, d)| d)
+}
+
+/// Stopped containers (exited/created/dead) created at or before `now - until`.
+pub fn select_containers(containers: &[ContainerInfo], p: &Policy) -> Vec<ContainerCandidate> {
+    let cutoff = p.cutoff();
+    containers
+        .iter()
+        .filter(|c| STOPPED_STATES.contains(&c.state.as_str()) && c.created <= cutoff)
+        .map(|c| ContainerCandidate {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            state: c.state.clone(),
+            created: c.created,
+        })
+        .collect()
+}
+
+/// Images to remove, given the containers that will still exist afterwards.
+pub fn select_images<'a>(
+    images: &[ImageInfo],
+    remaining_containers: impl IntoIterator<Item = &'a ContainerInfo>,
+    services: &[ServiceInfo],
+    p: &Policy,
+) -> Vec<ImageCandidate> {
+    let cutoff = p.cutoff();
+    let used: HashSet<&str> = remaining_containers
+        .into_iter()
+        .map(|c| c.image_id.as_str())
+        .collect();
+    let service_digests: HashSet<&str> = services
+        .iter()
+        .filter_map(|s| s.image.as_deref().and_then(digest_of))
+        .collect();
+    let mut out: Vec<ImageCandidate> = Vec::new();
+    for img in images {
+        if !is_untagged(&img.repo_tags) || img.created > cutoff || used.contains(img.id.as_str()) {
+            continue;
+        }
+        if has_no_digest(&img.repo_digests) {
+            out.push(ImageCandidate {
+                id: img.id.clone(),
+                size: img.size,
+                created: img.created,
+                reason: ImageReason::BuildLeftover,
+            });
+        } else if p.reclaim_superseded_pulls {
+            let referenced = img
+                .repo_digests
+                .iter()
+                .filter_map(|d| digest_of(d))
+                .any(|d| service_digests.contains(d));
+            if referenced {
+                continue;
+            }
+            let newer_repo = img
+                .repo_digests
+                .iter()
+                .map(|d| repo_of_digest(d))
+                .find(|repo| {
+                    images.iter().any(|other| {
+                        other.id != img.id
+                            && other.created > img.created
+                            && (other.repo_tags.iter().any(|t| repo_of_tag(t) == *repo)
+                                || other
+                                    .repo_digests
+                                    .iter()
+                                    .any(|d| repo_of_digest(d) == *repo))
+                    })
+                });
+            if let Some(repo) = newer_repo {
+                out.push(ImageCandidate {
+                    id: img.id.clone(),
+                    size: img.size,
+                    created: img.created,
+                    reason: ImageReason::SupersededPull {
+                        repo: repo.to_string(),
+                    },
+                });
+            }
+        }
+    }
+    // An image that is the parent of a listed image that stays would be refused (409): leave it.
+    let chosen: HashSet<&str> = out.iter().map(|c| c.id.as_str()).collect();
+    let kept_parents: HashSet<&str> = images
+        .iter()
+        .filter(|i| !chosen.contains(i.id.as_str()) && !i.parent_id.is_empty())
+        .map(|i| i.parent_id.as_str())
+        .collect();
+    out.retain(|c| !kept_parents.contains(c.id.as_str()));
+    out
+}
+
+/// Build cache records that `POST /build/prune` with only an `until` filter removes: not in
+/// use, not shared, not internal/frontend, and last used (never used counts) before the cutoff.
+pub fn select_build_cache(records: &[BuildCacheRecord], p: &Policy) -> Vec<BuildCacheCandidate> {
+    let cutoff = p.cutoff();
+    records
+        .iter()
+        .filter(|r| !r.in_use && !r.shared && r.kind != "internal" && r.kind != "frontend")
+        .filter(|r| {
+            if p.until.is_zero() {
+                return true;
+            }
+            match r.last_used_at.as_deref().and_then(parse_time) {
+                Some(t) => t <= cutoff,
+                None => true,
+            }
+        })
+        .map(|r| BuildCacheCandidate {
+            id: r.id.clone(),
+            kind: r.kind.clone(),
+            size: r.size,
+        })
+        .collect()
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// The whole plan, simulating the order of a run: containers first, so an image used only by
+/// a container that goes is free afterwards.
+pub fn build(inv: &Inventory, p: &Policy) -> Plan {
+    let containers = select_containers(&inv.containers, p);
+    let going: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+    let remaining = inv
+        .containers
+        .iter()
+        .filter(|c| !going.contains(c.id.as_str()));
+    let images = select_images(&inv.images, remaining, &inv.services, p);
+    let build_cache = select_build_cache(&inv.build_cache, p);
+    Plan {
+        containers,
+        images,
+        build_cache,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ServiceMode;
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    fn policy() -> Policy {
+        Policy {
+            now: NOW,
+            until: Duration::from_secs(DAY as u64),
+            reclaim_superseded_pulls: false,
+        }
+    }
+
+    fn image(id: &str, tags: &[&str], digests: &[&str], age: i64) -> ImageInfo {
+        ImageInfo {
+            id: id.into(),
+            parent_id: String::new(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
+            created: NOW - age,
+            size: 1000,
+        }
+    }
+
+    fn container(id: &str, state: &str, image_id: &str, age: i64) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            name: format!("n-{id}"),
+            state: state.into(),
+            image_id: image_id.into(),
+            created: NOW - age,
+        }
+    }
+
+    fn ids(p: &Plan) -> (Vec<&str>, Vec<&str>) {
+        (
+            p.containers.iter().map(|c| c.id.as_str()).collect(),
+            p.images.iter().map(|c| c.id.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn only_old_untagged_undigested_unused_images() {
+        let inv = Inventory {
+            images: vec![
+                image("old-leftover", &[], &[], 2 * DAY),
+                image("none-none", &["<none>:<none>"], &["<none>@<none>"], 2 * DAY),
+                image("young-leftover", &[], &[], DAY / 2),
+                image("tagged-old", &["app:1"], &[], 30 * DAY),
+                image("pulled-by-digest", &[], &["redis@sha256:aaa"], 30 * DAY),
+                image("used-leftover", &[], &[], 2 * DAY),
+                image("used-by-going", &[], &[], 2 * DAY),
+            ],
+            containers: vec![
+                container("running", "running", "used-leftover", 3 * DAY),
+                container("old-exited", "exited", "used-by-going", 3 * DAY),
+                container("young-exited", "exited", "tagged-old", DAY / 2),
+                container("old-created", "created", "tagged-old", 3 * DAY),
+                container("old-dead", "dead", "tagged-old", 3 * DAY),
+                container("old-paused", "paused", "tagged-old", 3 * DAY),
+            ],
+            ..Default::default()
+        };
+        let plan = build(&inv, &policy());
+        let (c, i) = ids(&plan);
+        assert_eq!(c, ["old-exited", "old-created", "old-dead"]);
+        assert_eq!(i, ["old-leftover", "none-none", "used-by-going"]);
+        assert_eq!(plan.bytes(), 3000);
+    }
+
+    #[test]
+    fn until_zero_takes_everything_stopped_but_never_digests() {
+        let p = Policy {
+            until: Duration::ZERO,
+            ..policy()
+        };
+        let inv = Inventory {
+            images: vec![
+                image("new-leftover", &[], &[], 0),
+                image("redis", &[], &["redis@sha256:aaa"], 0),
+            ],
+            ..Default::default()
+        };
+        let plan = build(&inv, &p);
+        let (_, i) = ids(&plan);
+        assert_eq!(i, ["new-leftover"]);
+    }
+
+    #[test]
+    fn parent_of_a_kept_image_is_not_a_candidate() {
+        let mut child = image("child", &["app:1"], &[], 2 * DAY);
+        child.parent_id = "parent".into();
+        let inv = Inventory {
+            images: vec![image("parent", &[], &[], 2 * DAY), child],
+            ..Default::default()
+        };
+        assert!(build(&inv, &policy()).images.is_empty());
+        // parent and child both leftovers: both go (the daemon removes the parent with the child)
+        let mut child = image("child", &[], &[], 2 * DAY);
+        child.parent_id = "parent".into();
+        let inv = Inventory {
+            images: vec![image("parent", &[], &[], 2 * DAY), child],
+            ..Default::default()
+        };
+        assert_eq!(build(&inv, &policy()).images.len(), 2);
+    }
+
+    #[test]
+    fn superseded_pulls_only_with_opt_in_and_unreferenced() {
+        let images = vec![
+            image("old-redis", &[], &["redis@sha256:old"], 10 * DAY),
+            image(
+                "new-redis",
+                &["redis:7-alpine"],
+                &["redis@sha256:new"],
+                2 * DAY,
+            ),
+            image("old-pg", &[], &["reg:5000/lib/pg@sha256:p1"], 10 * DAY),
+            image("lonely", &[], &["solo@sha256:s"], 10 * DAY),
+        ];
+        let inv = Inventory {
+            images: images.clone(),
+            services: vec![ServiceInfo {
+                id: "s".into(),
+                name: "db".into(),
+                mode: ServiceMode::Replicated(1),
+                update_state: None,
+                image: Some("reg:5000/lib/pg:16@sha256:p1".into()),
+            }],
+            ..Default::default()
+        };
+        assert!(build(&inv, &policy()).images.is_empty());
+        let p = Policy {
+            reclaim_superseded_pulls: true,
+            ..policy()
+        };
+        let plan = build(&inv, &p);
+        assert_eq!(plan.images.len(), 1);
+        assert_eq!(plan.images[0].id, "old-redis");
+        assert_eq!(
+            plan.images[0].reason,
+            ImageReason::SupersededPull {
+                repo: "redis".into()
+            }
+        );
+    }
+
+    #[test]
+    fn repo_parsing() {
+        assert_eq!(repo_of_tag("redis:7-alpine"), "redis");
+        assert_eq!(
+            repo_of_tag("127.0.0.1:5000/library/redis:7"),
+            "127.0.0.1:5000/library/redis"
+        );
+        assert_eq!(
+            repo_of_tag("127.0.0.1:5000/library/redis"),
+            "127.0.0.1:5000/library/redis"
+        );
+        assert_eq!(repo_of_digest("redis@sha256:abc"), "redis");
+    }
+
+    #[test]
+    fn build_cache_mirrors_the_daemon_until_prune() {
+        let rec = |id: &str, kind: &str, in_use: bool, shared: bool, last: Option<&str>| {
+            BuildCacheRecord {
+                id: id.into(),
+                kind: kind.into(),
+                in_use,
+                shared,
+                size: 10,
+                created_at: None,
+                last_used_at: last.map(str::to_string),
+            }
+        };
+        let old = chrono::DateTime::from_timestamp(NOW - 2 * DAY, 0)
+            .unwrap()
+            .to_rfc3339();
+        let young = chrono::DateTime::from_timestamp(NOW - 60, 0)
+            .unwrap()
+            .to_rfc3339();
+        let records = vec![
+            rec("old", "regular", false, false, Some(&old)),
+            rec("never-used", "regular", false, false, None),
+            rec("young", "regular", false, false, Some(&young)),
+            rec("in-use", "regular", true, false, Some(&old)),
+            rec("shared", "regular", false, true, Some(&old)),
+            rec("internal", "internal", false, false, Some(&old)),
+            rec("frontend", "frontend", false, false, Some(&old)),
+        ];
+        let got: Vec<String> = select_build_cache(&records, &policy())
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(got, ["old", "never-used"]);
+        let p = Policy {
+            until: Duration::ZERO,
+            ..policy()
+        };
+        assert_eq!(select_build_cache(&records, &p).len(), 3);
+    }
+}
