@@ -16,6 +16,7 @@
 //! read as names (`"foo-bar"`, `where = "/a/b"`), and definitions inside a string
 //! interpolation are not declarations.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -32,6 +33,35 @@ const MAX_DEPTH: u32 = 128;
 const MAX_RESOLVE_DEPTH: u32 = 32;
 /// Longest `unresolved` text kept before it is shortened with `…`.
 const MAX_TEXT: usize = 160;
+/// Longest unit name the resolver builds (longer is not a real unit name).
+const MAX_NAME: usize = 1024;
+/// Steps (walk and resolve calls) one file may take: bounds the work on inputs whose
+/// `let` bindings reference each other many times over.
+const MAX_STEPS: u32 = 200_000;
+
+/// A shared step counter; when it runs out, the analysis stops and says so.
+#[derive(Clone)]
+struct Budget(Rc<Cell<u32>>);
+
+impl Budget {
+    fn new(steps: u32) -> Self {
+        Budget(Rc::new(Cell::new(steps)))
+    }
+
+    fn spend(&self) -> bool {
+        let left = self.0.get();
+        if left == 0 {
+            false
+        } else {
+            self.0.set(left - 1);
+            true
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.0.get() == 0
+    }
+}
 
 /// Analyse one Nix file. `file` is the path reported in the results.
 pub fn extract_units(file: &str, src: &str) -> Result<FileUnits, NixError> {
@@ -54,11 +84,22 @@ pub fn extract_units(file: &str, src: &str) -> Result<FileUnits, NixError> {
         out: FileUnits::default(),
         visited: HashSet::new(),
         covered: HashSet::new(),
+        budget: Budget::new(MAX_STEPS),
     };
     if let Some(expr) = root.expr() {
         w.walk(expr, &Pos::Root, false, &None, 0);
     }
-    w.sweep(root.syntax());
+    if w.budget.exhausted() {
+        w.out.unresolved.push(Unresolved {
+            file: file.to_string(),
+            line: 1,
+            text: format!(
+                "analysis stopped after {MAX_STEPS} steps (bindings too self-referential); units of this file may be missing"
+            ),
+        });
+    } else {
+        w.sweep(root.syntax());
+    }
     Ok(normalise(w.out))
 }
 
@@ -303,45 +344,51 @@ fn push_lambda_frame(lambda: &ast::Lambda, parent: &Scope) -> Scope {
 
 /// Resolve an expression to a constant string: string literals, interpolations of
 /// names bound to such strings, `+` of those.
-fn resolve_str(expr: &Expr, scope: &Scope, depth: u32) -> Option<String> {
-    if depth > MAX_RESOLVE_DEPTH {
+fn resolve_str(expr: &Expr, scope: &Scope, depth: u32, b: &Budget) -> Option<String> {
+    if depth > MAX_RESOLVE_DEPTH || !b.spend() {
         return None;
     }
     match expr {
-        Expr::Str(s) => resolve_str_node(s, scope, depth),
-        Expr::Paren(p) => resolve_str(&p.expr()?, scope, depth + 1),
+        Expr::Str(s) => resolve_str_node(s, scope, depth, b),
+        Expr::Paren(p) => resolve_str(&p.expr()?, scope, depth + 1, b),
         Expr::Ident(id) => {
             let name = id.ident_token()?.text().to_string();
             let (bound, frame) = lookup(scope, &name)?;
-            resolve_str(&bound, &Some(frame), depth + 1)
+            resolve_str(&bound, &Some(frame), depth + 1, b)
         }
-        Expr::BinOp(b) if b.operator() == Some(BinOpKind::Add) => {
-            let l = resolve_str(&b.lhs()?, scope, depth + 1)?;
-            let r = resolve_str(&b.rhs()?, scope, depth + 1)?;
+        Expr::BinOp(op) if op.operator() == Some(BinOpKind::Add) => {
+            let l = resolve_str(&op.lhs()?, scope, depth + 1, b)?;
+            let r = resolve_str(&op.rhs()?, scope, depth + 1, b)?;
+            if l.len() + r.len() > MAX_NAME {
+                return None;
+            }
             Some(l + &r)
         }
         _ => None,
     }
 }
 
-fn resolve_str_node(s: &ast::Str, scope: &Scope, depth: u32) -> Option<String> {
+fn resolve_str_node(s: &ast::Str, scope: &Scope, depth: u32, b: &Budget) -> Option<String> {
     let mut out = String::new();
     for part in s.normalized_parts() {
         match part {
             InterpolPart::Literal(lit) => out.push_str(&lit),
             InterpolPart::Interpolation(i) => {
-                out.push_str(&resolve_str(&i.expr()?, scope, depth + 1)?);
+                out.push_str(&resolve_str(&i.expr()?, scope, depth + 1, b)?);
+                if out.len() > MAX_NAME {
+                    return None;
+                }
             }
         }
     }
     Some(out)
 }
 
-fn attr_name(attr: &ast::Attr, scope: &Scope) -> Option<String> {
+fn attr_name(attr: &ast::Attr, scope: &Scope, b: &Budget) -> Option<String> {
     match attr {
         ast::Attr::Ident(id) => Some(id.ident_token()?.text().to_string()),
-        ast::Attr::Str(s) => resolve_str_node(s, scope, 0),
-        ast::Attr::Dynamic(d) => resolve_str(&d.expr()?, scope, 0),
+        ast::Attr::Str(s) => resolve_str_node(s, scope, 0, b),
+        ast::Attr::Dynamic(d) => resolve_str(&d.expr()?, scope, 0, b),
     }
 }
 
@@ -455,6 +502,7 @@ struct Walker<'a> {
     visited: HashSet<TextRange>,
     /// Subtrees fully accounted for (irrelevant to units, or a unit's body).
     covered: HashSet<TextRange>,
+    budget: Budget,
 }
 
 impl Walker<'_> {
@@ -501,6 +549,9 @@ impl Walker<'_> {
 
     /// Walk an expression whose value is defined at `pos`.
     fn walk(&mut self, expr: Expr, pos: &Pos, cond: bool, scope: &Scope, depth: u32) {
+        if !self.budget.spend() {
+            return;
+        }
         if depth > MAX_DEPTH {
             self.unresolved(
                 expr.syntax(),
@@ -624,6 +675,9 @@ impl Walker<'_> {
 
     /// `mkMerge <list>`: every element defines at `pos`.
     fn walk_merge(&mut self, list: Expr, pos: &Pos, cond: bool, scope: &Scope, depth: u32) {
+        if !self.budget.spend() {
+            return;
+        }
         if depth > MAX_DEPTH {
             return self.walk(list, pos, cond, scope, depth);
         }
@@ -661,6 +715,9 @@ impl Walker<'_> {
 
     /// `systemd.mounts = <list>`.
     fn walk_list(&mut self, expr: Expr, kind: Kind, cond: bool, scope: &Scope, depth: u32) {
+        if !self.budget.spend() {
+            return;
+        }
         let pos = Pos::Kind(kind);
         if depth > MAX_DEPTH {
             self.unresolved(
@@ -673,7 +730,6 @@ impl Walker<'_> {
             );
             return;
         }
-        let item_pos = Pos::MountItem(kind);
         match expr {
             Expr::List(l) => {
                 for item in l.items() {
@@ -732,15 +788,16 @@ impl Walker<'_> {
                     None => self.opaque(&Expr::Ident(id), &pos, cond),
                 }
             }
-            other => {
-                let _ = item_pos;
-                self.opaque(&other, &pos, cond)
-            }
+            other => self.opaque(&other, &pos, cond),
         }
     }
 
     /// One element of `systemd.mounts`: `{ where = "/a/b"; … }`.
     fn walk_item(&mut self, expr: Expr, kind: Kind, cond: bool, scope: &Scope, depth: u32) {
+        if !self.budget.spend() {
+            return;
+        }
+        let b = &self.budget.clone();
         let pos = Pos::MountItem(kind);
         if depth > MAX_DEPTH {
             return self.opaque(&expr, &pos, cond);
@@ -772,11 +829,11 @@ impl Walker<'_> {
                 };
                 let where_def = set.attrpath_values().find(|apv| {
                     let attrs: Vec<ast::Attr> = apv.attrpath().map(|p| p.attrs().collect()).unwrap_or_default();
-                    matches!(attrs.as_slice(), [a] if attr_name(a, &inner).as_deref() == Some("where"))
+                    matches!(attrs.as_slice(), [a] if attr_name(a, &inner, b).as_deref() == Some("where"))
                 });
                 match where_def {
                     Some(apv) => {
-                        let path = apv.value().and_then(|v| resolve_str(&v, &inner, 0));
+                        let path = apv.value().and_then(|v| resolve_str(&v, &inner, 0, b));
                         match path {
                             Some(p) => {
                                 let line = self.line_of(apv.syntax());
@@ -813,9 +870,10 @@ impl Walker<'_> {
 
     /// `inherit a b;` / `inherit (x) a b;` inside an attribute set at `pos`.
     fn inherit(&mut self, inh: &ast::Inherit, pos: &Pos, cond: bool, scope: &Scope) {
+        let b = &self.budget.clone();
         self.covered.insert(inh.syntax().text_range());
         for attr in inh.attrs() {
-            let name = attr_name(&attr, scope);
+            let name = attr_name(&attr, scope, b);
             let next = match (pos, name) {
                 (Pos::Root, Some(n)) if n == "systemd" => Some(Pos::Systemd),
                 (Pos::Systemd, Some(n)) => Kind::from_option(&n).map(Pos::Kind),
@@ -855,6 +913,7 @@ impl Walker<'_> {
         scope: &Scope,
         depth: u32,
     ) {
+        let b = &self.budget.clone();
         self.visited.insert(apv.syntax().text_range());
         let Some(path) = apv.attrpath() else { return };
         let attrs: Vec<ast::Attr> = path.attrs().collect();
@@ -876,17 +935,17 @@ impl Walker<'_> {
                 self.record(&u, cond);
             }
             let next = match &cur {
-                Pos::Root => match attr_name(attr, scope).as_deref() {
+                Pos::Root => match attr_name(attr, scope, b).as_deref() {
                     Some("config") => Some(Pos::Root),
                     Some("systemd") => Some(Pos::Systemd),
                     _ => None,
                 },
-                Pos::Systemd => attr_name(attr, scope)
+                Pos::Systemd => attr_name(attr, scope, b)
                     .as_deref()
                     .and_then(Kind::from_option)
                     .map(Pos::Kind),
                 Pos::Kind(k) if !k.is_list() => {
-                    let name = attr_name(attr, scope);
+                    let name = attr_name(attr, scope, b);
                     let base = text_path.clone();
                     let line = self.line_of(attr.syntax());
                     if name.is_none() {
@@ -900,7 +959,7 @@ impl Walker<'_> {
                     }))
                 }
                 Pos::Unit(u) if u.kind == Kind::Service => {
-                    match attr_name(attr, scope).as_deref() {
+                    match attr_name(attr, scope, b).as_deref() {
                         Some("startAt") => Some(Pos::StartAt(u.clone())),
                         _ => None,
                     }
@@ -922,7 +981,8 @@ impl Walker<'_> {
 
     /// `startAt = …` of a service: it implies `<service>.timer` unless provably empty.
     fn start_at(&mut self, unit: &UnitRef, value: &Expr, cond: bool, scope: &Scope) {
-        let Some(timer_cond) = classify_start_at(value, scope, 0) else {
+        let b = &self.budget.clone();
+        let Some(timer_cond) = classify_start_at(value, scope, 0, b) else {
             return;
         };
         let line = self.line_of(value.syntax().parent().as_ref().unwrap_or(value.syntax()));
@@ -952,6 +1012,7 @@ impl Walker<'_> {
 
     /// Report unit-like definitions the structured walk did not reach.
     fn sweep(&mut self, root: &SyntaxNode) {
+        let b = &self.budget.clone();
         let candidates: Vec<SyntaxNode> = root
             .descendants()
             .filter(|n| n.kind() == SyntaxKind::NODE_ATTRPATH_VALUE)
@@ -963,7 +1024,7 @@ impl Walker<'_> {
             let Some(apv) = ast::AttrpathValue::cast(node.clone()) else {
                 continue;
             };
-            if !looks_like_unit_definition(&apv) {
+            if !looks_like_unit_definition(&apv, b) {
                 continue;
             }
             let mut inside_covered = false;
@@ -990,21 +1051,31 @@ impl Walker<'_> {
     }
 }
 
-fn plain_name(attr: &ast::Attr) -> Option<String> {
+fn plain_name(attr: &ast::Attr, b: &Budget) -> Option<String> {
     match attr {
         ast::Attr::Ident(id) => Some(id.ident_token()?.text().to_string()),
-        ast::Attr::Str(s) => resolve_str_node(s, &None, 0),
+        ast::Attr::Str(s) => resolve_str_node(s, &None, 0, b),
         ast::Attr::Dynamic(_) => None,
     }
 }
 
 /// `systemd.services.x = …`, `foo.systemd.timers = …`, or `services.x = …` directly
 /// inside `systemd = { … }`.
-fn looks_like_unit_definition(apv: &ast::AttrpathValue) -> bool {
+fn looks_like_unit_definition(apv: &ast::AttrpathValue, b: &Budget) -> bool {
     let Some(path) = apv.attrpath() else {
         return false;
     };
-    let names: Vec<Option<String>> = path.attrs().map(|a| plain_name(&a)).collect();
+    if let Some(Expr::Apply(app)) = apv.value() {
+        if let Some((head, _)) = flatten_apply(&app) {
+            if matches!(
+                head_name(&head).as_deref(),
+                Some("mkOption" | "mkEnableOption" | "mkPackageOption" | "mkSinkUndeclaredOptions")
+            ) {
+                return false;
+            }
+        }
+    }
+    let names: Vec<Option<String>> = path.attrs().map(|a| plain_name(&a, b)).collect();
     let adjacent = names.windows(2).any(|w| {
         w[0].as_deref() == Some("systemd") && w[1].as_deref().and_then(Kind::from_option).is_some()
     });
@@ -1027,7 +1098,7 @@ fn looks_like_unit_definition(apv: &ast::AttrpathValue) -> bool {
                             inner
                                 .attrpath()
                                 .and_then(|p| p.attrs().next())
-                                .and_then(|a| plain_name(&a))
+                                .and_then(|a| plain_name(&a, b))
                                 .as_deref()
                                 .and_then(Kind::from_option)
                                 .is_some()
@@ -1046,15 +1117,15 @@ fn looks_like_unit_definition(apv: &ast::AttrpathValue) -> bool {
     parent_def
         .and_then(|d| d.attrpath())
         .and_then(|p| p.attrs().last())
-        .and_then(|a| plain_name(&a))
+        .and_then(|a| plain_name(&a, b))
         .as_deref()
         == Some("systemd")
 }
 
 /// Whether a `startAt` value yields a timer: `None` when provably empty (`[]`),
 /// `Some(true)` when only under a condition, `Some(false)` otherwise.
-fn classify_start_at(expr: &Expr, scope: &Scope, depth: u32) -> Option<bool> {
-    if depth > MAX_RESOLVE_DEPTH {
+fn classify_start_at(expr: &Expr, scope: &Scope, depth: u32, b: &Budget) -> Option<bool> {
+    if depth > MAX_RESOLVE_DEPTH || !b.spend() {
         return Some(false);
     }
     match expr {
@@ -1066,29 +1137,29 @@ fn classify_start_at(expr: &Expr, scope: &Scope, depth: u32) -> Option<bool> {
             }
         }
         Expr::Paren(p) => match p.expr() {
-            Some(e) => classify_start_at(&e, scope, depth + 1),
+            Some(e) => classify_start_at(&e, scope, depth + 1, b),
             None => Some(false),
         },
         Expr::IfElse(i) => {
             let a = i
                 .body()
-                .and_then(|e| classify_start_at(&e, scope, depth + 1));
+                .and_then(|e| classify_start_at(&e, scope, depth + 1, b));
             let b = i
                 .else_body()
-                .and_then(|e| classify_start_at(&e, scope, depth + 1));
+                .and_then(|e| classify_start_at(&e, scope, depth + 1, b));
             match (a, b) {
                 (None, None) => None,
                 (Some(_), None) | (None, Some(_)) => Some(true),
                 (Some(x), Some(y)) => Some(x || y),
             }
         }
-        Expr::BinOp(b) if b.operator() == Some(BinOpKind::Concat) => {
-            let l = b
+        Expr::BinOp(op) if op.operator() == Some(BinOpKind::Concat) => {
+            let l = op
                 .lhs()
-                .and_then(|e| classify_start_at(&e, scope, depth + 1));
-            let r = b
+                .and_then(|e| classify_start_at(&e, scope, depth + 1, b));
+            let r = op
                 .rhs()
-                .and_then(|e| classify_start_at(&e, scope, depth + 1));
+                .and_then(|e| classify_start_at(&e, scope, depth + 1, b));
             match (l, r) {
                 (None, None) => None,
                 (Some(false), _) | (_, Some(false)) => Some(false),
@@ -1097,18 +1168,18 @@ fn classify_start_at(expr: &Expr, scope: &Scope, depth: u32) -> Option<bool> {
         }
         Expr::Apply(app) => match shape(app) {
             Shape::Cond(_) | Shape::Optional(_) | Shape::Optionals(_) => Some(true),
-            Shape::Pass(e) => classify_start_at(&e, scope, depth + 1),
+            Shape::Pass(e) => classify_start_at(&e, scope, depth + 1, b),
             Shape::Merge(_) | Shape::Unknown => Some(false),
         },
         Expr::Ident(id) => {
             let bound = id.ident_token().and_then(|t| lookup(scope, t.text()));
             match bound {
-                Some((e, frame)) => classify_start_at(&e, &Some(frame), depth + 1),
+                Some((e, frame)) => classify_start_at(&e, &Some(frame), depth + 1, b),
                 None => Some(false),
             }
         }
         Expr::With(w) => match w.body() {
-            Some(e) => classify_start_at(&e, scope, depth + 1),
+            Some(e) => classify_start_at(&e, scope, depth + 1, b),
             None => Some(false),
         },
         _ => Some(false),
