@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 pub use ccci_sandbox::{self, SandboxConfig, SandboxInfo};
 
+pub mod proxy;
+
 /// Root of the workspace (parent of `tests/`).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
