@@ -1174,3 +1174,208 @@ fn parity_fails_when_a_unit_hides_from_the_static_extractor() {
         "{problems:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// tests: the flake's shape, evaluated against a stand-in nixpkgs (nix/eval/flake-outputs.nix)
+
+fn eval_flake(nix: &Path) -> Value {
+    let out = run(Command::new(nix)
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("nix/eval/flake-outputs.nix")));
+    assert!(
+        out.status.success(),
+        "flake outputs do not evaluate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("flake-outputs.nix prints JSON")
+}
+
+fn names(v: &Value) -> BTreeSet<String> {
+    match v {
+        Value::Object(o) => o.keys().cloned().collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+#[test]
+fn flake_exposes_packages_modules_checks_and_a_dev_shell() {
+    let nix = require_nix!();
+    let f = eval_flake(&nix);
+    let set = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        names(&f["packages"]),
+        set(&["ci-docker-prune", "ccci-verify", "default"])
+    );
+    assert_eq!(
+        names(&f["nixosModules"]),
+        set(&["ci-docker-prune", "default"])
+    );
+    let module = repo_root().join("nix/modules/docker-prune.nix");
+    assert_eq!(
+        f["nixosModules"]["ci-docker-prune"],
+        json!(module.to_string_lossy())
+    );
+    assert_eq!(
+        f["nixosModules"]["default"],
+        json!(module.to_string_lossy())
+    );
+    assert_eq!(
+        names(&f["checks"]),
+        set(&["module-eval", "vm-prune-policy", "vm-cache", "vm-gate"])
+    );
+    assert_eq!(names(&f["devShell"]), set(&["default"]));
+}
+
+#[test]
+fn packages_build_the_workspace_from_the_committed_lock_file() {
+    let nix = require_nix!();
+    let f = eval_flake(&nix);
+    let root = repo_root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let version = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .find_map(|l| l.trim().strip_prefix("version = "))
+        .expect("workspace version")
+        .trim_matches('"')
+        .to_string();
+    // every workspace member must be in the filtered source, or cargo cannot load it
+    let members: Vec<String> = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .expect("workspace members")
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    for (pkg, bins) in [
+        ("ci-docker-prune", vec!["ci-docker-prune"]),
+        ("ccci-verify", vec!["ccci-verify"]),
+        ("default", vec!["ci-docker-prune", "ccci-verify"]),
+    ] {
+        let p = &f["packages"][pkg];
+        assert_eq!(
+            p["doCheck"],
+            json!(false),
+            "{pkg}: tests need a daemon; doCheck = false"
+        );
+        assert_eq!(
+            p["lockFile"],
+            json!(root.join("Cargo.lock").to_string_lossy()),
+            "{pkg}"
+        );
+        assert_eq!(p["version"], json!(version), "{pkg}");
+        let flags: Vec<String> = bins
+            .iter()
+            .flat_map(|b| ["-p".to_string(), b.to_string()])
+            .collect();
+        assert_eq!(p["cargoBuildFlags"], json!(flags), "{pkg}");
+        let files = names(&p["srcFiles"]);
+        for must in ["Cargo.toml", "Cargo.lock"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(members.clone())
+        {
+            assert!(
+                files.contains(&must),
+                "{pkg}: source lacks {must}: {files:?}"
+            );
+        }
+        for never in ["docs", "nix", "vm-tests", "target", "flake.nix"] {
+            assert!(
+                !files.contains(never),
+                "{pkg}: source should not contain {never}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vm_tests_cover_issue_6_item_4_and_their_scripts_are_python() {
+    let nix = require_nix!();
+    let f = eval_flake(&nix);
+    let t = &f["vmTests"];
+    let script = |name: &str| {
+        t[name]["testScript"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let must = |name: &str, needles: &[&str]| {
+        let s = script(name);
+        for n in needles {
+            assert!(s.contains(n), "{name}: test script lacks {n:?}");
+        }
+    };
+    // every test: registry in the VM, image pushed from dockerTools, swarm
+    for name in ["vm-prune-policy", "vm-cache", "vm-gate"] {
+        must(
+            name,
+            &[
+                "docker-registry.service",
+                "docker push 127.0.0.1:5000/library/redis:7-alpine",
+                "docker swarm init",
+            ],
+        );
+    }
+    must(
+        "vm-prune-policy",
+        &[
+            "docker-prune.timer",
+            "not-found",
+            "ci-docker-prune.timer",
+            "systemctl start ci-docker-prune.service",
+            "keeping local image cache",
+        ],
+    );
+    must(
+        "vm-cache",
+        &[
+            "docker service create",
+            "docker service rm",
+            "warm_gets == 0",
+            "docker image prune",
+        ],
+    );
+    must(
+        "vm-gate",
+        &[
+            "ccci-verify gate 2pc --target local",
+            "--format junit",
+            "copy_from_vm",
+            "units.legacy-timer-absent",
+        ],
+    );
+
+    // the scripts are Python for the NixOS test driver; check they compile when python3 exists
+    let python = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("python3"))
+            .find(|p| p.is_file())
+    });
+    let Some(python) = python else {
+        eprintln!("SKIP (part): python3 not on PATH; VM test scripts not compiled");
+        return;
+    };
+    for name in ["vm-prune-policy", "vm-cache", "vm-gate"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(format!("{name}.py"));
+        std::fs::write(&file, script(name)).expect("write script");
+        let out = run(Command::new(&python)
+            .args([
+                "-c",
+                "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+            ])
+            .arg(&file));
+        assert!(
+            out.status.success(),
+            "{name}: not valid Python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
