@@ -7,8 +7,10 @@
   pkgs,
   common,
   src,
+  # verify/gates/2pc.toml: [params.repro] deployed_tree and [params.auth] expected_user
+  # (the values for a non-sandbox target such as `local`)
   deployedTree ? "/root/cc-ci",
-  hubUser ? "ccci-vm",
+  hubUser ? "nptest2",
 }:
 {
   name = "ci-docker-prune-gate-2pc";
@@ -27,7 +29,8 @@
         )
         # the deployed source tree (what the host was built from)
         machine.succeed("mkdir -p ${deployedTree} && cp -r ${src}/nix ${deployedTree}/ && chmod -R u+w ${deployedTree}")
-        # the daemon's registry credentials: a dummy token for a test user, mode 0600
+        # the daemon's registry credentials as on the real host (sops writes them there):
+        # here a dummy token for the expected user, mode 0600; the VM has no network
         machine.succeed(
             "install -d -m 0700 /root/.docker && umask 077"
             " && printf '{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"%s\"}}}'"

@@ -694,6 +694,20 @@ fn parity_problems(
             p.push(format!("gate spec lacks check {id}"));
         }
     }
+    for unit in &module.units {
+        if !gate.unit_names.contains(unit) {
+            p.push(format!(
+                "gate spec does not name {unit}, which the module declares"
+            ));
+        }
+    }
+    for legacy in LEGACY_UNITS {
+        if !gate.unit_names.contains(legacy) {
+            p.push(format!(
+                "gate spec does not name the legacy {legacy} (it must be checked absent)"
+            ));
+        }
+    }
     for name in &gate.unit_names {
         let legacy = LEGACY_UNITS.contains(&name.as_str());
         if !legacy && !module.units.contains(name) && name != "docker.service" {
@@ -1378,4 +1392,31 @@ fn vm_tests_cover_issue_6_item_4_and_their_scripts_are_python() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn parity_fails_when_the_gate_spec_checks_other_units() {
+    let nix = require_nix!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(gate_spec()).expect("read the gate spec");
+    let from = "\"ci-docker-prune.timer\"";
+    assert!(
+        text.contains(from),
+        "mutation anchor {from} not in the gate spec"
+    );
+    let spec = dir.path().join("2pc.toml");
+    std::fs::write(&spec, text.replacen(from, "\"prune.timer\"", 1)).expect("write spec");
+    let problems = parity_for(&nix, None, &units_dir(), &spec);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("gate spec does not name ci-docker-prune.timer")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("gate spec names prune.timer")),
+        "{problems:?}"
+    );
 }
