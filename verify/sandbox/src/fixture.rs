@@ -1,1 +1,325 @@
-//! The `redis:7-alpine` stand-in.
+//! The `redis:7-alpine` stand-in, and the registry helpers tests use to count layer downloads.
+//!
+//! No public image can be pulled here, so the fixture is written from scratch with the
+//! [`images`](crate::images) builder, from Debian's own binaries, in three layers:
+//! 1. busybox-static as `/bin/sh` & co. plus the shared libraries `redis-server` and
+//!    `redis-cli` need (found with `ldd`), `/etc/passwd`, `/data`;
+//! 2. `redis-server` and `redis-cli` (Debian's Redis 7);
+//! 3. `/etc/redis.conf` (`bind 0.0.0.0`, `protected-mode no`, no persistence).
+//!
+//! It is pushed to the private registry as `library/redis:7-alpine` (so the daemon's
+//! `--registry-mirror` serves `docker pull redis:7-alpine`) and removed from the local store, so
+//! the first pull after `up` is cold. A marker in the registry storage, keyed by the image id
+//! (which covers every byte of every layer), skips the push when the registry already holds it.
+
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::{
+    ListImagesOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{Result, SandboxError};
+use crate::images::{self, ImageSpec, Layer};
+use crate::{sys, SandboxInfo, REGISTRY_ADDR};
+
+/// Repository of the fixture in the registry (Docker Hub's official-image namespace).
+pub const REPOSITORY: &str = "library/redis";
+/// Tag of the fixture.
+pub const TAG: &str = "7-alpine";
+/// `created` of the fixture: weeks in the past, as a real `redis:7-alpine` is, so `until=24h`
+/// never protects it.
+pub const CREATED: &str = "2024-01-09T00:00:00Z";
+
+const REDIS_CONF: &str = "\
+# ccci sandbox fixture: a real redis-server, reachable from other containers
+bind 0.0.0.0
+protected-mode no
+port 6379
+dir /data
+save \"\"
+appendonly no
+";
+
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "ls", "cat", "echo", "nc", "ps", "sleep", "env", "id", "mkdir", "rm", "wget", "grep",
+    "hostname", "true", "false", "test", "uname",
+];
+
+/// Shared libraries (and the loader) that `binary` needs, as (path in image, host path).
+fn needed_libs(binary: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let b = binary.to_string_lossy().to_string();
+    let out = sys::run("fixture (ldd)", &["ldd", &b])?;
+    let mut libs = Vec::new();
+    for line in out.lines() {
+        let line = line.trim();
+        let path = if let Some((_, rhs)) = line.split_once("=>") {
+            rhs.split_whitespace().next().unwrap_or("")
+        } else {
+            line.split_whitespace().next().unwrap_or("")
+        };
+        if path.starts_with('/') {
+            libs.push((path.to_string(), PathBuf::from(path)));
+        }
+    }
+    if libs.is_empty() {
+        return Err(SandboxError::Image(format!(
+            "ldd {b} listed no libraries: {out}"
+        )));
+    }
+    Ok(libs)
+}
+
+/// The fixture image spec (reads busybox, redis and their libraries from the host).
+pub fn redis_spec() -> Result<ImageSpec> {
+    let find = |p: &str, pkg: &str| {
+        sys::which(p).ok_or_else(|| SandboxError::MissingPrerequisite {
+            program: p.into(),
+            package: pkg.into(),
+        })
+    };
+    let busybox = find("busybox", "busybox-static")?;
+    let server = find("redis-server", "redis-server")?;
+    let cli = find("redis-cli", "redis-tools")?;
+
+    let mut base = Layer::new()
+        .created_by("busybox-static + glibc and the libraries redis needs")
+        .host_file("/bin/busybox", &busybox)?;
+    for a in BUSYBOX_APPLETS {
+        base = base.symlink(&format!("/bin/{a}"), "busybox")?;
+    }
+    let mut libs = needed_libs(&server)?;
+    libs.extend(needed_libs(&cli)?);
+    libs.sort();
+    libs.dedup();
+    for (dest, src) in libs {
+        base = base.host_file(&dest, &src)?;
+    }
+    base = base
+        .file(
+            "/etc/passwd",
+            0o644,
+            "root:x:0:0:root:/root:/bin/sh\nredis:x:999:999:redis:/data:/bin/false\n",
+        )?
+        .file("/etc/group", 0o644, "root:x:0:\nredis:x:999:\n")?
+        .dir("/data", 0o777)?
+        .dir("/tmp", 0o1777)?
+        .dir("/root", 0o700)?;
+
+    let bins = Layer::new()
+        .created_by("redis-server and redis-cli from Debian's redis 7")
+        .host_file("/usr/bin/redis-server", &server)?
+        .host_file("/usr/bin/redis-cli", &cli)?;
+
+    let conf = Layer::new()
+        .created_by("redis.conf: bind 0.0.0.0, protected-mode no")
+        .file("/etc/redis.conf", 0o644, REDIS_CONF)?;
+
+    let mut spec = ImageSpec::new(vec![base, bins, conf], CREATED);
+    spec.cmd = vec!["redis-server".into(), "/etc/redis.conf".into()];
+    spec.exposed_ports = vec!["6379/tcp".into()];
+    spec.working_dir = Some("/data".into());
+    spec.labels.insert(
+        "io.ccci.fixture".into(),
+        "redis:7-alpine stand-in built from Debian's redis-server".into(),
+    );
+    Ok(spec)
+}
+
+/// `127.0.0.1:5000/library/redis:7-alpine`.
+pub fn registry_ref() -> String {
+    format!("{REGISTRY_ADDR}/{REPOSITORY}:{TAG}")
+}
+
+fn marker_path(info: &SandboxInfo) -> PathBuf {
+    info.state_dir.join("registry").join(".ccci-fixture-redis")
+}
+
+/// Push the fixture to the registry unless it already holds this exact image; make sure the
+/// daemon's local store does not have it afterwards.
+pub(crate) async fn ensure_pushed(docker: &Docker, info: &SandboxInfo) -> Result<()> {
+    let spec = tokio::task::spawn_blocking(redis_spec)
+        .await
+        .map_err(|e| SandboxError::Image(format!("fixture task: {e}")))??;
+    let built = tokio::task::spawn_blocking(move || spec.tag(&registry_ref()).build())
+        .await
+        .map_err(|e| SandboxError::Image(format!("fixture task: {e}")))??;
+    let marker = marker_path(info);
+    let have = std::fs::read_to_string(&marker).unwrap_or_default();
+    if have.trim() == built.id && !registry_manifest_layers(info, REPOSITORY, TAG)?.is_empty() {
+        return Ok(());
+    }
+    let id = built.id.clone();
+    images::load_archive(docker, built.archive).await?;
+    let mut push = docker.push_image(
+        &format!("{REGISTRY_ADDR}/{REPOSITORY}"),
+        Some(PushImageOptionsBuilder::default().tag(TAG).build()),
+        None,
+    );
+    while let Some(item) = push.next().await {
+        let item = item.map_err(|e| SandboxError::StartFailed {
+            step: "fixture push".into(),
+            reason: e.to_string(),
+            log: info.registry_log.clone(),
+            log_tail: sys::log_tail(&info.registry_log, 20),
+        })?;
+        if let Some(err) = item.error_detail.and_then(|d| d.message) {
+            return Err(SandboxError::StartFailed {
+                step: "fixture push".into(),
+                reason: err,
+                log: info.registry_log.clone(),
+                log_tail: sys::log_tail(&info.registry_log, 20),
+            });
+        }
+    }
+    remove_local(docker, &id).await?;
+    std::fs::write(&marker, format!("{id}\n"))
+        .map_err(|e| SandboxError::io("fixture", &marker, e))?;
+    Ok(())
+}
+
+/// Remove image `id` from the daemon's store under every name it has (tags and digests), so
+/// the next pull of it is cold. Absent is fine.
+pub async fn remove_local(docker: &Docker, id: &str) -> Result<()> {
+    match docker
+        .remove_image(
+            id,
+            Some(RemoveImageOptionsBuilder::default().force(true).build()),
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(SandboxError::docker("remove image", e)),
+    }
+}
+
+/// Remove every local image that carries a `redis:7-alpine` name (tag or digest) of the
+/// fixture, by id; returns the ids removed.
+pub async fn remove_local_fixture(docker: &Docker) -> Result<Vec<String>> {
+    let list = docker
+        .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
+        .await
+        .map_err(|e| SandboxError::docker("list images", e))?;
+    let mut removed = Vec::new();
+    for img in list {
+        let named = img
+            .repo_tags
+            .iter()
+            .chain(img.repo_digests.iter())
+            .any(|n| n.starts_with("redis:") || n.starts_with("redis@") || n.contains("/redis:") || n.contains("/redis@"));
+        let fixture = img
+            .labels
+            .get("io.ccci.fixture")
+            .is_some();
+        if named || fixture {
+            remove_local(docker, &img.id).await?;
+            removed.push(img.id);
+        }
+    }
+    Ok(removed)
+}
+
+/// Layer digests of `repo:tag` in the sandbox registry (empty if it has no such manifest).
+pub fn registry_manifest_layers(info: &SandboxInfo, repo: &str, tag: &str) -> Result<Vec<String>> {
+    let (code, body) = sys::netns_http(
+        &info.netns,
+        &info.registry,
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+    .map_err(|e| SandboxError::io("registry", &info.registry_log, e))?;
+    if code == 404 {
+        return Ok(Vec::new());
+    }
+    if code != 200 {
+        return Err(SandboxError::Image(format!(
+            "registry answered {code} for {repo}:{tag}: {body}"
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| SandboxError::Image(format!("registry manifest of {repo}:{tag}: {e}")))?;
+    Ok(v["layers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["digest"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Current size of the registry log: pass it to [`registry_blob_downloads`] to count only
+/// what happens after this point.
+pub fn registry_log_offset(info: &SandboxInfo) -> u64 {
+    std::fs::metadata(&info.registry_log)
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// Blob digests the registry served with `GET .../blobs/<digest>` answered 200 (the access log
+/// lines, combined log format), after byte `offset` of the log, in order.
+pub fn registry_blob_downloads(info: &SandboxInfo, offset: u64) -> Result<Vec<String>> {
+    let bytes = std::fs::read(&info.registry_log)
+        .map_err(|e| SandboxError::io("registry log", &info.registry_log, e))?;
+    let start = (offset as usize).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    Ok(parse_blob_gets(&text))
+}
+
+/// Parse access-log lines such as
+/// `127.0.0.1 - - [..] "GET /v2/library/redis/blobs/sha256:ab.. HTTP/1.1" 200 123 "" "docker/20.10"`.
+pub fn parse_blob_gets(log: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some(start) = line.find("\"GET /v2/") else {
+            continue;
+        };
+        let rest = &line[start + 1..];
+        let Some(end) = rest.find('"') else { continue };
+        let request = &rest[..end];
+        let after = rest[end + 1..].split_whitespace().next().unwrap_or("");
+        let Some(path) = request.split_whitespace().nth(1) else {
+            continue;
+        };
+        if after != "200" {
+            continue;
+        }
+        if let Some((_, digest)) = path.split_once("/blobs/") {
+            out.push(digest.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_gets_are_parsed_from_access_lines() {
+        let log = "\
+time=\"x\" level=info msg=\"response completed\" http.request.method=GET http.request.uri=\"/v2/library/redis/blobs/sha256:aa\"
+127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] \"GET /v2/library/redis/blobs/sha256:aa HTTP/1.1\" 200 10 \"\" \"docker/20.10\"
+127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] \"HEAD /v2/library/redis/blobs/sha256:bb HTTP/1.1\" 200 0 \"\" \"docker/20.10\"
+127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] \"GET /v2/library/redis/blobs/sha256:cc HTTP/1.1\" 404 0 \"\" \"docker/20.10\"
+127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] \"GET /v2/library/redis/manifests/7-alpine HTTP/1.1\" 200 10 \"\" \"docker/20.10\"
+";
+        assert_eq!(parse_blob_gets(log), vec!["sha256:aa".to_string()]);
+    }
+
+    #[test]
+    fn fixture_spec_has_three_layers_and_a_real_server() {
+        let spec = redis_spec().unwrap();
+        assert_eq!(spec.layers.len(), 3);
+        let built = spec.build().unwrap();
+        assert_eq!(built.diff_ids.len(), 3);
+        // deterministic: same recipe, same id
+        assert_eq!(redis_spec().unwrap().build().unwrap().id, built.id);
+    }
+}

@@ -256,21 +256,7 @@ impl ImageSpec {
         self
     }
 
-    /// Build the archive. Returns it with the image id (`sha256:<config digest>`).
-    pub fn build(&self) -> Result<BuiltImage> {
-        let mut layer_tars = Vec::new();
-        let mut diff_ids = Vec::new();
-        let mut history = Vec::new();
-        for layer in &self.layers {
-            let t = layer.tar()?;
-            let d = hex::encode(Sha256::digest(&t));
-            diff_ids.push(format!("sha256:{d}"));
-            history.push(json!({
-                "created": self.created,
-                "created_by": layer.created_by.clone().unwrap_or_else(|| "ccci-sandbox image builder".into()),
-            }));
-            layer_tars.push((d, t));
-        }
+    fn config_json(&self, diff_ids: &[String], history: Vec<Value>) -> Value {
         let ports: serde_json::Map<String, Value> = self
             .exposed_ports
             .iter()
@@ -304,6 +290,25 @@ impl ImageSpec {
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
         });
+        config
+    }
+
+    /// Build the archive. Returns it with the image id (`sha256:<config digest>`).
+    pub fn build(&self) -> Result<BuiltImage> {
+        let mut layer_tars = Vec::new();
+        let mut diff_ids = Vec::new();
+        let mut history = Vec::new();
+        for layer in &self.layers {
+            let t = layer.tar()?;
+            let d = hex::encode(Sha256::digest(&t));
+            diff_ids.push(format!("sha256:{d}"));
+            history.push(json!({
+                "created": self.created,
+                "created_by": layer.created_by.clone().unwrap_or_else(|| "ccci-sandbox image builder".into()),
+            }));
+            layer_tars.push((d, t));
+        }
+        let config = self.config_json(&diff_ids, history);
         let config_bytes = serde_json::to_vec(&config)
             .map_err(|e| SandboxError::Image(format!("serialising config: {e}")))?;
         let config_digest = hex::encode(Sha256::digest(&config_bytes));
@@ -409,4 +414,63 @@ pub async fn load_archive_file(docker: &Docker, path: &Path) -> Result<()> {
 
 fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
     bytes::Bytes::from(v)
+}
+
+/// Write a one-extra-layer archive for `spec` whose (large) last layer is already a tar file on
+/// disk with the given diff id; `spec.layers` come first. Streams the layer, never holds it in
+/// memory.
+pub fn write_archive_with_layer_file(
+    spec: &ImageSpec,
+    layer_file: &Path,
+    diff_id: &str,
+    out: &Path,
+) -> Result<()> {
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    let mut small = Vec::new();
+    for layer in &spec.layers {
+        let t = layer.tar()?;
+        let d = hex::encode(Sha256::digest(&t));
+        diff_ids.push(format!("sha256:{d}"));
+        history.push(json!({"created": spec.created, "created_by": layer.created_by.clone().unwrap_or_default()}));
+        small.push((d, t));
+    }
+    diff_ids.push(diff_id.to_string());
+    history.push(json!({"created": spec.created, "created_by": "ccci-sandbox rootfs layer"}));
+    let config = spec.config_json(&diff_ids, history);
+    let config_bytes = serde_json::to_vec(&config)
+        .map_err(|e| SandboxError::Image(format!("serialising config: {e}")))?;
+    let config_digest = hex::encode(Sha256::digest(&config_bytes));
+    let big = diff_id.trim_start_matches("sha256:").to_string();
+    let mut layer_names: Vec<String> = small.iter().map(|(d, _)| format!("{d}/layer.tar")).collect();
+    layer_names.push(format!("{big}/layer.tar"));
+    let manifest = json!([{
+        "Config": format!("{config_digest}.json"),
+        "RepoTags": if spec.tags.is_empty() { Value::Null } else { json!(spec.tags) },
+        "Layers": layer_names,
+    }]);
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| SandboxError::Image(format!("serialising manifest: {e}")))?;
+    let f = std::fs::File::create(out).map_err(|e| SandboxError::io("image", out, e))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    let add = |b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>, name: &str, data: &[u8]| -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data)
+            .map_err(|e| SandboxError::Image(format!("archive {name}: {e}")))
+    };
+    for (d, t) in &small {
+        add(&mut b, &format!("{d}/layer.tar"), t)?;
+    }
+    let mut lf = std::fs::File::open(layer_file).map_err(|e| SandboxError::io("image", layer_file, e))?;
+    b.append_file(format!("{big}/layer.tar"), &mut lf)
+        .map_err(|e| SandboxError::io("image", layer_file, e))?;
+    add(&mut b, &format!("{config_digest}.json"), &config_bytes)?;
+    add(&mut b, "manifest.json", &manifest_bytes)?;
+    let mut w = b.into_inner().map_err(|e| SandboxError::io("image", out, e))?;
+    w.flush().map_err(|e| SandboxError::io("image", out, e))?;
+    Ok(())
 }

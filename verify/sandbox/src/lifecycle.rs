@@ -1,26 +1,484 @@
-//! `up`, `down`, `status`.
-use crate::error::{Result, SandboxError};
-use crate::{SandboxConfig, SandboxInfo};
+//! `up`, `down`, `status`: bring the processes, mounts and namespace up in order, and take
+//! every one of them down again (also when a previous run died without `down`).
 
-/// Bring the sandbox up (idempotent; recovers a dead one).
-pub async fn up(cfg: &SandboxConfig) -> Result<SandboxInfo> {
-    cfg.validate()?;
-    Err(SandboxError::Config("up: not implemented yet".into()))
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::models::{LocalNodeState, SwarmInitRequest};
+use bollard::Docker;
+
+use crate::error::{Result, SandboxError};
+use crate::{fixture, host, sys, SandboxConfig, SandboxInfo, REGISTRY_ADDR};
+
+/// Paths derived from a config.
+pub(crate) struct Paths {
+    pub lock: PathBuf,
+    pub info: PathBuf,
+    pub dockerd_pid: PathBuf,
+    pub registry_pid: PathBuf,
+    pub exec_root: PathBuf,
+    pub data_img: PathBuf,
+    pub registry_store: PathBuf,
+    pub registry_cfg: PathBuf,
+    pub daemon_json: PathBuf,
+    pub logs: PathBuf,
 }
 
-/// Tear the sandbox down; keeps caches and registry storage.
+impl Paths {
+    pub fn of(cfg: &SandboxConfig) -> Self {
+        let lock_name = format!(
+            "{}.lock",
+            cfg.run_dir
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| cfg.name.clone())
+        );
+        let run_parent = cfg.run_dir.parent().unwrap_or(Path::new("/run"));
+        Paths {
+            // The lock sits beside run_dir (not in it) so `down` can remove run_dir while
+            // holding it.
+            lock: run_parent.join(lock_name),
+            info: cfg.run_dir.join("info.json"),
+            dockerd_pid: cfg.run_dir.join("dockerd.pid"),
+            registry_pid: cfg.run_dir.join("registry.pid"),
+            exec_root: cfg.run_dir.join("exec"),
+            data_img: cfg.state_dir.join("data.img"),
+            registry_store: cfg.state_dir.join("registry"),
+            registry_cfg: cfg.state_dir.join("registry.yml"),
+            daemon_json: cfg.state_dir.join("daemon.json"),
+            logs: cfg.state_dir.join("logs"),
+        }
+    }
+}
+
+pub(crate) fn info_of(cfg: &SandboxConfig) -> SandboxInfo {
+    let p = Paths::of(cfg);
+    SandboxInfo {
+        name: cfg.name.clone(),
+        docker_host: format!("unix://{}", cfg.socket().display()),
+        registry: REGISTRY_ADDR.to_string(),
+        registry_log: p.logs.join("registry.log"),
+        netns: cfg.netns(),
+        host_container: cfg.host_container(),
+        data_root: cfg.data_root(),
+        dockerd_log: p.logs.join("dockerd.log"),
+        state_dir: cfg.state_dir.clone(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SandboxError::Config(format!("blocking task failed: {e}")))?
+}
+
+/// Bring the sandbox up. Idempotent: a healthy sandbox is reused as it is. A sandbox that died
+/// without `down` (processes gone, mounts / loop device / netns / pidfiles left) is cleaned up
+/// first. Serialised across processes by a file lock beside `run_dir`.
+pub async fn up(cfg: &SandboxConfig) -> Result<SandboxInfo> {
+    cfg.validate()?;
+    sys::check_prerequisites()?;
+    let lock_path = Paths::of(cfg).lock;
+    let _lock = blocking(move || sys::lock_file(&lock_path)).await?;
+    if let Some(info) = healthy(cfg).await {
+        return Ok(info);
+    }
+    cleanup(cfg, false).await?;
+    match start(cfg).await {
+        Ok(info) => Ok(info),
+        Err(e) => {
+            // Leave nothing half-started behind; the logs stay in state_dir.
+            let _ = cleanup(cfg, false).await;
+            Err(e)
+        }
+    }
+}
+
+/// Tear the sandbox down, keeping the caches (rootfs archive, registry storage, logs).
 pub async fn down(cfg: &SandboxConfig) -> Result<()> {
     down_with(cfg, false).await
 }
 
-/// Tear down; with `purge` also delete the state dir (registry storage, logs).
-pub async fn down_with(cfg: &SandboxConfig, _purge: bool) -> Result<()> {
+/// Tear the sandbox down; with `purge`, also delete its state dir (registry storage, logs).
+/// The shared rootfs cache in `cache_dir` always stays.
+pub async fn down_with(cfg: &SandboxConfig, purge: bool) -> Result<()> {
     cfg.validate()?;
-    Err(SandboxError::Config("down: not implemented yet".into()))
+    sys::check_prerequisites()?;
+    let lock_path = Paths::of(cfg).lock;
+    let _lock = blocking(move || sys::lock_file(&lock_path)).await?;
+    cleanup(cfg, purge).await
 }
 
-/// The running sandbox, or `None` when it is not (fully) up.
+/// The sandbox if it is up and healthy (daemon answers, registry answers, systemd host
+/// running), else `None`.
 pub async fn status(cfg: &SandboxConfig) -> Result<Option<SandboxInfo>> {
     cfg.validate()?;
-    Ok(None)
+    Ok(healthy(cfg).await)
+}
+
+async fn healthy(cfg: &SandboxConfig) -> Option<SandboxInfo> {
+    let p = Paths::of(cfg);
+    let text = std::fs::read_to_string(&p.info).ok()?;
+    let info: SandboxInfo = serde_json::from_str(&text).ok()?;
+    if info != info_of(cfg) {
+        return None;
+    }
+    let dpid = sys::read_pidfile(&p.dockerd_pid)?;
+    let rpid = sys::read_pidfile(&p.registry_pid)?;
+    if !sys::pid_alive(dpid) || !sys::pid_alive(rpid) {
+        return None;
+    }
+    if !sys::is_mounted(&cfg.data_root()) {
+        return None;
+    }
+    let netns = info.netns.clone();
+    let reg_ok = tokio::task::spawn_blocking(move || {
+        sys::netns_http(&netns, REGISTRY_ADDR, "GET", "/v2/", "*/*")
+            .map(|(c, _)| c == 200)
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    if !reg_ok {
+        return None;
+    }
+    let docker = info.docker().ok()?;
+    let docker = tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
+        .await
+        .ok()?
+        .ok()?;
+    let sw = docker.info().await.ok()?.swarm?;
+    if sw.local_node_state != Some(LocalNodeState::ACTIVE) {
+        return None;
+    }
+    if !host::host_running(&docker, &info).await {
+        return None;
+    }
+    Some(info)
+}
+
+async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
+    let p = Paths::of(cfg);
+    let info = info_of(cfg);
+    for d in [
+        &cfg.state_dir,
+        &cfg.run_dir,
+        &cfg.cache_dir,
+        &p.registry_store,
+        &p.logs,
+        &p.exec_root,
+    ] {
+        std::fs::create_dir_all(d).map_err(|e| SandboxError::io("create dirs", d, e))?;
+    }
+
+    // The rootfs (debootstrap, ~35 s cold) is prepared while the daemons start.
+    let cache_dir = cfg.cache_dir.clone();
+    let rootfs = tokio::task::spawn_blocking(move || host::ensure_rootfs_archive(&cache_dir));
+
+    let daemons = async {
+        let cfg2 = cfg.clone();
+        blocking(move || start_netns_and_disk(&cfg2)).await?;
+        let cfg2 = cfg.clone();
+        blocking(move || start_registry(&cfg2)).await?;
+        let docker = start_dockerd(cfg).await?;
+        init_swarm(&docker, &info).await?;
+        fixture::ensure_pushed(&docker, &info).await?;
+        Ok::<_, SandboxError>(docker)
+    };
+    let (docker, rootfs) = tokio::join!(daemons, rootfs);
+    let docker = docker?;
+    let rootfs = rootfs.map_err(|e| SandboxError::Config(format!("rootfs task failed: {e}")))??;
+    host::start_host(&docker, cfg, &info, &rootfs).await?;
+
+    let json = serde_json::to_string_pretty(&info)
+        .map_err(|e| SandboxError::Config(format!("serialising info: {e}")))?;
+    std::fs::write(&p.info, json).map_err(|e| SandboxError::io("write info", &p.info, e))?;
+    Ok(info)
+}
+
+fn start_netns_and_disk(cfg: &SandboxConfig) -> Result<()> {
+    let p = Paths::of(cfg);
+    let netns = cfg.netns();
+    sys::run("netns", &["ip", "netns", "add", &netns])?;
+    sys::run("netns", &["ip", "-n", &netns, "link", "set", "lo", "up"])?;
+
+    // A fresh, sparse ext4 image each time: the first pull after `up` is cold, and usage is
+    // deterministic. No reserved blocks, so "used %" is simply used/size.
+    let _ = std::fs::remove_file(&p.data_img);
+    let f = std::fs::File::create(&p.data_img)
+        .map_err(|e| SandboxError::io("data image", &p.data_img, e))?;
+    f.set_len(cfg.data_size_bytes)
+        .map_err(|e| SandboxError::io("data image", &p.data_img, e))?;
+    drop(f);
+    let img = p.data_img.to_string_lossy().to_string();
+    sys::run(
+        "data image",
+        &[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+            "-L",
+            "ccci-data",
+            &img,
+        ],
+    )?;
+    let root = cfg.data_root();
+    std::fs::create_dir_all(&root).map_err(|e| SandboxError::io("data root", &root, e))?;
+    let root_s = root.to_string_lossy().to_string();
+    // `-o loop` sets autoclear: the loop device goes away with the last unmount.
+    sys::run("data image", &["mount", "-o", "loop", &img, &root_s])?;
+    Ok(())
+}
+
+fn registry_config(store: &Path) -> String {
+    format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         http:\n  addr: {REGISTRY_ADDR}\n",
+        store.display()
+    )
+}
+
+fn start_registry(cfg: &SandboxConfig) -> Result<()> {
+    let p = Paths::of(cfg);
+    let info = info_of(cfg);
+    std::fs::write(&p.registry_cfg, registry_config(&p.registry_store))
+        .map_err(|e| SandboxError::io("registry", &p.registry_cfg, e))?;
+    let bin = sys::which("docker-registry").unwrap_or_else(|| "docker-registry".into());
+    let argv = vec![
+        bin.to_string_lossy().to_string(),
+        "serve".to_string(),
+        p.registry_cfg.to_string_lossy().to_string(),
+    ];
+    let pid = sys::spawn_in_netns("registry", &info.netns, &argv, &info.registry_log)?;
+    std::fs::write(&p.registry_pid, format!("{pid}\n"))
+        .map_err(|e| SandboxError::io("registry", &p.registry_pid, e))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((200, _)) = sys::netns_http(&info.netns, REGISTRY_ADDR, "GET", "/v2/", "*/*") {
+            return Ok(());
+        }
+        if !sys::pid_alive(pid) || Instant::now() > deadline {
+            return Err(SandboxError::StartFailed {
+                step: "registry".into(),
+                reason: if sys::pid_alive(pid) {
+                    format!("{REGISTRY_ADDR}/v2/ did not answer 200 within 30 s")
+                } else {
+                    "docker-registry exited".into()
+                },
+                log: info.registry_log.clone(),
+                log_tail: sys::log_tail(&info.registry_log, 30),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn start_dockerd(cfg: &SandboxConfig) -> Result<Docker> {
+    let p = Paths::of(cfg);
+    let info = info_of(cfg);
+    // An explicit daemon config so the machine's /etc/docker/daemon.json never applies; it
+    // also moves the daemon's trust key out of /etc/docker (20.10 writes key.json there).
+    let daemon_json = serde_json::json!({
+        "deprecated-key-path": cfg.state_dir.join("key.json"),
+    });
+    std::fs::write(&p.daemon_json, format!("{daemon_json}\n"))
+        .map_err(|e| SandboxError::io("dockerd", &p.daemon_json, e))?;
+    let bin = sys::which("dockerd").unwrap_or_else(|| "dockerd".into());
+    let s = |x: &Path| x.to_string_lossy().to_string();
+    let argv = vec![
+        s(&bin),
+        "--config-file".into(),
+        s(&p.daemon_json),
+        "-H".into(),
+        info.docker_host.clone(),
+        "--pidfile".into(),
+        s(&p.dockerd_pid),
+        "--exec-root".into(),
+        s(&p.exec_root),
+        "--data-root".into(),
+        s(&info.data_root),
+        "--registry-mirror".into(),
+        format!("http://{REGISTRY_ADDR}"),
+        "--insecure-registry".into(),
+        REGISTRY_ADDR.into(),
+        "--cgroup-parent".into(),
+        cfg.cgroup_parent(),
+        "--shutdown-timeout".into(),
+        "5".into(),
+        "--userland-proxy=false".into(),
+    ];
+    let pid = sys::spawn_in_netns("dockerd", &info.netns, &argv, &info.dockerd_log)?;
+    let fail = |reason: String| SandboxError::StartFailed {
+        step: "dockerd".into(),
+        reason,
+        log: info.dockerd_log.clone(),
+        log_tail: sys::log_tail(&info.dockerd_log, 40),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if cfg.socket().exists() {
+            if let Ok(d) = info.docker() {
+                if let Ok(Ok(d)) =
+                    tokio::time::timeout(Duration::from_secs(3), d.negotiate_version()).await
+                {
+                    if d.ping().await.is_ok() {
+                        return Ok(d);
+                    }
+                }
+            }
+        }
+        if !sys::pid_alive(pid) {
+            return Err(fail("dockerd exited".into()));
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "{} did not answer /_ping within 60 s",
+                info.docker_host
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn init_swarm(docker: &Docker, info: &SandboxInfo) -> Result<()> {
+    let state = docker
+        .info()
+        .await
+        .map_err(|e| SandboxError::docker("swarm", e))?
+        .swarm
+        .and_then(|s| s.local_node_state);
+    if state == Some(LocalNodeState::ACTIVE) {
+        return Ok(());
+    }
+    docker
+        .init_swarm(SwarmInitRequest {
+            advertise_addr: Some("127.0.0.1".into()),
+            listen_addr: Some("127.0.0.1:2377".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SandboxError::StartFailed {
+            step: "swarm init".into(),
+            reason: e.to_string(),
+            log: info.dockerd_log.clone(),
+            log_tail: sys::log_tail(&info.dockerd_log, 30),
+        })?;
+    Ok(())
+}
+
+/// Stop everything of sandbox `cfg` and remove its runtime traces. Safe to run on a sandbox
+/// that is healthy, half-dead or absent.
+async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
+    let p = Paths::of(cfg);
+    let info = info_of(cfg);
+    // Polite first: SIGTERM to dockerd lets it stop the containers (the systemd host gets
+    // SIGRTMIN+3), shut containerd and the shims down and unmount its layers.
+    let cfg2 = cfg.clone();
+    blocking(move || {
+        let mut problems = Vec::new();
+        let run_dir_s = cfg2.run_dir.to_string_lossy().to_string();
+        let state_s = cfg2.state_dir.to_string_lossy().to_string();
+
+        let mut dockerd: Vec<u32> = sys::read_pidfile(&p.dockerd_pid)
+            .filter(|pid| {
+                sys::cmdline(*pid)
+                    .map(|c| c.contains(&run_dir_s))
+                    .unwrap_or(false)
+            })
+            .into_iter()
+            .collect();
+        // Also a dockerd whose pidfile is gone but whose command line names our run_dir.
+        for pid in sys::pids_with_cmdline(&format!("--exec-root {}", p.exec_root.display())) {
+            if !dockerd.contains(&pid) {
+                dockerd.push(pid);
+            }
+        }
+        let left = sys::terminate(&dockerd, Duration::from_secs(20));
+        if !left.is_empty() {
+            problems.push(format!("dockerd pids {left:?} survived SIGKILL"));
+        }
+
+        // Whatever is left: containerd, shims (their command lines name the exec-root),
+        // the registry (names our state dir) and container processes (in our cgroups).
+        let mut rest = sys::pids_with_cmdline(&run_dir_s);
+        rest.extend(sys::pids_with_cmdline(&format!("{state_s}/registry.yml")));
+        let cg = sys::cgroup_dirs(&cfg2.cgroup_parent());
+        rest.extend(sys::cgroup_pids(&cg));
+        rest.sort();
+        rest.dedup();
+        let left = sys::terminate(&rest, Duration::from_secs(3));
+        if !left.is_empty() {
+            problems.push(format!("pids {left:?} survived SIGKILL"));
+        }
+        let left = sys::remove_cgroup_trees(&sys::cgroup_dirs(&cfg2.cgroup_parent()));
+        if !left.is_empty() {
+            problems.push(format!("cgroups left: {left:?}"));
+        }
+
+        // Mounts: layers and netns bind mounts under the data-root / exec-root, the data-root
+        // itself, the netns file.
+        let roots = vec![
+            cfg2.run_dir.clone(),
+            cfg2.data_root(),
+            PathBuf::from("/var/run/netns").join(cfg2.netns()),
+            PathBuf::from("/run/netns").join(cfg2.netns()),
+        ];
+        for m in sys::mounts_under(&roots) {
+            if let Err(e) = sys::umount_all(&m) {
+                problems.push(e.to_string());
+            }
+        }
+        for dev in sys::loop_devices_for(&p.data_img) {
+            if let Err(e) = sys::run("teardown", &["losetup", "-d", &dev]) {
+                problems.push(e.to_string());
+            }
+        }
+        if sys::netns_exists(&cfg2.netns()) {
+            if let Err(e) = sys::run("teardown", &["ip", "netns", "delete", &cfg2.netns()]) {
+                // `ip netns delete` fails when the file is there but no longer a mount.
+                let f = PathBuf::from("/var/run/netns").join(cfg2.netns());
+                if std::fs::remove_file(&f).is_err() && f.exists() {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        if cfg2.run_dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&cfg2.run_dir) {
+                problems.push(format!("remove {}: {e}", cfg2.run_dir.display()));
+            }
+        }
+        // containerd's shims keep their sockets in /run/containerd/s whatever the exec-root;
+        // remove the directories when they are empty (another sandbox may still use them).
+        for d in ["/run/containerd/s", "/run/containerd"] {
+            let _ = std::fs::remove_dir(d);
+        }
+        if p.data_img.exists() {
+            let _ = std::fs::remove_file(&p.data_img);
+        }
+        let root = cfg2.data_root();
+        if root.exists() && !sys::is_mounted(&root) {
+            let _ = std::fs::remove_dir(&root);
+        }
+        if purge && cfg2.state_dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&cfg2.state_dir) {
+                problems.push(format!("remove {}: {e}", cfg2.state_dir.display()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SandboxError::Teardown(problems.join("; ")))
+        }
+    })
+    .await?;
+    let _ = info;
+    Ok(())
 }
