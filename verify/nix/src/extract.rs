@@ -63,8 +63,40 @@ impl Budget {
     }
 }
 
+/// Largest file analysed; a Nix module is a few kB, a generated package set a few MB.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Analyse one Nix file. `file` is the path reported in the results.
+///
+/// rnix's parser recurses once per operand of a chain such as `a + a + …` or
+/// `x // x // …` (~250 bytes of stack per operand in a debug build, measured: a
+/// 10 000-operand chain overflows a 2 MiB stack). The parse and the walk therefore run
+/// on their own thread whose stack grows with the input (32 MiB plus 256 bytes per
+/// input byte; only touched pages are ever backed by memory), so no input can overflow.
 pub fn extract_units(file: &str, src: &str) -> Result<FileUnits, NixError> {
+    if src.len() > MAX_FILE_BYTES {
+        return Err(NixError::TooLarge {
+            file: file.to_string(),
+            bytes: src.len(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let stack = (32 << 20) + src.len().saturating_mul(256);
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("ccci-nix-extract".to_string())
+            .stack_size(stack)
+            .spawn_scoped(scope, || extract_on_this_thread(file, src))
+            .map_err(|e| NixError::Thread(e.to_string()))?;
+        match worker.join() {
+            Ok(result) => result,
+            // A panic here is a bug in the extractor: let it surface as one.
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    })
+}
+
+fn extract_on_this_thread(file: &str, src: &str) -> Result<FileUnits, NixError> {
     let parse = rnix::Root::parse(src);
     let lines = LineIndex::new(src);
     if let Some(err) = parse.errors().first() {
@@ -351,6 +383,10 @@ fn resolve_str(expr: &Expr, scope: &Scope, depth: u32, b: &Budget) -> Option<Str
     match expr {
         Expr::Str(s) => resolve_str_node(s, scope, depth, b),
         Expr::Paren(p) => resolve_str(&p.expr()?, scope, depth + 1, b),
+        Expr::LetIn(l) => {
+            let inner = push_entries_frame(l, scope);
+            resolve_str(&l.body()?, &inner, depth + 1, b)
+        }
         Expr::Ident(id) => {
             let name = id.ident_token()?.text().to_string();
             let (bound, frame) = lookup(scope, &name)?;
@@ -1017,6 +1053,7 @@ impl Walker<'_> {
             .descendants()
             .filter(|n| n.kind() == SyntaxKind::NODE_ATTRPATH_VALUE)
             .collect();
+        let mut flagged: HashSet<TextRange> = HashSet::new();
         for node in candidates {
             if self.visited.contains(&node.text_range()) {
                 continue;
@@ -1042,6 +1079,15 @@ impl Walker<'_> {
             if inside_covered || inside_string {
                 continue;
             }
+            // Inside a definition already reported: one entry says it.
+            if node
+                .ancestors()
+                .skip(1)
+                .any(|a| flagged.contains(&a.text_range()))
+            {
+                continue;
+            }
+            flagged.insert(node.text_range());
             let text = format!(
                 "{} (not reached by the analysis)",
                 excerpt(&apv.syntax().text().to_string())

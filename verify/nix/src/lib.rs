@@ -19,7 +19,7 @@ pub mod git;
 use std::path::Path;
 
 pub use escape::escape_path;
-pub use extract::extract_units;
+pub use extract::{extract_units, MAX_FILE_BYTES};
 pub use git::{GitError, GitRepo, TreeEntry};
 
 /// A unit declared in a Nix file.
@@ -98,6 +98,16 @@ pub enum NixError {
     /// A Nix file is not UTF-8 text.
     #[error("{file}: not UTF-8 text")]
     NotUtf8 { file: String },
+    /// A file too large to be a module (see [`MAX_FILE_BYTES`]).
+    #[error("{file}: {bytes} bytes, larger than the {limit}-byte limit for a Nix file")]
+    TooLarge {
+        file: String,
+        bytes: usize,
+        limit: usize,
+    },
+    /// The analysis thread could not be started.
+    #[error("cannot start the analysis thread: {0}")]
+    Thread(String),
     /// JSON rendering failed.
     #[error("cannot render JSON: {0}")]
     Json(#[source] serde_json::Error),
