@@ -1,0 +1,155 @@
+//! `units.*`: the legacy timer is gone, the prune timer is active, the prune service is
+//! loaded and its last run did not fail — decided from `systemctl show` properties.
+
+use crate::{Ctx, DynCheck};
+use async_trait::async_trait;
+use ccci_core::{Check, Evidence, Outcome};
+use ccci_host::UnitState;
+use std::sync::Arc;
+
+pub fn checks() -> Vec<DynCheck> {
+    vec![
+        Arc::new(LegacyTimerAbsent),
+        Arc::new(PruneTimerActive),
+        Arc::new(PruneServiceLoaded),
+    ]
+}
+
+/// `systemctl show` of one unit, as a state and evidence; an error outcome when it cannot run.
+pub async fn show_one(ctx: &Ctx, unit: &str) -> Result<(UnitState, Evidence), Outcome> {
+    match ctx.target.unit_states(&[unit]).await {
+        Ok((mut states, cmd, out)) => {
+            let ev = Evidence::new(cmd, Some(out.status), out.stdout_str());
+            match states.pop() {
+                Some(s) => Ok((s, ev)),
+                None => Err(Outcome::error(format!("no state for {unit}")).with_evidence([ev])),
+            }
+        }
+        Err(e) => Err(Outcome::error(format!(
+            "cannot read the state of {unit}: {e}"
+        ))),
+    }
+}
+
+/// Decision of `units.legacy-timer-absent` on a parsed state.
+pub fn decide_legacy_absent(s: &UnitState) -> Outcome {
+    if s.is_not_found() && !s.has_unit_file() {
+        Outcome::pass(format!("{}: LoadState=not-found and no unit file", s.name))
+    } else {
+        Outcome::fail(format!(
+            "{} still exists: {} — remove it (on NixOS: virtualisation.docker.autoPrune.enable = false)",
+            s.name,
+            s.summary()
+        ))
+    }
+}
+
+/// Decision of `units.prune-timer-active`.
+pub fn decide_timer_active(s: &UnitState) -> Outcome {
+    let mut missing = Vec::new();
+    if !s.is_loaded() {
+        missing.push(format!("LoadState={} (want loaded)", s.load_state));
+    }
+    if !s.is_enabled() {
+        missing.push(format!(
+            "UnitFileState={} (want enabled)",
+            if s.unit_file_state.is_empty() {
+                "(none)"
+            } else {
+                &s.unit_file_state
+            }
+        ));
+    }
+    if !s.is_active() {
+        missing.push(format!("ActiveState={} (want active)", s.active_state));
+    }
+    if s.next_elapse().is_none() {
+        missing.push("no NextElapseUSecRealtime (the timer is not scheduled)".into());
+    }
+    if missing.is_empty() {
+        Outcome::pass(format!(
+            "{} loaded, enabled, active, next elapse {}",
+            s.name,
+            s.next_elapse().unwrap_or_default()
+        ))
+    } else {
+        Outcome::fail(format!("{}: {}", s.name, missing.join("; ")))
+    }
+}
+
+/// Decision of `units.prune-service-loaded`.
+pub fn decide_service_loaded(s: &UnitState) -> Outcome {
+    if !s.is_loaded() {
+        return Outcome::fail(format!(
+            "{}: LoadState={} (want loaded)",
+            s.name, s.load_state
+        ));
+    }
+    if s.last_run_failed() {
+        return Outcome::fail(format!(
+            "{}: last run failed (ActiveState={}, Result={}); see journalctl -u {}",
+            s.name, s.active_state, s.result, s.name
+        ));
+    }
+    Outcome::pass(format!(
+        "{} loaded from {}, last result {}",
+        s.name,
+        s.fragment_path,
+        if s.result.is_empty() {
+            "(none)"
+        } else {
+            &s.result
+        }
+    ))
+}
+
+struct LegacyTimerAbsent;
+#[async_trait]
+impl Check<Ctx> for LegacyTimerAbsent {
+    fn id(&self) -> &'static str {
+        "units.legacy-timer-absent"
+    }
+    fn title(&self) -> &'static str {
+        "the legacy docker-prune.timer is gone: LoadState=not-found, no unit file"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        match show_one(ctx, &ctx.params.legacy_timer).await {
+            Ok((s, ev)) => decide_legacy_absent(&s).with_evidence([ev]),
+            Err(o) => o,
+        }
+    }
+}
+
+struct PruneTimerActive;
+#[async_trait]
+impl Check<Ctx> for PruneTimerActive {
+    fn id(&self) -> &'static str {
+        "units.prune-timer-active"
+    }
+    fn title(&self) -> &'static str {
+        "ci-docker-prune.timer is loaded, enabled and active, with a next elapse"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        match show_one(ctx, &ctx.params.prune_timer).await {
+            Ok((s, ev)) => decide_timer_active(&s).with_evidence([ev]),
+            Err(o) => o,
+        }
+    }
+}
+
+struct PruneServiceLoaded;
+#[async_trait]
+impl Check<Ctx> for PruneServiceLoaded {
+    fn id(&self) -> &'static str {
+        "units.prune-service-loaded"
+    }
+    fn title(&self) -> &'static str {
+        "ci-docker-prune.service is loaded and its last run did not fail"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        match show_one(ctx, &ctx.params.prune_service).await {
+            Ok((s, ev)) => decide_service_loaded(&s).with_evidence([ev]),
+            Err(o) => o,
+        }
+    }
+}
