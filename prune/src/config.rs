@@ -46,7 +46,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Disk usage (percent, 0-100) at or above which pruning may happen. TOML: integer or string.
-    pub threshold: Option<toml::Value>,
+    pub threshold: Option<Threshold>,
     /// Mount points whose usage is measured; the maximum counts.
     pub paths: Option<Vec<String>>,
     /// Only things older than this are removed (human duration: `24h`, `90m`, `0s`).
@@ -148,6 +148,14 @@ impl Settings {
     }
 }
 
+/// A threshold as given: a TOML integer, or text (a flag, or a TOML string).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Threshold {
+    Percent(i64),
+    Text(String),
+}
+
 /// Parse a threshold given on the command line.
 pub fn parse_threshold(text: &str) -> Result<u8, ConfigError> {
     let t = text.trim().trim_end_matches('%');
@@ -157,11 +165,11 @@ pub fn parse_threshold(text: &str) -> Result<u8, ConfigError> {
     }
 }
 
-fn parse_threshold_value(v: &toml::Value) -> Result<u8, ConfigError> {
+fn parse_threshold_value(v: &Threshold) -> Result<u8, ConfigError> {
     match v {
-        toml::Value::Integer(i) if (0..=100).contains(i) => Ok(*i as u8),
-        toml::Value::String(s) => parse_threshold(s),
-        other => Err(ConfigError::Threshold(other.to_string())),
+        Threshold::Percent(i) if (0..=100).contains(i) => Ok(*i as u8),
+        Threshold::Percent(i) => Err(ConfigError::Threshold(i.to_string())),
+        Threshold::Text(s) => parse_threshold(s),
     }
 }
 
@@ -354,7 +362,7 @@ reclaim_superseded_pulls = true
         )
         .unwrap();
         let flags = Settings {
-            threshold: Some(toml::Value::String("70".into())),
+            threshold: Some(Threshold::Text("70".into())),
             ..Default::default()
         };
         let c = file.overridden_by(flags).validate(None).unwrap();

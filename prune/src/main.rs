@@ -79,7 +79,7 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         None => Settings::default(),
     };
     let flags = Settings {
-        threshold: cli.threshold.clone().map(toml::Value::String),
+        threshold: cli.threshold.clone().map(config::Threshold::Text),
         paths: (!cli.paths.is_empty()).then(|| cli.paths.clone()),
         until: cli.until.clone(),
         run_stack_pattern: cli.run_stack_pattern.clone(),

@@ -1,0 +1,243 @@
+//! Helpers shared by the `prune_*` scenarios: the docker CLI against the sandbox, test images,
+//! running the prune binary through the recording proxy, a disk ballast.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ccci_sandbox::images::{self, ImageSpec};
+use ccci_tests::proxy::{violations, Recorded, RecordingProxy};
+use ccci_tests::SandboxInfo;
+
+pub const DAY: u64 = 86_400;
+/// A service name the default run-stack pattern matches.
+pub const RUN_STACK_SERVICE: &str = "ab1-0f3c9e_ci_commoninternet_net_app";
+/// A pattern no service name matches.
+pub const NO_RUN_PATTERN: &str = "^ccci-never-matches-anything$";
+
+pub fn sb() -> &'static SandboxInfo {
+    ccci_tests::sandbox()
+}
+
+/// `docker ARGS` against the sandbox: (success, stdout, stderr).
+pub fn docker(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &sb().docker_host)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// `docker ARGS`, which must succeed; its stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let (ok, out, err) = docker(args);
+    assert!(ok, "docker {args:?} failed: {err}\n{out}");
+    out
+}
+
+/// Unique lowercase seed for names.
+pub fn seed(label: &str) -> String {
+    images::unique_seed(label).to_lowercase()
+}
+
+/// Load a small test image created `age_secs` ago, with optional tag; returns its id.
+pub fn load_image(seed: &str, age_secs: u64, tag: Option<&str>) -> String {
+    let mut spec = ImageSpec::unique_test_image(seed, 2, age_secs)
+        .unwrap_or_else(|e| panic!("build test image: {e}"));
+    if let Some(t) = tag {
+        spec = spec.tag(t);
+    }
+    ccci_tests::block_on(async {
+        let d = sb()
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+        images::load(&d, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("load test image: {e}"))
+    })
+}
+
+pub fn image_exists(id: &str) -> bool {
+    docker(&["image", "inspect", id]).0
+}
+
+pub fn container_exists(id: &str) -> bool {
+    docker(&["container", "inspect", id]).0
+}
+
+pub fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "inspect", name]).0
+}
+
+/// Ids of every image that carries a tag right now.
+pub fn tagged_image_ids() -> Vec<String> {
+    let out = docker_ok(&[
+        "image",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+    ]);
+    out.lines()
+        .filter(|l| !l.ends_with("<none>:<none>"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Remove a service if present and wait until its tasks' containers are gone.
+pub fn remove_service(name: &str) {
+    if docker(&["service", "inspect", name]).0 {
+        docker_ok(&["service", "rm", name]);
+    }
+    wait_for(Duration::from_secs(60), || {
+        docker_ok(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={name}"),
+        ])
+        .is_empty()
+    });
+}
+
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    f()
+}
+
+/// One run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub requests: Vec<Recorded>,
+}
+
+impl Run {
+    /// The `--json` object (exactly one line on stdout).
+    pub fn json(&self) -> serde_json::Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "--json must print one line: {}", self.stdout);
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {e}: {}", lines[0]))
+    }
+
+    pub fn removed(&self, kind: &str) -> Vec<String> {
+        self.json()["removed"][kind]
+            .as_array()
+            .unwrap_or_else(|| panic!("removed.{kind} missing"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// Run `ci-docker-prune ARGS --docker-host <proxy>` and assert the proxy saw no forbidden
+/// request (no `all`, no volumes, no delete of a tagged image or by name).
+pub fn prune(args: &[&str]) -> Run {
+    let proxy = RecordingProxy::start(&sb().socket_path())
+        .unwrap_or_else(|e| panic!("start recording proxy: {e}"));
+    let tagged = tagged_image_ids();
+    let bin = ccci_tests::prune_bin().unwrap_or_else(|e| panic!("prune binary: {e}"));
+    let out = assert_cmd::Command::new(bin)
+        .args(args)
+        .arg("--docker-host")
+        .arg(proxy.docker_host())
+        .env_remove("DOCKER_HOST")
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap_or_else(|e| panic!("run ci-docker-prune: {e}"));
+    let requests = proxy.requests();
+    let bad = violations(&requests, &tagged);
+    assert!(
+        bad.is_empty(),
+        "forbidden requests: {bad:#?}\nall requests: {requests:#?}"
+    );
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        requests,
+    }
+}
+
+pub fn data_root() -> String {
+    sb().data_root.to_string_lossy().into_owned()
+}
+
+/// A file on the data-root that pushes its usage to at least `pct` percent; removed on drop.
+pub struct Ballast(PathBuf);
+
+impl Ballast {
+    pub fn fill_to(pct: u64) -> Ballast {
+        let path = sb().data_root.join("ccci-prune-ballast");
+        let _ = std::fs::remove_file(&path);
+        let u = ci_docker_prune::gates::disk_usage(&sb().data_root)
+            .unwrap_or_else(|e| panic!("statvfs data root: {e}"));
+        let total = u.used + u.avail;
+        let want = total * pct / 100 + total / 100;
+        let need = want.saturating_sub(u.used).max(1 << 20);
+        let ok = Command::new("fallocate")
+            .args(["-l", &need.to_string()])
+            .arg(&path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "fallocate {need} bytes at {}", path.display());
+        let now = ci_docker_prune::gates::disk_usage(&sb().data_root)
+            .unwrap_or_else(|e| panic!("statvfs data root: {e}"));
+        assert!(now.percent() as u64 >= pct, "ballast left usage at {}%", now.percent());
+        Ballast(path)
+    }
+}
+
+impl Drop for Ballast {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Best-effort cleanup of what a test created.
+#[derive(Default)]
+pub struct Cleanup {
+    pub services: Vec<String>,
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for s in &self.services {
+            let _ = docker(&["service", "rm", s]);
+        }
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+        for i in &self.images {
+            let _ = docker(&["rmi", "-f", i]);
+        }
+        for v in &self.volumes {
+            let _ = docker(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
