@@ -28,7 +28,10 @@ async fn main() {
     match res {
         Ok(s) => println!("{s}\n{cmd} took {:.1} s", t.elapsed().as_secs_f64()),
         Err(e) => {
-            eprintln!("error: {e}\n{cmd} failed after {:.1} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "error: {e}\n{cmd} failed after {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
             std::process::exit(1);
         }
     }

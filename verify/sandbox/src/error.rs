@@ -61,7 +61,9 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// The systemd host container did not reach `running`/`degraded`.
-    #[error("systemd host `{container}` is not running: state `{state}`; failed units: {failed_units}")]
+    #[error(
+        "systemd host `{container}` is not running: state `{state}`; failed units: {failed_units}"
+    )]
     HostNotRunning {
         /// The host container's name.
         container: String,

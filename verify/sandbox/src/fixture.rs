@@ -211,11 +211,13 @@ pub async fn remove_local_fixture(docker: &Docker) -> Result<Vec<String>> {
             .repo_tags
             .iter()
             .chain(img.repo_digests.iter())
-            .any(|n| n.starts_with("redis:") || n.starts_with("redis@") || n.contains("/redis:") || n.contains("/redis@"));
-        let fixture = img
-            .labels
-            .get("io.ccci.fixture")
-            .is_some();
+            .any(|n| {
+                n.starts_with("redis:")
+                    || n.starts_with("redis@")
+                    || n.contains("/redis:")
+                    || n.contains("/redis@")
+            });
+        let fixture = img.labels.get("io.ccci.fixture").is_some();
         if named || fixture {
             remove_local(docker, &img.id).await?;
             removed.push(img.id);

@@ -95,7 +95,13 @@ pub(crate) struct RootfsArchive {
 
 fn recipe_hash() -> String {
     let mut h = Sha256::new();
-    for part in [RECIPE_VERSION, SUITE, PACKAGES, DOCKER_SERVICE_STANDIN, README] {
+    for part in [
+        RECIPE_VERSION,
+        SUITE,
+        PACKAGES,
+        DOCKER_SERVICE_STANDIN,
+        README,
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -211,7 +217,13 @@ fn post_process(rootfs: &Path) -> Result<()> {
     w("usr/share/doc/ccci-sandbox/README", README)?;
     w("etc/hostname", "ccci-host\n")?;
     // A fixed machine id: an empty one would make systemd run first-boot presets.
-    w("etc/machine-id", &format!("{}\n", &hex::encode(Sha256::digest(b"ccci-sandbox-host"))[..32]))?;
+    w(
+        "etc/machine-id",
+        &format!(
+            "{}\n",
+            &hex::encode(Sha256::digest(b"ccci-sandbox-host"))[..32]
+        ),
+    )?;
     // debootstrap leaves the downloaded .debs and apt lists behind: 40+ MB nobody needs.
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let d = rootfs.join(dir);
@@ -281,7 +293,8 @@ fn write_layer(rootfs: &Path, out: &Path) -> Result<String> {
     let mut hw = b
         .into_inner()
         .map_err(|e| SandboxError::io("rootfs pack", out, e))?;
-    hw.flush().map_err(|e| SandboxError::io("rootfs pack", out, e))?;
+    hw.flush()
+        .map_err(|e| SandboxError::io("rootfs pack", out, e))?;
     Ok(format!("sha256:{}", hex::encode(hw.hasher.finalize())))
 }
 
@@ -313,7 +326,10 @@ pub(crate) async fn start_host(
     let root = info.data_root.to_string_lossy().to_string();
     let mut tmpfs = HashMap::new();
     tmpfs.insert("/run".to_string(), "rw,nosuid,nodev,mode=755".to_string());
-    tmpfs.insert("/run/lock".to_string(), "rw,nosuid,nodev,noexec".to_string());
+    tmpfs.insert(
+        "/run/lock".to_string(),
+        "rw,nosuid,nodev,noexec".to_string(),
+    );
     tmpfs.insert("/tmp".to_string(), "rw,nosuid,nodev".to_string());
     let body = ContainerCreateBody {
         image: Some(rootfs.tag.clone()),
@@ -343,7 +359,10 @@ pub(crate) async fn start_host(
         .await
         .map_err(|e| SandboxError::docker("systemd host create", e))?;
     docker
-        .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
         .await
         .map_err(|e| SandboxError::docker("systemd host start", e))?;
     wait_systemd(docker, info, Duration::from_secs(120)).await
@@ -353,7 +372,13 @@ async fn wait_systemd(docker: &Docker, info: &SandboxInfo, limit: Duration) -> R
     let deadline = Instant::now() + limit;
     let mut last: String;
     loop {
-        match exec(docker, &info.host_container, &["systemctl", "is-system-running"]).await {
+        match exec(
+            docker,
+            &info.host_container,
+            &["systemctl", "is-system-running"],
+        )
+        .await
+        {
             Ok((_, out)) => {
                 last = out.trim().to_string();
                 match last.as_str() {
@@ -478,7 +503,12 @@ fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
         if name.is_empty() || name.contains('/') {
             return Err(SandboxError::Config(format!("bad unit file name {name:?}")));
         }
-        add(&format!("etc/systemd/system/{name}"), 0o644, text.as_bytes(), false)?;
+        add(
+            &format!("etc/systemd/system/{name}"),
+            0o644,
+            text.as_bytes(),
+            false,
+        )?;
     }
     let tree = d.deployed_tree.trim_matches('/');
     if tree.is_empty() || tree.split('/').any(|c| c == ".." || c.is_empty()) {
@@ -502,28 +532,91 @@ fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
         .map_err(|e| SandboxError::Image(format!("deploy tar: {e}")))
 }
 
-/// Install `d` into the host: files, `systemctl daemon-reload`, `enable --now` of every timer.
-pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
-    let docker = info.docker_negotiated().await?;
-    let tar = deploy_tar(d)?;
-    let tree = format!("/{}", d.deployed_tree.trim_matches('/'));
-    // Replace the deployed tree as a whole, so files deleted in git disappear here too.
-    if !d.source_tree.is_empty() {
-        run_checked(&docker, info, &["rm", "-rf", "--", &tree]).await?;
+fn deploy_digest(d: &Deploy) -> Result<String> {
+    let mut h = Sha256::new();
+    if let Some(bin) = &d.prune_bin {
+        let data = std::fs::read(bin).map_err(|e| SandboxError::io("deploy", bin, e))?;
+        h.update(b"bin\0");
+        h.update(Sha256::digest(&data));
     }
-    docker
-        .upload_to_container(
-            &info.host_container,
-            Some(UploadToContainerOptionsBuilder::default().path("/").build()),
-            bollard::body_full(tar.into()),
-        )
+    for (n, t) in &d.units {
+        h.update(format!("unit\0{n}\0{}\0", t.len()).as_bytes());
+        h.update(t.as_bytes());
+    }
+    h.update(format!("tree\0{}\0", d.deployed_tree).as_bytes());
+    for (p, b) in &d.source_tree {
+        h.update(format!("file\0{p}\0{}\0", b.len()).as_bytes());
+        h.update(b);
+    }
+    if let Some(c) = &d.docker_config {
+        h.update(format!("cfg\0{}\0", c.len()).as_bytes());
+        h.update(c.as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Where the host remembers what was deployed last (a digest of the whole `Deploy`).
+const DEPLOY_MARKER: &str = "/var/lib/ccci-sandbox/deployed.sha256";
+
+/// Install `d` into the host: files, `systemctl daemon-reload`, `enable --now` of every timer.
+/// Serialised with `up`/`down` by the sandbox lock; a deploy identical to the last one (same
+/// digest) only re-checks that the timers are enabled, so concurrent test processes never pull
+/// the deployed tree from under each other.
+pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
+    let lock_path = crate::lifecycle::lock_path_of_info(info);
+    let _lock = tokio::task::spawn_blocking(move || sys::lock_file(&lock_path))
         .await
-        .map_err(|e| SandboxError::docker("deploy upload", e))?;
-    run_checked(&docker, info, &["systemctl", "daemon-reload"]).await?;
+        .map_err(|e| SandboxError::Config(format!("lock task: {e}")))??;
+    let docker = info.docker_negotiated().await?;
+    let digest = deploy_digest(d)?;
+    let (_, have) = exec(&docker, &info.host_container, &["cat", DEPLOY_MARKER]).await?;
+    if have.trim() != digest {
+        let tar = deploy_tar(d)?;
+        let tree = format!("/{}", d.deployed_tree.trim_matches('/'));
+        // Replace the deployed tree as a whole, so files deleted in git disappear here too.
+        if !d.source_tree.is_empty() {
+            run_checked(&docker, info, &["rm", "-rf", "--", &tree]).await?;
+        }
+        docker
+            .upload_to_container(
+                &info.host_container,
+                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| SandboxError::docker("deploy upload", e))?;
+        run_checked(&docker, info, &["systemctl", "daemon-reload"]).await?;
+    }
     for (name, _) in &d.units {
         if name.ends_with(".timer") {
             run_checked(&docker, info, &["systemctl", "enable", "--now", name]).await?;
         }
+    }
+    if have.trim() != digest {
+        run_checked(&docker, info, &["mkdir", "-p", "/var/lib/ccci-sandbox"]).await?;
+        let marker = format!("{digest}\n");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut hd = tar::Header::new_gnu();
+        hd.set_mode(0o644);
+        hd.set_size(marker.len() as u64);
+        hd.set_entry_type(tar::EntryType::Regular);
+        b.append_data(
+            &mut hd,
+            DEPLOY_MARKER.trim_start_matches('/'),
+            marker.as_bytes(),
+        )
+        .map_err(|e| SandboxError::Image(format!("deploy marker: {e}")))?;
+        let t = b
+            .into_inner()
+            .map_err(|e| SandboxError::Image(format!("deploy marker: {e}")))?;
+        docker
+            .upload_to_container(
+                &info.host_container,
+                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                bollard::body_full(t.into()),
+            )
+            .await
+            .map_err(|e| SandboxError::docker("deploy marker", e))?;
     }
     Ok(())
 }

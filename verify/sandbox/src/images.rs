@@ -41,8 +41,14 @@ pub struct Layer {
 
 fn norm(path: &str) -> Result<String> {
     let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(SandboxError::Image(format!("invalid path in layer: {path:?}")));
+    if trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(SandboxError::Image(format!(
+            "invalid path in layer: {path:?}"
+        )));
     }
     Ok(trimmed.to_string())
 }
@@ -343,7 +349,10 @@ impl ImageSpec {
             .map_err(|e| SandboxError::Image(format!("finishing archive: {e}")))?;
         Ok(BuiltImage {
             id: format!("sha256:{config_digest}"),
-            diff_ids: layer_tars.iter().map(|(d, _)| format!("sha256:{d}")).collect(),
+            diff_ids: layer_tars
+                .iter()
+                .map(|(d, _)| format!("sha256:{d}"))
+                .collect(),
             archive,
         })
     }
@@ -442,7 +451,10 @@ pub fn write_archive_with_layer_file(
         .map_err(|e| SandboxError::Image(format!("serialising config: {e}")))?;
     let config_digest = hex::encode(Sha256::digest(&config_bytes));
     let big = diff_id.trim_start_matches("sha256:").to_string();
-    let mut layer_names: Vec<String> = small.iter().map(|(d, _)| format!("{d}/layer.tar")).collect();
+    let mut layer_names: Vec<String> = small
+        .iter()
+        .map(|(d, _)| format!("{d}/layer.tar"))
+        .collect();
     layer_names.push(format!("{big}/layer.tar"));
     let manifest = json!([{
         "Config": format!("{config_digest}.json"),
@@ -453,7 +465,10 @@ pub fn write_archive_with_layer_file(
         .map_err(|e| SandboxError::Image(format!("serialising manifest: {e}")))?;
     let f = std::fs::File::create(out).map_err(|e| SandboxError::io("image", out, e))?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(f));
-    let add = |b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>, name: &str, data: &[u8]| -> Result<()> {
+    let add = |b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
+               name: &str,
+               data: &[u8]|
+     -> Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(0);
         h.set_mode(0o644);
@@ -465,12 +480,15 @@ pub fn write_archive_with_layer_file(
     for (d, t) in &small {
         add(&mut b, &format!("{d}/layer.tar"), t)?;
     }
-    let mut lf = std::fs::File::open(layer_file).map_err(|e| SandboxError::io("image", layer_file, e))?;
+    let mut lf =
+        std::fs::File::open(layer_file).map_err(|e| SandboxError::io("image", layer_file, e))?;
     b.append_file(format!("{big}/layer.tar"), &mut lf)
         .map_err(|e| SandboxError::io("image", layer_file, e))?;
     add(&mut b, &format!("{config_digest}.json"), &config_bytes)?;
     add(&mut b, "manifest.json", &manifest_bytes)?;
-    let mut w = b.into_inner().map_err(|e| SandboxError::io("image", out, e))?;
+    let mut w = b
+        .into_inner()
+        .map_err(|e| SandboxError::io("image", out, e))?;
     w.flush().map_err(|e| SandboxError::io("image", out, e))?;
     Ok(())
 }

@@ -356,9 +356,66 @@ impl SandboxInfo {
         sys::netns_connect(&self.netns, addr)
     }
 
+    /// A ballast file in the data-root that brings its filesystem to at least `percent` used
+    /// (allocated with `fallocate`, so it really takes the blocks). Removed on drop.
+    pub fn ballast(&self, percent: u8) -> Result<Ballast> {
+        Ballast::fill(&self.data_root, percent)
+    }
+
     /// Total and used bytes of the data-root filesystem (`statvfs`).
     pub fn data_root_usage(&self) -> Result<(u64, u64)> {
         sys::fs_usage(&self.data_root)
+    }
+}
+
+/// A file that takes up disk space until it is removed (or dropped).
+#[derive(Debug)]
+pub struct Ballast {
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl Ballast {
+    /// Allocate a file under `dir` so that the filesystem is at least `percent` used.
+    pub fn fill(dir: &Path, percent: u8) -> Result<Ballast> {
+        if percent == 0 || percent > 99 {
+            return Err(SandboxError::Config(format!(
+                "ballast percent {percent} must be 1..=99"
+            )));
+        }
+        let (total, used) = sys::fs_usage(dir)?;
+        let want = total / 100 * u64::from(percent) + total / 200; // half a percent over
+        let bytes = want.saturating_sub(used).max(1 << 20);
+        let path = dir.join(format!(
+            ".ccci-ballast-{}",
+            images::unique_seed("b").replace('-', "")
+        ));
+        sys::fallocate(&path, bytes)?;
+        Ok(Ballast { path, bytes })
+    }
+
+    /// Where the ballast is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many bytes it takes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Remove it now, reporting errors (drop ignores them).
+    pub fn remove(mut self) -> Result<()> {
+        let p = std::mem::take(&mut self.path);
+        std::fs::remove_file(&p).map_err(|e| SandboxError::io("ballast", &p, e))
+    }
+}
+
+impl Drop for Ballast {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -51,6 +51,23 @@ impl Paths {
     }
 }
 
+/// The lock file of the sandbox `info` describes (beside its run_dir).
+pub(crate) fn lock_path_of_info(info: &SandboxInfo) -> PathBuf {
+    let run_dir = info
+        .socket_path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/run/ccci-sandbox").join(&info.name));
+    let name = run_dir
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| info.name.clone());
+    run_dir
+        .parent()
+        .unwrap_or(Path::new("/run"))
+        .join(format!("{name}.lock"))
+}
+
 pub(crate) fn info_of(cfg: &SandboxConfig) -> SandboxInfo {
     let p = Paths::of(cfg);
     SandboxInfo {
@@ -66,9 +83,7 @@ pub(crate) fn info_of(cfg: &SandboxConfig) -> SandboxInfo {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SandboxError::Config(format!("blocking task failed: {e}")))?

@@ -49,18 +49,23 @@ pub(crate) fn check_prerequisites() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(SandboxError::NotRoot);
     }
-    for (program, package) in PREREQUISITES {
+    if !Path::new("/sys/fs/cgroup").is_dir() {
+        return Err(SandboxError::Config(
+            "/sys/fs/cgroup is not mounted; the sandbox daemon needs cgroups".into(),
+        ));
+    }
+    check_programs(PREREQUISITES)
+}
+
+/// Every program of `list` is on PATH, else the first missing one with its package.
+pub(crate) fn check_programs(list: &[(&str, &str)]) -> Result<()> {
+    for (program, package) in list {
         if which(program).is_none() {
             return Err(SandboxError::MissingPrerequisite {
                 program: (*program).to_string(),
                 package: (*package).to_string(),
             });
         }
-    }
-    if !Path::new("/sys/fs/cgroup").is_dir() {
-        return Err(SandboxError::Config(
-            "/sys/fs/cgroup is not mounted; the sandbox daemon needs cgroups".into(),
-        ));
     }
     Ok(())
 }
@@ -127,7 +132,9 @@ pub(crate) fn spawn_in_netns(step: &str, netns: &str, argv: &[String], log: &Pat
         .mode(0o640)
         .open(log)
         .map_err(|e| SandboxError::io(step, log, e))?;
-    let logf2 = logf.try_clone().map_err(|e| SandboxError::io(step, log, e))?;
+    let logf2 = logf
+        .try_clone()
+        .map_err(|e| SandboxError::io(step, log, e))?;
     let child = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{netns}"))
         .arg("--")
@@ -158,7 +165,9 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // state is the field after the ")" that closes comm
-            let state = s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,
@@ -279,7 +288,9 @@ fn unescape_mount(s: &str) -> String {
 
 /// Is `path` a mount point?
 pub(crate) fn is_mounted(path: &Path) -> bool {
-    mounts_under(&[path.to_path_buf()]).iter().any(|m| m == path)
+    mounts_under(&[path.to_path_buf()])
+        .iter()
+        .any(|m| m == path)
 }
 
 /// Unmount `path` (all stacked mounts); lazily if it stays busy.
@@ -368,6 +379,27 @@ pub(crate) fn fs_usage(path: &Path) -> Result<(u64, u64)> {
     Ok((total, total.saturating_sub(avail)))
 }
 
+/// Create `path` with `bytes` really allocated (not sparse).
+pub(crate) fn fallocate(path: &Path, bytes: u64) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| SandboxError::io("ballast", path, e))?;
+    let len = libc::off_t::try_from(bytes)
+        .map_err(|_| SandboxError::Config(format!("ballast of {bytes} bytes is too large")))?;
+    // SAFETY: fallocate on an fd we own; no memory is passed.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(path);
+        return Err(SandboxError::io("ballast", path, err));
+    }
+    Ok(())
+}
+
 /// A TCP connection to `addr`, made from inside network namespace `netns`: a helper thread
 /// enters the namespace (setns affects only the calling thread) and connects; the socket stays
 /// in that namespace after the thread ends.
@@ -382,9 +414,9 @@ pub fn netns_connect(netns: &str, addr: &str) -> std::io::Result<TcpStream> {
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let sa: std::net::SocketAddr = addr
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+        let sa: std::net::SocketAddr = addr.parse().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+        })?;
         TcpStream::connect_timeout(&sa, Duration::from_secs(5))
     });
     handle
@@ -415,7 +447,10 @@ pub(crate) fn netns_http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad HTTP answer: {}", tail_str(&text, 3))))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -525,6 +560,16 @@ mod tests {
         assert!(text.contains("boom"), "{text}");
         assert!(text.contains("exit status: 3"), "{text}");
         assert_eq!(run("test", &["sh", "-c", "echo ok"]).unwrap(), "ok\n");
+    }
+
+    #[test]
+    fn missing_program_names_its_package() {
+        let err = check_programs(&[("sh", "dash"), ("ccci-no-such-program", "ccci-pkg")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ccci-no-such-program"), "{err}");
+        assert!(err.contains("apt-get install ccci-pkg"), "{err}");
+        assert!(check_programs(&[("sh", "dash")]).is_ok());
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! Lifecycle of an isolated sandbox (name `ccci-life`, never the shared one): `up`, `status`,
+//! `down` twice in a row leave nothing behind; a sandbox whose processes were killed with
+//! SIGKILL (what CI does) is recovered by the next `up`.
+//!
+//! "Nothing behind" is checked independently of the library's own teardown code: live
+//! processes from /proc, mounts from /proc/self/mountinfo, loop devices from `losetup`,
+//! network namespaces from `ip netns list`, the run dir and the cgroups.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ccci_sandbox::SandboxConfig;
+use ccci_tests::block_on;
+
+fn cfg() -> SandboxConfig {
+    SandboxConfig::named("ccci-life")
+}
+
+fn live_pids_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for ent in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if cmd.contains(needle) && !zombie {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+fn leftovers(cfg: &SandboxConfig) -> Vec<String> {
+    let mut left = Vec::new();
+    let run = cfg.run_dir.to_string_lossy().to_string();
+    for (pid, cmd) in live_pids_mentioning(&run) {
+        left.push(format!("process {pid}: {cmd}"));
+    }
+    for (pid, cmd) in live_pids_mentioning(&cfg.state_dir.join("registry.yml").to_string_lossy()) {
+        left.push(format!("process {pid}: {cmd}"));
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let data_root = cfg.data_root().to_string_lossy().to_string();
+    let netns_file = format!("/run/netns/{}", cfg.netns());
+    for line in mountinfo.lines() {
+        let mp = line.split(' ').nth(4).unwrap_or("");
+        if mp.starts_with(&run) || mp.starts_with(&data_root) || mp.ends_with(&netns_file) {
+            left.push(format!("mount {mp}"));
+        }
+    }
+    let losetup = std::process::Command::new("losetup")
+        .arg("-a")
+        .output()
+        .expect("losetup -a");
+    let img = cfg.state_dir.join("data.img").to_string_lossy().to_string();
+    for line in String::from_utf8_lossy(&losetup.stdout).lines() {
+        if line.contains(&img) {
+            left.push(format!("loop device {line}"));
+        }
+    }
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    for line in String::from_utf8_lossy(&netns.stdout).lines() {
+        if line.split_whitespace().next() == Some(cfg.netns().as_str()) {
+            left.push(format!("netns {line}"));
+        }
+    }
+    if cfg.run_dir.exists() {
+        left.push(format!("run dir {}", cfg.run_dir.display()));
+    }
+    for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroups")
+        .flatten()
+    {
+        let p = ctrl.path().join(cfg.cgroup_parent());
+        if p.exists() {
+            left.push(format!("cgroup {}", p.display()));
+        }
+    }
+    left
+}
+
+fn assert_up(cfg: &SandboxConfig) {
+    let st = block_on(ccci_sandbox::status(cfg)).expect("status");
+    let info = st.expect("status says the sandbox is not up right after up");
+    assert_eq!(
+        info.docker_host,
+        format!("unix://{}", cfg.socket().display())
+    );
+    assert!(Path::new(&format!("/var/run/netns/{}", cfg.netns())).exists());
+    block_on(async {
+        let d = info.docker_negotiated().await.expect("client");
+        d.ping().await.expect("ping");
+        let sw = d.info().await.expect("info").swarm.expect("swarm info");
+        assert_eq!(
+            sw.local_node_state,
+            Some(bollard::models::LocalNodeState::ACTIVE)
+        );
+    });
+}
+
+#[test]
+#[serial_test::file_serial(ccci_life)]
+fn up_status_down_twice_leaves_nothing_behind() {
+    let cfg = cfg();
+    // Start from nothing, whatever an earlier run left.
+    block_on(ccci_sandbox::down(&cfg)).expect("initial down");
+    for round in 0..2 {
+        let info = block_on(ccci_sandbox::up(&cfg))
+            .unwrap_or_else(|e| panic!("round {round}: up failed: {e}"));
+        // up again is a cheap no-op on a healthy sandbox and returns the same info
+        let again = block_on(ccci_sandbox::up(&cfg)).expect("second up");
+        assert_eq!(info, again);
+        assert_up(&cfg);
+        block_on(ccci_sandbox::down(&cfg)).unwrap_or_else(|e| panic!("round {round}: down: {e}"));
+        assert_eq!(block_on(ccci_sandbox::status(&cfg)).expect("status"), None);
+        let left = leftovers(&cfg);
+        assert!(left.is_empty(), "round {round}: left behind: {left:#?}");
+        // down on a sandbox that is already down is fine
+        block_on(ccci_sandbox::down(&cfg)).expect("down twice");
+    }
+}
+
+#[test]
+#[serial_test::file_serial(ccci_life)]
+fn up_recovers_a_sandbox_killed_with_sigkill() {
+    let cfg = cfg();
+    block_on(ccci_sandbox::up(&cfg)).expect("up");
+    assert_up(&cfg);
+    // What CI does to us: every process killed, nothing cleaned up.
+    let mut victims: Vec<u32> = live_pids_mentioning(&cfg.run_dir.to_string_lossy())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    victims.extend(
+        live_pids_mentioning(&cfg.state_dir.join("registry.yml").to_string_lossy())
+            .into_iter()
+            .map(|(p, _)| p),
+    );
+    assert!(
+        victims.len() >= 3,
+        "expected dockerd, containerd, registry: {victims:?}"
+    );
+    for pid in &victims {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        block_on(ccci_sandbox::status(&cfg)).expect("status"),
+        None,
+        "status must not report a killed sandbox as up"
+    );
+    // Its mounts, loop device, netns and pidfiles are still there; up must cope.
+    block_on(ccci_sandbox::up(&cfg)).expect("up after kill -9");
+    assert_up(&cfg);
+    block_on(ccci_sandbox::down(&cfg)).expect("down");
+    let left = leftovers(&cfg);
+    assert!(
+        left.is_empty(),
+        "left behind after recovery + down: {left:#?}"
+    );
+}
+
+#[test]
+fn invalid_names_are_rejected_before_touching_the_machine() {
+    let bad = SandboxConfig::named("../etc");
+    let err = block_on(ccci_sandbox::up(&bad)).expect_err("up with a bad name");
+    assert!(
+        err.to_string().contains("invalid sandbox configuration"),
+        "{err}"
+    );
+    assert!(!Path::new("/var/run/netns/ccci-../etc").exists());
+}
