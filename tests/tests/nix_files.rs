@@ -1420,3 +1420,88 @@ fn parity_fails_when_the_gate_spec_checks_other_units() {
         "{problems:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// tests: the real binary accepts both command lines (and has no --all)
+
+/// The `ci-docker-prune` binary of this workspace, built on demand (a `cargo test -p
+/// ccci-tests` run does not build other packages' binaries).
+fn prune_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("ci-docker-prune");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "-q",
+        "-p",
+        "ci-docker-prune",
+        "--bin",
+        "ci-docker-prune",
+    ])
+    .current_dir(repo_root());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "cannot build ci-docker-prune: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bin.is_file(), "{} missing after cargo build", bin.display());
+    bin
+}
+
+/// Run the binary with `args` (argv[1..]) as a dry run against a socket that does not
+/// exist: flags are parsed and validated exactly as in the unit, nothing is touched.
+fn dry_run(bin: &Path, args: &[String]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("no-docker.sock");
+    run(Command::new(bin)
+        .args(args)
+        .arg("--dry-run")
+        .arg("--docker-host")
+        .arg(format!("unix://{}", sock.display()))
+        .env_remove("DOCKER_HOST"))
+}
+
+#[test]
+fn the_binary_accepts_both_command_lines_and_has_no_all_flag() {
+    let nix = require_nix!();
+    let eval = eval_module(&nix, None, &enabled()).expect("module evaluates");
+    let module = module_side(&eval).expect("module side");
+    let portable = portable_side(&units_dir()).expect("portable side");
+    let bin = prune_binary();
+    for side in [&module, &portable] {
+        let out = dry_run(&bin, &side.argv[1..]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // 0: decided (e.g. below threshold), 1: Docker unreachable; 2 would be a usage error
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}: {:?} exited {:?}: {stderr}",
+            side.origin,
+            &side.argv[1..],
+            out.status.code()
+        );
+    }
+    // the failing side: what the parity test forbids, the binary refuses as a usage error
+    for forbidden in ["--all", "--volumes"] {
+        let mut args = module.argv[1..].to_vec();
+        args.push(forbidden.to_string());
+        let out = dry_run(&bin, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{forbidden} must be a usage error"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(forbidden),
+            "the error names {forbidden}"
+        );
+    }
+}
