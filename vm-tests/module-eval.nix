@@ -14,10 +14,10 @@ let
   system' =
     extra:
     nixpkgs.lib.nixosSystem {
-      inherit (pkgs.stdenv.hostPlatform) system;
       modules = [
         ../nix/modules/docker-prune.nix
         {
+          nixpkgs.hostPlatform = pkgs.stdenv.hostPlatform.system;
           boot.isContainer = true; # no bootloader/filesystems needed to evaluate
           system.stateVersion = "25.05";
           virtualisation.docker.enable = true;
