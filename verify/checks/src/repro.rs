@@ -1,7 +1,1022 @@
-//! `repro.*`: git equals host. (Being written; see issue 5.)
+//! `repro.*`: git equals host. The defect behind these checks is the seed's finding F2pc-1:
+//! the host ran `ci-docker-prune.*` built from uncommitted source while the committed module
+//! declared `docker-prune.*`, so a verifier that followed the docs against a host rebuilt from
+//! git got a false result.
+//!
+//! - `repro.units-git-eq-host`: the units the gate's module files declare at REV (static
+//!   analysis with `ccci-nix`) are exactly the host's live units of that family, and the
+//!   legacy names are not-found.
+//! - `repro.files-git-eq-host`: the module files at REV are byte-identical to the host's
+//!   deployed source tree.
+//! - `repro.docs-reference-declared-units`: every unit of the family that a `systemctl`
+//!   command in the docs names is declared at REV (or is a legacy name in an absence check).
+//!
+//! Each check reads git at the gate's REV from the object database (never the work tree) and
+//! the host through the target's transport. The decisions are pure functions
+//! ([`decide_units`], [`decide_files`], [`decide_docs`]) so their every branch is unit-tested.
 
-use crate::DynCheck;
+pub mod docs;
+
+use crate::{Ctx, DynCheck};
+use async_trait::async_trait;
+use ccci_core::{Check, Evidence, Outcome};
+use ccci_host::{sha256_hex, UnitState};
+use ccci_nix::{Declared, GitError, GitRepo, NixError, UnitDecl};
+use docs::DocRef;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 pub fn checks() -> Vec<DynCheck> {
-    vec![]
+    vec![
+        Arc::new(UnitsGitEqHost),
+        Arc::new(FilesGitEqHost),
+        Arc::new(DocsReferenceDeclaredUnits),
+    ]
+}
+
+/// Lines of a diff shown in evidence before it is cut.
+const MAX_DIFF_LINES: usize = 60;
+
+/// A unit is of the family when its name contains one of the stems, or is a legacy name.
+pub fn in_family(name: &str, stems: &[String], legacy: &[String]) -> bool {
+    legacy.iter().any(|l| l == name)
+        || stems
+            .iter()
+            .any(|s| !s.is_empty() && name.contains(s.as_str()))
+}
+
+/// Legacy names of the gate: `legacy_timer` and `legacy_units`, deduplicated.
+pub fn legacy_names(ctx: &Ctx) -> Vec<String> {
+    let mut v = vec![ctx.params.legacy_timer.clone()];
+    v.extend(ctx.params.legacy_units.iter().cloned());
+    v.sort();
+    v.dedup();
+    v.retain(|s| !s.is_empty());
+    v
+}
+
+/// The host does not have the unit at all (the state systemd reports for a name it knows
+/// nothing of). A unit that is merely listed because another unit references it is absent.
+fn absent(s: &UnitState) -> bool {
+    s.is_not_found() && !s.has_unit_file()
+}
+
+/// A unit systemd still knows in a way a deploy from git does not produce: loaded without a
+/// unit file, a linked or masked file, or a file changed on disk since it was loaded.
+fn stale_reason(s: &UnitState) -> Option<String> {
+    if absent(s) {
+        return None;
+    }
+    if s.is_stale_leftover() {
+        return Some(s.summary());
+    }
+    if s.raw.get("NeedDaemonReload").map(String::as_str) == Some("yes") {
+        return Some(format!("{} NeedDaemonReload=yes (its unit file changed or was removed since systemd loaded it)", s.summary()));
+    }
+    None
+}
+
+/// Decision of `repro.units-git-eq-host`.
+///
+/// - `declared`: the units the module files declare at REV;
+/// - `listed`: the names of the family the host's `list-units`/`list-unit-files` show;
+/// - `states`: `systemctl show` of every declared, listed and legacy name;
+/// - `legacy`: names that must be not-found.
+pub fn decide_units(
+    declared: &Declared,
+    listed: &BTreeSet<String>,
+    states: &BTreeMap<String, UnitState>,
+    legacy: &[String],
+) -> Outcome {
+    let want: BTreeSet<String> = declared.names();
+    let mut problems = Vec::new();
+    if !declared.unresolved.is_empty() {
+        let list: Vec<String> = declared
+            .unresolved
+            .iter()
+            .map(|u| format!("{}:{} {}", u.file, u.line, u.text))
+            .collect();
+        return Outcome::error(format!(
+            "git at {} has unit names the static analysis cannot resolve, so equality cannot be decided: {}",
+            short(&declared.rev),
+            list.join("; ")
+        ));
+    }
+    if want.is_empty() {
+        problems.push(format!(
+            "the module files declare no unit at {}: nothing to compare (wrong module_files?)",
+            short(&declared.rev)
+        ));
+    }
+    for name in &want {
+        match states.get(name) {
+            Some(s) if s.is_loaded() => {}
+            Some(s) => problems.push(format!(
+                "{name} is declared in git but not loaded on the host (LoadState={})",
+                s.load_state
+            )),
+            None => problems.push(format!(
+                "{name} is declared in git but the host reported no state for it"
+            )),
+        }
+        if legacy.contains(name) {
+            problems.push(format!("git declares the legacy name {name}"));
+        }
+    }
+    let present: BTreeSet<&String> = listed
+        .iter()
+        .filter(|n| states.get(*n).is_some_and(|s| !absent(s)))
+        .collect();
+    for name in &present {
+        if !want.contains(*name) {
+            let st = states.get(*name).map(|s| s.summary()).unwrap_or_default();
+            problems.push(format!(
+                "{name} exists on the host but git does not declare it ({st})"
+            ));
+        }
+    }
+    for name in legacy {
+        if want.contains(name) {
+            continue; // reported above
+        }
+        match states.get(name) {
+            Some(s) if absent(s) => {}
+            Some(s) => problems.push(format!(
+                "legacy {name} is still known to systemd: {}",
+                s.summary()
+            )),
+            None => problems.push(format!("no state reported for legacy {name}")),
+        }
+    }
+    let mut stale: Vec<String> = Vec::new();
+    for (name, s) in states {
+        if let Some(r) = stale_reason(s) {
+            stale.push(format!("stale leftover {name}: {r}"));
+        }
+    }
+    problems.extend(stale);
+    problems.dedup();
+    if problems.is_empty() {
+        Outcome::pass(format!(
+            "git at {} declares {} and the host has exactly those units of the family; legacy {} not-found",
+            short(&declared.rev),
+            join(want.iter()),
+            join(legacy.iter())
+        ))
+    } else {
+        Outcome::fail(problems.join("; "))
+    }
+}
+
+/// Both sets side by side: one line per name, what git says and what the host says.
+pub fn side_by_side(
+    declared: &Declared,
+    listed: &BTreeSet<String>,
+    states: &BTreeMap<String, UnitState>,
+    legacy: &[String],
+) -> String {
+    let by_name: BTreeMap<&str, &UnitDecl> = declared
+        .units
+        .iter()
+        .map(|u| (u.name.as_str(), u))
+        .collect();
+    let mut names: BTreeSet<&str> = by_name.keys().copied().collect();
+    names.extend(listed.iter().map(String::as_str));
+    names.extend(legacy.iter().map(String::as_str));
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "{:<width$}  {:<44}  host\n",
+        "unit",
+        format!("git at {}", short(&declared.rev))
+    );
+    for n in names {
+        let git = match by_name.get(n) {
+            Some(u) => format!(
+                "declared {}:{}{}",
+                u.file,
+                u.line,
+                if u.conditional { " (conditional)" } else { "" }
+            ),
+            None if legacy.iter().any(|l| l == n) => "not declared (legacy)".to_string(),
+            None => "not declared".to_string(),
+        };
+        let host = match states.get(n) {
+            Some(s) if absent(s) => "not-found".to_string(),
+            Some(s) => format!(
+                "LoadState={} ActiveState={} UnitFileState={}",
+                s.load_state,
+                s.active_state,
+                if s.unit_file_state.is_empty() {
+                    "(none)"
+                } else {
+                    &s.unit_file_state
+                }
+            ),
+            None => "(no state)".to_string(),
+        };
+        out.push_str(&format!("{n:<width$}  {git:<44}  {host}\n"));
+    }
+    out
+}
+
+fn short(rev: &str) -> &str {
+    rev.get(..12).unwrap_or(rev)
+}
+
+fn join<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// First words of `systemctl list-units` / `list-unit-files` lines: the unit names.
+pub fn parse_listing(text: &str) -> BTreeSet<String> {
+    text.lines()
+        // a leading status bullet (`●`, `*`) when --plain is not honoured
+        .filter_map(|l| l.split_whitespace().find(|w| !matches!(*w, "●" | "*")))
+        .map(|w| w.trim_start_matches(['●', '*']).to_string())
+        .filter(|w| !w.is_empty() && w.contains('.'))
+        .collect()
+}
+
+/// Run a blocking git/Nix read off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("git read task failed: {e}"))
+}
+
+fn git_evidence(repo: &std::path::Path, rev: &str, what: &str, output: String) -> Evidence {
+    Evidence::note(
+        format!("git -C {} {what} (at {rev})", repo.display()),
+        output,
+    )
+}
+
+struct UnitsGitEqHost;
+#[async_trait]
+impl Check<Ctx> for UnitsGitEqHost {
+    fn id(&self) -> &'static str {
+        "repro.units-git-eq-host"
+    }
+    fn title(&self) -> &'static str {
+        "units declared in git at REV equal the host's live units of that family; legacy names absent"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let repo = ctx.repo.clone();
+        let rev = ctx.rev.clone();
+        let files = ctx.params.repro.module_files.clone();
+        let declared = match blocking(move || ccci_nix::units_report(&repo, &rev, Some(&files)))
+            .await
+        {
+            Ok(Ok(d)) => d,
+            Ok(Err(NixError::Git(e @ GitError::PathMissing { .. }))) => {
+                return Outcome::fail(format!("a module file of the gate is not in git: {e}"))
+            }
+            Ok(Err(e)) => {
+                return Outcome::error(format!("cannot read the module files at {}: {e}", ctx.rev))
+            }
+            Err(e) => return Outcome::error(e),
+        };
+        let legacy = legacy_names(ctx);
+        let mut evidence = vec![git_evidence(
+            &ctx.repo,
+            &ctx.rev,
+            &format!(
+                "show REV:{{{}}} | ccci-verify units",
+                ctx.params.repro.module_files.join(",")
+            ),
+            declared.to_json().unwrap_or_else(|e| e.to_string()),
+        )];
+
+        // The family on the host: loaded units and installed unit files matching the stems.
+        let mut patterns: Vec<String> = ctx
+            .params
+            .repro
+            .families
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("*{s}*"))
+            .collect();
+        patterns.extend(legacy.iter().cloned());
+        let mut listed = BTreeSet::new();
+        for base in [
+            vec![
+                "systemctl",
+                "list-units",
+                "--all",
+                "--plain",
+                "--no-legend",
+                "--no-pager",
+                "--full",
+                "--",
+            ],
+            vec![
+                "systemctl",
+                "list-unit-files",
+                "--no-legend",
+                "--no-pager",
+                "--full",
+                "--",
+            ],
+        ] {
+            let mut argv: Vec<&str> = base;
+            argv.extend(patterns.iter().map(String::as_str));
+            let (out, ev) = ctx.run(&argv).await;
+            evidence.push(ev);
+            match out {
+                Some(o) if o.ok() || o.stdout.is_empty() => {
+                    // list-unit-files exits 1 when nothing matches: an empty listing.
+                    listed.extend(
+                        parse_listing(&o.stdout_str())
+                            .into_iter()
+                            .filter(|n| in_family(n, &ctx.params.repro.families, &legacy)),
+                    );
+                }
+                Some(o) => {
+                    return Outcome::error(format!("{} exited {}", argv.join(" "), o.status))
+                        .with_evidence(evidence)
+                }
+                None => {
+                    return Outcome::error("cannot list the host's units").with_evidence(evidence)
+                }
+            }
+        }
+
+        let mut names: BTreeSet<String> = declared.names();
+        names.extend(listed.iter().cloned());
+        names.extend(legacy.iter().cloned());
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let states = match ctx.target.unit_states(&names).await {
+            Ok((states, cmd, out)) => {
+                evidence.push(Evidence::new(cmd, Some(out.status), out.stdout_str()));
+                states
+                    .into_iter()
+                    .map(|s| (s.name.clone(), s))
+                    .collect::<BTreeMap<_, _>>()
+            }
+            Err(e) => {
+                return Outcome::error(format!("cannot read unit states: {e}"))
+                    .with_evidence(evidence)
+            }
+        };
+        evidence.push(Evidence::note(
+            "git ⟷ host, side by side",
+            side_by_side(&declared, &listed, &states, &legacy),
+        ));
+        decide_units(&declared, &listed, &states, &legacy).with_evidence(evidence)
+    }
+}
+
+/// One module file: its bytes at REV in git and in the host's deployed tree.
+#[derive(Debug, Clone)]
+pub struct FilePair {
+    pub file: String,
+    pub host_path: String,
+    /// `Err` says why git has no bytes (missing at REV, …).
+    pub git: Result<Vec<u8>, String>,
+    /// `Ok(None)`: the file does not exist on the host.
+    pub host: Result<Option<Vec<u8>>, String>,
+}
+
+/// A short unified diff of two texts (git first), cut after [`MAX_DIFF_LINES`] lines.
+pub fn short_diff(git_name: &str, host_name: &str, git: &[u8], host: &[u8]) -> String {
+    let (Ok(a), Ok(b)) = (std::str::from_utf8(git), std::str::from_utf8(host)) else {
+        return "binary content differs".to_string();
+    };
+    let diff = similar::TextDiff::from_lines(a, b);
+    let text = diff
+        .unified_diff()
+        .context_radius(2)
+        .header(git_name, host_name)
+        .to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() > MAX_DIFF_LINES {
+        format!(
+            "{}\n… ({} more diff lines)",
+            lines[..MAX_DIFF_LINES].join("\n"),
+            lines.len() - MAX_DIFF_LINES
+        )
+    } else if text.is_empty() {
+        // Same lines, different bytes (line endings, a missing final newline).
+        format!(
+            "no line differs; sizes {} vs {} bytes (line endings or final newline)",
+            git.len(),
+            host.len()
+        )
+    } else {
+        text
+    }
+}
+
+/// Decision of `repro.files-git-eq-host`, with per-file evidence.
+pub fn decide_files(rev: &str, pairs: &[FilePair]) -> Outcome {
+    let mut evidence = Vec::new();
+    let mut problems = Vec::new();
+    let mut errors = Vec::new();
+    let mut same = Vec::new();
+    for p in pairs {
+        let git_cmd = format!("git show {}:{} | sha256sum", short(rev), p.file);
+        let host_cmd = format!("sha256sum -- {}", p.host_path);
+        match (&p.git, &p.host) {
+            (Ok(g), Ok(Some(h))) => {
+                let (gh, hh) = (sha256_hex(g), sha256_hex(h));
+                evidence.push(Evidence::note(
+                    git_cmd,
+                    format!("{gh}  ({} bytes)", g.len()),
+                ));
+                evidence.push(Evidence::note(
+                    host_cmd,
+                    format!("{hh}  ({} bytes)", h.len()),
+                ));
+                if gh == hh {
+                    same.push(p.file.clone());
+                } else {
+                    problems.push(format!(
+                        "{} differs: git {} vs host {}",
+                        p.file,
+                        &gh[..12],
+                        &hh[..12]
+                    ));
+                    evidence.push(Evidence::note(
+                        format!("diff git:{} host:{}", p.file, p.host_path),
+                        short_diff(
+                            &format!("git:{}@{}", p.file, short(rev)),
+                            &format!("host:{}", p.host_path),
+                            g,
+                            h,
+                        ),
+                    ));
+                }
+            }
+            (Ok(g), Ok(None)) => {
+                evidence.push(Evidence::note(
+                    git_cmd,
+                    format!("{}  ({} bytes)", sha256_hex(g), g.len()),
+                ));
+                evidence.push(Evidence::note(
+                    host_cmd,
+                    "no such file on the host".to_string(),
+                ));
+                problems.push(format!(
+                    "{} is missing from the host's deployed tree",
+                    p.host_path
+                ));
+            }
+            (Err(e), host) => {
+                evidence.push(Evidence::note(git_cmd, e.clone()));
+                if let Ok(Some(h)) = host {
+                    evidence.push(Evidence::note(
+                        host_cmd,
+                        format!("{}  ({} bytes)", sha256_hex(h), h.len()),
+                    ));
+                }
+                problems.push(format!("{} is not in git at {}: {e}", p.file, short(rev)));
+            }
+            (Ok(_), Err(e)) => {
+                evidence.push(Evidence::note(host_cmd, e.clone()));
+                errors.push(format!("cannot read {} on the host: {e}", p.host_path));
+            }
+        }
+    }
+    let outcome = if pairs.is_empty() {
+        Outcome::fail(
+            "the gate names no module files to compare (params.repro.module_files is empty)",
+        )
+    } else if !problems.is_empty() {
+        Outcome::fail(problems.join("; "))
+    } else if !errors.is_empty() {
+        Outcome::error(errors.join("; "))
+    } else {
+        Outcome::pass(format!(
+            "{} byte-identical (sha256) at {} and on the host",
+            same.join(", "),
+            short(rev)
+        ))
+    };
+    outcome.with_evidence(evidence)
+}
+
+struct FilesGitEqHost;
+#[async_trait]
+impl Check<Ctx> for FilesGitEqHost {
+    fn id(&self) -> &'static str {
+        "repro.files-git-eq-host"
+    }
+    fn title(&self) -> &'static str {
+        "the module files at REV are byte-identical to the host's deployed source tree"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let repo = ctx.repo.clone();
+        let rev = ctx.rev.clone();
+        let files = ctx.params.repro.module_files.clone();
+        let git = match blocking(move || -> Result<Vec<Result<Vec<u8>, String>>, GitError> {
+            let g = GitRepo::open(&repo)?;
+            let sha = g.resolve(&rev)?;
+            Ok(files
+                .iter()
+                .map(|f| g.read_file_at_commit(&sha, f).map_err(|e| e.to_string()))
+                .collect())
+        })
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Outcome::error(format!("cannot read git at {}: {e}", ctx.rev)),
+            Err(e) => return Outcome::error(e),
+        };
+        let tree = ctx.params.repro.deployed_tree.trim_end_matches('/');
+        let mut pairs = Vec::new();
+        for (file, git) in ctx.params.repro.module_files.iter().zip(git) {
+            let host_path = format!("{tree}/{}", file.trim_start_matches("./"));
+            let host = ctx
+                .target
+                .read_file(&host_path)
+                .await
+                .map_err(|e| e.to_string());
+            pairs.push(FilePair {
+                file: file.clone(),
+                host_path,
+                git,
+                host,
+            });
+        }
+        decide_files(&ctx.rev, &pairs)
+    }
+}
+
+/// Decision of `repro.docs-reference-declared-units`.
+pub fn decide_docs(
+    rev: &str,
+    refs: &[DocRef],
+    declared: &BTreeSet<String>,
+    stems: &[String],
+    legacy: &[String],
+) -> Outcome {
+    let mut bad = Vec::new();
+    let mut ok = 0usize;
+    for r in refs {
+        if !in_family(&r.unit, stems, legacy) {
+            continue;
+        }
+        if declared.contains(&r.unit) || (legacy.contains(&r.unit) && r.absence) {
+            ok += 1;
+        } else if legacy.contains(&r.unit) {
+            bad.push(format!(
+                "{}:{} `{}` uses legacy {} as if it existed (only an absence check — LoadState/not-found — may name it)",
+                r.file, r.line, r.command, r.unit
+            ));
+        } else {
+            bad.push(format!(
+                "{}:{} `{}` names {}, which git does not declare at {}",
+                r.file,
+                r.line,
+                r.command,
+                r.unit,
+                short(rev)
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Outcome::pass(format!(
+            "{ok} systemctl reference(s) to the family, each declared at {} or a legacy name in an absence check",
+            short(rev)
+        ))
+    } else {
+        Outcome::fail(bad.join("; "))
+    }
+}
+
+/// Doc files read at REV as (path, text), and notes on `docs` entries missing at REV.
+type DocFiles = (Vec<(String, String)>, Vec<String>);
+
+/// The doc files at REV: each `docs` entry is a file (read whatever its extension) or a
+/// directory (its markdown and text files, recursively). Entries missing at REV are returned
+/// as notes.
+fn doc_files(repo: &std::path::Path, rev: &str, entries: &[String]) -> Result<DocFiles, GitError> {
+    let g = GitRepo::open(repo)?;
+    let sha = g.resolve(rev)?;
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for e in entries {
+        match g.read_file_at_commit(&sha, e) {
+            Ok(bytes) => out.push((e.clone(), String::from_utf8_lossy(&bytes).into_owned())),
+            Err(GitError::NotAFile { .. }) => {
+                for f in g.list_files(&sha, e)? {
+                    if docs::is_doc_file(&f) {
+                        let bytes = g.read_file_at_commit(&sha, &f)?;
+                        out.push((f, String::from_utf8_lossy(&bytes).into_owned()));
+                    }
+                }
+            }
+            Err(GitError::PathMissing { .. }) => {
+                notes.push(format!("{e}: not in git at {}", short(&sha)))
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok((out, notes))
+}
+
+struct DocsReferenceDeclaredUnits;
+#[async_trait]
+impl Check<Ctx> for DocsReferenceDeclaredUnits {
+    fn id(&self) -> &'static str {
+        "repro.docs-reference-declared-units"
+    }
+    fn title(&self) -> &'static str {
+        "every unit named in docs' systemctl commands is declared in git at REV"
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let repo: PathBuf = ctx.repo.clone();
+        let rev = ctx.rev.clone();
+        let files = ctx.params.repro.module_files.clone();
+        let doc_entries = ctx.params.repro.docs.clone();
+        let read = blocking(move || -> Result<_, NixError> {
+            let declared = ccci_nix::units_report(&repo, &rev, Some(&files))?;
+            let docs = doc_files(&repo, &rev, &doc_entries)?;
+            Ok((declared, docs))
+        })
+        .await;
+        let (declared, (docs, notes)) = match read {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Outcome::error(format!("cannot read git at {}: {e}", ctx.rev)),
+            Err(e) => return Outcome::error(e),
+        };
+        let legacy = legacy_names(ctx);
+        let refs: Vec<DocRef> = docs.iter().flat_map(|(f, t)| docs::scan(f, t)).collect();
+        let stems = &ctx.params.repro.families;
+        let listing: String = refs
+            .iter()
+            .filter(|r| in_family(&r.unit, stems, &legacy))
+            .map(|r| {
+                format!(
+                    "{}:{}  {}  → {}{}\n",
+                    r.file,
+                    r.line,
+                    r.command,
+                    r.unit,
+                    if r.absence { "  (absence check)" } else { "" }
+                )
+            })
+            .collect();
+        let mut evidence = vec![
+            Evidence::note(
+                format!(
+                    "git -C {} show {}:<module files> | ccci-verify units",
+                    ctx.repo.display(),
+                    short(&ctx.rev)
+                ),
+                format!("declared: {}", join(declared.names().iter())),
+            ),
+            Evidence::note(
+                format!(
+                    "systemctl commands in {} doc file(s) at {} ({})",
+                    docs.len(),
+                    short(&ctx.rev),
+                    ctx.params.repro.docs.join(", ")
+                ),
+                if listing.is_empty() {
+                    "no systemctl command names a unit of the family".to_string()
+                } else {
+                    listing
+                },
+            ),
+        ];
+        if !notes.is_empty() {
+            evidence.push(Evidence::note("doc entries not found", notes.join("\n")));
+        }
+        if !declared.unresolved.is_empty() {
+            return Outcome::error(format!(
+                "git at {} has unit names the static analysis cannot resolve",
+                short(&ctx.rev)
+            ))
+            .with_evidence(evidence);
+        }
+        decide_docs(&ctx.rev, &refs, &declared.names(), stems, &legacy).with_evidence(evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccci_core::Verdict;
+    use ccci_nix::Unresolved;
+
+    fn state(name: &str, load: &str, active: &str, file_state: &str, fragment: &str) -> UnitState {
+        UnitState {
+            name: name.into(),
+            id: name.into(),
+            load_state: load.into(),
+            active_state: active.into(),
+            sub_state: String::new(),
+            unit_file_state: file_state.into(),
+            fragment_path: fragment.into(),
+            result: "success".into(),
+            next_elapse: String::new(),
+            exec_start: vec![],
+            raw: BTreeMap::new(),
+        }
+    }
+
+    fn loaded(name: &str) -> UnitState {
+        state(
+            name,
+            "loaded",
+            "active",
+            "enabled",
+            &format!("/etc/systemd/system/{name}"),
+        )
+    }
+
+    fn not_found(name: &str) -> UnitState {
+        state(name, "not-found", "inactive", "", "")
+    }
+
+    fn declared(names: &[&str]) -> Declared {
+        Declared {
+            rev: "0123456789abcdef0123456789abcdef01234567".into(),
+            units: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| UnitDecl {
+                    name: n.to_string(),
+                    file: "nix/modules/docker-prune.nix".into(),
+                    line: 10 + i as u32,
+                    conditional: true,
+                })
+                .collect(),
+            unresolved: vec![],
+        }
+    }
+
+    fn states(v: Vec<UnitState>) -> BTreeMap<String, UnitState> {
+        v.into_iter().map(|s| (s.name.clone(), s)).collect()
+    }
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn legacy() -> Vec<String> {
+        vec!["docker-prune.service".into(), "docker-prune.timer".into()]
+    }
+
+    #[test]
+    fn units_pass_when_git_equals_host() {
+        let d = declared(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let listed = set(&[
+            "ci-docker-prune.service",
+            "ci-docker-prune.timer",
+            "docker-prune.timer",
+        ]);
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy());
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+    }
+
+    #[test]
+    fn units_fail_f2pc1_and_name_both_sides() {
+        // git (bad rev) declares docker-prune.*, the host runs ci-docker-prune.*
+        let d = declared(&["docker-prune.service", "docker-prune.timer"]);
+        let listed = set(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy());
+        assert_eq!(o.verdict, Verdict::Fail);
+        for needle in [
+            "docker-prune.timer is declared in git but not loaded",
+            "ci-docker-prune.timer exists on the host but git does not declare it",
+            "git declares the legacy name docker-prune.service",
+        ] {
+            assert!(o.detail.contains(needle), "{needle} not in {}", o.detail);
+        }
+        let table = side_by_side(&d, &listed, &st, &legacy());
+        assert!(
+            table.contains("ci-docker-prune.timer") && table.contains("not declared"),
+            "{table}"
+        );
+        assert!(
+            table.contains("docker-prune.timer") && table.contains("not-found"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn units_fail_on_legacy_present_stale_and_unloaded() {
+        let d = declared(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let listed = set(&[
+            "ci-docker-prune.service",
+            "ci-docker-prune.timer",
+            "docker-prune.timer",
+        ]);
+        // legacy timer still installed and enabled
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            loaded("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy());
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail
+                .contains("legacy docker-prune.timer is still known"),
+            "{}",
+            o.detail
+        );
+
+        // a stale leftover: loaded without a unit file
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            state("ci-docker-prune.timer", "loaded", "active", "", ""),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy());
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains("stale leftover ci-docker-prune.timer"),
+            "{}",
+            o.detail
+        );
+
+        // linked unit file
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            state(
+                "ci-docker-prune.timer",
+                "loaded",
+                "active",
+                "linked",
+                "/tmp/x.timer",
+            ),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        assert!(decide_units(&d, &listed, &st, &legacy())
+            .detail
+            .contains("stale leftover"));
+
+        // declared but not loaded
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            not_found("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy());
+        assert!(
+            o.detail
+                .contains("ci-docker-prune.timer is declared in git but not loaded"),
+            "{}",
+            o.detail
+        );
+
+        // file changed on disk since loaded
+        let mut reload = loaded("ci-docker-prune.timer");
+        reload.raw.insert("NeedDaemonReload".into(), "yes".into());
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            reload,
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        assert!(decide_units(&d, &listed, &st, &legacy())
+            .detail
+            .contains("NeedDaemonReload=yes"));
+    }
+
+    #[test]
+    fn units_error_on_unresolved_and_fail_on_nothing_declared() {
+        let mut d = declared(&["ci-docker-prune.service"]);
+        d.unresolved.push(Unresolved {
+            file: "m.nix".into(),
+            line: 3,
+            text: "systemd.services.${cfg.name}".into(),
+        });
+        let st = states(vec![loaded("ci-docker-prune.service")]);
+        let o = decide_units(&d, &BTreeSet::new(), &st, &[]);
+        assert_eq!(o.verdict, Verdict::Error);
+        assert!(o.detail.contains("${cfg.name}"));
+        let o = decide_units(&declared(&[]), &BTreeSet::new(), &BTreeMap::new(), &[]);
+        assert_eq!(o.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn listing_parse() {
+        let text = "ci-docker-prune.timer loaded active waiting Gated prune\n\
+                    ● docker-prune.service not-found inactive dead docker-prune.service\n\
+                    \n";
+        assert_eq!(
+            parse_listing(text),
+            set(&["ci-docker-prune.timer", "docker-prune.service"])
+        );
+        assert!(in_family(
+            "ci-docker-prune.timer",
+            &["docker-prune".into()],
+            &[]
+        ));
+        assert!(!in_family("docker.service", &["docker-prune".into()], &[]));
+    }
+
+    fn pair(git: &[u8], host: Option<&[u8]>) -> FilePair {
+        FilePair {
+            file: "nix/modules/docker-prune.nix".into(),
+            host_path: "/root/cc-ci/nix/modules/docker-prune.nix".into(),
+            git: Ok(git.to_vec()),
+            host: Ok(host.map(|h| h.to_vec())),
+        }
+    }
+
+    #[test]
+    fn files_pass_fail_and_diff() {
+        let rev = "0123456789abcdef";
+        let o = decide_files(rev, &[pair(b"a\nb\n", Some(b"a\nb\n"))]);
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        let same = sha256_hex(b"a\nb\n");
+        assert_eq!(
+            o.evidence
+                .iter()
+                .filter(|e| e.output.starts_with(&same))
+                .count(),
+            2
+        );
+
+        let o = decide_files(rev, &[pair(b"a\nb\n", Some(b"a\nc\n"))]);
+        assert_eq!(o.verdict, Verdict::Fail);
+        let diff = o
+            .evidence
+            .iter()
+            .find(|e| e.command.starts_with("diff"))
+            .map(|e| e.output.clone());
+        let diff = diff.unwrap_or_default();
+        assert!(diff.contains("-b") && diff.contains("+c"), "{diff}");
+
+        // one byte: a missing final newline
+        let o = decide_files(rev, &[pair(b"a\n", Some(b"a"))]);
+        assert_eq!(o.verdict, Verdict::Fail);
+
+        let o = decide_files(rev, &[pair(b"a\n", None)]);
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(o.detail.contains("missing from the host"));
+
+        let mut p = pair(b"", Some(b"x"));
+        p.git = Err("\"nix/x.nix\" does not exist at 0123".into());
+        assert_eq!(decide_files(rev, &[p]).verdict, Verdict::Fail);
+
+        let mut p = pair(b"x", None);
+        p.host = Err("ssh: connection reset".into());
+        assert_eq!(decide_files(rev, &[p]).verdict, Verdict::Error);
+
+        assert_eq!(decide_files(rev, &[]).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn docs_decision() {
+        let stems = vec!["docker-prune".to_string()];
+        let decl = set(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let ok = docs::scan(
+            "docs/runbook.md",
+            "```\nsystemctl is-active ci-docker-prune.timer\nsystemctl show -p LoadState docker-prune.timer\nsystemctl status docker\n```\n",
+        );
+        let o = decide_docs("abc", &ok, &decl, &stems, &legacy());
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+
+        let presence = docs::scan(
+            "STATUS.md",
+            "Run `systemctl is-active docker-prune.timer`.\n",
+        );
+        let o = decide_docs("abc", &presence, &decl, &stems, &legacy());
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains("STATUS.md:1") && o.detail.contains("legacy docker-prune.timer"),
+            "{}",
+            o.detail
+        );
+
+        let undeclared = docs::scan(
+            "README.md",
+            "`systemctl start ci-docker-prune-extra.service`\n",
+        );
+        let o = decide_docs("abc", &undeclared, &decl, &stems, &legacy());
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains("which git does not declare"),
+            "{}",
+            o.detail
+        );
+    }
 }
