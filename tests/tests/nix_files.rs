@@ -299,6 +299,69 @@ struct Side {
     after: BTreeSet<String>,
     requires: BTreeSet<String>,
     service_type: String,
+    /// Every other `[Service]` setting (hardening, logging, scheduling), normalised.
+    service: BTreeMap<String, Vec<String>>,
+    /// `[Timer]` settings other than the ones compared above, normalised.
+    timer: BTreeMap<String, Vec<String>>,
+    wanted_by: BTreeSet<String>,
+}
+
+/// Settings compared on their own (command line, type, schedule, target unit).
+const COMPARED_APART: [&str; 6] = [
+    "ExecStart",
+    "OnCalendar",
+    "Persistent",
+    "RandomizedDelaySec",
+    "Unit",
+    "Type",
+];
+
+/// A unit-file value as systemd reads it: booleans spelled one way, list entries apart.
+fn normalise_setting(v: &str) -> Option<String> {
+    let v = v.trim();
+    match v {
+        "" => None,
+        "true" | "yes" | "on" => Some("yes".into()),
+        "false" | "no" | "off" => Some("no".into()),
+        v => Some(v.to_string()),
+    }
+}
+
+/// A NixOS `serviceConfig`/`timerConfig` value the way NixOS renders it into a unit file.
+fn nix_setting(v: &Value) -> Vec<String> {
+    match v {
+        Value::Bool(b) => vec![if *b { "yes" } else { "no" }.to_string()],
+        Value::Number(n) => vec![n.to_string()],
+        Value::String(s) => normalise_setting(s).into_iter().collect(),
+        Value::Array(a) => a.iter().flat_map(nix_setting).collect(),
+        _ => vec![format!("{v}")],
+    }
+}
+
+fn nix_settings(v: &Value) -> BTreeMap<String, Vec<String>> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| !COMPARED_APART.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), nix_setting(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn unit_settings(
+    m: &BTreeMap<(String, String), Vec<String>>,
+    section: &str,
+) -> BTreeMap<String, Vec<String>> {
+    m.iter()
+        .filter(|((s, k), _)| s == section && !COMPARED_APART.contains(&k.as_str()))
+        .map(|((_, k), v)| {
+            (
+                k.clone(),
+                v.iter().filter_map(|x| normalise_setting(x)).collect(),
+            )
+        })
+        .collect()
 }
 
 /// The effective invocation: flags with contract defaults for the ones not given.
@@ -425,6 +488,9 @@ fn module_side(eval: &Value) -> Result<Side, String> {
         after: strs(&svc["after"]),
         requires: strs(&svc["requires"]),
         service_type: sc["Type"].as_str().unwrap_or("simple").to_string(),
+        service: nix_settings(sc),
+        timer: nix_settings(tc),
+        wanted_by: strs(&timer["wantedBy"]),
     })
 }
 
@@ -452,7 +518,7 @@ fn parse_unit_file(text: &str) -> BTreeMap<(String, String), Vec<String>> {
             let key = (section.clone(), k.trim().to_string());
             let v = v.trim().to_string();
             if v.is_empty() {
-                out.remove(&key); // an empty assignment resets a list setting
+                out.insert(key, Vec::new()); // an empty assignment resets the setting
             } else {
                 out.entry(key).or_default().push(v);
             }
@@ -524,6 +590,9 @@ fn portable_side(dir: &Path) -> Result<Side, String> {
             .last()
             .cloned()
             .unwrap_or_else(|| "simple".into()),
+        service: unit_settings(&svc, "Service"),
+        timer: unit_settings(&tmr, "Timer"),
+        wanted_by: words(get(&tmr, "Install", "WantedBy")),
     })
 }
 
@@ -647,6 +716,27 @@ fn parity_problems(
         p.push(format!(
             "Persistent: module {} != portable {}",
             module.persistent, portable.persistent
+        ));
+    }
+    for (what, m, u) in [
+        ("[Service]", &module.service, &portable.service),
+        ("[Timer]", &module.timer, &portable.timer),
+    ] {
+        let keys: BTreeSet<&String> = m.keys().chain(u.keys()).collect();
+        for k in keys {
+            if m.get(k) != u.get(k) {
+                p.push(format!(
+                    "{what} {k}: module {:?} != portable {:?}",
+                    m.get(k),
+                    u.get(k)
+                ));
+            }
+        }
+    }
+    if module.wanted_by != portable.wanted_by {
+        p.push(format!(
+            "timer WantedBy: module {:?} != portable {:?}",
+            module.wanted_by, portable.wanted_by
         ));
     }
     if module.randomized_delay_secs != portable.randomized_delay_secs {
@@ -1504,4 +1594,33 @@ fn the_binary_accepts_both_command_lines_and_has_no_all_flag() {
             "the error names {forbidden}"
         );
     }
+}
+
+#[test]
+fn parity_fails_when_the_hardening_drifts() {
+    let nix = require_nix!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = mutated_module(dir.path(), "PrivateTmp = true;", "PrivateTmp = false;");
+    let problems = parity_for(&nix, Some(&m), &units_dir(), &gate_spec());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("[Service] PrivateTmp:")),
+        "{problems:?}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let u = mutated_units(
+        dir.path(),
+        "ci-docker-prune.service",
+        "NoNewPrivileges=yes\n",
+        "NoNewPrivileges=yes\nProtectProc=invisible\n",
+    );
+    let problems = parity_for(&nix, None, &u, &gate_spec());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("[Service] ProtectProc:")),
+        "{problems:?}"
+    );
 }
