@@ -196,22 +196,22 @@ let
     else
       [ ];
 
-  # Resolve mkIf in a definition: null when its condition is false. Nested mkIf inside
-  # a value (e.g. a whole unit under mkIf) resolves recursively.
+  # Resolve mkIf in a definition: `absent` when its condition is false (a real `null`
+  # value stays a value). Nested mkIf inside a value (e.g. a whole unit under mkIf)
+  # resolves recursively.
+  absent = {
+    _type = "absent";
+  };
+  isAbsent = x: builtins.isAttrs x && (x._type or null) == "absent";
   resolve =
     def:
     if isIf def then
-      (if def.condition then resolve def.content else null)
+      (if def.condition then resolve def.content else absent)
     else if builtins.isAttrs def && !(lib.isDerivation def) && !(def ? _type) then
       let
-        kept = builtins.filter (n: resolve def.${n} != null) (builtins.attrNames def);
+        resolved = builtins.mapAttrs (_: resolve) def;
       in
-      builtins.listToAttrs (
-        map (n: {
-          name = n;
-          value = resolve def.${n};
-        }) kept
-      )
+      removeAttrs resolved (builtins.filter (n: isAbsent resolved.${n}) (builtins.attrNames resolved))
     else
       def;
 
@@ -231,7 +231,7 @@ let
   optionValue =
     loc: opt: defs:
     let
-      resolved = builtins.filter (d: d != null) (map resolve defs);
+      resolved = builtins.filter (d: !(isAbsent d)) (map resolve defs);
       value =
         if resolved == [ ] then
           (if opt ? default then opt.default else throw "stand-in: The option `${loc}' is used but not defined.")
