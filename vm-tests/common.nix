@@ -42,6 +42,8 @@ in
           enable = true;
           # Off (its default); the module's assertion refuses it (see module-eval).
           autoPrune.enable = false;
+          # NixOS defaults to live-restore, which dockerd refuses in swarm mode.
+          liveRestore = false;
           daemon.settings = {
             # The classic image store, as on the hosts this policy is for (Docker 20.10-28);
             # the containerd store (default for new installs from Docker 29) keeps images
