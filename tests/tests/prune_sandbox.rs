@@ -7,10 +7,10 @@ mod prune_common;
 use std::time::Duration;
 
 use ccci_sandbox::images::Layer;
+use ccci_tests::proxy::{violations, RecordingProxy};
 use ci_docker_prune::actions::{Hooks, Step};
 use ci_docker_prune::config::Threshold;
 use ci_docker_prune::{Gate, Outcome, Settings};
-use ccci_tests::proxy::{violations, RecordingProxy};
 use prune_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -65,7 +65,11 @@ fn below_threshold_removes_nothing_and_keeps_the_cache() {
     let leftover = load_image(&s, 3 * DAY, None);
     clean.images.push(leftover.clone());
     let usage = ci_docker_prune::gates::disk_usage(&sb().data_root).unwrap();
-    assert!(usage.percent() < 80, "data root already at {}%", usage.percent());
+    assert!(
+        usage.percent() < 80,
+        "data root already at {}%",
+        usage.percent()
+    );
 
     let run = prune(&["--path", &data_root(), "--until", "0s"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -75,7 +79,10 @@ fn below_threshold_removes_nothing_and_keeps_the_cache() {
         usage.percent()
     );
     assert!(run.stdout.contains(&expect), "log: {}", run.stdout);
-    assert!(image_exists(&leftover), "a leftover was removed below the threshold");
+    assert!(
+        image_exists(&leftover),
+        "a leftover was removed below the threshold"
+    );
     // Below the threshold the daemon is not even asked anything.
     assert!(run.requests.is_empty(), "{:?}", run.requests);
 
@@ -84,7 +91,11 @@ fn below_threshold_removes_nothing_and_keeps_the_cache() {
     assert_eq!(j["outcome"], "skipped");
     assert_eq!(j["skipped_by"], "disk");
     assert_eq!(j["removed"]["images"].as_array().map(Vec::len), Some(0));
-    assert!(run.stderr.contains("keeping local image cache"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("keeping local image cache"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -123,7 +134,12 @@ fn under_pressure_removes_only_old_build_leftovers() {
     assert_eq!(refs, "0 1", "precondition: pulled by digest, no tag");
     // E: untagged leftover, 2 days old, used by a (young, stopped) container -> kept
     let used_leftover = load_image(&format!("{s}-e"), 2 * DAY, None);
-    let user = docker_ok(&["create", "--name", &format!("ccci-user-{s}"), &used_leftover]);
+    let user = docker_ok(&[
+        "create",
+        "--name",
+        &format!("ccci-user-{s}"),
+        &used_leftover,
+    ]);
     // Volumes: a named one, and an anonymous one owned by a stopped container.
     let named_vol = format!("ccci-vol-{s}");
     docker_ok(&["volume", "create", &named_vol]);
@@ -229,8 +245,17 @@ fn build_cache_older_than_until_is_removed() {
     buildkit_build(&tag, &s);
     clean.images.push(tag.clone());
     let before = build_cache_ids();
-    assert!(!before.is_empty(), "precondition: the build left cache records");
-    let open = ["--threshold", "0", "--run-stack-pattern", NO_RUN_PATTERN, "--json"];
+    assert!(
+        !before.is_empty(),
+        "precondition: the build left cache records"
+    );
+    let open = [
+        "--threshold",
+        "0",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ];
 
     // Young cache survives a 24h run.
     let run = prune(&open);
@@ -248,7 +273,11 @@ fn build_cache_older_than_until_is_removed() {
     dry_args.extend(["--until", "0s", "--dry-run"]);
     let dry = prune(&dry_args);
     let listed = dry.removed("build_cache");
-    assert!(!listed.is_empty(), "dry run lists no build cache: {}", dry.stdout);
+    assert!(
+        !listed.is_empty(),
+        "dry run lists no build cache: {}",
+        dry.stdout
+    );
     let mut args = open.to_vec();
     args.extend(["--until", "0s"]);
     let run = prune(&args);
@@ -412,7 +441,10 @@ fn a_gate_closing_mid_run_stops_the_run() {
     assert!(report.removed.containers.contains(&stopped), "{report:?}");
     assert!(report.removed.images.is_empty(), "{report:?}");
     assert!(report.removed.build_cache.is_empty());
-    assert!(image_exists(&leftover), "the images step ran after the gate closed");
+    assert!(
+        image_exists(&leftover),
+        "the images step ran after the gate closed"
+    );
     assert!(!container_exists(&stopped));
     assert!(
         hooks
@@ -423,7 +455,10 @@ fn a_gate_closing_mid_run_stops_the_run() {
         hooks.1
     );
     assert!(
-        hooks.1.iter().any(|l| l.starts_with("ci-docker-prune: stopped by gate runs")),
+        hooks
+            .1
+            .iter()
+            .any(|l| l.starts_with("ci-docker-prune: stopped by gate runs")),
         "{:?}",
         hooks.1
     );
@@ -458,10 +493,19 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
         "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
         &name,
     ]);
-    assert!(spec_image.contains("@sha256:"), "swarm did not pin a digest: {spec_image}");
+    assert!(
+        spec_image.contains("@sha256:"),
+        "swarm did not pin a digest: {spec_image}"
+    );
     let converged = wait_for(Duration::from_secs(180), || {
-        docker_ok(&["service", "ls", "--filter", &format!("name={name}"), "--format", "{{.Replicas}}"])
-            == "1/1"
+        docker_ok(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Replicas}}",
+        ]) == "1/1"
     });
     assert!(converged, "probe did not converge to 1/1");
     let task = docker_ok(&[
@@ -470,7 +514,12 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
         "--filter",
         &format!("label=com.docker.swarm.service.name={name}"),
     ]);
-    let image_id = docker_ok(&["inspect", "--format", "{{.Image}}", task.lines().next().unwrap_or("")]);
+    let image_id = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.Image}}",
+        task.lines().next().unwrap_or(""),
+    ]);
 
     // Teardown as CI does it: the service goes (no volumes/secrets here), images stay.
     remove_service(&name);
@@ -481,8 +530,18 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
         "{{len .RepoTags}} {{len .RepoDigests}}",
         &image_id,
     ]);
-    assert_eq!(refs, "0 1", "precondition: deployed image has no tag, one repo digest");
-    let dangling = docker_ok(&["image", "ls", "-q", "--no-trunc", "--filter", "dangling=true"]);
+    assert_eq!(
+        refs, "0 1",
+        "precondition: deployed image has no tag, one repo digest"
+    );
+    let dangling = docker_ok(&[
+        "image",
+        "ls",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+    ]);
     assert!(
         dangling.lines().any(|l| l == image_id),
         "precondition: the daemon calls the deployed image dangling"
@@ -501,7 +560,10 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["outcome"], "pruned");
     assert!(!run.removed("images").contains(&image_id));
-    assert!(image_exists(&image_id), "ci-docker-prune removed the deployed redis image");
+    assert!(
+        image_exists(&image_id),
+        "ci-docker-prune removed the deployed redis image"
+    );
     let dry = prune(&[
         "--threshold",
         "0",

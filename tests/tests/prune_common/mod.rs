@@ -53,8 +53,9 @@ pub fn load_image(seed: &str, age_secs: u64, tag: Option<&str>) -> String {
     if let Some(t) = tag {
         spec = spec.tag(t);
     }
+    let info = sb();
     ccci_tests::block_on(async {
-        let d = sb()
+        let d = info
             .docker_negotiated()
             .await
             .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
@@ -83,10 +84,10 @@ pub fn tagged_image_ids() -> Vec<String> {
         "ls",
         "--no-trunc",
         "--format",
-        "{{.ID}} {{.Repository}}:{{.Tag}}",
+        "{{.ID}} {{.Tag}}",
     ]);
     out.lines()
-        .filter(|l| !l.ends_with("<none>:<none>"))
+        .filter(|l| !l.ends_with(" <none>"))
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect()
@@ -133,7 +134,12 @@ impl Run {
     /// The `--json` object (exactly one line on stdout).
     pub fn json(&self) -> serde_json::Value {
         let lines: Vec<&str> = self.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "--json must print one line: {}", self.stdout);
+        assert_eq!(
+            lines.len(),
+            1,
+            "--json must print one line: {}",
+            self.stdout
+        );
         serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {e}: {}", lines[0]))
     }
 
@@ -201,7 +207,11 @@ impl Ballast {
         assert!(ok, "fallocate {need} bytes at {}", path.display());
         let now = ci_docker_prune::gates::disk_usage(&sb().data_root)
             .unwrap_or_else(|e| panic!("statvfs data root: {e}"));
-        assert!(now.percent() as u64 >= pct, "ballast left usage at {}%", now.percent());
+        assert!(
+            now.percent() as u64 >= pct,
+            "ballast left usage at {}%",
+            now.percent()
+        );
         Ballast(path)
     }
 }
