@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// The defaults of `ci-docker-prune` (the contract of DESIGN.md), taken from the crate itself:
+// applied to flags a side omits, and the module's option defaults must equal them.
+use ci_docker_prune::config::{DEFAULT_RUN_STACK_PATTERN, DEFAULT_THRESHOLD, DEFAULT_UNTIL};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -278,11 +281,14 @@ fn systemd_bool(s: &str) -> Result<bool, String> {
 // ---------------------------------------------------------------------------------------
 // the parity model: what each side says the prune unit does
 
-/// The contract defaults of `ci-docker-prune` (DESIGN.md), applied to flags a side omits.
-const DEFAULT_THRESHOLD: &str = "80";
-const DEFAULT_PATH: &str = "/";
-const DEFAULT_UNTIL: &str = "24h";
-const DEFAULT_RUN_STACK_PATTERN: &str = "^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_";
+/// `--path` default of the binary (its `Config::default()`; no flag means this one path).
+fn default_path() -> String {
+    ci_docker_prune::Config::default()
+        .paths
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .expect("the binary has a default path")
+}
 
 /// One side's prune unit pair, normalised.
 #[derive(Debug, Clone, PartialEq)]
@@ -384,7 +390,7 @@ fn invocation(argv: &[String]) -> Result<Invocation, String> {
         .unwrap_or_default();
     let mut inv = Invocation {
         program,
-        threshold: DEFAULT_THRESHOLD.into(),
+        threshold: DEFAULT_THRESHOLD.to_string(),
         paths: Vec::new(),
         until: DEFAULT_UNTIL.into(),
         run_stack_pattern: DEFAULT_RUN_STACK_PATTERN.into(),
@@ -411,7 +417,7 @@ fn invocation(argv: &[String]) -> Result<Invocation, String> {
         }
     }
     if inv.paths.is_empty() {
-        inv.paths.push(DEFAULT_PATH.into());
+        inv.paths.push(default_path());
     }
     Ok(inv)
 }
@@ -972,10 +978,10 @@ fn module_declares_the_options_of_issue_6_with_types_descriptions_defaults() {
         assert_eq!(o["hasDefault"], json!(true), "{name}: no default");
     }
     assert_eq!(opts["enable"]["default"], json!(false));
-    assert_eq!(opts["threshold"]["default"], json!(80));
+    assert_eq!(opts["threshold"]["default"], json!(DEFAULT_THRESHOLD));
     assert_eq!(opts["threshold"]["type"], json!("intBetween"));
-    assert_eq!(opts["paths"]["default"], json!(["/"]));
-    assert_eq!(opts["until"]["default"], json!("24h"));
+    assert_eq!(opts["paths"]["default"], json!([default_path()]));
+    assert_eq!(opts["until"]["default"], json!(DEFAULT_UNTIL));
     assert_eq!(
         opts["runStackPattern"]["default"],
         json!(DEFAULT_RUN_STACK_PATTERN)
