@@ -130,9 +130,17 @@ pub(crate) fn ensure_rootfs_archive(cache_dir: &Path) -> Result<RootfsArchive> {
     if path.is_file() {
         return Ok(RootfsArchive { path, tag });
     }
+    // Build dirs of runs that were killed half-way (we hold the lock: nobody else builds).
+    if let Ok(rd) = std::fs::read_dir(cache_dir) {
+        for ent in rd.flatten() {
+            if ent.file_name().to_string_lossy().starts_with("build-") {
+                remove_build_dir(&ent.path())?;
+            }
+        }
+    }
     let work = cache_dir.join(format!("build-{hash}-{}", std::process::id()));
     let result = build_rootfs_archive(&work, &path, &tag);
-    let _ = std::fs::remove_dir_all(&work);
+    remove_build_dir(&work)?;
     result?;
     // Older recipes are useless now.
     if let Ok(rd) = std::fs::read_dir(cache_dir) {
@@ -146,8 +154,26 @@ pub(crate) fn ensure_rootfs_archive(cache_dir: &Path) -> Result<RootfsArchive> {
     Ok(RootfsArchive { path, tag })
 }
 
+/// Remove a rootfs build dir, first unmounting what debootstrap may have left mounted in it
+/// (/proc, /sys, ...); never deletes through a mount point.
+fn remove_build_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for m in sys::mounts_under(&[dir.to_path_buf()]) {
+        sys::umount_all(&m)?;
+    }
+    let left = sys::mounts_under(&[dir.to_path_buf()]);
+    if !left.is_empty() {
+        return Err(SandboxError::Teardown(format!(
+            "not removing {}: still mounted: {left:?}",
+            dir.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| SandboxError::io("rootfs cleanup", dir, e))
+}
+
 fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
-    let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work).map_err(|e| SandboxError::io("rootfs", work, e))?;
     let rootfs = work.join("rootfs");
     let rootfs_s = rootfs.to_string_lossy().to_string();

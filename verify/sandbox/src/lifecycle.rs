@@ -472,7 +472,13 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
         }
         // containerd's shims keep their sockets in /run/containerd/s whatever the exec-root;
         // remove the directories when they are empty (another sandbox may still use them).
-        for d in ["/run/containerd/s", "/run/containerd"] {
+        // dockerd also always creates /run/docker/plugins.
+        for d in [
+            "/run/containerd/s",
+            "/run/containerd",
+            "/run/docker/plugins",
+            "/run/docker",
+        ] {
             let _ = std::fs::remove_dir(d);
         }
         if p.data_img.exists() {
