@@ -39,6 +39,9 @@
         src = self;
       };
 
+      # The Rust toolchain and the tools the host test suite calls directly. The sandbox
+      # (crate verify/sandbox) is built from Debian packages (debootstrap, Debian's redis and
+      # docker-registry): run it on a Debian host, see README.md and .ci/deps.
       devShells.${system}.default = pkgs.mkShell {
         inputsFrom = [ self.packages.${system}.default ];
         packages = with pkgs; [
@@ -47,13 +50,8 @@
           clippy
           rustfmt
           nix # nix-instantiate for tests/tests/nix_files.rs
-          docker
-          docker-distribution # the sandbox's private registry
-          debootstrap
-          e2fsprogs
-          openssh
-          busybox
-          redis
+          git
+          docker-client
         ];
       };
 

@@ -82,11 +82,7 @@ let
         "clippy"
         "rustfmt"
         "nix"
-        "docker"
-        "docker-distribution"
-        "debootstrap"
-        "e2fsprogs"
-        "openssh"
+        "docker-client"
         "nixfmt"
       ]
   );
