@@ -185,37 +185,46 @@ pub fn side_by_side(
     names.extend(listed.iter().map(String::as_str));
     names.extend(legacy.iter().map(String::as_str));
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
-    let mut out = format!(
-        "{:<width$}  {:<44}  host\n",
-        "unit",
-        format!("git at {}", short(&declared.rev))
-    );
-    for n in names {
-        let git = match by_name.get(n) {
-            Some(u) => format!(
-                "declared {}:{}{}",
-                u.file,
-                u.line,
-                if u.conditional { " (conditional)" } else { "" }
-            ),
-            None if legacy.iter().any(|l| l == n) => "not declared (legacy)".to_string(),
-            None => "not declared".to_string(),
-        };
-        let host = match states.get(n) {
-            Some(s) if absent(s) => "not-found".to_string(),
-            Some(s) => format!(
-                "LoadState={} ActiveState={} UnitFileState={}",
-                s.load_state,
-                s.active_state,
-                if s.unit_file_state.is_empty() {
-                    "(none)"
-                } else {
-                    &s.unit_file_state
-                }
-            ),
-            None => "(no state)".to_string(),
-        };
-        out.push_str(&format!("{n:<width$}  {git:<44}  {host}\n"));
+    let rows: Vec<(&str, String, String)> = names
+        .into_iter()
+        .map(|n| {
+            let git = match by_name.get(n) {
+                Some(u) => format!(
+                    "declared {}:{}{}",
+                    u.file,
+                    u.line,
+                    if u.conditional { " (conditional)" } else { "" }
+                ),
+                None if legacy.iter().any(|l| l == n) => "not declared (legacy)".to_string(),
+                None => "not declared".to_string(),
+            };
+            let host = match states.get(n) {
+                Some(s) if absent(s) => "not-found".to_string(),
+                Some(s) => format!(
+                    "LoadState={} ActiveState={} UnitFileState={}",
+                    s.load_state,
+                    s.active_state,
+                    if s.unit_file_state.is_empty() {
+                        "(none)"
+                    } else {
+                        &s.unit_file_state
+                    }
+                ),
+                None => "(no state)".to_string(),
+            };
+            (n, git, host)
+        })
+        .collect();
+    let head = format!("git at {}", short(&declared.rev));
+    let gw = rows
+        .iter()
+        .map(|r| r.1.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(head.len());
+    let mut out = format!("{:<width$}  {head:<gw$}  host\n", "unit");
+    for (n, git, host) in rows {
+        out.push_str(&format!("{n:<width$}  {git:<gw$}  {host}\n"));
     }
     out
 }
@@ -250,13 +259,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| format!("git read task failed: {e}"))
 }
 
-fn git_evidence(repo: &std::path::Path, rev: &str, what: &str, output: String) -> Evidence {
-    Evidence::note(
-        format!("git -C {} {what} (at {rev})", repo.display()),
-        output,
-    )
-}
-
 struct UnitsGitEqHost;
 #[async_trait]
 impl Check<Ctx> for UnitsGitEqHost {
@@ -283,12 +285,12 @@ impl Check<Ctx> for UnitsGitEqHost {
             Err(e) => return Outcome::error(e),
         };
         let legacy = legacy_names(ctx);
-        let mut evidence = vec![git_evidence(
-            &ctx.repo,
-            &ctx.rev,
-            &format!(
-                "show REV:{{{}}} | ccci-verify units",
-                ctx.params.repro.module_files.join(",")
+        let mut evidence = vec![Evidence::note(
+            format!(
+                "ccci-verify units --repo {} --rev {} --json   (module files: {})",
+                ctx.repo.display(),
+                ctx.rev,
+                ctx.params.repro.module_files.join(", ")
             ),
             declared.to_json().unwrap_or_else(|e| e.to_string()),
         )];
@@ -666,9 +668,10 @@ impl Check<Ctx> for DocsReferenceDeclaredUnits {
         let mut evidence = vec![
             Evidence::note(
                 format!(
-                    "git -C {} show {}:<module files> | ccci-verify units",
+                    "ccci-verify units --repo {} --rev {} --json   (module files: {})",
                     ctx.repo.display(),
-                    short(&ctx.rev)
+                    ctx.rev,
+                    ctx.params.repro.module_files.join(", ")
                 ),
                 format!("declared: {}", join(declared.names().iter())),
             ),
