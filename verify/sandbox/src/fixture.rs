@@ -217,7 +217,7 @@ pub async fn remove_local_fixture(docker: &Docker) -> Result<Vec<String>> {
                     || n.contains("/redis:")
                     || n.contains("/redis@")
             });
-        let fixture = img.labels.get("io.ccci.fixture").is_some();
+        let fixture = img.labels.contains_key("io.ccci.fixture");
         if named || fixture {
             remove_local(docker, &img.id).await?;
             removed.push(img.id);
