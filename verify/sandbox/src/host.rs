@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
@@ -370,8 +373,23 @@ pub(crate) async fn start_host(
             binds: Some(vec![
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
                 format!("{socket}:/run/docker.sock"),
-                format!("{root}:{root}"),
             ]),
+            // The data-root holds every container's overlay mounts, this one's own rootfs
+            // included: a recursive bind (what `-v` does) would copy that tree into itself and
+            // every service with mount namespacing multiplies it, until mount(2) fails with
+            // ENOSPC at the 100,000-mount limit. Non-recursive and private: the host sees the
+            // ext4 filesystem itself (statvfs, the image store's files), not the overlays.
+            mounts: Some(vec![Mount {
+                target: Some(root.clone()),
+                source: Some(root.clone()),
+                typ: Some(MountType::BIND),
+                bind_options: Some(MountBindOptions {
+                    propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                    non_recursive: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
             tmpfs: Some(tmpfs),
             ..Default::default()
         }),
