@@ -377,14 +377,15 @@ pub(crate) async fn start_host(
             // The data-root holds every container's overlay mounts, this one's own rootfs
             // included: a recursive bind (what `-v` does) would copy that tree into itself and
             // every service with mount namespacing multiplies it, until mount(2) fails with
-            // ENOSPC at the 100,000-mount limit. Non-recursive and private: the host sees the
-            // ext4 filesystem itself (statvfs, the image store's files), not the overlays.
+            // ENOSPC at the 100,000-mount limit. Non-recursive (rslave: dockerd requires it for
+            // a source inside its root): the host sees the ext4 filesystem itself (statvfs, the
+            // image store's files), not the overlays.
             mounts: Some(vec![Mount {
                 target: Some(root.clone()),
                 source: Some(root.clone()),
                 typ: Some(MountType::BIND),
                 bind_options: Some(MountBindOptions {
-                    propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                    propagation: Some(MountBindOptionsPropagationEnum::RSLAVE),
                     non_recursive: Some(true),
                     ..Default::default()
                 }),
