@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 pub use ccci_sandbox::{self, SandboxConfig, SandboxInfo};
 
+pub mod gate;
 pub mod proxy;
 
 /// Root of the workspace (parent of `tests/`).
