@@ -1,0 +1,264 @@
+//! Benchmark of the decision path (gates evaluated, plan built) against a shell script making
+//! the same decision with the docker CLI (`benches/decision.sh`), side by side in one run, on
+//! an ISOLATED sandbox (`ccci-bench`, or `CCCI_BENCH_SANDBOX`) holding 300 swarm services
+//! (replicas 0) and 2,000 images. Reports the ratio, the number of Docker API calls, and the
+//! peak RSS of the `ci-docker-prune` process.
+//!
+//! Run: `cargo bench -p ci-docker-prune --bench decision` (root; brings the bench sandbox up and
+//! takes it down again unless `CCCI_BENCH_KEEP=1`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, ListImagesOptions, ListServicesOptions};
+use ci_docker_prune::actions::{check_gates, make_plan};
+use ci_docker_prune::docker::DockerClient;
+use ci_docker_prune::{Settings, config::Threshold};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const SERVICES: usize = 300;
+const IMAGES: usize = 2000;
+const CONTAINERS: usize = 50;
+const PATTERN: &str = "^ccci-bench-never-matches$";
+const LABEL: &str = "io.ccci.bench";
+
+type R<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn layer_tar() -> R<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let data = b"ccci bench layer\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, "bench.txt", &data[..])?;
+    Ok(b.into_inner()?)
+}
+
+/// One docker-archive with `IMAGES` images sharing one layer: a quarter untagged and 2 days
+/// old (build leftovers: the plan's candidates), a quarter untagged and 1 hour old, half tagged.
+fn archive() -> R<Vec<u8>> {
+    let layer = layer_tar()?;
+    let diff = hex::encode(Sha256::digest(&layer));
+    let now = chrono::Utc::now();
+    let mut files: Vec<(String, Vec<u8>)> = vec![(format!("{diff}/layer.tar"), layer)];
+    let mut manifest = Vec::new();
+    for i in 0..IMAGES {
+        let age = if i % 4 == 0 { chrono::Duration::days(2) } else { chrono::Duration::hours(1) };
+        let created = (now - age - chrono::Duration::seconds(i as i64)).to_rfc3339();
+        let cfg = json!({
+            "architecture": "amd64", "os": "linux", "created": created,
+            "config": {"Cmd": ["/bench"], "Labels": {LABEL: i.to_string()}},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff}")]},
+            "history": [{"created": created, "created_by": "ccci bench"}],
+        });
+        let bytes = serde_json::to_vec(&cfg)?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let tags = if i % 2 == 1 { json!([format!("ccci-bench/img:{i}")]) } else { serde_json::Value::Null };
+        manifest.push(json!({"Config": format!("{digest}.json"), "RepoTags": tags, "Layers": [format!("{diff}/layer.tar")]}));
+        files.push((format!("{digest}.json"), bytes));
+    }
+    files.push(("manifest.json".into(), serde_json::to_vec(&manifest)?));
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, &data[..])?;
+    }
+    Ok(b.into_inner()?)
+}
+
+async fn populate(docker: &bollard::Docker) -> R<()> {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![LABEL.to_string()]);
+    let have = docker
+        .list_images(Some(ListImagesOptions { filters: Some(filters), ..Default::default() }))
+        .await?
+        .len();
+    if have < IMAGES {
+        ccci_sandbox::images::load_archive(docker, archive()?).await?;
+    }
+    let services = docker.list_services(Some(ListServicesOptions::default())).await?;
+    let names: BTreeSet<String> = services.into_iter().filter_map(|s| s.spec.and_then(|s| s.name)).collect();
+    for i in 0..SERVICES {
+        let name = format!("ccci-bench-svc-{i}");
+        if names.contains(&name) {
+            continue;
+        }
+        let spec = ServiceSpec {
+            name: Some(name),
+            mode: Some(ServiceSpecMode {
+                replicated: Some(ServiceSpecModeReplicated { replicas: Some(0) }),
+                ..Default::default()
+            }),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec { image: Some("ccci-bench/img:1".into()), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        docker.create_service(spec, None).await?;
+    }
+    let containers = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
+        .await?
+        .len();
+    for i in containers..CONTAINERS {
+        let opts = CreateContainerOptionsBuilder::default().name(&format!("ccci-bench-c{i}")).build();
+        let body = ContainerCreateBody { image: Some("ccci-bench/img:3".into()), cmd: Some(vec!["/bench".into()]), ..Default::default() };
+        docker.create_container(Some(opts), body).await?;
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Run a child, wait for it with wait4 to get its own peak RSS (KiB).
+fn run_measured(cmd: &mut Command) -> R<(Duration, String, i64)> {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.ok_or("no stdout")?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out)?;
+    let mut status = 0;
+    // SAFETY: rusage is a plain C struct filled by wait4 for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc != pid {
+        return Err("wait4 failed".into());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{cmd:?} failed: status {status}").into());
+    }
+    Ok((start.elapsed(), out, ru.ru_maxrss))
+}
+
+fn main() -> R<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("decision: benchmark");
+        return Ok(());
+    }
+    let name = std::env::var("CCCI_BENCH_SANDBOX").unwrap_or_else(|_| "ccci-bench".into());
+    let cfg = ccci_sandbox::SandboxConfig::named(&name);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let t = Instant::now();
+    let info = rt.block_on(ccci_sandbox::up(&cfg))?;
+    eprintln!("bench sandbox {name} up in {:.1}s", t.elapsed().as_secs_f64());
+    let host = info.docker_host.clone();
+    let prune_cfg = Settings {
+        threshold: Some(Threshold::Percent(0)),
+        run_stack_pattern: Some(PATTERN.into()),
+        docker_host: Some(host.clone()),
+        ..Default::default()
+    }
+    .validate(None)?;
+
+    // Gating calls with the store as it is before population (fresh: no services).
+    let gating_calls = |label: &str| -> R<(u64, usize)> {
+        rt.block_on(async {
+            let client = DockerClient::connect(&prune_cfg.docker_host).await?;
+            let before = client.api_calls();
+            let check = check_gates(&prune_cfg, &client).await?;
+            Ok::<_, Box<dyn std::error::Error>>((client.api_calls() - before, check.services.len()))
+        })
+        .map(|r| {
+            eprintln!("gating ({label}): {} API calls for {} services", r.0, r.1);
+            r
+        })
+    };
+    let (calls_before, services_before) = gating_calls("before population")?;
+
+    let t = Instant::now();
+    rt.block_on(async {
+        let docker = info.docker_negotiated().await?;
+        populate(&docker).await
+    })?;
+    eprintln!("populated in {:.1}s", t.elapsed().as_secs_f64());
+    let (calls_after, services_after) = gating_calls("after population")?;
+
+    // 1. In-process decision: connect + gates + plan.
+    let mut lib_times = Vec::new();
+    let mut lib_calls = 0;
+    let mut plan_ids = BTreeSet::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let (calls, plan) = rt.block_on(async {
+            let client = DockerClient::connect(&prune_cfg.docker_host).await?;
+            let check = check_gates(&prune_cfg, &client).await?;
+            assert!(check.closed_by.is_none(), "a gate is closed: {:?}", check.decisions);
+            let plan = make_plan(&prune_cfg, &client, check.services, false).await?;
+            Ok::<_, Box<dyn std::error::Error>>((client.api_calls(), plan))
+        })?;
+        lib_times.push(start.elapsed());
+        lib_calls = calls;
+        plan_ids = plan
+            .containers
+            .iter()
+            .map(|c| format!("container {}", c.id))
+            .chain(plan.images.iter().map(|i| format!("image {}", i.id)))
+            .collect();
+    }
+
+    // 2. The binary, as a process (dry run: also lists build cache).
+    let bin = env!("CARGO_BIN_EXE_ci-docker-prune");
+    let mut bin_times = Vec::new();
+    let mut rss_kib = 0;
+    for _ in 0..10 {
+        let (d, out, rss) = run_measured(
+            Command::new(bin)
+                .args(["--dry-run", "--json", "--threshold", "0", "--run-stack-pattern", PATTERN, "--docker-host", &host])
+                .env_remove("DOCKER_HOST"),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(out.trim())?;
+        let n = v["removed"]["images"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(n, IMAGES / 4, "binary dry run lists {n} images");
+        bin_times.push(d);
+        rss_kib = rss_kib.max(rss);
+    }
+
+    // 3. The shell script making the same decision with the docker CLI.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/decision.sh");
+    let mut sh_times = Vec::new();
+    let mut sh_ids = BTreeSet::new();
+    for _ in 0..3 {
+        let (d, out, _) = run_measured(
+            Command::new("sh")
+                .arg(&script)
+                .env("DOCKER_HOST", &host)
+                .env("THRESHOLD", "0")
+                .env("PATTERN", PATTERN)
+                .env("UNTIL_SECS", "86400"),
+        )?;
+        sh_times.push(d);
+        sh_ids = out.lines().map(str::to_string).collect();
+    }
+    assert_eq!(plan_ids, sh_ids, "the shell script and the library decided differently");
+
+    let lib = median(lib_times);
+    let binm = median(bin_times);
+    let sh = median(sh_times);
+    println!("decision path, {services_after} services, {IMAGES}+ images, {CONTAINERS} containers; same decision: {} candidates", plan_ids.len());
+    println!("  library (connect+gates+plan) median of 20: {:>9.1} ms, {lib_calls} API calls", lib.as_secs_f64() * 1e3);
+    println!("  ci-docker-prune --dry-run    median of 10: {:>9.1} ms, peak RSS {:.1} MiB", binm.as_secs_f64() * 1e3, rss_kib as f64 / 1024.0);
+    println!("  shell + docker CLI           median of 3:  {:>9.1} ms", sh.as_secs_f64() * 1e3);
+    println!("  ratio shell/library: {:.1}x   shell/binary: {:.1}x", sh.as_secs_f64() / lib.as_secs_f64(), sh.as_secs_f64() / binm.as_secs_f64());
+    println!("  gating API calls: {calls_before} with {services_before} services, {calls_after} with {services_after} services");
+
+    if std::env::var_os("CCCI_BENCH_KEEP").is_none() {
+        rt.block_on(ccci_sandbox::down(&cfg))?;
+        eprintln!("bench sandbox {name} down");
+    }
+    Ok(())
+}
