@@ -45,7 +45,7 @@ fn live_pids_mentioning(needle: &str) -> Vec<(u32, String)> {
 
 fn leftovers(cfg: &SandboxConfig) -> Vec<String> {
     let mut left = Vec::new();
-    let run = cfg.run_dir.to_string_lossy().to_string();
+    let run = format!("{}/", cfg.run_dir.display());
     for (pid, cmd) in live_pids_mentioning(&run) {
         left.push(format!("process {pid}: {cmd}"));
     }
@@ -143,7 +143,7 @@ fn up_recovers_a_sandbox_killed_with_sigkill() {
     block_on(ccci_sandbox::up(&cfg)).expect("up");
     assert_up(&cfg);
     // What CI does to us: every process killed, nothing cleaned up.
-    let mut victims: Vec<u32> = live_pids_mentioning(&cfg.run_dir.to_string_lossy())
+    let mut victims: Vec<u32> = live_pids_mentioning(&format!("{}/", cfg.run_dir.display()))
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -187,4 +187,25 @@ fn invalid_names_are_rejected_before_touching_the_machine() {
         "{err}"
     );
     assert!(!Path::new("/var/run/netns/ccci-../etc").exists());
+}
+
+#[test]
+#[serial_test::file_serial(ccci_fail)]
+fn a_failed_start_names_the_step_with_the_daemon_log_and_leaves_nothing() {
+    // A socket path longer than a unix socket address allows: dockerd itself refuses to listen.
+    let mut cfg = SandboxConfig::named("ccci-fail");
+    cfg.run_dir = format!("/run/ccci-sandbox/{}", "x".repeat(100)).into();
+    let err = block_on(ccci_sandbox::up(&cfg)).expect_err("up must fail");
+    let text = err.to_string();
+    assert!(text.contains("step `dockerd` failed"), "{text}");
+    assert!(text.contains("dockerd.log"), "{text}");
+    assert!(
+        text.contains("docker.sock") && text.contains("bind"),
+        "the daemon's own reason is missing: {text}"
+    );
+    let left = leftovers(&cfg);
+    assert!(left.is_empty(), "a failed up left: {left:#?}");
+    block_on(ccci_sandbox::down_with(&cfg, true)).expect("purge");
+    assert!(!cfg.state_dir.exists());
+    let _ = std::fs::remove_file(format!("/run/ccci-sandbox/{}.lock", "x".repeat(100)));
 }

@@ -353,6 +353,10 @@ pub(crate) async fn start_host(
     }
     let socket = cfg.socket().to_string_lossy().to_string();
     let root = info.data_root.to_string_lossy().to_string();
+    let view = crate::lifecycle::Paths::of(cfg)
+        .data_view
+        .to_string_lossy()
+        .to_string();
     let mut tmpfs = HashMap::new();
     tmpfs.insert("/run".to_string(), "rw,nosuid,nodev,mode=755".to_string());
     tmpfs.insert(
@@ -375,17 +379,19 @@ pub(crate) async fn start_host(
                 format!("{socket}:/run/docker.sock"),
             ]),
             // The data-root holds every container's overlay mounts, this one's own rootfs
-            // included: a recursive bind (what `-v` does) would copy that tree into itself and
-            // every service with mount namespacing multiplies it, until mount(2) fails with
-            // ENOSPC at the 100,000-mount limit. Non-recursive (rslave: dockerd requires it for
-            // a source inside its root): the host sees the ext4 filesystem itself (statvfs, the
-            // image store's files), not the overlays.
+            // included: a recursive bind of it (what `-v` does) copies that tree into itself,
+            // and since dockerd makes its root a shared mount, every archive upload multiplies
+            // the copies until mount(2) fails with ENOSPC at the 100,000-mount limit. So the
+            // host gets the *view*: a plain bind of the same ext4 taken before dockerd started,
+            // private, outside the daemon root (see lifecycle.rs), mounted here
+            // non-recursively. It shows the filesystem itself (statvfs, the image store's
+            // files), not the overlays.
             mounts: Some(vec![Mount {
                 target: Some(root.clone()),
-                source: Some(root.clone()),
+                source: Some(view.clone()),
                 typ: Some(MountType::BIND),
                 bind_options: Some(MountBindOptions {
-                    propagation: Some(MountBindOptionsPropagationEnum::RSLAVE),
+                    propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
                     non_recursive: Some(true),
                     ..Default::default()
                 }),

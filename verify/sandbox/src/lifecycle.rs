@@ -18,6 +18,7 @@ pub(crate) struct Paths {
     pub registry_pid: PathBuf,
     pub exec_root: PathBuf,
     pub data_img: PathBuf,
+    pub data_view: PathBuf,
     pub registry_store: PathBuf,
     pub registry_cfg: PathBuf,
     pub daemon_json: PathBuf,
@@ -43,6 +44,7 @@ impl Paths {
             registry_pid: cfg.run_dir.join("registry.pid"),
             exec_root: cfg.run_dir.join("exec"),
             data_img: cfg.state_dir.join("data.img"),
+            data_view: cfg.run_dir.join("data-view"),
             registry_store: cfg.state_dir.join("registry"),
             registry_cfg: cfg.state_dir.join("registry.yml"),
             daemon_json: cfg.state_dir.join("daemon.json"),
@@ -145,7 +147,7 @@ async fn healthy(cfg: &SandboxConfig) -> Option<SandboxInfo> {
     if !sys::pid_alive(dpid) || !sys::pid_alive(rpid) {
         return None;
     }
-    if !sys::is_mounted(&cfg.data_root()) {
+    if !sys::is_mounted(&cfg.data_root()) || !sys::is_private_mount(&p.data_view) {
         return None;
     }
     let netns = info.netns.clone();
@@ -248,6 +250,18 @@ fn start_netns_and_disk(cfg: &SandboxConfig) -> Result<()> {
     let root_s = root.to_string_lossy().to_string();
     // `-o loop` sets autoclear: the loop device goes away with the last unmount.
     sys::run("data image", &["mount", "-o", "loop", &img, &root_s])?;
+    sys::run("data image", &["mount", "--make-private", &root_s])?;
+    // The systemd host must see the data-root filesystem at the data-root path (the prune
+    // measures its usage there). Binding the data-root itself into a container whose own
+    // rootfs lives under it is a recursive self-bind: dockerd makes its root a shared mount,
+    // every `docker cp`/archive upload re-binds it, and the copies multiply until mount(2)
+    // fails with ENOSPC. So the host gets a *view*: a plain (non-recursive) bind of the
+    // filesystem taken before dockerd starts, made private, outside the daemon root.
+    let view = p.data_view.to_string_lossy().to_string();
+    std::fs::create_dir_all(&p.data_view)
+        .map_err(|e| SandboxError::io("data view", &p.data_view, e))?;
+    sys::run("data view", &["mount", "--bind", &root_s, &view])?;
+    sys::run("data view", &["mount", "--make-private", &view])?;
     Ok(())
 }
 
@@ -405,13 +419,13 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
         let mut dockerd: Vec<u32> = sys::read_pidfile(&p.dockerd_pid)
             .filter(|pid| {
                 sys::cmdline(*pid)
-                    .map(|c| c.contains(&run_dir_s))
+                    .map(|c| c.contains(&format!("{run_dir_s}/")))
                     .unwrap_or(false)
             })
             .into_iter()
             .collect();
         // Also a dockerd whose pidfile is gone but whose command line names our run_dir.
-        for pid in sys::pids_with_cmdline(&format!("--exec-root {}", p.exec_root.display())) {
+        for pid in sys::pids_with_cmdline(&format!("--exec-root {} ", p.exec_root.display())) {
             if !dockerd.contains(&pid) {
                 dockerd.push(pid);
             }
@@ -423,7 +437,8 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
 
         // Whatever is left: containerd, shims (their command lines name the exec-root),
         // the registry (names our state dir) and container processes (in our cgroups).
-        let mut rest = sys::pids_with_cmdline(&run_dir_s);
+        // (with a trailing '/', so sandbox `ccci` never matches `ccci-life`'s paths)
+        let mut rest = sys::pids_with_cmdline(&format!("{run_dir_s}/"));
         rest.extend(sys::pids_with_cmdline(&format!("{state_s}/registry.yml")));
         let cg = sys::cgroup_dirs(&cfg2.cgroup_parent());
         rest.extend(sys::cgroup_pids(&cg));

@@ -286,6 +286,20 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+/// Is `path` a mount point with private propagation (no `shared:`/`master:` tag)?
+pub(crate) fn is_private_mount(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = path.to_string_lossy();
+    text.lines()
+        .filter(|l| l.split(' ').nth(4).map(unescape_mount).as_deref() == Some(&*want))
+        .last()
+        .map(|l| {
+            let optional = l.split(" - ").next().unwrap_or("");
+            !optional.contains("shared:") && !optional.contains("master:")
+        })
+        .unwrap_or(false)
+}
+
 /// Is `path` a mount point?
 pub(crate) fn is_mounted(path: &Path) -> bool {
     mounts_under(&[path.to_path_buf()])
