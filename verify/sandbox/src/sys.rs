@@ -291,8 +291,8 @@ pub(crate) fn is_private_mount(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let want = path.to_string_lossy();
     text.lines()
-        .filter(|l| l.split(' ').nth(4).map(unescape_mount).as_deref() == Some(&*want))
-        .last()
+        .rev()
+        .find(|l| l.split(' ').nth(4).map(unescape_mount).as_deref() == Some(&*want))
         .map(|l| {
             let optional = l.split(" - ").next().unwrap_or("");
             !optional.contains("shared:") && !optional.contains("master:")
