@@ -16,20 +16,32 @@ fn host_ok(argv: &[&str]) -> String {
     out.trim().to_string()
 }
 
-fn journal_since(cursor_marker: &str) -> String {
-    // everything the unit logged after our marker line
-    let all = host_ok(&[
-        "journalctl",
-        "--no-pager",
-        "-o",
-        "cat",
-        "-u",
-        "ci-docker-prune.service",
-    ]);
-    match all.rfind(cursor_marker) {
-        Some(i) => all[i..].to_string(),
-        None => all,
+/// The host's clock, unix seconds (journal queries are relative to it).
+fn host_now() -> String {
+    host_ok(&["date", "+%s"])
+}
+
+/// What the unit logged since `since` (unix seconds), waiting up to 20 s for `want` to show up
+/// (journald receives a oneshot's last lines asynchronously).
+fn journal_since(since: &str, want: &str) -> String {
+    let mut log = String::new();
+    for _ in 0..40 {
+        log = host_ok(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-u",
+            "ci-docker-prune.service",
+            "--since",
+            &format!("@{since}"),
+        ]);
+        if log.contains(want) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    log
 }
 
 #[test]
@@ -52,7 +64,8 @@ fn timer_is_enabled_and_active_with_a_next_elapse() {
     ]);
     assert!(props.contains("LoadState=loaded"), "{props}");
     assert!(props.contains("Persistent=yes"), "{props}");
-    assert!(props.contains("OnCalendar=daily"), "{props}");
+    // OnCalendar=daily, as systemd normalises it
+    assert!(props.contains("OnCalendar=*-*-* 00:00:00"), "{props}");
     let next = props
         .lines()
         .find_map(|l| l.strip_prefix("NextElapseUSecRealtime="))
@@ -66,14 +79,19 @@ fn timer_is_enabled_and_active_with_a_next_elapse() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn starting_the_service_logs_its_decision_to_the_journal() {
-    sandbox();
-    let marker = format!("ccci-prune-units-test {}", std::process::id());
-    host_ok(&["systemd-cat", "-t", "ci-docker-prune", "echo", &marker]);
+    let info = sandbox();
+    // (Re)install this repo's units and binary: other suites share the host.
+    let deploy = ccci_tests::default_deploy().unwrap_or_else(|e| panic!("deploy set-up: {e}"));
+    ccci_tests::block_on(ccci_sandbox::deploy(info, &deploy))
+        .unwrap_or_else(|e| panic!("deploy: {e}"));
+    let unit = host_ok(&["systemctl", "cat", "ci-docker-prune.service"]);
+    assert!(unit.contains("ExecStart=/usr/local/bin/ci-docker-prune --threshold 80"), "{unit}");
     // As installed: a daily run below the threshold keeps the cache.
+    let since = host_now();
     host_ok(&["systemctl", "start", "ci-docker-prune.service"]);
     let result = host_ok(&["systemctl", "show", "ci-docker-prune.service", "-p", "Result", "--value"]);
     assert_eq!(result, "success");
-    let log = journal_since("");
+    let log = journal_since(&since, "ci-docker-prune: / at");
     let re = regex::Regex::new(r"ci-docker-prune: / at \d+% \((<|≥) 80%\)").unwrap();
     assert!(re.is_match(&log), "no decision line in the journal:\n{log}");
 
@@ -88,10 +106,11 @@ fn starting_the_service_logs_its_decision_to_the_journal() {
         &format!("printf '%s' '{conf}' > {dropin_dir}/ccci-test.conf"),
     ]);
     host_ok(&["systemctl", "daemon-reload"]);
+    let since = host_now();
     let (code, out) = host(&["systemctl", "start", "ci-docker-prune.service"]);
     host_ok(&["rm", "-rf", dropin_dir]);
     host_ok(&["systemctl", "daemon-reload"]);
-    let log = journal_since("(≥ 0%)");
+    let log = journal_since(&since, "ci-docker-prune: dry run");
     assert_eq!(code, 0, "forced run failed: {out}\n{log}");
     assert!(log.contains("no live run stack"), "{log}");
     assert!(log.contains("services converged"), "{log}");
