@@ -114,6 +114,53 @@ fn assert_up(cfg: &SandboxConfig) {
     });
 }
 
+fn mounts_mentioning(needle: &str) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// `docker cp`-style uploads into the systemd host (what `deploy` does) make the daemon mount
+/// the container's binds; with the data-root bound into a container that lives under it, those
+/// mounts used to multiply until mount(2) failed with ENOSPC.
+fn archive_uploads_do_not_multiply_mounts(cfg: &SandboxConfig, info: &ccci_sandbox::SandboxInfo) {
+    let needle = format!("/{}/", cfg.name);
+    let before = mounts_mentioning(&needle);
+    block_on(async {
+        let docker = info.docker_negotiated().await.expect("client");
+        for i in 0..20 {
+            let mut b = tar::Builder::new(Vec::new());
+            let data = format!("upload {i}\n");
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "tmp/ccci-upload", data.as_bytes())
+                .expect("tar");
+            let body = b.into_inner().expect("tar");
+            docker
+                .upload_to_container(
+                    &info.host_container,
+                    Some(
+                        bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+                            .path("/")
+                            .build(),
+                    ),
+                    bollard::body_full(body.into()),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("upload {i}: {e}"));
+        }
+    });
+    let after = mounts_mentioning(&needle);
+    assert!(
+        after <= before + 2,
+        "20 archive uploads grew the mounts of {} from {before} to {after}",
+        cfg.name
+    );
+}
+
 #[test]
 #[serial_test::file_serial(ccci_life)]
 fn up_status_down_twice_leaves_nothing_behind() {
@@ -127,6 +174,9 @@ fn up_status_down_twice_leaves_nothing_behind() {
         let again = block_on(ccci_sandbox::up(&cfg)).expect("second up");
         assert_eq!(info, again);
         assert_up(&cfg);
+        if round == 0 {
+            archive_uploads_do_not_multiply_mounts(&cfg, &info);
+        }
         block_on(ccci_sandbox::down(&cfg)).unwrap_or_else(|e| panic!("round {round}: down: {e}"));
         assert_eq!(block_on(ccci_sandbox::status(&cfg)).expect("status"), None);
         let left = leftovers(&cfg);
