@@ -120,7 +120,9 @@ pub fn run_gate_at(
 
 /// Put a file into the sandbox's systemd host (through the Docker API's archive upload).
 pub fn upload(info: &ccci_sandbox::SandboxInfo, path: &str, bytes: &[u8], mode: u32) {
-    let (dir, name) = path.rsplit_once('/').unwrap_or_else(|| panic!("{path} is not absolute"));
+    let (dir, name) = path
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{path} is not absolute"));
     let mut tarball = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_size(bytes.len() as u64);
@@ -132,7 +134,10 @@ pub fn upload(info: &ccci_sandbox::SandboxInfo, path: &str, bytes: &[u8], mode: 
         .unwrap_or_else(|e| panic!("tar: {e}"));
     let body = tarball.into_inner().unwrap_or_else(|e| panic!("tar: {e}"));
     crate::block_on(async {
-        let docker = info.docker_negotiated().await.unwrap_or_else(|e| panic!("{e}"));
+        let docker = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         docker
             .upload_to_container(
                 &info.host_container,
@@ -173,4 +178,14 @@ pub fn explain(report: &Report, id: &str) -> String {
         }
     }
     s
+}
+
+/// [`host_sh`] for clean-up paths: reports a failure on stderr instead of panicking (a panic
+/// while a failed test unwinds would abort the whole test binary).
+pub fn host_sh_quiet(info: &ccci_sandbox::SandboxInfo, script: &str) {
+    match crate::block_on(ccci_sandbox::exec_in_host(info, &["sh", "-c", script])) {
+        Ok((0, _)) => {}
+        Ok((code, out)) => eprintln!("clean-up `{script}` exited {code}: {out}"),
+        Err(e) => eprintln!("clean-up `{script}` could not run: {e}"),
+    }
 }

@@ -78,7 +78,8 @@ pub fn decide_noop(
     }
     // the disk decision: "<path> at N% (< T%)" or "(≥ T%"
     let re = regex::Regex::new(r"at (\d+)% \((<|≥) (\d+)%").expect("static regex");
-    if let Some(c) = re.captures(&decision) {
+    // the last disk decision of the run (the journal window may reach back a little)
+    if let Some(c) = re.captures_iter(&decision).last() {
         let usage: u32 = c[1].parse().unwrap_or(0);
         let threshold: u32 = c[3].parse().unwrap_or(0);
         if threshold != u32::from(expected_threshold) {
@@ -128,14 +129,15 @@ impl Check<Ctx> for NoopBelowThreshold {
         )];
         // the host's clock marks the start: the journal is read from there (stdout lines of a
         // unit carry no invocation id on every systemd, e.g. under cgroup v1)
-        let (now, ev) = ctx.run(&["date", "+%s"]).await;
+        let (now, ev) = ctx.run(&["date", "+%s.%N"]).await;
         evidence.push(ev);
         let since = now
             .map(|o| o.stdout_str().trim().to_string())
-            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-            .map(|s| format!("@{}", s.parse::<u64>().unwrap_or(1).saturating_sub(1)));
+            .filter(|s| s.parse::<f64>().is_ok())
+            .map(|s| format!("@{s}"));
         let Some(since) = since else {
-            return Outcome::error("cannot read the target's clock (`date +%s`)").with_evidence(evidence);
+            return Outcome::error("cannot read the target's clock (`date +%s.%N`)")
+                .with_evidence(evidence);
         };
         let (out, ev) = ctx.run(&["systemctl", "start", svc]).await;
         evidence.push(ev);
@@ -143,7 +145,16 @@ impl Check<Ctx> for NoopBelowThreshold {
             return Outcome::error(format!("cannot start {svc}")).with_evidence(evidence);
         };
         let (log, ev) = ctx
-            .run(&["journalctl", "--no-pager", "-o", "cat", "-u", svc, "--since", &since])
+            .run(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-u",
+                svc,
+                "--since",
+                &since,
+            ])
             .await;
         evidence.push(ev);
         let log = log.map(|o| o.stdout_str()).unwrap_or_default();

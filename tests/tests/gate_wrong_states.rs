@@ -1,0 +1,329 @@
+//! Proof the other way: for each wrong state a check guards against, put the sandbox's host
+//! into that state, run the whole gate, and see that check — and only the checks that should —
+//! not pass. Every test restores the correct state afterwards (on failure too).
+//!
+//! Fixtures for the wrong states are in `fixtures/wrong-states/`.
+
+use ccci_checks::Params;
+use ccci_core::{Report, Verdict};
+use ccci_tests::gate::{
+    builtin_spec, explain, host_sh, host_sh_quiet, run_gate, sandbox_target, upload,
+};
+use ccci_tests::{sandbox, workspace_root};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+/// A secret that is in the sandbox host's credential file: it must never be in a report.
+const SANDBOX_SECRET: &str = "sandbox-not-a-real-secret";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = workspace_root().join("fixtures/wrong-states").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The docker CLI inside the host (a CI host has one; the wrong states use it).
+fn host_docker_cli() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .expect("a docker CLI on this machine (Debian package docker.io)");
+        let bytes = std::fs::read(cli).unwrap_or_else(|e| panic!("{cli}: {e}"));
+        upload(sandbox(), "/usr/bin/docker", &bytes, 0o755);
+    });
+}
+
+/// Runs `restore` when dropped, so a failing assertion still puts the host back.
+struct Restore<F: FnMut()>(F);
+impl<F: FnMut()> Drop for Restore<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn params() -> Params {
+    let spec = builtin_spec("2pc");
+    let mut p = Params::from_table(&spec.params_for("sandbox", "sandbox")).unwrap();
+    p.store.docker_root = Some(sandbox().data_root.display().to_string());
+    p
+}
+
+fn gate(p: Params) -> Report {
+    let spec = builtin_spec("2pc");
+    let report = run_gate(&spec, sandbox_target(sandbox()), p, &[]);
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(
+        !json.contains(SANDBOX_SECRET),
+        "a report carries the host's registry secret"
+    );
+    report
+}
+
+fn not_passing(r: &Report) -> BTreeSet<String> {
+    r.checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+fn assert_only(r: &Report, expected: &[&str]) {
+    let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    let got = not_passing(r);
+    let mut why = String::new();
+    for id in got.union(&expected) {
+        why.push_str(&explain(r, id));
+    }
+    assert_eq!(
+        got, expected,
+        "checks not passing differ from those expected:\n{why}"
+    );
+}
+
+fn verdict(r: &Report, id: &str) -> Verdict {
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| c.verdict)
+        .unwrap()
+}
+
+/// Deploy the correct files again (the deploy marker is dropped first: the sandbox skips a
+/// deploy it believes is already there).
+fn redeploy() {
+    host_sh_quiet(sandbox(), "rm -f /var/lib/ccci-sandbox/deployed.sha256");
+    match ccci_tests::default_deploy() {
+        Ok(d) => {
+            if let Err(e) = ccci_tests::block_on(ccci_sandbox::deploy(sandbox(), &d)) {
+                eprintln!("clean-up: redeploy failed: {e}");
+            }
+        }
+        Err(e) => eprintln!("clean-up: {e}"),
+    }
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn legacy_docker_prune_timer_installed_and_enabled() {
+    let info = sandbox();
+    upload(
+        info,
+        "/etc/systemd/system/docker-prune.timer",
+        &fixture("docker-prune.timer"),
+        0o644,
+    );
+    upload(
+        info,
+        "/etc/systemd/system/docker-prune.service",
+        &fixture("docker-prune.service"),
+        0o644,
+    );
+    let _restore = Restore(|| {
+        host_sh_quiet(
+            info,
+            "systemctl disable --now docker-prune.timer; rm -f /etc/systemd/system/docker-prune.timer /etc/systemd/system/docker-prune.service; systemctl daemon-reload; systemctl reset-failed || true",
+        );
+    });
+    host_sh(
+        info,
+        "systemctl daemon-reload && systemctl enable --now docker-prune.timer",
+    );
+    let r = gate(params());
+    // the legacy unit is both a live unit and a family member git does not declare
+    assert_only(
+        &r,
+        &["units.legacy-timer-absent", "repro.units-git-eq-host"],
+    );
+    assert_eq!(verdict(&r, "units.legacy-timer-absent"), Verdict::Fail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_timer_disabled_and_stopped() {
+    let info = sandbox();
+    let _restore = Restore(|| {
+        host_sh_quiet(info, "systemctl enable --now ci-docker-prune.timer");
+    });
+    host_sh(info, "systemctl disable --now ci-docker-prune.timer");
+    let r = gate(params());
+    assert_only(&r, &["units.prune-timer-active"]);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_timer_stopped_but_enabled() {
+    let info = sandbox();
+    let _restore = Restore(|| {
+        host_sh_quiet(info, "systemctl start ci-docker-prune.timer");
+    });
+    host_sh(info, "systemctl stop ci-docker-prune.timer");
+    let r = gate(params());
+    assert_only(&r, &["units.prune-timer-active"]);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_service_last_run_failed() {
+    let info = sandbox();
+    let dropin = "/etc/systemd/system/ci-docker-prune.service.d/unreachable-daemon.conf";
+    host_sh(
+        info,
+        "mkdir -p /etc/systemd/system/ci-docker-prune.service.d",
+    );
+    upload(info, dropin, &fixture("unreachable-daemon.conf"), 0o644);
+    let _restore = Restore(|| {
+        host_sh_quiet(
+            info,
+            &format!("rm -f {dropin}; systemctl daemon-reload; systemctl reset-failed ci-docker-prune.service || true"),
+        );
+    });
+    // one failing run (the daemon cannot be reached), then the unit as deployed again
+    host_sh(
+        info,
+        &format!("systemctl daemon-reload; ! systemctl start ci-docker-prune.service; rm -f {dropin}; systemctl daemon-reload"),
+    );
+    let r = gate(params());
+    assert_only(&r, &["units.prune-service-loaded"]);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_unit_asks_for_all() {
+    let info = sandbox();
+    host_docker_cli();
+    let dropin = "/etc/systemd/system/ci-docker-prune.service.d/all.conf";
+    host_sh(
+        info,
+        "mkdir -p /etc/systemd/system/ci-docker-prune.service.d",
+    );
+    upload(info, dropin, &fixture("all.conf"), 0o644);
+    let _restore = Restore(|| {
+        host_sh_quiet(
+            info,
+            &format!("rm -f {dropin}; systemctl daemon-reload; systemctl reset-failed ci-docker-prune.service || true"),
+        );
+    });
+    host_sh(info, "systemctl daemon-reload");
+    let r = gate(params());
+    // `--all` is what never-all guards; the same unit also prunes below the threshold (no
+    // decision line, the store shrinks) and cannot give the dry run the probe asks for
+    assert_only(
+        &r,
+        &[
+            "prune.never-all-never-volumes",
+            "prune.noop-below-threshold",
+            "prune.keeps-deployed-images",
+        ],
+    );
+    assert_eq!(verdict(&r, "prune.never-all-never-volumes"), Verdict::Fail);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.id == "prune.never-all-never-volumes")
+        .unwrap();
+    assert!(c.detail.contains("--all"), "{}", c.detail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn teardown_also_removes_the_image() {
+    host_docker_cli();
+    let mut p = params();
+    p.probe.teardown_extra = vec![vec![
+        "docker".into(),
+        "image".into(),
+        "rm".into(),
+        "{image_id}".into(),
+    ]];
+    let r = gate(p);
+    assert_only(
+        &r,
+        &[
+            "cache.image-survives-teardown",
+            "prune.keeps-deployed-images",
+            "cache.warm-redeploy-zero-layers",
+        ],
+    );
+    for id in [
+        "cache.image-survives-teardown",
+        "cache.warm-redeploy-zero-layers",
+    ] {
+        assert_eq!(verdict(&r, id), Verdict::Fail, "{}", explain(&r, id));
+    }
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn image_pruned_before_the_redeploy() {
+    host_docker_cli();
+    let mut p = params();
+    p.probe.before_redeploy = vec![vec![
+        "docker".into(),
+        "image".into(),
+        "rm".into(),
+        "{image_id}".into(),
+    ]];
+    let r = gate(p);
+    assert_only(&r, &["cache.warm-redeploy-zero-layers"]);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.id == "cache.warm-redeploy-zero-layers")
+        .unwrap();
+    assert!(c.detail.contains("downloaded"), "{}", c.detail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_uses_the_daemons_dangling_filter() {
+    let info = sandbox();
+    host_docker_cli();
+    let _restore = Restore(redeploy);
+    upload(
+        info,
+        "/usr/local/bin/ci-docker-prune",
+        &fixture("dangling-prune.sh"),
+        0o755,
+    );
+    let r = gate(params());
+    assert_only(&r, &["prune.keeps-deployed-images"]);
+    assert_eq!(verdict(&r, "prune.keeps-deployed-images"), Verdict::Fail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn credentials_file_world_readable() {
+    let info = sandbox();
+    let _restore = Restore(|| {
+        host_sh_quiet(info, "chmod 600 /root/.docker/config.json");
+    });
+    host_sh(info, "chmod 644 /root/.docker/config.json");
+    let r = gate(params());
+    assert_only(&r, &["auth.daemon-authenticated"]);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.id == "auth.daemon-authenticated")
+        .unwrap();
+    assert!(c.detail.contains("644"), "{}", c.detail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn wrong_expected_user() {
+    let mut p = params();
+    p.auth.expected_user = Some("nptest2".into());
+    let r = gate(p);
+    assert_only(&r, &["auth.daemon-authenticated"]);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.id == "auth.daemon-authenticated")
+        .unwrap();
+    assert!(
+        c.detail.contains("ccci-sandbox") && c.detail.contains("nptest2"),
+        "{}",
+        c.detail
+    );
+}
