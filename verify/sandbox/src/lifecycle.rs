@@ -136,19 +136,47 @@ pub async fn status(cfg: &SandboxConfig) -> Result<Option<SandboxInfo>> {
 }
 
 async fn healthy(cfg: &SandboxConfig) -> Option<SandboxInfo> {
-    let p = Paths::of(cfg);
-    let text = std::fs::read_to_string(&p.info).ok()?;
-    let info: SandboxInfo = serde_json::from_str(&text).ok()?;
-    if info != info_of(cfg) {
-        return None;
+    // A busy machine can make one answer slow; a sandbox other processes are using must not be
+    // torn down for that, so the service checks get three tries. Dead processes or missing
+    // mounts fail at once.
+    for attempt in 0..3 {
+        match health(cfg).await {
+            Health::Up(info) => return Some(*info),
+            Health::Down => return None,
+            Health::NotAnswering if attempt < 2 => {
+                tokio::time::sleep(Duration::from_millis(1000)).await
+            }
+            Health::NotAnswering => return None,
+        }
     }
-    let dpid = sys::read_pidfile(&p.dockerd_pid)?;
-    let rpid = sys::read_pidfile(&p.registry_pid)?;
-    if !sys::pid_alive(dpid) || !sys::pid_alive(rpid) {
-        return None;
+    None
+}
+
+enum Health {
+    Up(Box<SandboxInfo>),
+    /// Not up (no info, dead process, missing mount): no point in asking again.
+    Down,
+    /// Processes and mounts are there but a service did not answer as expected.
+    NotAnswering,
+}
+
+async fn health(cfg: &SandboxConfig) -> Health {
+    let p = Paths::of(cfg);
+    let Some(info) = std::fs::read_to_string(&p.info)
+        .ok()
+        .and_then(|t| serde_json::from_str::<SandboxInfo>(&t).ok())
+    else {
+        return Health::Down;
+    };
+    if info != info_of(cfg) {
+        return Health::Down;
+    }
+    let alive = |f: &Path| sys::read_pidfile(f).map(sys::pid_alive).unwrap_or(false);
+    if !alive(&p.dockerd_pid) || !alive(&p.registry_pid) {
+        return Health::Down;
     }
     if !sys::is_mounted(&cfg.data_root()) || !sys::is_private_mount(&p.data_view) {
-        return None;
+        return Health::Down;
     }
     let netns = info.netns.clone();
     let reg_ok = tokio::task::spawn_blocking(move || {
@@ -159,21 +187,29 @@ async fn healthy(cfg: &SandboxConfig) -> Option<SandboxInfo> {
     .await
     .unwrap_or(false);
     if !reg_ok {
-        return None;
+        return Health::NotAnswering;
     }
-    let docker = info.docker().ok()?;
-    let docker = tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version())
+    let Ok(docker) = info.docker() else {
+        return Health::NotAnswering;
+    };
+    let Ok(Ok(docker)) =
+        tokio::time::timeout(Duration::from_secs(5), docker.negotiate_version()).await
+    else {
+        return Health::NotAnswering;
+    };
+    let swarm = docker
+        .info()
         .await
-        .ok()?
-        .ok()?;
-    let sw = docker.info().await.ok()?.swarm?;
-    if sw.local_node_state != Some(LocalNodeState::ACTIVE) {
-        return None;
+        .ok()
+        .and_then(|i| i.swarm)
+        .and_then(|s| s.local_node_state);
+    if swarm != Some(LocalNodeState::ACTIVE) {
+        return Health::NotAnswering;
     }
     if !host::host_running(&docker, &info).await {
-        return None;
+        return Health::NotAnswering;
     }
-    Some(info)
+    Health::Up(Box::new(info))
 }
 
 async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
