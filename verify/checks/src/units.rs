@@ -153,3 +153,74 @@ impl Check<Ctx> for PruneServiceLoaded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccci_core::Verdict::*;
+
+    fn fixture(name: &str, unit: &str) -> UnitState {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/systemd")
+            .join(name);
+        let text = std::fs::read_to_string(&p).unwrap();
+        ccci_host::parse_show(&text, &[unit]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn legacy_timer_decisions_on_recorded_states() {
+        assert_eq!(
+            decide_legacy_absent(&fixture("legacy-timer-not-found.txt", "docker-prune.timer"))
+                .verdict,
+            Pass
+        );
+        for f in [
+            "legacy-timer-masked.txt",
+            "legacy-timer-linked.txt",
+            "legacy-timer-stale-file-gone.txt",
+        ] {
+            assert_eq!(
+                decide_legacy_absent(&fixture(f, "docker-prune.timer")).verdict,
+                Fail,
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn timer_and_service_decisions_on_recorded_states() {
+        assert_eq!(
+            decide_timer_active(&fixture("prune-timer-active.txt", "ci-docker-prune.timer"))
+                .verdict,
+            Pass
+        );
+        let o = decide_timer_active(&fixture(
+            "prune-timer-disabled.txt",
+            "ci-docker-prune.timer",
+        ));
+        assert_eq!(o.verdict, Fail);
+        assert!(o.detail.contains("UnitFileState=disabled") && o.detail.contains("NextElapse"));
+        assert_eq!(
+            decide_service_loaded(&fixture(
+                "prune-service-success.txt",
+                "ci-docker-prune.service"
+            ))
+            .verdict,
+            Pass
+        );
+        assert_eq!(
+            decide_service_loaded(&fixture(
+                "prune-service-failed.txt",
+                "ci-docker-prune.service"
+            ))
+            .verdict,
+            Fail
+        );
+        // a timer's `not-found` (the unit was never installed) fails the active check
+        assert_eq!(
+            decide_timer_active(&fixture("legacy-timer-not-found.txt", "docker-prune.timer"))
+                .verdict,
+            Fail
+        );
+    }
+}

@@ -84,7 +84,7 @@ impl UnitState {
         (self.load_state != "not-found" && self.fragment_path.is_empty())
             || matches!(
                 self.unit_file_state.as_str(),
-                "linked" | "linked-runtime" | "masked" | "masked-runtime"
+                "linked" | "linked-runtime" | "masked" | "masked-runtime" | "bad"
             )
             || self.load_state == "masked"
     }
