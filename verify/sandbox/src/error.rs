@@ -62,7 +62,7 @@ pub enum SandboxError {
     },
     /// The systemd host container did not reach `running`/`degraded`.
     #[error(
-        "systemd host `{container}` is not running: state `{state}`; failed units: {failed_units}"
+        "systemd host `{container}` is not running: state `{state}`; failed units: {failed_units}\n--- last lines of the container's console ---\n{console_tail}"
     )]
     HostNotRunning {
         /// The host container's name.
@@ -71,6 +71,8 @@ pub enum SandboxError {
         state: String,
         /// `systemctl --failed` output.
         failed_units: String,
+        /// The end of the container's log (systemd's console output).
+        console_tail: String,
     },
     /// A command run inside the systemd host failed during deploy.
     #[error("deploy into `{container}`: `{command}` exited with {exit}: {output}")]

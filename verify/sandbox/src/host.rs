@@ -464,6 +464,20 @@ async fn wait_systemd(docker: &Docker, info: &SandboxInfo, limit: Duration) -> R
     .await
     .map(|(_, o)| o)
     .unwrap_or_else(|e| e.to_string());
+    let mut console = String::new();
+    let mut logs = docker.logs(
+        &info.host_container,
+        Some(
+            bollard::query_parameters::LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .tail("30")
+                .build(),
+        ),
+    );
+    while let Some(Ok(chunk)) = logs.next().await {
+        console.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
     Err(SandboxError::HostNotRunning {
         container: info.host_container.clone(),
         state: last,
@@ -472,6 +486,7 @@ async fn wait_systemd(docker: &Docker, info: &SandboxInfo, limit: Duration) -> R
         } else {
             failed.trim().to_string()
         },
+        console_tail: console.trim_end().to_string(),
     })
 }
 
