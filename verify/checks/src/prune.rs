@@ -70,9 +70,10 @@ pub fn decide_noop(
 ) -> Outcome {
     let decision = log
         .lines()
-        .filter(|l| l.contains("ci-docker-prune"))
+        .map(str::trim)
+        .filter(|l| l.starts_with("ci-docker-prune:"))
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("; ");
     if decision.is_empty() {
         return Outcome::fail("the run logged no `ci-docker-prune:` decision line".to_string());
     }
