@@ -1,0 +1,158 @@
+//! `ccci-verify units --repo PATH [--rev REV] [--json]`: the DESIGN.md contract, on a
+//! scratch repository holding the F2pc-1 story (bad revision, then the fix). No sandbox.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// The `ccci-verify` binary: next to this test executable (`cargo test --workspace` builds
+/// it), else built once.
+fn verify_bin() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("ccci-verify"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ccci_tests::workspace_root().join("target"));
+    candidates.push(target.join("debug/ccci-verify"));
+    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+        return p.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
+        .current_dir(ccci_tests::workspace_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cargo build -p ccci-verify: {e}"));
+    assert!(status.success(), "cargo build -p ccci-verify failed");
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(ccci_tests::workspace_root().join("fixtures/nix").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A repo: commit `bad` declares docker-prune.*, HEAD (`main`) declares ci-docker-prune.*.
+fn story() -> (tempfile::TempDir, String, String) {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    let module = d.join("nix/modules/docker-prune.nix");
+    std::fs::create_dir_all(module.parent().unwrap_or(d)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&module, fixture("docker-prune-bad-rev.nix")).unwrap_or_else(|e| panic!("{e}"));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "bad"]);
+    let bad = git(d, &["rev-parse", "HEAD"]);
+    std::fs::write(&module, fixture("docker-prune-fixed.nix")).unwrap_or_else(|e| panic!("{e}"));
+    git(d, &["commit", "-q", "-am", "fix"]);
+    let fixed = git(d, &["rev-parse", "HEAD"]);
+    (tmp, bad, fixed)
+}
+
+fn units_json(repo: &Path, rev: &str) -> serde_json::Value {
+    let out = Command::new(verify_bin())
+        .args(["units", "--json", "--rev", rev, "--repo"])
+        .arg(repo)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn json_contract_at_each_revision() {
+    let (tmp, bad, fixed) = story();
+    let at_bad = units_json(tmp.path(), &bad);
+    assert_eq!(at_bad["rev"], bad.as_str());
+    insta::assert_json_snapshot!("units_bad_rev", at_bad, { ".rev" => "[sha]" });
+    let at_head = units_json(tmp.path(), "HEAD");
+    assert_eq!(at_head["rev"], fixed.as_str());
+    insta::assert_json_snapshot!("units_fixed_rev", at_head, { ".rev" => "[sha]" });
+    // a branch name and a short sha name the same commits
+    assert_eq!(units_json(tmp.path(), "main"), at_head);
+    assert_eq!(units_json(tmp.path(), &bad[..8]), at_bad);
+}
+
+#[test]
+fn human_output_and_dirty_note() {
+    let (tmp, _, fixed) = story();
+    // An uncommitted edit: the answer is still git's, and stderr says the tree is dirty.
+    let module = tmp.path().join("nix/modules/docker-prune.nix");
+    std::fs::write(&module, b"{ ... }: { systemd.services.uncommitted = { }; }")
+        .unwrap_or_else(|e| panic!("{e}"));
+    Command::new(verify_bin())
+        .args(["units", "--repo"])
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "units declared at {fixed}"
+        )))
+        .stdout(predicate::str::contains("ci-docker-prune.timer"))
+        .stdout(predicate::str::contains("nix/modules/docker-prune.nix:"))
+        .stdout(predicate::str::contains("uncommitted").not())
+        .stderr(predicate::str::contains("uncommitted change"));
+}
+
+#[test]
+fn bad_repo_or_revision_exits_2() {
+    let (tmp, _, _) = story();
+    Command::new(verify_bin())
+        .args(["units", "--json", "--rev", "no-such-rev", "--repo"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("no-such-rev"));
+    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    Command::new(verify_bin())
+        .args(["units", "--json", "--repo"])
+        .arg(empty.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a git repository"));
+    // A Nix file that does not parse: named with its line.
+    std::fs::write(tmp.path().join("broken.nix"), b"{\n  a = ;\n}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    git(tmp.path(), &["add", "-A"]);
+    git(tmp.path(), &["commit", "-q", "-m", "broken"]);
+    Command::new(verify_bin())
+        .args(["units", "--json", "--repo"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("broken.nix:2:"));
+}
