@@ -128,7 +128,7 @@ fn reject_option_like(repo: &Path, rev: &str) -> Result<(), GitError> {
 }
 
 /// Normalise a repository-relative path: no leading `./` or `/`, no empty segments.
-fn clean_rel(path: &str) -> String {
+pub(crate) fn clean_rel(path: &str) -> String {
     path.split('/')
         .filter(|s| !s.is_empty() && *s != ".")
         .collect::<Vec<_>>()

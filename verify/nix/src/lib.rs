@@ -127,7 +127,7 @@ pub fn units_report(
     let git = GitRepo::open(repo)?;
     let sha = git.resolve(rev)?;
     let paths: Vec<String> = match files {
-        Some(list) => list.to_vec(),
+        Some(list) => list.iter().map(|p| git::clean_rel(p)).collect(),
         None => git
             .list_files(&sha, "")?
             .into_iter()

@@ -274,9 +274,13 @@ fn listed_files_only_and_parse_errors_name_the_file() {
             "extra.service"
         ]
     );
-    let only = vec!["other/extra.nix".to_string()];
+    let only = vec!["./other//extra.nix".to_string()];
     let r = units_report(d, "HEAD", Some(&only)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.names().into_iter().collect::<Vec<_>>(), ["extra.service"]);
+    assert_eq!(
+        r.units[0].file, "other/extra.nix",
+        "listed paths are reported normalised"
+    );
 
     write(d, "broken.nix", "{ ... }:\n{\n  systemd.services.x = {\n");
     git(d, &["add", "-A"]);
