@@ -53,14 +53,15 @@ pub fn load_spec(gate: &str) -> Result<GateSpec, CliError> {
     )))
 }
 
-/// Pair every selected spec entry with its catalog check; an id the catalog lacks is a spec error.
-pub fn plan(spec: &GateSpec, only: &[String]) -> Result<Vec<Planned<Ctx>>, CliError> {
+/// Pair every selected spec entry with its catalog check; an id the catalog lacks is a spec
+/// error naming `origin` (the gate name or spec path the user gave).
+pub fn plan(spec: &GateSpec, origin: &str, only: &[String]) -> Result<Vec<Planned<Ctx>>, CliError> {
     let selected = spec.select(only).map_err(|e| CliError::Usage(anyhow!(e)))?;
     let mut out = Vec::new();
     for s in selected {
         let check = ccci_checks::find(&s.id).ok_or_else(|| {
             CliError::Usage(anyhow!(
-                "gate {}: unknown check id `{}` (see `ccci-verify checks`)",
+                "gate spec {origin} (gate {}): [[checks]] id: unknown check id `{}` (see `ccci-verify checks`)",
                 spec.gate,
                 s.id
             ))
@@ -74,7 +75,7 @@ pub fn list(gate: Option<&str>) -> Result<u8, CliError> {
     match gate {
         Some(g) => {
             let spec = load_spec(g)?;
-            let planned = plan(&spec, &[])?;
+            let planned = plan(&spec, g, &[])?;
             println!("gate {}: {}", spec.gate, spec.title);
             for p in planned {
                 println!(
@@ -107,7 +108,7 @@ pub async fn run(args: GateArgs) -> Result<u8, CliError> {
         .parse()
         .map_err(|e: String| CliError::Usage(anyhow!(e)))?;
     let spec = load_spec(&args.gate)?;
-    let planned = plan(&spec, &args.checks)?;
+    let planned = plan(&spec, &args.gate, &args.checks)?;
     let tspec = TargetSpec::parse(&args.target).map_err(|e| CliError::Usage(anyhow!("{e}")))?;
     let mut params = Params::from_table(&spec.params_for(tspec.kind(), &args.target))
         .map_err(|e| CliError::Usage(anyhow!("gate {}: {e}", spec.gate)))?;

@@ -93,8 +93,16 @@ pub struct Target {
     label: String,
     transport: Arc<dyn Transport>,
     docker_host: String,
+    /// How the Docker endpoint reaches the target's daemon, when that is not obvious from
+    /// `docker_host` (the ssh forward), for error messages.
+    docker_via: Option<String>,
     _forward: Option<SshForward>,
 }
+
+/// The environment variable naming the remote Docker socket an ssh target forwards.
+pub const SSH_DOCKER_SOCKET_ENV: &str = "CCCI_SSH_DOCKER_SOCKET";
+/// The remote Docker socket an ssh target forwards when `CCCI_SSH_DOCKER_SOCKET` is unset.
+pub const DEFAULT_REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// The Docker endpoint of this machine: `DOCKER_HOST`, else the default socket.
 pub fn local_docker_host() -> String {
@@ -112,6 +120,7 @@ impl Target {
             spec,
             transport,
             docker_host,
+            docker_via: None,
             _forward: None,
         }
     }
@@ -141,7 +150,9 @@ impl Target {
         ))
     }
 
-    /// A remote host over ssh; its Docker socket is forwarded to a local socket.
+    /// A remote host over ssh; its Docker socket (`CCCI_SSH_DOCKER_SOCKET`, default
+    /// `/var/run/docker.sock`) is forwarded to a local socket. Extra ssh options (identity,
+    /// known_hosts file) come from `CCCI_SSH_OPTS`, split like a shell.
     pub async fn ssh(
         user: Option<String>,
         host: String,
@@ -166,13 +177,29 @@ impl Target {
                 reason: format!("`true` exited {} over ssh", probe.status),
             });
         }
-        let forward = SshForward::open(&ssh, "/var/run/docker.sock").await?;
+        let remote_socket = match std::env::var(SSH_DOCKER_SOCKET_ENV) {
+            Ok(s) if !s.trim().is_empty() => {
+                if !s.starts_with('/') {
+                    return Err(HostError::BadTarget(
+                        SSH_DOCKER_SOCKET_ENV.into(),
+                        format!("`{s}` is not an absolute socket path on the target"),
+                    ));
+                }
+                s
+            }
+            _ => DEFAULT_REMOTE_DOCKER_SOCKET.to_string(),
+        };
+        let forward = SshForward::open(&ssh, &remote_socket).await?;
         let docker_host = format!("unix://{}", forward.socket.display());
+        let label = ssh.label();
         let mut t = Target::new(
             TargetSpec::Ssh { user, host, port },
             Arc::new(ssh),
             docker_host,
         );
+        t.docker_via = Some(format!(
+            "forwarded over ssh to {remote_socket} on {label}; set {SSH_DOCKER_SOCKET_ENV} if the daemon listens elsewhere"
+        ));
         t._forward = Some(forward);
         Ok(t)
     }
@@ -227,7 +254,13 @@ impl Target {
         })?;
         d.ping().await.map_err(|e| HostError::Unreachable {
             target: self.label.clone(),
-            reason: format!("Docker at {} does not answer: {e}", self.docker_host),
+            reason: match &self.docker_via {
+                Some(via) => format!(
+                    "Docker at {} ({via}) does not answer: {e}",
+                    self.docker_host
+                ),
+                None => format!("Docker at {} does not answer: {e}", self.docker_host),
+            },
         })?;
         Ok(())
     }

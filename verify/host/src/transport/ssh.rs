@@ -127,8 +127,19 @@ impl SshForward {
             target: ssh.label(),
             reason,
         };
-        let dir = std::env::temp_dir().join(format!("ccci-ssh-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| unreachable(e.to_string()))?;
+        // one private directory per forward: several targets in one process (tests) must not
+        // share, and so remove, each other's socket
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ccci-ssh-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| unreachable(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let socket = dir.join("docker.sock");
         let _ = std::fs::remove_file(&socket);
         let mut args = vec!["-nNT".to_string()];

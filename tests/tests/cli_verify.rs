@@ -1,0 +1,586 @@
+//! The `ccci-verify` command line as a reviewer meets it: exit codes 0/1/2/3, spec errors that
+//! name the file and key, the JSON report of the contract (DESIGN.md), the JUnit and Markdown
+//! renderings, `--output`, `checks`, `sandbox status --json`, and insta snapshots of the
+//! human and Markdown reports (redacted: durations, shas, ids, systemd times).
+//!
+//! The binary is `<target>/debug/ccci-verify` (see `verify_cli/mod.rs`); build it first with
+//! `cargo build --workspace --bins`. Tests that run checks against the shared sandbox take the
+//! sandbox lock: the gate's probe and prune run change its state, and a snapshot needs the
+//! host in its deployed state, not in another test's wrong state.
+
+mod verify_cli;
+
+use ccci_tests::{sandbox, workspace_root};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use verify_cli::{assert_no_secret, run, verify};
+
+/// The check ids of gate `2pc`, in DESIGN.md's table (a contract: stable ids).
+const DESIGN_IDS: &[&str] = &[
+    "units.legacy-timer-absent",
+    "units.prune-timer-active",
+    "units.prune-service-loaded",
+    "prune.noop-below-threshold",
+    "prune.never-all-never-volumes",
+    "prune.keeps-deployed-images",
+    "cache.image-survives-teardown",
+    "cache.warm-redeploy-zero-layers",
+    "auth.daemon-authenticated",
+    "store.docker-root-persistent",
+    "repro.units-git-eq-host",
+    "repro.files-git-eq-host",
+    "repro.docs-reference-declared-units",
+];
+
+const UNIT_CHECKS: &[&str] = &[
+    "units.legacy-timer-absent",
+    "units.prune-timer-active",
+    "units.prune-service-loaded",
+];
+
+/// The built-in gate's checks in spec order (the order of the report).
+fn spec_ids() -> Vec<String> {
+    ccci_tests::gate::builtin_spec("2pc")
+        .checks
+        .iter()
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+fn head() -> String {
+    ccci_nix::GitRepo::open(&workspace_root())
+        .and_then(|g| g.resolve("HEAD"))
+        .unwrap_or_else(|e| panic!("git HEAD of the workspace: {e}"))
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn set(items: &[&'static str]) -> BTreeSet<&'static str> {
+    items.iter().copied().collect()
+}
+
+/// The JSON report of the contract, field by field and type by type; returns the checks by id.
+fn assert_contract(text: &str, gate: &str, target: &str, rev: &str) -> Value {
+    let v: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{text}"));
+    assert_eq!(
+        keys(&v),
+        set(&["version", "gate", "target", "rev", "checks", "summary"]),
+        "top-level keys"
+    );
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["gate"], gate);
+    assert_eq!(v["target"], target);
+    let r = v["rev"].as_str().expect("rev is a string");
+    assert!(is_sha(r), "rev `{r}` is not a 40-hex sha");
+    assert_eq!(r, rev);
+    let checks = v["checks"].as_array().expect("checks is an array");
+    assert!(!checks.is_empty());
+    let mut counted = std::collections::BTreeMap::<String, u64>::new();
+    for c in checks {
+        let id = c["id"].as_str().expect("id is a string");
+        assert_eq!(
+            keys(c),
+            set(&[
+                "id",
+                "title",
+                "verdict",
+                "blocking",
+                "duration_ms",
+                "detail",
+                "evidence"
+            ]),
+            "keys of check {id}"
+        );
+        assert!(
+            c["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{id}: title"
+        );
+        let verdict = c["verdict"].as_str().expect("verdict is a string");
+        assert!(
+            ["pass", "fail", "error", "skip"].contains(&verdict),
+            "{id}: verdict {verdict}"
+        );
+        *counted.entry(verdict.to_string()).or_default() += 1;
+        assert!(c["blocking"].is_boolean(), "{id}: blocking");
+        assert!(c["duration_ms"].is_u64(), "{id}: duration_ms");
+        assert!(
+            c["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{id}: detail"
+        );
+        let evidence = c["evidence"].as_array().expect("evidence is an array");
+        assert!(!evidence.is_empty(), "{id} carries no evidence");
+        for e in evidence {
+            assert_eq!(
+                keys(e),
+                set(&["command", "exit", "output"]),
+                "{id}: evidence keys"
+            );
+            assert!(
+                e["command"].as_str().is_some_and(|c| !c.is_empty()),
+                "{id}: evidence command"
+            );
+            assert!(
+                e["exit"].is_null() || e["exit"].is_i64(),
+                "{id}: evidence exit {}",
+                e["exit"]
+            );
+            assert!(e["output"].is_string(), "{id}: evidence output");
+        }
+    }
+    let summary = &v["summary"];
+    assert_eq!(keys(summary), set(&["pass", "fail", "error", "skip"]));
+    for k in ["pass", "fail", "error", "skip"] {
+        assert_eq!(
+            summary[k].as_u64(),
+            Some(counted.get(k).copied().unwrap_or(0)),
+            "summary.{k} does not count the checks"
+        );
+    }
+    v
+}
+
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("{id} is not in the report"))
+}
+
+fn ids(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| c["id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// exit 2: usage and spec errors (no target is contacted)
+
+#[test]
+fn usage_errors_exit_2_with_the_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["gate", "nope"], "unknown gate `nope`"),
+        (&["gate", "2pc", "--format", "xml"], "unknown format `xml`"),
+        (&["gate", "2pc", "--target", "ssh://"], "invalid target `ssh://`"),
+        (
+            &["gate", "2pc", "--target", "ssh://-oProxyCommand=x"],
+            "invalid target",
+        ),
+        (&["gate", "2pc", "--target", "ftp://x"], "invalid target `ftp://x`"),
+        (
+            &["gate", "2pc", "--target", "docker://a;b"],
+            "invalid target `docker://a;b`",
+        ),
+        (
+            &["gate", "2pc", "--check", "no.such"],
+            "check `no.such` is not in gate `2pc`",
+        ),
+        (&["gate", "2pc", "--no-such-flag"], "--no-such-flag"),
+        (&["gate"], "<GATE>"),
+        (&["checks", "nope"], "unknown gate `nope`"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let r = run(verify().args(*args));
+        assert_eq!(r.code, Some(2), "ccci-verify {}: {}", args.join(" "), r.show());
+        assert!(
+            r.stderr.contains(needle),
+            "ccci-verify {}: stderr lacks `{needle}`: {}",
+            args.join(" "),
+            r.show()
+        );
+        assert!(r.stdout.is_empty(), "a usage error prints no report: {}", r.show());
+    }
+}
+
+#[test]
+fn bad_spec_files_exit_2_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good_check = "[[checks]]\nid = \"units.legacy-timer-absent\"\n";
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "unknown-key.toml",
+            format!("version = 1\ngate = \"x\"\nbogus = 1\n{good_check}"),
+            &["unknown field `bogus`"],
+        ),
+        (
+            "unknown-check-key.toml",
+            "version = 1\ngate = \"x\"\n[[checks]]\nid = \"units.legacy-timer-absent\"\ntimeout = 3\n"
+                .to_string(),
+            &["unknown field `timeout`", "timeout_secs"],
+        ),
+        (
+            "missing-checks.toml",
+            "version = 1\ngate = \"x\"\n".to_string(),
+            &["missing field `checks`"],
+        ),
+        (
+            "empty-checks.toml",
+            "version = 1\ngate = \"x\"\nchecks = []\n".to_string(),
+            &["[[checks]]"],
+        ),
+        (
+            "unknown-id.toml",
+            "version = 1\ngate = \"x\"\n[[checks]]\nid = \"no.such-check\"\n".to_string(),
+            &["unknown check id `no.such-check`", "[[checks]] id"],
+        ),
+        (
+            "twice.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}{good_check}"),
+            &["units.legacy-timer-absent", "twice"],
+        ),
+        (
+            "version.toml",
+            format!("version = 2\ngate = \"x\"\n{good_check}"),
+            &["version 2"],
+        ),
+        (
+            "zero-timeout.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}timeout_secs = 0\n"),
+            &["timeout_secs"],
+        ),
+        (
+            "not-toml.toml",
+            "version = = 1\n".to_string(),
+            &["TOML parse error"],
+        ),
+        (
+            "bad-target-override.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[targets.sandbox]\nparam = 1\n"),
+            &["unknown field `param`"],
+        ),
+    ];
+    for (name, text, needles) in &cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        for sub in [&["gate"][..], &["checks"][..]] {
+            let r = run(verify().args(sub).arg(&path));
+            assert_eq!(r.code, Some(2), "{name} ({}): {}", sub[0], r.show());
+            assert!(
+                r.stderr.contains(&path.display().to_string()),
+                "{name} ({}): the message does not name the file: {}",
+                sub[0],
+                r.show()
+            );
+            for n in *needles {
+                assert!(
+                    r.stderr.contains(n),
+                    "{name} ({}): the message lacks `{n}`: {}",
+                    sub[0],
+                    r.show()
+                );
+            }
+        }
+    }
+    // a spec path that does not exist
+    let missing = dir.path().join("missing.toml");
+    let r = run(verify().arg("gate").arg(&missing));
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("cannot read gate spec"), "{}", r.show());
+    assert!(r.stderr.contains(&missing.display().to_string()), "{}", r.show());
+}
+
+#[test]
+fn bad_repo_or_rev_for_repro_checks_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(verify().args([
+        "gate",
+        "2pc",
+        "--check",
+        "repro.files-git-eq-host",
+        "--repo",
+        &dir.path().display().to_string(),
+    ]));
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("--repo"), "{}", r.show());
+    let r = run(verify().args([
+        "gate",
+        "2pc",
+        "--check",
+        "repro.files-git-eq-host",
+        "--rev",
+        "no-such-branch-ccci",
+    ]));
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("no-such-branch-ccci"), "{}", r.show());
+}
+
+// ---------------------------------------------------------------------------------------------
+// checks
+
+#[test]
+fn checks_lists_every_id_of_the_contract() {
+    let all = run(verify().arg("checks"));
+    assert_eq!(all.code, Some(0), "{}", all.show());
+    let gate = run(verify().args(["checks", "2pc"]));
+    assert_eq!(gate.code, Some(0), "{}", gate.show());
+    for id in DESIGN_IDS {
+        for (what, r) in [("checks", &all), ("checks 2pc", &gate)] {
+            assert!(
+                r.stdout
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(id)),
+                "`{what}` does not list {id}:\n{}",
+                r.stdout
+            );
+        }
+    }
+    // and nothing else: the gate's listing is exactly the contract's ids
+    let listed: BTreeSet<&str> = gate
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(listed, DESIGN_IDS.iter().copied().collect());
+    assert!(all.stdout.contains("built-in gates: 2pc"), "{}", all.show());
+    // a spec path works as well as the built-in name
+    let by_path = run(verify()
+        .arg("checks")
+        .arg(workspace_root().join("verify/gates/2pc.toml")));
+    assert_eq!(by_path.code, Some(0), "{}", by_path.show());
+    assert_eq!(by_path.stdout, gate.stdout);
+}
+
+#[test]
+fn checks_2pc_snapshot() {
+    let r = run(verify().args(["checks", "2pc"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    insta::assert_snapshot!("checks_2pc", r.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// sandbox status
+
+#[test]
+fn sandbox_status_json_says_how_to_reach_it() {
+    let info = sandbox();
+    let r = run(verify().args(["sandbox", "status", "--json"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.show()));
+    assert_eq!(v["running"], true);
+    assert_eq!(v["docker_host"], info.docker_host.as_str());
+    assert_eq!(v["registry"], info.registry.as_str());
+    assert_eq!(v["host_container"], info.host_container.as_str());
+    assert_eq!(v["data_root"], info.data_root.display().to_string().as_str());
+    // the socket it names is a live daemon socket
+    let sock = v["docker_host"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("unix://"))
+        .expect("docker_host is unix://PATH");
+    std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("docker_host {sock} does not accept connections: {e}"));
+
+    // a sandbox that does not run: exit 3 and `running: false`
+    let r = run(verify()
+        .args(["sandbox", "status", "--json"])
+        .env("CCCI_SANDBOX_NAME", "ccci-cli-never-up"));
+    assert_eq!(r.code, Some(3), "{}", r.show());
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.show()));
+    assert_eq!(v["running"], false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gate 2pc against the sandbox: exit 0 and each format
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn gate_2pc_passes_and_json_matches_the_contract() {
+    sandbox();
+    let rev = head();
+    let r = run(verify().args(["gate", "2pc", "--format", "json", "--rev", &rev]));
+    assert_eq!(r.code, Some(0), "the gate does not pass on the sandbox: {}", r.show());
+    let v = assert_contract(&r.stdout, "2pc", "sandbox", &rev);
+    assert_eq!(ids(&v), spec_ids(), "the report lists the gate's checks in spec order");
+    assert_eq!(
+        ids(&v).iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        DESIGN_IDS.iter().copied().collect()
+    );
+    for id in DESIGN_IDS {
+        let c = check(&v, id);
+        assert_eq!(c["verdict"], "pass", "{id}: {c}");
+        assert_eq!(c["blocking"], true, "{id}");
+    }
+    assert_eq!(v["summary"]["pass"].as_u64(), Some(DESIGN_IDS.len() as u64));
+    // the store check ran against the sandbox daemon's own data-root
+    let store = check(&v, "store.docker-root-persistent");
+    assert!(
+        store["evidence"][0]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&sandbox().data_root.display().to_string()),
+        "{store}"
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn gate_2pc_junit_to_output_file() {
+    sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.xml");
+    let r = run(verify()
+        .args(["gate", "2pc", "--format", "junit", "--output"])
+        .arg(&out));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.is_empty(), "with --output nothing goes to stdout: {}", r.show());
+    assert!(
+        r.stderr.contains(&out.display().to_string()) && r.stderr.contains("13 pass"),
+        "stderr says where the report is and its summary: {}",
+        r.show()
+    );
+    let xml = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    assert_no_secret("the JUnit report", &xml);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains("<testsuites"), "{xml}");
+    assert!(xml.contains(r#"tests="13""#), "{xml}");
+    assert!(xml.contains(r#"failures="0""#), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), DESIGN_IDS.len(), "{xml}");
+    for id in DESIGN_IDS {
+        assert!(xml.contains(&format!(r#"<testcase name="{id}""#)), "{id}: {xml}");
+    }
+    assert!(!xml.contains("<failure"), "{xml}");
+    assert!(!xml.contains("<error"), "{xml}");
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn gate_2pc_markdown_has_an_evidence_block_per_check() {
+    sandbox();
+    let rev = head();
+    let r = run(verify().args(["gate", "2pc", "--format", "markdown", "--rev", &rev]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let md = &r.stdout;
+    assert!(
+        md.starts_with(&format!("## Gate `2pc` on `sandbox` at `{rev}`")),
+        "{md}"
+    );
+    assert!(md.contains("**PASSED** — 13 pass, 0 fail, 0 error, 0 skip"), "{md}");
+    for id in DESIGN_IDS {
+        assert!(md.contains(&format!("| `{id}` | PASS | yes |")), "{id}: {md}");
+        let section = md
+            .split(&format!("### `{id}` — PASS"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {id}: {md}"));
+        let section = section.split("\n### ").next().unwrap_or_default();
+        assert!(
+            section.contains("```"),
+            "{id}: no evidence block in its section:\n{section}"
+        );
+    }
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_wrong_expected_user_fails_only_the_auth_check_exit_1() {
+    sandbox();
+    let text = std::fs::read_to_string(workspace_root().join("verify/gates/2pc.toml")).unwrap();
+    let from = "[targets.sandbox.params.auth]\nexpected_user = \"ccci-sandbox\"";
+    assert!(text.contains(from), "2pc.toml no longer has `{from}`");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("2pc-someone.toml");
+    std::fs::write(
+        &spec,
+        text.replace(from, "[targets.sandbox.params.auth]\nexpected_user = \"someone\""),
+    )
+    .unwrap();
+    let rev = head();
+    let mut cmd = verify();
+    cmd.arg("gate").arg(&spec).args(["--format", "json", "--rev", &rev]);
+    for id in ["auth.daemon-authenticated", "store.docker-root-persistent"]
+        .iter()
+        .chain(UNIT_CHECKS)
+    {
+        cmd.args(["--check", id]);
+    }
+    let r = run(&mut cmd);
+    assert_eq!(r.code, Some(1), "a failing check exits 1: {}", r.show());
+    let v = assert_contract(&r.stdout, "2pc", "sandbox", &rev);
+    let auth = check(&v, "auth.daemon-authenticated");
+    assert_eq!(auth["verdict"], "fail", "{auth}");
+    let detail = auth["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("`ccci-sandbox`") && detail.contains("expected `someone`"),
+        "the reason names both users: {detail}"
+    );
+    for id in ["store.docker-root-persistent"].iter().chain(UNIT_CHECKS) {
+        assert_eq!(check(&v, id)["verdict"], "pass", "{id} should not fail");
+    }
+    assert_eq!(v["summary"]["fail"], 1);
+
+    // every format of the same failing run: exit 1, no secret, the failure visible
+    for (format, needle) in [
+        ("human", "FAIL"),
+        ("markdown", "FAIL"),
+        ("junit", "<failure"),
+    ] {
+        let r = run(verify().arg("gate").arg(&spec).args([
+            "--format",
+            format,
+            "--check",
+            "auth.daemon-authenticated",
+        ]));
+        assert_eq!(r.code, Some(1), "{format}: {}", r.show());
+        assert!(r.stdout.contains(needle), "{format}: {}", r.show());
+        assert!(r.stdout.contains("someone"), "{format}: {}", r.show());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// snapshots of a gate run restricted to the units checks (the host in its deployed state)
+
+/// Redactions for reports: durations, shas and ids, systemd's times and run state.
+fn report_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"(NextElapseUSecRealtime|LastTriggerUSec)=[^\n]*", "$1=[time]"),
+        (r"(ExecMainStatus|ExecMainCode)=\d+", "$1=[n]"),
+        (r"start_time=\[[^\]]*\]", "start_time=[time]"),
+        (r"stop_time=\[[^\]]*\]", "stop_time=[time]"),
+        (r"pid=\d+", "pid=[pid]"),
+        (r"code=[a-z()]+", "code=[code]"),
+        (r"status=[0-9]+/[A-Z0-9]+", "status=[status]"),
+        (r"[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [A-Z]+", "[time]"),
+        (r"\b[0-9a-f]{40}\b", "[sha]"),
+        (r"\b[0-9a-f]{12}\b", "[id]"),
+        (r" +\d+ ms ", " [ms] "),
+        (r"\| \d+ \|", "| [ms] |"),
+    ]
+}
+
+fn units_gate(format: &str) -> String {
+    let mut cmd = verify();
+    cmd.args(["gate", "2pc", "--format", format]);
+    for id in UNIT_CHECKS {
+        cmd.args(["--check", id]);
+    }
+    let r = run(&mut cmd);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    r.stdout
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn units_gate_human_and_markdown_snapshots() {
+    sandbox();
+    let human = units_gate("human");
+    let markdown = units_gate("markdown");
+    insta::with_settings!({filters => report_filters()}, {
+        insta::assert_snapshot!("units_gate_human", human);
+        insta::assert_snapshot!("units_gate_markdown", markdown);
+    });
+}

@@ -1,0 +1,113 @@
+//! Shared by the `ccci-verify` command-line tests (`cli_verify`, `transport_ssh`,
+//! `transport_docker`): where the binary is, a clean command for it, and the secret that must
+//! never appear in any output.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The sandbox host's registry secret (see `ccci_sandbox::Deploy::sandbox_docker_config`): no
+/// output of any format may carry it.
+pub const SANDBOX_SECRET: &str = "sandbox-not-a-real-secret";
+/// The same secret as the config file holds it: base64 of `ccci-sandbox:<secret>`.
+pub const SANDBOX_AUTH_BLOB: &str = "Y2NjaS1zYW5kYm94OnNhbmRib3gtbm90LWEtcmVhbC1zZWNyZXQ=";
+
+/// Panics when `text` (named `what`) carries the sandbox secret in either form.
+pub fn assert_no_secret(what: &str, text: &str) {
+    for s in [SANDBOX_SECRET, SANDBOX_AUTH_BLOB] {
+        assert!(
+            !text.contains(s),
+            "{what} carries the sandbox's registry secret"
+        );
+    }
+}
+
+/// Path of the `ccci-verify` binary: `CCCI_VERIFY_BIN`, else `<target>/debug/ccci-verify` next
+/// to this test executable's directory, else it is built once with
+/// `cargo build -p ccci-verify --bin ccci-verify` (`cargo build --workspace --bins` before the
+/// tests avoids that wait; a binary older than the sources is rebuilt by that command too).
+pub fn verify_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CCCI_VERIFY_BIN").filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "CCCI_VERIFY_BIN={} is not a file", p.display());
+            return p;
+        }
+        let mut candidates = Vec::new();
+        if let Ok(exe) = std::env::current_exe() {
+            // <target>/debug/deps/<test-bin> -> <target>/debug
+            if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+                candidates.push(profile_dir.join("ccci-verify"));
+            }
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ccci_tests::workspace_root().join("target"));
+        candidates.push(target.join("debug/ccci-verify"));
+        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+            return p.clone();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
+            .current_dir(ccci_tests::workspace_root())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo build for ccci-verify: {e}"));
+        assert!(status.success(), "cargo build -p ccci-verify: {status}");
+        candidates
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
+    })
+    .clone()
+}
+
+/// `ccci-verify` run from the workspace root (so `--repo .` is this repository) with an
+/// environment free of the variables that would change its target.
+pub fn verify() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(verify_bin());
+    c.current_dir(ccci_tests::workspace_root());
+    for var in [
+        "DOCKER_HOST",
+        "CCCI_TARGET",
+        "CCCI_SSH_OPTS",
+        "CCCI_SSH_DOCKER_SOCKET",
+    ] {
+        c.env_remove(var);
+    }
+    c.timeout(std::time::Duration::from_secs(600));
+    c
+}
+
+/// What a finished command printed, both streams.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// For failure messages.
+    pub fn show(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run the command and collect its output (no assertion on the exit code).
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ccci-verify: {e}"));
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_no_secret("ccci-verify's stdout", &run.stdout);
+    assert_no_secret("ccci-verify's stderr", &run.stderr);
+    run
+}
