@@ -277,6 +277,8 @@ enum Pos {
     StartAt(UnitRef),
     /// One element of `systemd.mounts` / `systemd.automounts`.
     MountItem(Kind),
+    /// A flake's `nixosModules`: each attribute is a module.
+    Modules,
 }
 
 impl Pos {
@@ -288,6 +290,7 @@ impl Pos {
             Pos::Unit(u) => u.path_text.clone(),
             Pos::StartAt(u) => format!("{}.startAt", u.path_text),
             Pos::MountItem(k) => format!("systemd.{} item", k.option()),
+            Pos::Modules => "nixosModules".to_string(),
         }
     }
 }
@@ -692,7 +695,7 @@ impl Walker<'_> {
         match pos {
             // Not a module-shaped top level (e.g. a package expression): nothing is
             // declared here; the sweep still reports unit-like definitions inside.
-            Pos::Root => {}
+            Pos::Root | Pos::Modules => {}
             Pos::Unit(u) => {
                 self.record(u, cond);
                 self.covered.insert(expr.syntax().text_range());
@@ -972,10 +975,25 @@ impl Walker<'_> {
             }
             let next = match &cur {
                 Pos::Root => match attr_name(attr, scope, b).as_deref() {
-                    Some("config") => Some(Pos::Root),
+                    // A flake's `outputs`, and its `nixosModule` / `nixosModules.<name>`
+                    // (modules defined inline) are walked like a module's top level.
+                    Some("config" | "outputs" | "nixosModule") => Some(Pos::Root),
+                    Some("nixosModules") => Some(Pos::Modules),
                     Some("systemd") => Some(Pos::Systemd),
-                    _ => None,
+                    // Option declarations and module plumbing declare no unit.
+                    Some(
+                        "options" | "imports" | "disabledModules" | "meta" | "_file" | "key"
+                        | "assertions" | "warnings",
+                    ) => None,
+                    // Other option paths (`services.x`, `containers.x.config`, a VM
+                    // test's `nodes.x`): not walked, and left to the sweep, which reports
+                    // any unit-like definition inside as unresolved.
+                    _ => {
+                        self.visited.remove(&apv.syntax().text_range());
+                        return;
+                    }
                 },
+                Pos::Modules => Some(Pos::Root),
                 Pos::Systemd => attr_name(attr, scope, b)
                     .as_deref()
                     .and_then(Kind::from_option)
