@@ -331,8 +331,10 @@ impl Check<Ctx> for UnitsGitEqHost {
             let (out, ev) = ctx.run(&argv).await;
             evidence.push(ev);
             match out {
-                Some(o) if o.ok() || o.stdout.is_empty() => {
-                    // list-unit-files exits 1 when nothing matches: an empty listing.
+                Some(o)
+                    if o.ok() || (o.status == 1 && o.stdout.is_empty() && o.stderr.is_empty()) =>
+                {
+                    // list-unit-files exits 1, silently, when nothing matches: an empty listing.
                     listed.extend(
                         parse_listing(&o.stdout_str())
                             .into_iter()

@@ -121,7 +121,7 @@ const OPTS_WITH_VALUE: &[&str] = &[
 /// command (`! systemctl …`). `is-active` printing `inactive` is *not* one: a stopped unit
 /// that exists prints it too.
 pub fn is_absence_check(line: &str, command_start: usize) -> bool {
-    let before = line[..command_start].trim_end();
+    let before = line.get(..command_start).unwrap_or("").trim_end();
     let negated = before.ends_with('!');
     let lower = line.to_ascii_lowercase();
     negated
@@ -374,6 +374,21 @@ mod tests {
                 (6, "y.path".into(), false),
             ]
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+        /// Any text, as Markdown or plain text: no panic, and every name found is a unit name.
+        #[test]
+        fn scan_never_panics(s in "(systemctl|`|```|~~~|!|-p|LoadState|[ a-z.@*'\"\n#;|&-]){0,80}|.{0,300}") {
+            for file in ["a.md", "a.txt"] {
+                for r in scan(file, &s) {
+                    proptest::prop_assert!(unit_name(&r.unit).as_deref() == Some(r.unit.as_str()), "{r:?}");
+                    proptest::prop_assert!(r.line >= 1);
+                }
+            }
+        }
     }
 
     #[test]
