@@ -376,6 +376,9 @@ impl Check<Ctx> for UnitsGitEqHost {
     }
 }
 
+/// A file's bytes at REV, or why git has none.
+type GitBytes = Result<Vec<u8>, String>;
+
 /// One module file: its bytes at REV in git and in the host's deployed tree.
 #[derive(Debug, Clone)]
 pub struct FilePair {
@@ -518,16 +521,19 @@ impl Check<Ctx> for FilesGitEqHost {
         let repo = ctx.repo.clone();
         let rev = ctx.rev.clone();
         let files = ctx.params.repro.module_files.clone();
-        let git = match blocking(move || -> Result<Vec<Result<Vec<u8>, String>>, GitError> {
+        let read = blocking(move || -> Result<(Vec<GitBytes>, Vec<String>), GitError> {
             let g = GitRepo::open(&repo)?;
             let sha = g.resolve(&rev)?;
-            Ok(files
+            let bytes = files
                 .iter()
                 .map(|f| g.read_file_at_commit(&sha, f).map_err(|e| e.to_string()))
-                .collect())
+                .collect();
+            // The work tree is not used; whether it differs from HEAD is worth knowing.
+            let dirty = g.dirty().unwrap_or_default();
+            Ok((bytes, dirty))
         })
-        .await
-        {
+        .await;
+        let (git, dirty) = match read {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Outcome::error(format!("cannot read git at {}: {e}", ctx.rev)),
             Err(e) => return Outcome::error(e),
@@ -548,7 +554,17 @@ impl Check<Ctx> for FilesGitEqHost {
                 host,
             });
         }
-        decide_files(&ctx.rev, &pairs)
+        let mut outcome = decide_files(&ctx.rev, &pairs);
+        if !dirty.is_empty() {
+            outcome.push(Evidence::note(
+                format!(
+                    "git -C {} status --porcelain (the work tree; not what this check compares)",
+                    ctx.repo.display()
+                ),
+                dirty.join("\n"),
+            ));
+        }
+        outcome
     }
 }
 
