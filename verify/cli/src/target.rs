@@ -115,7 +115,11 @@ pub async fn resolve(
         TargetSpec::Local => Target::local(),
         TargetSpec::Ssh { user, host, port } => Target::ssh(user.clone(), host.clone(), *port)
             .await
-            .map_err(|e| CliError::Unreachable(anyhow!("{e}")))?,
+            .map_err(|e| match e {
+                // CCCI_SSH_OPTS or CCCI_SSH_DOCKER_SOCKET malformed: a usage error
+                ccci_host::HostError::BadTarget(..) => CliError::Usage(anyhow!("{e}")),
+                _ => CliError::Unreachable(anyhow!("{e}")),
+            })?,
         TargetSpec::Docker { name } => {
             let host = ccci_host::target::local_docker_host();
             Target::docker_exec(spec.clone(), &host, name, &format!("docker://{name}"))
