@@ -1,6 +1,6 @@
 //! Benchmark of the decision path (gates evaluated, plan built) against a shell script making
 //! the same decision with the docker CLI (`benches/decision.sh`), side by side in one run, on
-//! an ISOLATED sandbox (`ccci-bench`, or `CCCI_BENCH_SANDBOX`) holding 300 swarm services
+//! an ISOLATED sandbox (`ccci-prune-bench`, or `CCCI_BENCH_SANDBOX`) holding 300 swarm services
 //! (replicas 0) and 2,000 images. Reports the ratio, the number of Docker API calls, and the
 //! peak RSS of the `ci-docker-prune` process.
 //!
@@ -12,11 +12,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, ListImagesOptions, ListServicesOptions};
+use bollard::models::{
+    ContainerCreateBody, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
+    TaskSpecContainerSpec,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListImagesOptions, ListServicesOptions,
+};
 use ci_docker_prune::actions::{check_gates, make_plan};
 use ci_docker_prune::docker::DockerClient;
-use ci_docker_prune::{Settings, config::Threshold};
+use ci_docker_prune::{config::Threshold, Settings};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -49,7 +54,11 @@ fn archive() -> R<Vec<u8>> {
     let mut files: Vec<(String, Vec<u8>)> = vec![(format!("{diff}/layer.tar"), layer)];
     let mut manifest = Vec::new();
     for i in 0..IMAGES {
-        let age = if i % 4 == 0 { chrono::Duration::days(2) } else { chrono::Duration::hours(1) };
+        let age = if i % 4 == 0 {
+            chrono::Duration::days(2)
+        } else {
+            chrono::Duration::hours(1)
+        };
         let created = (now - age - chrono::Duration::seconds(i as i64)).to_rfc3339();
         let cfg = json!({
             "architecture": "amd64", "os": "linux", "created": created,
@@ -59,7 +68,11 @@ fn archive() -> R<Vec<u8>> {
         });
         let bytes = serde_json::to_vec(&cfg)?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let tags = if i % 2 == 1 { json!([format!("ccci-bench/img:{i}")]) } else { serde_json::Value::Null };
+        let tags = if i % 2 == 1 {
+            json!([format!("ccci-bench/img:{i}")])
+        } else {
+            serde_json::Value::Null
+        };
         manifest.push(json!({"Config": format!("{digest}.json"), "RepoTags": tags, "Layers": [format!("{diff}/layer.tar")]}));
         files.push((format!("{digest}.json"), bytes));
     }
@@ -80,14 +93,22 @@ async fn populate(docker: &bollard::Docker) -> R<()> {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![LABEL.to_string()]);
     let have = docker
-        .list_images(Some(ListImagesOptions { filters: Some(filters), ..Default::default() }))
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await?
         .len();
     if have < IMAGES {
         ccci_sandbox::images::load_archive(docker, archive()?).await?;
     }
-    let services = docker.list_services(Some(ListServicesOptions::default())).await?;
-    let names: BTreeSet<String> = services.into_iter().filter_map(|s| s.spec.and_then(|s| s.name)).collect();
+    let services = docker
+        .list_services(Some(ListServicesOptions::default()))
+        .await?;
+    let names: BTreeSet<String> = services
+        .into_iter()
+        .filter_map(|s| s.spec.and_then(|s| s.name))
+        .collect();
     for i in 0..SERVICES {
         let name = format!("ccci-bench-svc-{i}");
         if names.contains(&name) {
@@ -100,7 +121,10 @@ async fn populate(docker: &bollard::Docker) -> R<()> {
                 ..Default::default()
             }),
             task_template: Some(TaskSpec {
-                container_spec: Some(TaskSpecContainerSpec { image: Some("ccci-bench/img:1".into()), ..Default::default() }),
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some("ccci-bench/img:1".into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -108,12 +132,21 @@ async fn populate(docker: &bollard::Docker) -> R<()> {
         docker.create_service(spec, None).await?;
     }
     let containers = docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
         .await?
         .len();
     for i in containers..CONTAINERS {
-        let opts = CreateContainerOptionsBuilder::default().name(&format!("ccci-bench-c{i}")).build();
-        let body = ContainerCreateBody { image: Some("ccci-bench/img:3".into()), cmd: Some(vec!["/bench".into()]), ..Default::default() };
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&format!("ccci-bench-c{i}"))
+            .build();
+        let body = ContainerCreateBody {
+            image: Some("ccci-bench/img:3".into()),
+            cmd: Some(vec!["/bench".into()]),
+            ..Default::default()
+        };
         docker.create_container(Some(opts), body).await?;
     }
     Ok(())
@@ -124,14 +157,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Run a child, wait for it with wait4 to get its own peak RSS (KiB).
+/// Run a child, wait for it with wait4 to get its peak RSS (KiB). Linux charges a child with
+/// the RSS its address space had before `exec` (a fork of this big bench process), so for a
+/// true figure run the command through `--rss-of` (a fresh, small copy of this binary that
+/// spawns it and reports the grandchild's peak RSS on stderr).
 fn run_measured(cmd: &mut Command) -> R<(Duration, String, i64)> {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut stdout = child.stdout.ok_or("no stdout")?;
     let mut out = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut out)?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr {
+        std::io::Read::read_to_string(&mut e, &mut err)?;
+    }
     let mut status = 0;
     // SAFETY: rusage is a plain C struct filled by wait4 for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -142,20 +182,60 @@ fn run_measured(cmd: &mut Command) -> R<(Duration, String, i64)> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(format!("{cmd:?} failed: status {status}").into());
     }
+    let rss = err
+        .lines()
+        .find_map(|l| l.strip_prefix("ccci-bench-rss-kib "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(ru.ru_maxrss);
+    Ok((start.elapsed(), out, rss))
+}
+
+/// `decision --rss-of CMD ARGS...`: run CMD, pass its stdout through, print its peak RSS.
+fn rss_of(argv: &[String]) -> R<()> {
+    let (d, out, rss) = run_measured_plain(Command::new(&argv[0]).args(&argv[1..]))?;
+    let _ = d;
+    print!("{out}");
+    eprintln!("ccci-bench-rss-kib {rss}");
+    Ok(())
+}
+
+fn run_measured_plain(cmd: &mut Command) -> R<(Duration, String, i64)> {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.ok_or("no stdout")?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out)?;
+    let mut status = 0;
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{cmd:?} failed: status {status}").into());
+    }
     Ok((start.elapsed(), out, ru.ru_maxrss))
 }
 
 fn main() -> R<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--rss-of") {
+        return rss_of(&args[2..]);
+    }
     if std::env::args().any(|a| a == "--list") {
         println!("decision: benchmark");
         return Ok(());
     }
-    let name = std::env::var("CCCI_BENCH_SANDBOX").unwrap_or_else(|_| "ccci-bench".into());
+    let name = std::env::var("CCCI_BENCH_SANDBOX").unwrap_or_else(|_| "ccci-prune-bench".into());
     let cfg = ccci_sandbox::SandboxConfig::named(&name);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let t = Instant::now();
     let info = rt.block_on(ccci_sandbox::up(&cfg))?;
-    eprintln!("bench sandbox {name} up in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "bench sandbox {name} up in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let host = info.docker_host.clone();
     let prune_cfg = Settings {
         threshold: Some(Threshold::Percent(0)),
@@ -173,10 +253,7 @@ fn main() -> R<()> {
             let check = check_gates(&prune_cfg, &client).await?;
             Ok::<_, Box<dyn std::error::Error>>((client.api_calls() - before, check.services.len()))
         })
-        .map(|r| {
-            eprintln!("gating ({label}): {} API calls for {} services", r.0, r.1);
-            r
-        })
+        .inspect(|r| eprintln!("gating ({label}): {} API calls for {} services", r.0, r.1))
     };
     let (calls_before, services_before) = gating_calls("before population")?;
 
@@ -197,7 +274,11 @@ fn main() -> R<()> {
         let (calls, plan) = rt.block_on(async {
             let client = DockerClient::connect(&prune_cfg.docker_host).await?;
             let check = check_gates(&prune_cfg, &client).await?;
-            assert!(check.closed_by.is_none(), "a gate is closed: {:?}", check.decisions);
+            assert!(
+                check.closed_by.is_none(),
+                "a gate is closed: {:?}",
+                check.decisions
+            );
             let plan = make_plan(&prune_cfg, &client, check.services, false).await?;
             Ok::<_, Box<dyn std::error::Error>>((client.api_calls(), plan))
         })?;
@@ -211,14 +292,39 @@ fn main() -> R<()> {
             .collect();
     }
 
+    // The daemon's own cost of listing the images (both sides pay it).
+    let mut list_times = Vec::new();
+    for _ in 0..10 {
+        let d = rt.block_on(async {
+            let client = DockerClient::connect(&prune_cfg.docker_host).await?;
+            let start = Instant::now();
+            client.list_images().await?;
+            Ok::<_, Box<dyn std::error::Error>>(start.elapsed())
+        })?;
+        list_times.push(d);
+    }
+    let list_floor = median(list_times);
+
     // 2. The binary, as a process (dry run: also lists build cache).
     let bin = env!("CARGO_BIN_EXE_ci-docker-prune");
+    let me = std::env::current_exe()?;
     let mut bin_times = Vec::new();
     let mut rss_kib = 0;
     for _ in 0..10 {
         let (d, out, rss) = run_measured(
-            Command::new(bin)
-                .args(["--dry-run", "--json", "--threshold", "0", "--run-stack-pattern", PATTERN, "--docker-host", &host])
+            Command::new(&me)
+                .arg("--rss-of")
+                .arg(bin)
+                .args([
+                    "--dry-run",
+                    "--json",
+                    "--threshold",
+                    "0",
+                    "--run-stack-pattern",
+                    PATTERN,
+                    "--docker-host",
+                    &host,
+                ])
                 .env_remove("DOCKER_HOST"),
         )?;
         let v: serde_json::Value = serde_json::from_str(out.trim())?;
@@ -244,16 +350,37 @@ fn main() -> R<()> {
         sh_times.push(d);
         sh_ids = out.lines().map(str::to_string).collect();
     }
-    assert_eq!(plan_ids, sh_ids, "the shell script and the library decided differently");
+    assert_eq!(
+        plan_ids, sh_ids,
+        "the shell script and the library decided differently"
+    );
 
     let lib = median(lib_times);
     let binm = median(bin_times);
     let sh = median(sh_times);
     println!("decision path, {services_after} services, {IMAGES}+ images, {CONTAINERS} containers; same decision: {} candidates", plan_ids.len());
-    println!("  library (connect+gates+plan) median of 20: {:>9.1} ms, {lib_calls} API calls", lib.as_secs_f64() * 1e3);
-    println!("  ci-docker-prune --dry-run    median of 10: {:>9.1} ms, peak RSS {:.1} MiB", binm.as_secs_f64() * 1e3, rss_kib as f64 / 1024.0);
-    println!("  shell + docker CLI           median of 3:  {:>9.1} ms", sh.as_secs_f64() * 1e3);
-    println!("  ratio shell/library: {:.1}x   shell/binary: {:.1}x", sh.as_secs_f64() / lib.as_secs_f64(), sh.as_secs_f64() / binm.as_secs_f64());
+    println!(
+        "  library (connect+gates+plan) median of 20: {:>9.1} ms, {lib_calls} API calls",
+        lib.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ci-docker-prune --dry-run    median of 10: {:>9.1} ms, peak RSS {:.1} MiB",
+        binm.as_secs_f64() * 1e3,
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  shell + docker CLI           median of 3:  {:>9.1} ms",
+        sh.as_secs_f64() * 1e3
+    );
+    println!(
+        "  of which the daemon's GET /images/json alone (median of 10): {:.1} ms",
+        list_floor.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio shell/library: {:.1}x   shell/binary: {:.1}x",
+        sh.as_secs_f64() / lib.as_secs_f64(),
+        sh.as_secs_f64() / binm.as_secs_f64()
+    );
     println!("  gating API calls: {calls_before} with {services_before} services, {calls_after} with {services_after} services");
 
     if std::env::var_os("CCCI_BENCH_KEEP").is_none() {

@@ -32,7 +32,10 @@ fn bad_values_exit_2_naming_the_value() {
         (&["--run-stack-pattern", "^(oops"], "'^(oops'"),
         (&["--docker-host", "ssh://ci@host"], "'ssh://ci@host'"),
         (&["--path", "relative"], "'relative'"),
-        (&["--threshold", "0", "--path", "/no/such/dir"], "/no/such/dir"),
+        (
+            &["--threshold", "0", "--path", "/no/such/dir"],
+            "/no/such/dir",
+        ),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (args, needle) in cases {
@@ -82,17 +85,30 @@ fn bad_config_file_exits_2() {
 #[test]
 fn below_threshold_needs_no_daemon() {
     bin()
-        .args(["--threshold", "100", "--docker-host", "unix:///nonexistent/docker.sock", "--json"])
+        .args([
+            "--threshold",
+            "100",
+            "--docker-host",
+            "unix:///nonexistent/docker.sock",
+            "--json",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains(r#""skipped_by":"disk""#))
-        .stderr(predicate::str::contains("keeping local image cache, nothing to do"));
+        .stderr(predicate::str::contains(
+            "keeping local image cache, nothing to do",
+        ));
 }
 
 #[test]
 fn unreachable_daemon_exits_1_with_a_clear_message() {
     bin()
-        .args(["--threshold", "0", "--docker-host", "unix:///nonexistent/docker.sock"])
+        .args([
+            "--threshold",
+            "0",
+            "--docker-host",
+            "unix:///nonexistent/docker.sock",
+        ])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -108,12 +124,16 @@ fn unreachable_daemon_exits_1_with_a_clear_message() {
         .assert()
         .code(1)
         .stdout(predicate::str::is_empty())
-        .stderr(predicate::str::contains(format!("cannot reach Docker at {host}")));
+        .stderr(predicate::str::contains(format!(
+            "cannot reach Docker at {host}"
+        )));
     // DOCKER_HOST is honoured when no flag is given
     bin()
         .env("DOCKER_HOST", &host)
         .args(["--threshold", "0"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(format!("cannot reach Docker at {host}")));
+        .stderr(predicate::str::contains(format!(
+            "cannot reach Docker at {host}"
+        )));
 }

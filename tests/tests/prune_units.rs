@@ -72,7 +72,14 @@ fn timer_is_enabled_and_active_with_a_next_elapse() {
         .unwrap_or("");
     assert!(!next.is_empty() && next != "0", "no next elapse: {props}");
     // the unit is never called docker-prune (NixOS reserves that name)
-    let legacy = host_ok(&["systemctl", "show", "docker-prune.timer", "-p", "LoadState", "--value"]);
+    let legacy = host_ok(&[
+        "systemctl",
+        "show",
+        "docker-prune.timer",
+        "-p",
+        "LoadState",
+        "--value",
+    ]);
     assert_eq!(legacy, "not-found");
 }
 
@@ -85,11 +92,21 @@ fn starting_the_service_logs_its_decision_to_the_journal() {
     ccci_tests::block_on(ccci_sandbox::deploy(info, &deploy))
         .unwrap_or_else(|e| panic!("deploy: {e}"));
     let unit = host_ok(&["systemctl", "cat", "ci-docker-prune.service"]);
-    assert!(unit.contains("ExecStart=/usr/local/bin/ci-docker-prune --threshold 80"), "{unit}");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/ci-docker-prune --threshold 80"),
+        "{unit}"
+    );
     // As installed: a daily run below the threshold keeps the cache.
     let since = host_now();
     host_ok(&["systemctl", "start", "ci-docker-prune.service"]);
-    let result = host_ok(&["systemctl", "show", "ci-docker-prune.service", "-p", "Result", "--value"]);
+    let result = host_ok(&[
+        "systemctl",
+        "show",
+        "ci-docker-prune.service",
+        "-p",
+        "Result",
+        "--value",
+    ]);
     assert_eq!(result, "success");
     let log = journal_since(&since, "ci-docker-prune: / at");
     let re = regex::Regex::new(r"ci-docker-prune: / at \d+% \((<|≥) 80%\)").unwrap();
@@ -114,5 +131,8 @@ fn starting_the_service_logs_its_decision_to_the_journal() {
     assert_eq!(code, 0, "forced run failed: {out}\n{log}");
     assert!(log.contains("no live run stack"), "{log}");
     assert!(log.contains("services converged"), "{log}");
-    assert!(log.contains("ci-docker-prune: dry run, would remove"), "{log}");
+    assert!(
+        log.contains("ci-docker-prune: dry run, would remove"),
+        "{log}"
+    );
 }

@@ -79,13 +79,7 @@ pub fn volume_exists(name: &str) -> bool {
 
 /// Ids of every image that carries a tag right now.
 pub fn tagged_image_ids() -> Vec<String> {
-    let out = docker_ok(&[
-        "image",
-        "ls",
-        "--no-trunc",
-        "--format",
-        "{{.ID}} {{.Tag}}",
-    ]);
+    let out = docker_ok(&["image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Tag}}"]);
     out.lines()
         .filter(|l| !l.ends_with(" <none>"))
         .filter_map(|l| l.split_whitespace().next())
