@@ -480,6 +480,8 @@ enum Shape {
     Optional(Expr),
     /// `optionals c xs`: the list xs, conditionally.
     Optionals(Expr),
+    /// `genAttrs names f`: an attribute set with one attribute per name.
+    GenAttrs(Expr, Expr),
     /// Any other function.
     Unknown,
 }
@@ -517,6 +519,10 @@ fn shape(app: &ast::Apply) -> Shape {
         },
         ("optional", 2) => Shape::Optional(args.remove(1)),
         ("optionals", 2) => Shape::Optionals(args.remove(1)),
+        ("genAttrs", 2) => {
+            let f = args.remove(1);
+            Shape::GenAttrs(args.remove(0), f)
+        }
         _ => Shape::Unknown,
     }
 }
@@ -675,7 +681,10 @@ impl Walker<'_> {
                 Shape::Cond(body) => self.walk(body, pos, true, scope, depth + 1),
                 Shape::Pass(body) => self.walk(body, pos, cond, scope, depth + 1),
                 Shape::Merge(list) => self.walk_merge(list, pos, cond, scope, depth + 1),
-                Shape::Optional(_) | Shape::Optionals(_) | Shape::Unknown => {
+                Shape::GenAttrs(names, f) if matches!(pos, Pos::Kind(k) if !k.is_list()) => {
+                    self.gen_attrs(&app, names, f, pos, cond, scope, depth + 1)
+                }
+                Shape::Optional(_) | Shape::Optionals(_) | Shape::GenAttrs(..) | Shape::Unknown => {
                     self.opaque(&Expr::Apply(app), pos, cond)
                 }
             },
@@ -708,6 +717,80 @@ impl Walker<'_> {
                     excerpt(&expr.syntax().text().to_string())
                 );
                 self.unresolved(expr.syntax(), text);
+            }
+        }
+    }
+
+    /// `systemd.<kind> = genAttrs [ "a" "b" ] (name: { … })`: one unit per literal name
+    /// (the function's body is each unit's definition); names that are not literals make
+    /// the whole expression unresolved.
+    #[allow(clippy::too_many_arguments)]
+    fn gen_attrs(
+        &mut self,
+        app: &ast::Apply,
+        names: Expr,
+        f: Expr,
+        pos: &Pos,
+        cond: bool,
+        scope: &Scope,
+        depth: u32,
+    ) {
+        let Pos::Kind(kind) = pos else { return };
+        let b = &self.budget.clone();
+        let mut list = names;
+        let mut list_scope = scope.clone();
+        // Follow parens and `let`-bound names to the list literal.
+        for _ in 0..MAX_RESOLVE_DEPTH {
+            let next = match &list {
+                Expr::Paren(p) => p.expr().map(|e| (e, list_scope.clone())),
+                Expr::Ident(id) => id
+                    .ident_token()
+                    .and_then(|t| lookup(&list_scope, t.text()))
+                    .map(|(e, frame)| (e, Some(frame))),
+                _ => None,
+            };
+            match next {
+                Some((e, sc)) => {
+                    list = e;
+                    list_scope = sc;
+                }
+                None => break,
+            }
+        }
+        let items: Option<Vec<(String, SyntaxNode)>> = match &list {
+            Expr::List(l) => l
+                .items()
+                .map(|i| resolve_str(&i, &list_scope, 0, b).map(|n| (n, i.syntax().clone())))
+                .collect(),
+            _ => None,
+        };
+        let Some(items) = items else {
+            return self.opaque(&Expr::Apply(app.clone()), pos, cond);
+        };
+        self.covered.insert(app.syntax().text_range());
+        let mut f = f;
+        while let Expr::Paren(p) = &f {
+            match p.expr() {
+                Some(e) => f = e,
+                None => break,
+            }
+        }
+        for (name, node) in items {
+            let unit = UnitRef {
+                kind: *kind,
+                name: Some(format!("{name}.{}", kind.suffix())),
+                path_text: format!("{}.{name}", pos.describe()),
+                line: self.line_of(&node),
+            };
+            match &f {
+                Expr::Lambda(l) => {
+                    let inner = push_lambda_frame(l, scope);
+                    match l.body() {
+                        Some(body) => self.walk(body, &Pos::Unit(unit), cond, &inner, depth + 1),
+                        None => self.record(&unit, cond),
+                    }
+                }
+                _ => self.record(&unit, cond),
             }
         }
     }
@@ -818,7 +901,7 @@ impl Walker<'_> {
                         other => self.opaque(&other, &pos, cond),
                     }
                 }
-                Shape::Unknown => self.opaque(&Expr::Apply(app), &pos, cond),
+                Shape::GenAttrs(..) | Shape::Unknown => self.opaque(&Expr::Apply(app), &pos, cond),
             },
             Expr::Ident(id) => {
                 let bound = id.ident_token().and_then(|t| lookup(scope, t.text()));
@@ -1233,7 +1316,7 @@ fn classify_start_at(expr: &Expr, scope: &Scope, depth: u32, b: &Budget) -> Opti
         Expr::Apply(app) => match shape(app) {
             Shape::Cond(_) | Shape::Optional(_) | Shape::Optionals(_) => Some(true),
             Shape::Pass(e) => classify_start_at(&e, scope, depth + 1, b),
-            Shape::Merge(_) | Shape::Unknown => Some(false),
+            Shape::Merge(_) | Shape::GenAttrs(..) | Shape::Unknown => Some(false),
         },
         Expr::Ident(id) => {
             let bound = id.ident_token().and_then(|t| lookup(scope, t.text()));
