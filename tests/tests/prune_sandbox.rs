@@ -585,3 +585,116 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
     // Leave the store warm for whoever comes next.
     docker_ok(&["pull", "redis:7-alpine"]);
 }
+
+/// Push `tag` (an image already loaded under it) and pull it back by digest only; returns
+/// the digest reference.
+fn push_and_repull_by_digest(tag: &str, id: &str) -> String {
+    docker_ok(&["push", tag]);
+    let digest_ref = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        id,
+    ]);
+    docker_ok(&["rmi", tag]);
+    docker_ok(&["pull", &digest_ref]);
+    digest_ref
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn superseded_cached_pulls_go_only_with_the_opt_in() {
+    let s = seed("superseded");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/sup-{s}");
+    // v1: 30 days old, now only a cached pull (digest, no tag); v2: newer, tagged.
+    let v1 = load_image(&format!("{s}-v1"), 30 * DAY, Some(&format!("{repo}:1")));
+    push_and_repull_by_digest(&format!("{repo}:1"), &v1);
+    let v2 = load_image(&format!("{s}-v2"), 2 * DAY, Some(&format!("{repo}:2")));
+    // w1/w2: the same situation, but a service still references w1 by digest.
+    let wrepo = format!("127.0.0.1:5000/ccci-test/supref-{s}");
+    let w1 = load_image(&format!("{s}-w1"), 30 * DAY, Some(&format!("{wrepo}:1")));
+    let w1_ref = push_and_repull_by_digest(&format!("{wrepo}:1"), &w1);
+    let w2 = load_image(&format!("{s}-w2"), 2 * DAY, Some(&format!("{wrepo}:2")));
+    let svc = format!("ccci-supref-{s}");
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--replicas",
+        "0",
+        "--name",
+        &svc,
+        &w1_ref,
+    ]);
+    clean.services.push(svc.clone());
+    clean
+        .images
+        .extend([v1.clone(), v2.clone(), w1.clone(), w2.clone()]);
+
+    let open = [
+        "--threshold",
+        "0",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ];
+    // Default policy: a cached pull is never removed.
+    let run = prune(&open);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(image_exists(&v1) && image_exists(&w1));
+
+    // Opt-in via the config file: the superseded, unreferenced pull goes; the referenced stays.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "reclaim_superseded_pulls = true\n").unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    let mut args = open.to_vec();
+    args.extend(["--config", &conf]);
+    let run = prune(&args);
+    remove_service(&svc);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let removed = run.removed("images");
+    assert!(removed.contains(&v1), "{removed:?}\n{}", run.stderr);
+    assert!(!image_exists(&v1));
+    assert!(
+        run.stderr.contains("superseded cached pull of"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !removed.contains(&w1),
+        "a pull referenced by a service was removed"
+    );
+    assert!(image_exists(&w1) && image_exists(&v2) && image_exists(&w2));
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_image_in_use_is_a_conflict_never_forced() {
+    let s = seed("conflict");
+    let mut clean = Cleanup::default();
+    let leftover = load_image(&s, 3 * DAY, None);
+    let user = docker_ok(&["create", &leftover]);
+    clean.images.push(leftover.clone());
+    clean.containers.push(user.clone());
+    let info = sb();
+    let host = ci_docker_prune::config::DockerHost::parse(&info.docker_host).unwrap();
+    let removal = ccci_tests::block_on(async {
+        let client = ci_docker_prune::docker::DockerClient::connect(&host).await?;
+        client.remove_image(&leftover).await
+    })
+    .unwrap_or_else(|e| panic!("remove_image: {e}"));
+    match removal {
+        ci_docker_prune::docker::Removal::Conflict(msg) => {
+            assert!(
+                msg.contains("being used") || msg.contains("conflict"),
+                "{msg}"
+            )
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(image_exists(&leftover), "an image in use was removed");
+}
