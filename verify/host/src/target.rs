@@ -228,9 +228,17 @@ impl Target {
         let d = connect(&self.docker_host, &self.label)?;
         d.negotiate_version().await.map_err(|e| HostError::Docker {
             target: self.label.clone(),
-            endpoint: self.docker_host.clone(),
+            endpoint: self.endpoint_desc(),
             reason: e.to_string(),
         })
+    }
+
+    /// The Docker endpoint for messages: the URI, and for ssh which remote socket it forwards.
+    fn endpoint_desc(&self) -> String {
+        match &self.docker_via {
+            Some(via) => format!("{} ({via})", self.docker_host),
+            None => self.docker_host.clone(),
+        }
     }
 
     /// The target answers a command and its Docker daemon answers a ping; else `Unreachable`.
@@ -254,13 +262,7 @@ impl Target {
         })?;
         d.ping().await.map_err(|e| HostError::Unreachable {
             target: self.label.clone(),
-            reason: match &self.docker_via {
-                Some(via) => format!(
-                    "Docker at {} ({via}) does not answer: {e}",
-                    self.docker_host
-                ),
-                None => format!("Docker at {} does not answer: {e}", self.docker_host),
-            },
+            reason: format!("Docker at {} does not answer: {e}", self.endpoint_desc()),
         })?;
         Ok(())
     }
