@@ -44,9 +44,19 @@ fn journal_since(since: &str, want: &str) -> String {
     log
 }
 
+/// (Re)install this repo's units and binary: other suites share the host and may have left it
+/// in another state (they hold the same `sandbox` lock while they do).
+fn redeploy() {
+    let info = sandbox();
+    let deploy = ccci_tests::default_deploy().unwrap_or_else(|e| panic!("deploy set-up: {e}"));
+    ccci_tests::block_on(ccci_sandbox::deploy(info, &deploy))
+        .unwrap_or_else(|e| panic!("deploy: {e}"));
+}
+
 #[test]
+#[serial_test::file_serial(sandbox)]
 fn timer_is_enabled_and_active_with_a_next_elapse() {
-    sandbox();
+    redeploy();
     assert_eq!(
         host_ok(&["systemctl", "is-enabled", "ci-docker-prune.timer"]),
         "enabled"
@@ -86,11 +96,7 @@ fn timer_is_enabled_and_active_with_a_next_elapse() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn starting_the_service_logs_its_decision_to_the_journal() {
-    let info = sandbox();
-    // (Re)install this repo's units and binary: other suites share the host.
-    let deploy = ccci_tests::default_deploy().unwrap_or_else(|e| panic!("deploy set-up: {e}"));
-    ccci_tests::block_on(ccci_sandbox::deploy(info, &deploy))
-        .unwrap_or_else(|e| panic!("deploy: {e}"));
+    redeploy();
     let unit = host_ok(&["systemctl", "cat", "ci-docker-prune.service"]);
     assert!(
         unit.contains("ExecStart=/usr/local/bin/ci-docker-prune --threshold 80"),
