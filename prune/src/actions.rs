@@ -161,9 +161,8 @@ pub async fn make_plan(
     Ok(plan::build(&inv, &policy(cfg)))
 }
 
-fn short(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
+fn short(id: &str) -> String {
+    id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
 }
 
 fn skipped(check: GateCheck, removed: Removed, reclaimed: u64) -> Report {
