@@ -54,7 +54,9 @@ fn head() -> String {
 }
 
 fn is_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn keys(v: &Value) -> BTreeSet<&str> {
@@ -71,8 +73,8 @@ fn set(items: &[&'static str]) -> BTreeSet<&'static str> {
 
 /// The JSON report of the contract, field by field and type by type; returns the checks by id.
 fn assert_contract(text: &str, gate: &str, target: &str, rev: &str) -> Value {
-    let v: Value =
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{text}"));
+    let v: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{text}"));
     assert_eq!(
         keys(&v),
         set(&["version", "gate", "target", "rev", "checks", "summary"]),
@@ -176,12 +178,18 @@ fn usage_errors_exit_2_with_the_reason() {
     let cases: &[(&[&str], &str)] = &[
         (&["gate", "nope"], "unknown gate `nope`"),
         (&["gate", "2pc", "--format", "xml"], "unknown format `xml`"),
-        (&["gate", "2pc", "--target", "ssh://"], "invalid target `ssh://`"),
+        (
+            &["gate", "2pc", "--target", "ssh://"],
+            "invalid target `ssh://`",
+        ),
         (
             &["gate", "2pc", "--target", "ssh://-oProxyCommand=x"],
             "invalid target",
         ),
-        (&["gate", "2pc", "--target", "ftp://x"], "invalid target `ftp://x`"),
+        (
+            &["gate", "2pc", "--target", "ftp://x"],
+            "invalid target `ftp://x`",
+        ),
         (
             &["gate", "2pc", "--target", "docker://a;b"],
             "invalid target `docker://a;b`",
@@ -197,14 +205,24 @@ fn usage_errors_exit_2_with_the_reason() {
     ];
     for (args, needle) in cases {
         let r = run(verify().args(*args));
-        assert_eq!(r.code, Some(2), "ccci-verify {}: {}", args.join(" "), r.show());
+        assert_eq!(
+            r.code,
+            Some(2),
+            "ccci-verify {}: {}",
+            args.join(" "),
+            r.show()
+        );
         assert!(
             r.stderr.contains(needle),
             "ccci-verify {}: stderr lacks `{needle}`: {}",
             args.join(" "),
             r.show()
         );
-        assert!(r.stdout.is_empty(), "a usage error prints no report: {}", r.show());
+        assert!(
+            r.stdout.is_empty(),
+            "a usage error prints no report: {}",
+            r.show()
+        );
     }
 }
 
@@ -292,7 +310,11 @@ fn bad_spec_files_exit_2_naming_the_file_and_the_key() {
     let r = run(verify().arg("gate").arg(&missing));
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains("cannot read gate spec"), "{}", r.show());
-    assert!(r.stderr.contains(&missing.display().to_string()), "{}", r.show());
+    assert!(
+        r.stderr.contains(&missing.display().to_string()),
+        "{}",
+        r.show()
+    );
 }
 
 #[test]
@@ -377,7 +399,10 @@ fn sandbox_status_json_says_how_to_reach_it() {
     assert_eq!(v["docker_host"], info.docker_host.as_str());
     assert_eq!(v["registry"], info.registry.as_str());
     assert_eq!(v["host_container"], info.host_container.as_str());
-    assert_eq!(v["data_root"], info.data_root.display().to_string().as_str());
+    assert_eq!(
+        v["data_root"],
+        info.data_root.display().to_string().as_str()
+    );
     // the socket it names is a live daemon socket
     let sock = v["docker_host"]
         .as_str()
@@ -404,9 +429,18 @@ fn gate_2pc_passes_and_json_matches_the_contract() {
     sandbox();
     let rev = head();
     let r = run(verify().args(["gate", "2pc", "--format", "json", "--rev", &rev]));
-    assert_eq!(r.code, Some(0), "the gate does not pass on the sandbox: {}", r.show());
+    assert_eq!(
+        r.code,
+        Some(0),
+        "the gate does not pass on the sandbox: {}",
+        r.show()
+    );
     let v = assert_contract(&r.stdout, "2pc", "sandbox", &rev);
-    assert_eq!(ids(&v), spec_ids(), "the report lists the gate's checks in spec order");
+    assert_eq!(
+        ids(&v),
+        spec_ids(),
+        "the report lists the gate's checks in spec order"
+    );
     assert_eq!(
         ids(&v).iter().map(String::as_str).collect::<BTreeSet<_>>(),
         DESIGN_IDS.iter().copied().collect()
@@ -438,7 +472,11 @@ fn gate_2pc_junit_to_output_file() {
         .args(["gate", "2pc", "--format", "junit", "--output"])
         .arg(&out));
     assert_eq!(r.code, Some(0), "{}", r.show());
-    assert!(r.stdout.is_empty(), "with --output nothing goes to stdout: {}", r.show());
+    assert!(
+        r.stdout.is_empty(),
+        "with --output nothing goes to stdout: {}",
+        r.show()
+    );
     assert!(
         r.stderr.contains(&out.display().to_string()) && r.stderr.contains("13 pass"),
         "stderr says where the report is and its summary: {}",
@@ -452,7 +490,10 @@ fn gate_2pc_junit_to_output_file() {
     assert!(xml.contains(r#"failures="0""#), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), DESIGN_IDS.len(), "{xml}");
     for id in DESIGN_IDS {
-        assert!(xml.contains(&format!(r#"<testcase name="{id}""#)), "{id}: {xml}");
+        assert!(
+            xml.contains(&format!(r#"<testcase name="{id}""#)),
+            "{id}: {xml}"
+        );
     }
     assert!(!xml.contains("<failure"), "{xml}");
     assert!(!xml.contains("<error"), "{xml}");
@@ -470,9 +511,15 @@ fn gate_2pc_markdown_has_an_evidence_block_per_check() {
         md.starts_with(&format!("## Gate `2pc` on `sandbox` at `{rev}`")),
         "{md}"
     );
-    assert!(md.contains("**PASSED** — 13 pass, 0 fail, 0 error, 0 skip"), "{md}");
+    assert!(
+        md.contains("**PASSED** — 13 pass, 0 fail, 0 error, 0 skip"),
+        "{md}"
+    );
     for id in DESIGN_IDS {
-        assert!(md.contains(&format!("| `{id}` | PASS | yes |")), "{id}: {md}");
+        assert!(
+            md.contains(&format!("| `{id}` | PASS | yes |")),
+            "{id}: {md}"
+        );
         let section = md
             .split(&format!("### `{id}` — PASS"))
             .nth(1)
@@ -496,12 +543,17 @@ fn a_wrong_expected_user_fails_only_the_auth_check_exit_1() {
     let spec = dir.path().join("2pc-someone.toml");
     std::fs::write(
         &spec,
-        text.replace(from, "[targets.sandbox.params.auth]\nexpected_user = \"someone\""),
+        text.replace(
+            from,
+            "[targets.sandbox.params.auth]\nexpected_user = \"someone\"",
+        ),
     )
     .unwrap();
     let rev = head();
     let mut cmd = verify();
-    cmd.arg("gate").arg(&spec).args(["--format", "json", "--rev", &rev]);
+    cmd.arg("gate")
+        .arg(&spec)
+        .args(["--format", "json", "--rev", &rev]);
     for id in ["auth.daemon-authenticated", "store.docker-root-persistent"]
         .iter()
         .chain(UNIT_CHECKS)
@@ -547,14 +599,20 @@ fn a_wrong_expected_user_fails_only_the_auth_check_exit_1() {
 /// Redactions for reports: durations, shas and ids, systemd's times and run state.
 fn report_filters() -> Vec<(&'static str, &'static str)> {
     vec![
-        (r"(NextElapseUSecRealtime|LastTriggerUSec)=[^\n]*", "$1=[time]"),
+        (
+            r"(NextElapseUSecRealtime|LastTriggerUSec)=[^\n]*",
+            "$1=[time]",
+        ),
         (r"(ExecMainStatus|ExecMainCode)=\d+", "$1=[n]"),
         (r"start_time=\[[^\]]*\]", "start_time=[time]"),
         (r"stop_time=\[[^\]]*\]", "stop_time=[time]"),
         (r"\bpid=\d+", "pid=[pid]"),
         (r"\bcode=[^ ;}]+", "code=[code]"),
         (r"\bstatus=[^ ;}]+", "status=[status]"),
-        (r"[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [A-Z]+", "[time]"),
+        (
+            r"[A-Z][a-z]{2} \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [A-Z]+",
+            "[time]",
+        ),
         (r"\b[0-9a-f]{40}\b", "[sha]"),
         (r"\b[0-9a-f]{12}\b", "[id]"),
         (r" +\d+ ms ", " [ms] "),

@@ -78,7 +78,11 @@ fn a_container_that_does_not_exist_exits_3() {
     let info = sandbox();
     let r = units_gate("docker://no-such-container", &info.docker_host, "json");
     assert_eq!(r.code, Some(3), "{}", r.show());
-    assert!(r.stdout.is_empty(), "no report for an unreachable target: {}", r.show());
+    assert!(
+        r.stdout.is_empty(),
+        "no report for an unreachable target: {}",
+        r.show()
+    );
     assert!(
         r.stderr.contains("docker://no-such-container") && r.stderr.contains("No such container"),
         "the reason names the container: {}",
@@ -92,7 +96,11 @@ fn a_daemon_that_does_not_answer_exits_3() {
     let sock = format!("unix://{}/docker.sock", dir.path().display());
     let r = units_gate("docker://ccci-host", &sock, "human");
     assert_eq!(r.code, Some(3), "{}", r.show());
-    assert!(r.stderr.contains(&sock), "the reason names the endpoint: {}", r.show());
+    assert!(
+        r.stderr.contains(&sock),
+        "the reason names the endpoint: {}",
+        r.show()
+    );
 }
 
 #[test]
@@ -125,6 +133,9 @@ fn argv_reaches_the_container_as_the_exact_words() {
     let out = block_on(t.run(&["test", "-e", "/tmp/ccci-pwned"])).unwrap();
     assert_eq!(out.status, 1, "a word ran as a command in the container");
     let out = block_on(t.run(&["sh", "-c", "exit 7"])).unwrap();
-    assert_eq!(out.status, 7, "the command's exit status comes back as it is");
+    assert_eq!(
+        out.status, 7,
+        "the command's exit status comes back as it is"
+    );
     block_on(t.ensure_reachable()).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -223,7 +223,11 @@ fn argv_arrives_as_the_exact_words() {
     let out = block_on(ssh.exec(&argv)).unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(out.status, 0, "{}", out.combined());
     let expected: String = words.iter().map(|w| format!("{w}\n")).collect();
-    assert_eq!(out.stdout_str(), expected, "the remote command saw other words");
+    assert_eq!(
+        out.stdout_str(),
+        expected,
+        "the remote command saw other words"
+    );
     assert!(
         !canary.exists(),
         "a word was run as a command on the remote host"
@@ -470,7 +474,10 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
     ];
     let no_canary = |what: &str, text: &str| {
         assert!(!text.contains(CANARY), "{what} carries the canary secret");
-        assert!(!text.contains(CANARY_BLOB), "{what} carries the canary's auth blob");
+        assert!(
+            !text.contains(CANARY_BLOB),
+            "{what} carries the canary's auth blob"
+        );
         assert_no_secret(what, text);
     };
     for format in ["json", "human", "markdown", "junit"] {
@@ -488,7 +495,9 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
             }
             let auth = check(&v, "auth.daemon-authenticated");
             assert!(
-                auth["detail"].as_str().is_some_and(|d| d.contains("ccci-canary")),
+                auth["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("ccci-canary")),
                 "{auth}"
             );
         }
@@ -506,10 +515,7 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
         auth["detail"].as_str().is_some_and(|d| d.contains("644")),
         "{auth}"
     );
-    assert_eq!(
-        check(&v, "store.docker-root-persistent")["verdict"],
-        "pass"
-    );
+    assert_eq!(check(&v, "store.docker-root-persistent")["verdict"], "pass");
 }
 
 fn set_mode(path: &Path, mode: u32) {
