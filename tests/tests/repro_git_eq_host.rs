@@ -572,3 +572,99 @@ fn the_repository_docs_at_head_name_only_declared_units() {
     eprintln!("{}", explain(&o));
     assert_eq!(o.verdict, Verdict::Pass, "{}", explain(&o));
 }
+
+/// The `ccci-verify` binary (next to this test executable, else built once).
+fn verify_bin() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("ccci-verify"));
+    }
+    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+        return p.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
+        .current_dir(ccci_tests::workspace_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cargo build -p ccci-verify: {e}"));
+    assert!(status.success(), "cargo build -p ccci-verify failed");
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn gate_command_on_the_story_exits_1_then_0() {
+    let p = params();
+    let deployed = deployed_module(&p);
+    let repo = Repo::new();
+    let bad = repo.commit(&[(MODULE, &fixture("docker-prune-bad-rev.nix"))], "bad");
+    let fixed = repo.commit(&[(MODULE, &deployed)], "fix");
+    let gate = |rev: &str| {
+        Command::new(verify_bin())
+            .args([
+                "gate",
+                "2pc",
+                "--check",
+                "repro.units-git-eq-host",
+                "--check",
+                "repro.files-git-eq-host",
+                "--format",
+                "json",
+                "--rev",
+                rev,
+                "--repo",
+            ])
+            .arg(repo.path())
+            .env("CCCI_SANDBOX_NAME", &ccci_tests::sandbox().name)
+            .output()
+            .unwrap_or_else(|e| panic!("ccci-verify gate: {e}"))
+    };
+    let out = gate(&bad);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(report["rev"], bad.as_str());
+    let units = &report["checks"][0];
+    assert_eq!(units["id"], "repro.units-git-eq-host");
+    assert_eq!(units["verdict"], "fail");
+    let detail = units["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("docker-prune.timer is declared in git"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("ci-docker-prune.timer exists on the host"),
+        "{detail}"
+    );
+    assert_eq!(report["checks"][1]["verdict"], "fail");
+
+    let out = gate(&fixed);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = gate("no-such-rev");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
