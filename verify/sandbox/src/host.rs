@@ -180,6 +180,7 @@ fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
     std::fs::create_dir_all(work).map_err(|e| SandboxError::io("rootfs", work, e))?;
     let rootfs = work.join("rootfs");
     let rootfs_s = rootfs.to_string_lossy().to_string();
+    let t0 = Instant::now();
     let include = format!("--include={PACKAGES}");
     let mirror = mirror();
     sys::run(
@@ -194,6 +195,12 @@ fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
         ],
     )?;
     post_process(&rootfs)?;
+    if std::env::var_os("CCCI_SANDBOX_TRACE").is_some() {
+        eprintln!(
+            "ccci-sandbox: debootstrap took {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
 
     // Layer tar, hashed as it is written.
     let layer_path = work.join("layer.tar");
@@ -210,6 +217,12 @@ fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
     );
     let tmp = work.join("image.tar");
     images::write_archive_with_layer_file(&spec, &layer_path, &diff_id, &tmp)?;
+    if std::env::var_os("CCCI_SANDBOX_TRACE").is_some() {
+        eprintln!(
+            "ccci-sandbox: rootfs packed after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
     std::fs::rename(&tmp, out).map_err(|e| SandboxError::io("rootfs", out, e))?;
     Ok(())
 }
@@ -336,6 +349,9 @@ pub(crate) async fn start_host(
 ) -> Result<()> {
     if docker.inspect_image(&rootfs.tag).await.is_err() {
         images::load_archive_file(docker, &rootfs.path).await?;
+        if std::env::var_os("CCCI_SANDBOX_TRACE").is_some() {
+            eprintln!("ccci-sandbox: systemd host image loaded");
+        }
         docker
             .inspect_image(&rootfs.tag)
             .await

@@ -212,6 +212,16 @@ async fn health(cfg: &SandboxConfig) -> Health {
     Health::Up(Box::new(info))
 }
 
+/// With `CCCI_SANDBOX_TRACE` set, print when each start step finished (to stderr).
+fn trace(step: &str, t0: Instant) {
+    if std::env::var_os("CCCI_SANDBOX_TRACE").is_some() {
+        eprintln!(
+            "ccci-sandbox: {:>6.1} s  {step}",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+}
+
 async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     let p = Paths::of(cfg);
     let info = info_of(cfg);
@@ -228,22 +238,33 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
 
     // The rootfs (debootstrap, ~35 s cold) is prepared while the daemons start.
     let cache_dir = cfg.cache_dir.clone();
-    let rootfs = tokio::task::spawn_blocking(move || host::ensure_rootfs_archive(&cache_dir));
+    let t0 = Instant::now();
+    let rootfs = tokio::task::spawn_blocking(move || {
+        let r = host::ensure_rootfs_archive(&cache_dir);
+        trace("rootfs archive ready", t0);
+        r
+    });
 
     let daemons = async {
         let cfg2 = cfg.clone();
         blocking(move || start_netns_and_disk(&cfg2)).await?;
+        trace("netns + data-root", t0);
         let cfg2 = cfg.clone();
         blocking(move || start_registry(&cfg2)).await?;
+        trace("registry answering", t0);
         let docker = start_dockerd(cfg).await?;
+        trace("dockerd answering", t0);
         init_swarm(&docker, &info).await?;
+        trace("swarm active", t0);
         fixture::ensure_pushed(&docker, &info).await?;
+        trace("fixture in the registry", t0);
         Ok::<_, SandboxError>(docker)
     };
     let (docker, rootfs) = tokio::join!(daemons, rootfs);
     let docker = docker?;
     let rootfs = rootfs.map_err(|e| SandboxError::Config(format!("rootfs task failed: {e}")))??;
     host::start_host(&docker, cfg, &info, &rootfs).await?;
+    trace("systemd host running", t0);
 
     let json = serde_json::to_string_pretty(&info)
         .map_err(|e| SandboxError::Config(format!("serialising info: {e}")))?;
