@@ -99,20 +99,25 @@ pub fn default_deploy() -> Result<ccci_sandbox::Deploy, String> {
 }
 
 /// The shared sandbox, up and deployed. Panics with the reason if it cannot start: that is a
-/// test failure with its cause, not a skip.
+/// test failure with its cause, not a skip. The first failure is remembered, so the other tests
+/// of the process fail at once with the same reason instead of each trying again.
 pub fn sandbox() -> &'static SandboxInfo {
-    static INFO: OnceLock<SandboxInfo> = OnceLock::new();
-    INFO.get_or_init(|| {
+    static INFO: OnceLock<Result<SandboxInfo, String>> = OnceLock::new();
+    let res = INFO.get_or_init(|| {
         let mut cfg = SandboxConfig::from_env();
-        cfg.deploy = default_deploy().unwrap_or_else(|e| panic!("sandbox deploy set-up: {e}"));
+        cfg.deploy = default_deploy().map_err(|e| format!("sandbox deploy set-up: {e}"))?;
         block_on(async {
             let info = ccci_sandbox::up(&cfg)
                 .await
-                .unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
+                .map_err(|e| format!("sandbox up failed: {e}"))?;
             ccci_sandbox::deploy(&info, &cfg.deploy)
                 .await
-                .unwrap_or_else(|e| panic!("sandbox deploy failed: {e}"));
-            info
+                .map_err(|e| format!("sandbox deploy failed: {e}"))?;
+            Ok(info)
         })
-    })
+    });
+    match res {
+        Ok(info) => info,
+        Err(e) => panic!("{e}"),
+    }
 }
