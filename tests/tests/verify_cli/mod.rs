@@ -22,10 +22,12 @@ pub fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-/// Path of the `ccci-verify` binary: `CCCI_VERIFY_BIN`, else `<target>/debug/ccci-verify` next
-/// to this test executable's directory, else it is built once with
-/// `cargo build -p ccci-verify --bin ccci-verify` (`cargo build --workspace --bins` before the
-/// tests avoids that wait; a binary older than the sources is rebuilt by that command too).
+/// Path of the `ccci-verify` binary: `CCCI_VERIFY_BIN`, else `<target>/debug/ccci-verify`
+/// next to this test executable's directory, brought up to date first with
+/// `cargo build -p ccci-verify --bin ccci-verify` (`cargo test` builds no binary of a package
+/// without integration tests, and a stale one would test old code; cargo does not hold the
+/// target-dir lock while tests run, so this is a no-op of a fraction of a second when
+/// `cargo build --workspace --bins` ran before). Without cargo, an existing binary is used.
 pub fn verify_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -45,20 +47,26 @@ pub fn verify_bin() -> PathBuf {
             .map(PathBuf::from)
             .unwrap_or_else(|| ccci_tests::workspace_root().join("target"));
         candidates.push(target.join("debug/ccci-verify"));
-        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-            return p.clone();
-        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
+        match std::process::Command::new(&cargo)
+            .args(["build", "-q", "-p", "ccci-verify", "--bin", "ccci-verify"])
             .current_dir(ccci_tests::workspace_root())
             .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo build for ccci-verify: {e}"));
-        assert!(status.success(), "cargo build -p ccci-verify: {status}");
+        {
+            Ok(status) => assert!(status.success(), "cargo build -p ccci-verify: {status}"),
+            Err(e) => eprintln!(
+                "cannot run {} to build ccci-verify ({e}); using the binary in the target dir",
+                cargo.to_string_lossy()
+            ),
+        }
         candidates
             .into_iter()
             .find(|p| p.is_file())
-            .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no ccci-verify binary in the target dir: run `cargo build --workspace --bins`"
+                )
+            })
     })
     .clone()
 }
