@@ -278,6 +278,32 @@ fn bad_spec_files_exit_2_naming_the_file_and_the_key() {
             &["TOML parse error"],
         ),
         (
+            "bad-param-value.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[params]\nthreshold = \"lots\"\n"),
+            &["threshold", "\"lots\""],
+        ),
+        (
+            "unknown-param.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[params.auth]\nexpectd_user = \"x\"\n"),
+            &["unknown field `expectd_user`", "auth"],
+        ),
+        (
+            // an override for another kind of target is checked on every run
+            "bad-ssh-override.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[targets.ssh.params]\nthreshold = 101.5\n"),
+            &["[targets.\"ssh\".params]", "threshold"],
+        ),
+        (
+            "bad-full-target-override.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[targets.\"ssh://root@cc-ci\".params.store]\ndocker_rot = \"/x\"\n"),
+            &["[targets.\"ssh://root@cc-ci\".params]", "unknown field `docker_rot`"],
+        ),
+        (
+            "misspelt-target.toml",
+            format!("version = 1\ngate = \"x\"\n{good_check}[targets.sanbox.params]\nthreshold = 3\n"),
+            &["[targets.\"sanbox\"]", "names no target"],
+        ),
+        (
             "bad-target-override.toml",
             format!("version = 1\ngate = \"x\"\n{good_check}[targets.sandbox]\nparam = 1\n"),
             &["unknown field `param`"],

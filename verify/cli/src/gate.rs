@@ -71,11 +71,55 @@ pub fn plan(spec: &GateSpec, origin: &str, only: &[String]) -> Result<Vec<Planne
     Ok(out)
 }
 
+/// The parameters of `spec` for a target; a bad value is a spec error naming `origin` and the
+/// target override it came from.
+pub fn target_params(
+    spec: &GateSpec,
+    origin: &str,
+    kind: &str,
+    target: &str,
+) -> Result<Params, CliError> {
+    Params::from_table(&spec.params_for(kind, target)).map_err(|e| {
+        let mut scope = String::new();
+        for k in [kind, target] {
+            if spec.targets.contains_key(k) && !scope.contains(&format!("\"{k}\"")) {
+                scope.push_str(&format!("[targets.\"{k}\".params] merged: "));
+            }
+        }
+        CliError::Usage(anyhow!(
+            "gate spec {origin} (gate {}): {scope}{e}",
+            spec.gate
+        ))
+    })
+}
+
+/// Every per-target override must make valid parameters, not only the one this run uses: a
+/// typo in `[targets.ssh.params]` is reported on the sandbox run too.
+pub fn validate_params(spec: &GateSpec, origin: &str) -> Result<(), CliError> {
+    target_params(spec, origin, "", "")?;
+    for key in spec.targets.keys() {
+        let kind = match key.as_str() {
+            "ssh" | "docker" => key.clone(),
+            _ => TargetSpec::parse(key)
+                .map(|t| t.kind().to_string())
+                .map_err(|_| {
+                    CliError::Usage(anyhow!(
+                        "gate spec {origin} (gate {}): [targets.\"{key}\"] names no target: expected sandbox, local, ssh, docker or a full target such as ssh://root@host",
+                        spec.gate
+                    ))
+                })?,
+        };
+        target_params(spec, origin, &kind, key)?;
+    }
+    Ok(())
+}
+
 pub fn list(gate: Option<&str>) -> Result<u8, CliError> {
     match gate {
         Some(g) => {
             let spec = load_spec(g)?;
             let planned = plan(&spec, g, &[])?;
+            validate_params(&spec, g)?;
             println!("gate {}: {}", spec.gate, spec.title);
             for p in planned {
                 println!(
@@ -110,8 +154,8 @@ pub async fn run(args: GateArgs) -> Result<u8, CliError> {
     let spec = load_spec(&args.gate)?;
     let planned = plan(&spec, &args.gate, &args.checks)?;
     let tspec = TargetSpec::parse(&args.target).map_err(|e| CliError::Usage(anyhow!("{e}")))?;
-    let mut params = Params::from_table(&spec.params_for(tspec.kind(), &args.target))
-        .map_err(|e| CliError::Usage(anyhow!("gate {}: {e}", spec.gate)))?;
+    validate_params(&spec, &args.gate)?;
+    let mut params = target_params(&spec, &args.gate, tspec.kind(), &args.target)?;
 
     // the revision: required when repro checks run
     let needs_repo = planned.iter().any(|p| p.spec.id.starts_with("repro."));
