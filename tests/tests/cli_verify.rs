@@ -199,6 +199,10 @@ fn usage_errors_exit_2_with_the_reason() {
             "check `no.such` is not in gate `2pc`",
         ),
         (&["gate", "2pc", "--no-such-flag"], "--no-such-flag"),
+        (
+            &["gate", "2pc", "--output", "/nonexistent/ccci/report.json"],
+            "--output /nonexistent/ccci/report.json",
+        ),
         (&["gate"], "<GATE>"),
         (&["checks", "nope"], "unknown gate `nope`"),
         (&["frobnicate"], "frobnicate"),

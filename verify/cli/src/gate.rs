@@ -154,6 +154,20 @@ pub async fn run(args: GateArgs) -> Result<u8, CliError> {
     let spec = load_spec(&args.gate)?;
     let planned = plan(&spec, &args.gate, &args.checks)?;
     let tspec = TargetSpec::parse(&args.target).map_err(|e| CliError::Usage(anyhow!("{e}")))?;
+    if let Some(path) = &args.output {
+        // find out now, not after a long run, that the report cannot be written (the file is
+        // created if missing and left as it is until the report replaces it)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                CliError::Usage(anyhow!(
+                    "--output {}: cannot write the report there: {e}",
+                    path.display()
+                ))
+            })?;
+    }
     validate_params(&spec, &args.gate)?;
     let mut params = target_params(&spec, &args.gate, tspec.kind(), &args.target)?;
 
