@@ -20,11 +20,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+mod deploy;
 mod error;
 pub mod fixture;
 mod host;
 pub mod images;
 mod lifecycle;
+mod rootfs;
 mod sys;
 
 pub use error::{Result, SandboxError};
@@ -422,7 +424,7 @@ impl Drop for Ballast {
 /// (Re)install `d` into the sandbox's systemd host: files, `daemon-reload`, `enable --now`
 /// of the timers. Idempotent.
 pub async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
-    host::deploy(info, d).await
+    deploy::deploy(info, d).await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use bollard::models::{LocalNodeState, SwarmInitRequest};
 use bollard::Docker;
 
 use crate::error::{Result, SandboxError};
-use crate::{fixture, host, sys, SandboxConfig, SandboxInfo, REGISTRY_ADDR};
+use crate::{fixture, host, rootfs, sys, SandboxConfig, SandboxInfo, REGISTRY_ADDR};
 
 /// Paths derived from a config.
 pub(crate) struct Paths {
@@ -240,7 +240,7 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     let cache_dir = cfg.cache_dir.clone();
     let t0 = Instant::now();
     let rootfs = tokio::task::spawn_blocking(move || {
-        let r = host::ensure_rootfs_archive(&cache_dir);
+        let r = rootfs::ensure_rootfs_archive(&cache_dir);
         trace("rootfs archive ready", t0);
         r
     });
