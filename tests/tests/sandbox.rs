@@ -370,3 +370,20 @@ fn chrono_like_age_secs(ts: &str) -> u64 {
         .as_secs();
     now.saturating_sub(then)
 }
+
+#[test]
+fn registry_answers_inside_the_namespace_with_the_fixture() {
+    let info = sandbox();
+    let out = info
+        .netns_command(&[
+            "busybox",
+            "wget",
+            "-qO-",
+            &format!("http://{}/v2/_catalog", info.registry),
+        ])
+        .output()
+        .expect("run busybox wget in the sandbox netns");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("library/redis"), "catalog: {text}");
+}

@@ -259,3 +259,89 @@ fn a_failed_start_names_the_step_with_the_daemon_log_and_leaves_nothing() {
     assert!(!cfg.state_dir.exists());
     let _ = std::fs::remove_file(format!("/run/ccci-sandbox/{}.lock", "x".repeat(100)));
 }
+
+async fn host_out(info: &ccci_sandbox::SandboxInfo, argv: &[&str]) -> (i64, String) {
+    ccci_sandbox::exec_in_host(info, argv)
+        .await
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
+
+#[test]
+#[serial_test::file_serial(ccci_life)]
+fn deploy_installs_enables_replaces_and_reports_failures() {
+    let cfg = cfg();
+    let info = block_on(ccci_sandbox::up(&cfg)).expect("up");
+    let unit =
+        "[Unit]\nDescription=ccci deploy test\n[Service]\nType=oneshot\nExecStart=/bin/true\n";
+    let timer = "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n";
+    let mut d = ccci_sandbox::Deploy {
+        prune_bin: Some("/usr/bin/true".into()),
+        units: vec![
+            ("ccci-t.service".into(), unit.into()),
+            ("ccci-t.timer".into(), timer.into()),
+        ],
+        source_tree: vec![
+            ("nix/a.nix".into(), b"{ a = 1; }\n".to_vec()),
+            ("nix/sub/b.nix".into(), b"{ b = 2; }\n".to_vec()),
+        ],
+        docker_config: Some(ccci_sandbox::Deploy::sandbox_docker_config()),
+        ..Default::default()
+    };
+    block_on(async {
+        ccci_sandbox::deploy(&info, &d).await.expect("deploy");
+        assert_eq!(
+            host_out(&info, &["systemctl", "is-enabled", "ccci-t.timer"]).await,
+            (0, "enabled\n".into())
+        );
+        assert_eq!(
+            host_out(&info, &["systemctl", "is-active", "ccci-t.timer"]).await,
+            (0, "active\n".into())
+        );
+        assert_eq!(
+            host_out(
+                &info,
+                &[
+                    "stat",
+                    "-c",
+                    "%a",
+                    "/root/.docker/config.json",
+                    "/usr/local/bin/ci-docker-prune"
+                ]
+            )
+            .await,
+            (0, "600\n755\n".into())
+        );
+        assert_eq!(
+            host_out(
+                &info,
+                &["cat", "/root/cc-ci/nix/a.nix", "/root/cc-ci/nix/sub/b.nix"]
+            )
+            .await,
+            (0, "{ a = 1; }\n{ b = 2; }\n".into())
+        );
+        // The same deploy again changes nothing and succeeds.
+        ccci_sandbox::deploy(&info, &d).await.expect("deploy again");
+        // A file deleted from the tree disappears from the host.
+        d.source_tree.pop();
+        ccci_sandbox::deploy(&info, &d)
+            .await
+            .expect("deploy without b.nix");
+        let (code, _) = host_out(&info, &["test", "-e", "/root/cc-ci/nix/sub/b.nix"]).await;
+        assert_ne!(code, 0, "b.nix survived a deploy that no longer has it");
+        // A timer whose service does not exist cannot start: deploy says which command failed.
+        d.units = vec![("ccci-orphan.timer".into(), timer.into())];
+        let err = ccci_sandbox::deploy(&info, &d)
+            .await
+            .expect_err("a timer without its service must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("systemctl enable --now ccci-orphan.timer"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&ccci_sandbox::Deploy::sandbox_docker_config()),
+            "the docker config leaked into an error"
+        );
+    });
+    block_on(ccci_sandbox::down(&cfg)).expect("down");
+}
