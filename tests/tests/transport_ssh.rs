@@ -518,6 +518,48 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
     assert_eq!(check(&v, "store.docker-root-persistent")["verdict"], "pass");
 }
 
+/// A unit name from the spec full of shell syntax goes over ssh as one word: the remote shell
+/// runs nothing of it, and the evidence shows the quoted word.
+#[test]
+fn a_unit_name_cannot_inject_a_command_over_ssh() {
+    sandbox();
+    let sshd = Sshd::start();
+    let canary = sshd.path("injected");
+    let name = format!(
+        "x.timer; touch {c}; $(touch {c}) `touch {c}`",
+        c = canary.display()
+    );
+    let base = std::fs::read_to_string(workspace_root().join("verify/gates/2pc.toml")).unwrap();
+    let spec = sshd.path("2pc-evil.toml");
+    let quoted = serde_json::to_string(&name).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{base}\n[targets.ssh.params]\nlegacy_timer = {quoted}\n"),
+    )
+    .unwrap();
+    let r = sshd.gate(
+        &spec.display().to_string(),
+        &["--check", "units.legacy-timer-absent", "--format", "json"],
+        &[("CCCI_SSH_DOCKER_SOCKET", &sandbox_socket())],
+    );
+    // this machine may have no systemd as PID 1: the verdict is not the point here
+    assert!(matches!(r.code, Some(0) | Some(1)), "{}", r.show());
+    assert!(
+        !canary.exists(),
+        "a unit name from the spec ran as a command over ssh"
+    );
+    let v = json(&r);
+    let c = check(&v, "units.legacy-timer-absent");
+    // whatever the verdict, it carries the command that decided it, with its exit
+    let ev = &c["evidence"][0];
+    assert!(ev["exit"].is_i64(), "{c}");
+    let cmd = ev["command"].as_str().unwrap_or_default();
+    assert!(
+        cmd.starts_with("systemctl show ") && cmd.contains(&format!("'{name}'")),
+        "the evidence shows the name as one quoted word: {c}"
+    );
+}
+
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

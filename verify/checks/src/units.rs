@@ -15,19 +15,39 @@ pub fn checks() -> Vec<DynCheck> {
     ]
 }
 
-/// `systemctl show` of one unit, as a state and evidence; an error outcome when it cannot run.
+/// `systemctl show` of one unit, as a state and evidence; an error outcome when it cannot run,
+/// carrying the command, its exit and what it printed (a verdict without evidence is not
+/// accepted).
 pub async fn show_one(ctx: &Ctx, unit: &str) -> Result<(UnitState, Evidence), Outcome> {
-    match ctx.target.unit_states(&[unit]).await {
-        Ok((mut states, cmd, out)) => {
-            let ev = Evidence::new(cmd, Some(out.status), out.stdout_str());
-            match states.pop() {
-                Some(s) => Ok((s, ev)),
-                None => Err(Outcome::error(format!("no state for {unit}")).with_evidence([ev])),
-            }
+    let argv = ccci_host::target::show_argv(&[unit]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (out, ev) = ctx.run(&argv).await;
+    let out = match out {
+        Some(o) if o.ok() => o,
+        Some(o) => {
+            let why = o.combined();
+            return Err(Outcome::error(format!(
+                "cannot read the state of {unit}: `systemctl show` exited {}: {}",
+                o.status,
+                why.lines().next().unwrap_or("").trim()
+            ))
+            .with_evidence([ev]));
         }
-        Err(e) => Err(Outcome::error(format!(
-            "cannot read the state of {unit}: {e}"
-        ))),
+        None => {
+            return Err(
+                Outcome::error(format!("cannot read the state of {unit}: {}", ev.output))
+                    .with_evidence([ev]),
+            )
+        }
+    };
+    match ccci_host::parse_show(&out.stdout_str(), &[unit]) {
+        Ok(mut states) => match states.pop() {
+            Some(s) => Ok((s, ev)),
+            None => Err(Outcome::error(format!("no state for {unit}")).with_evidence([ev])),
+        },
+        Err(e) => {
+            Err(Outcome::error(format!("cannot read the state of {unit}: {e}")).with_evidence([ev]))
+        }
     }
 }
 
