@@ -435,6 +435,48 @@ fn gate_over_ssh_reaches_the_sandbox_daemon_through_the_forward() {
     }
 }
 
+/// The whole gate over ssh against this machine (which is not a deployed CI host), its Docker
+/// socket forwarded to the sandbox daemon: the gate fails (exit 1) — at least the store check
+/// must, its expected root is not the sandbox's — every check, whatever its verdict, carries
+/// the evidence that decided it, and the cache probe (a swarm service deployed, torn down and
+/// redeployed, the daemon's events streamed) works through the forward and passes.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_whole_gate_over_ssh_carries_evidence_for_every_verdict() {
+    sandbox();
+    let sshd = Sshd::start();
+    let r = sshd.gate(
+        "2pc",
+        &["--format", "json"],
+        &[("CCCI_SSH_DOCKER_SOCKET", &sandbox_socket())],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    let v = json(&r);
+    assert_eq!(v["target"], sshd.target());
+    let checks = v["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 13, "{}", r.stdout);
+    for c in checks {
+        let evidence = c["evidence"].as_array().expect("evidence");
+        assert!(
+            !evidence.is_empty(),
+            "{} has verdict {} without evidence: {c}",
+            c["id"],
+            c["verdict"]
+        );
+        for e in evidence {
+            assert!(e["command"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+        }
+    }
+    assert_eq!(check(&v, "store.docker-root-persistent")["verdict"], "fail");
+    for id in [
+        "cache.image-survives-teardown",
+        "cache.warm-redeploy-zero-layers",
+    ] {
+        let c = check(&v, id);
+        assert_eq!(c["verdict"], "pass", "{id} over the ssh forward: {c}");
+    }
+}
+
 /// A spec copy whose ssh override expects the sandbox data-root and a credential file made
 /// here with a canary secret: both checks pass over ssh, in every format, and the canary is
 /// never printed; a world-readable copy of the file fails the auth check, still without it.
