@@ -42,6 +42,52 @@ impl<F: FnMut()> Drop for Restore<F> {
     }
 }
 
+/// Put the host into a state with `set` (a shell script in the host); the returned guard runs
+/// `restore` when dropped.
+fn host_state(set: &str, restore: &'static str) -> Restore<impl FnMut()> {
+    let info = sandbox();
+    let guard = Restore(move || host_sh_quiet(info, restore));
+    host_sh(info, set);
+    guard
+}
+
+const DROPIN_DIR: &str = "/etc/systemd/system/ci-docker-prune.service.d";
+
+/// Install the fixture `name` as a drop-in of the prune service; the guard removes it again.
+fn prune_dropin(name: &'static str) -> Restore<impl FnMut()> {
+    let info = sandbox();
+    host_sh(info, &format!("mkdir -p {DROPIN_DIR}"));
+    upload(info, &format!("{DROPIN_DIR}/{name}"), &fixture(name), 0o644);
+    Restore(move || {
+        host_sh_quiet(
+            info,
+            &format!(
+                "rm -f {DROPIN_DIR}/{name}; systemctl daemon-reload; systemctl reset-failed ci-docker-prune.service || true"
+            ),
+        )
+    })
+}
+
+/// Remove the `redis:7-alpine` tag if some earlier pull by tag left one (the image goes with
+/// it unless something else holds it; the probe then pulls it by digest, untagged).
+fn untag_probe_image() {
+    ccci_tests::block_on(async {
+        let docker = sandbox().docker_negotiated().await.unwrap();
+        match docker
+            .remove_image(
+                "redis:7-alpine",
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("No such image") => {}
+            Err(e) => panic!("untag redis:7-alpine: {e}"),
+        }
+    });
+}
+
 fn params() -> Params {
     let spec = builtin_spec("2pc");
     let mut p = Params::from_table(&spec.params_for("sandbox", "sandbox")).unwrap();
@@ -141,11 +187,10 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn prune_timer_disabled_and_stopped() {
-    let info = sandbox();
-    let _restore = Restore(|| {
-        host_sh_quiet(info, "systemctl enable --now ci-docker-prune.timer");
-    });
-    host_sh(info, "systemctl disable --now ci-docker-prune.timer");
+    let _state = host_state(
+        "systemctl disable --now ci-docker-prune.timer",
+        "systemctl enable --now ci-docker-prune.timer",
+    );
     let r = gate(params());
     assert_only(&r, &["units.prune-timer-active"]);
 }
@@ -153,11 +198,10 @@ fn prune_timer_disabled_and_stopped() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn prune_timer_stopped_but_enabled() {
-    let info = sandbox();
-    let _restore = Restore(|| {
-        host_sh_quiet(info, "systemctl start ci-docker-prune.timer");
-    });
-    host_sh(info, "systemctl stop ci-docker-prune.timer");
+    let _state = host_state(
+        "systemctl stop ci-docker-prune.timer",
+        "systemctl start ci-docker-prune.timer",
+    );
     let r = gate(params());
     assert_only(&r, &["units.prune-timer-active"]);
 }
@@ -166,22 +210,11 @@ fn prune_timer_stopped_but_enabled() {
 #[serial_test::file_serial(sandbox)]
 fn prune_service_last_run_failed() {
     let info = sandbox();
-    let dropin = "/etc/systemd/system/ci-docker-prune.service.d/unreachable-daemon.conf";
+    let _dropin = prune_dropin("unreachable-daemon.conf");
+    // one failing run (under pressure, the daemon cannot be reached), then the unit as deployed
     host_sh(
         info,
-        "mkdir -p /etc/systemd/system/ci-docker-prune.service.d",
-    );
-    upload(info, dropin, &fixture("unreachable-daemon.conf"), 0o644);
-    let _restore = Restore(|| {
-        host_sh_quiet(
-            info,
-            &format!("rm -f {dropin}; systemctl daemon-reload; systemctl reset-failed ci-docker-prune.service || true"),
-        );
-    });
-    // one failing run (the daemon cannot be reached), then the unit as deployed again
-    host_sh(
-        info,
-        &format!("systemctl daemon-reload; ! systemctl start ci-docker-prune.service; rm -f {dropin}; systemctl daemon-reload"),
+        &format!("systemctl daemon-reload; ! systemctl start ci-docker-prune.service; rm -f {DROPIN_DIR}/unreachable-daemon.conf; systemctl daemon-reload"),
     );
     let r = gate(params());
     assert_only(&r, &["units.prune-service-loaded"]);
@@ -192,18 +225,7 @@ fn prune_service_last_run_failed() {
 fn prune_unit_asks_for_all() {
     let info = sandbox();
     host_docker_cli();
-    let dropin = "/etc/systemd/system/ci-docker-prune.service.d/all.conf";
-    host_sh(
-        info,
-        "mkdir -p /etc/systemd/system/ci-docker-prune.service.d",
-    );
-    upload(info, dropin, &fixture("all.conf"), 0o644);
-    let _restore = Restore(|| {
-        host_sh_quiet(
-            info,
-            &format!("rm -f {dropin}; systemctl daemon-reload; systemctl reset-failed ci-docker-prune.service || true"),
-        );
-    });
+    let _dropin = prune_dropin("all.conf");
     host_sh(info, "systemctl daemon-reload");
     let r = gate(params());
     // `--all` is what never-all guards; the same unit also prunes below the threshold (no
@@ -286,6 +308,10 @@ fn prune_uses_the_daemons_dangling_filter() {
         &fixture("dangling-prune.sh"),
         0o755,
     );
+    // as on a CI host, the image is in the store only as swarm left it: by digest, no tag (a
+    // `docker pull redis:7-alpine` by another test would have tagged it, and a tagged image is
+    // not dangling to the daemon)
+    untag_probe_image();
     let r = gate(params());
     assert_only(&r, &["prune.keeps-deployed-images"]);
     assert_eq!(verdict(&r, "prune.keeps-deployed-images"), Verdict::Fail);
@@ -294,11 +320,10 @@ fn prune_uses_the_daemons_dangling_filter() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn credentials_file_world_readable() {
-    let info = sandbox();
-    let _restore = Restore(|| {
-        host_sh_quiet(info, "chmod 600 /root/.docker/config.json");
-    });
-    host_sh(info, "chmod 644 /root/.docker/config.json");
+    let _state = host_state(
+        "chmod 644 /root/.docker/config.json",
+        "chmod 600 /root/.docker/config.json",
+    );
     let r = gate(params());
     assert_only(&r, &["auth.daemon-authenticated"]);
     let c = r

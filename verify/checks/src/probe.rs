@@ -528,6 +528,17 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
     deploy(docker, p, &pinned).await?;
     let id = wait_running(docker, p, secs).await?;
     p.image_id = Some(id.clone());
+    // how the deploy left the image: a swarm deploy pins by digest and adds no tag
+    if let Ok(img) = docker.inspect_image(&id).await {
+        p.evidence.push(Evidence::api(
+            format!("GET /images/{}/json (after deploy)", short(&id)),
+            format!(
+                "RepoTags={:?} RepoDigests={:?}",
+                img.repo_tags.unwrap_or_default(),
+                img.repo_digests.unwrap_or_default()
+            ),
+        ));
+    }
     // 2. teardown: service, volume, secret; then the host's own extra steps
     remove_service(docker, &p.service).await?;
     let errs = remove_volume_and_secret(docker, &p.service).await;
