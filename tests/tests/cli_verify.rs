@@ -620,6 +620,12 @@ fn a_wrong_expected_user_fails_only_the_auth_check_exit_1() {
         assert_eq!(r.code, Some(1), "{format}: {}", r.show());
         assert!(r.stdout.contains(needle), "{format}: {}", r.show());
         assert!(r.stdout.contains("someone"), "{format}: {}", r.show());
+        if format == "human" {
+            // what a reviewer sees on a FAIL: the reason and the evidence, secret masked
+            insta::with_settings!({filters => report_filters()}, {
+                insta::assert_snapshot!("auth_wrong_user_human", r.stdout);
+            });
+        }
     }
 }
 
@@ -647,6 +653,7 @@ fn report_filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{12}\b", "[id]"),
         (r" +\d+ ms ", " [ms] "),
         (r"\| \d+ \|", "| [ms] |"),
+        (r#"time="[0-9.]+""#, r#"time="[s]""#),
     ]
 }
 
@@ -663,12 +670,14 @@ fn units_gate(format: &str) -> String {
 
 #[test]
 #[serial_test::file_serial(sandbox)]
-fn units_gate_human_and_markdown_snapshots() {
+fn units_gate_human_markdown_and_junit_snapshots() {
     sandbox();
     let human = units_gate("human");
     let markdown = units_gate("markdown");
+    let junit = units_gate("junit");
     insta::with_settings!({filters => report_filters()}, {
         insta::assert_snapshot!("units_gate_human", human);
         insta::assert_snapshot!("units_gate_markdown", markdown);
+        insta::assert_snapshot!("units_gate_junit", junit);
     });
 }
