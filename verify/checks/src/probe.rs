@@ -38,6 +38,9 @@ pub struct ProbeRun {
     pub pinned: Option<String>,
     /// The image id the deployed task ran.
     pub image_id: Option<String>,
+    /// Tags the image carried after the deploy (a swarm deploy adds none; a tag left by an
+    /// earlier `docker pull` by tag makes the image non-dangling, a weaker test of the prune).
+    pub tags: Vec<String>,
     /// After teardown: the id found in the store (None = gone).
     pub after_teardown: Option<Option<String>>,
     /// The dry run: its outcome, the ids it would remove, and whether the probe's is among them.
@@ -530,6 +533,13 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
     p.image_id = Some(id.clone());
     // how the deploy left the image: a swarm deploy pins by digest and adds no tag
     if let Ok(img) = docker.inspect_image(&id).await {
+        p.tags = img
+            .repo_tags
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t != "<none>:<none>")
+            .collect();
         p.evidence.push(Evidence::api(
             format!("GET /images/{}/json (after deploy)", short(&id)),
             format!(
@@ -702,8 +712,16 @@ impl ProbeRun {
                 dr.images.len()
             )))
         } else {
+            let caveat = if self.tags.is_empty() {
+                " (untagged, as swarm left it)".to_string()
+            } else {
+                format!(
+                    " — note: the image also carries {} from an earlier pull by tag, so it is not dangling to the daemon either; the untagged case was not exercised",
+                    self.tags.join(", ")
+                )
+            };
             self.outcome(Outcome::pass(format!(
-                "the dry run lists {} image(s), not the probe's {}",
+                "the dry run lists {} image(s), not the probe's {}{caveat}",
                 dr.images.len(),
                 short(id)
             )))
