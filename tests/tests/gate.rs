@@ -25,10 +25,13 @@ fn main() {
             None => true,
         })
         .filter(|id| {
-            !args
-                .skip
-                .iter()
-                .any(|s| if args.exact { id == s } else { id.contains(s.as_str()) })
+            !args.skip.iter().any(|s| {
+                if args.exact {
+                    id == s
+                } else {
+                    id.contains(s.as_str())
+                }
+            })
         })
         .collect();
     if args.list || selected.is_empty() {
