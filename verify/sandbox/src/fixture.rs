@@ -32,15 +32,8 @@ pub const TAG: &str = "7-alpine";
 /// never protects it.
 pub const CREATED: &str = "2024-01-09T00:00:00Z";
 
-const REDIS_CONF: &str = "\
-# ccci sandbox fixture: a real redis-server, reachable from other containers
-bind 0.0.0.0
-protected-mode no
-port 6379
-dir /data
-save \"\"
-appendonly no
-";
+/// `/etc/redis.conf` of the fixture (layer 3).
+const REDIS_CONF: &str = include_str!("../../../fixtures/images/redis-7-alpine/redis.conf");
 
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "nc", "ps", "sleep", "env", "id", "mkdir", "rm", "wget", "grep",

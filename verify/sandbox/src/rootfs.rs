@@ -57,25 +57,10 @@ const MASKED_UNITS: &[&str] = &[
 /// The `docker.service` of the systemd host. The real daemon runs outside the container (its
 /// socket is bind-mounted at /run/docker.sock); this stand-in lets units that say
 /// `Requires=docker.service` / `After=docker.service` start, and fails when the socket is gone.
-pub const DOCKER_SERVICE_STANDIN: &str = "\
-[Unit]
-Description=Docker daemon (stand-in: the Docker daemon is served from outside this container)
-Documentation=file:/usr/share/doc/ccci-sandbox/README
+pub const DOCKER_SERVICE_STANDIN: &str =
+    include_str!("../../../fixtures/images/systemd-host/docker.service");
 
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/bin/test -S /var/run/docker.sock
-
-[Install]
-WantedBy=multi-user.target
-";
-
-const README: &str = "\
-This is the ccci sandbox's systemd host. The Docker daemon is served from outside this
-container: its socket is bind-mounted at /run/docker.sock (= /var/run/docker.sock), and
-docker.service here is a stand-in that only checks that the socket exists.
-";
+const README: &str = include_str!("../../../fixtures/images/systemd-host/README");
 
 /// The cached rootfs image.
 #[derive(Clone, Debug)]
