@@ -182,7 +182,6 @@ in
         ProtectKernelModules = true;
         ProtectKernelLogs = true;
         ProtectControlGroups = true;
-        ProtectClock = true;
         ProtectHostname = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
         RestrictNamespaces = true;
@@ -193,9 +192,11 @@ in
         SystemCallArchitectures = "native";
         SystemCallFilter = [
           "@system-service"
-          "~@privileged @resources"
+          "~@privileged @resources @mount @swap @reboot @module @raw-io @clock @cpu-emulation @debug @obsolete"
         ];
+        SystemCallErrorNumber = "EPERM";
         CapabilityBoundingSet = "";
+        AmbientCapabilities = "";
         UMask = "0077";
       };
     };
