@@ -162,7 +162,11 @@ pub async fn make_plan(
 }
 
 fn short(id: &str) -> String {
-    id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
 }
 
 fn skipped(check: GateCheck, removed: Removed, reclaimed: u64) -> Report {
