@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 
 pub use ccci_sandbox::{self, SandboxConfig, SandboxInfo};
 
+pub mod bins;
 pub mod gate;
+pub mod git;
 pub mod proxy;
 
 /// Root of the workspace (parent of `tests/`).

@@ -11,7 +11,9 @@
 use ccci_checks::{Ctx, Params, BUILTIN_GATES};
 use ccci_core::redact::Redactor;
 use ccci_core::{GateSpec, Outcome, Verdict};
-use ccci_host::{Target, TargetSpec};
+use ccci_host::Target;
+use ccci_tests::bins::verify_bin;
+use ccci_tests::git::Repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,14 +29,7 @@ fn params() -> Params {
 }
 
 fn sandbox_target() -> Target {
-    let info = ccci_tests::sandbox();
-    Target::docker_exec(
-        TargetSpec::Sandbox,
-        &info.docker_host,
-        &info.host_container,
-        "sandbox",
-    )
-    .unwrap_or_else(|e| panic!("sandbox target: {e}"))
+    ccci_tests::gate::sandbox_target(ccci_tests::sandbox())
 }
 
 /// Run a shell script in the sandbox's systemd host (test set-up, as an operator would).
@@ -82,57 +77,6 @@ fn evidence_text(o: &Outcome) -> String {
         .iter()
         .map(|e| format!("{}\n{}\n", e.command, e.output))
         .collect()
-}
-
-/// A scratch git repository.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let r = Repo { dir };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(self.path())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .output()
-            .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Write files and commit them; returns the commit id.
-    fn commit(&self, files: &[(&str, &[u8])], msg: &str) -> String {
-        for (rel, bytes) in files {
-            let p = self.path().join(rel);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-            }
-            std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("{e}"));
-        }
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", msg]);
-        self.git(&["rev-parse", "HEAD"])
-    }
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -571,31 +515,6 @@ fn the_repository_docs_at_head_name_only_declared_units() {
     );
     eprintln!("{}", explain(&o));
     assert_eq!(o.verdict, Verdict::Pass, "{}", explain(&o));
-}
-
-/// The `ccci-verify` binary (next to this test executable, else built once).
-fn verify_bin() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
-    {
-        candidates.push(dir.join("ccci-verify"));
-    }
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return p.clone();
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
-        .current_dir(ccci_tests::workspace_root())
-        .status()
-        .unwrap_or_else(|e| panic!("cargo build -p ccci-verify: {e}"));
-    assert!(status.success(), "cargo build -p ccci-verify failed");
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
 }
 
 #[test]

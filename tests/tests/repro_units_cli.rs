@@ -3,57 +3,10 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The `ccci-verify` binary: next to this test executable (`cargo test --workspace` builds
-/// it), else built once.
-fn verify_bin() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
-    {
-        candidates.push(dir.join("ccci-verify"));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ccci_tests::workspace_root().join("target"));
-    candidates.push(target.join("debug/ccci-verify"));
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return p.clone();
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "ccci-verify", "--bin", "ccci-verify"])
-        .current_dir(ccci_tests::workspace_root())
-        .status()
-        .unwrap_or_else(|e| panic!("cargo build -p ccci-verify: {e}"));
-    assert!(status.success(), "cargo build -p ccci-verify failed");
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("ccci-verify was built but is not in the target dir"))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
+use ccci_tests::bins::verify_bin;
+use ccci_tests::git::git;
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(ccci_tests::workspace_root().join("fixtures/nix").join(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"))
