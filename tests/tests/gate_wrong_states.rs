@@ -352,3 +352,32 @@ fn wrong_expected_user() {
         c.detail
     );
 }
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn disk_under_pressure_the_noop_check_skips_and_starts_no_real_prune() {
+    let info = sandbox();
+    let started = || {
+        host_sh(
+            info,
+            "systemctl show -p ExecMainStartTimestampMonotonic --value ci-docker-prune.service",
+        )
+    };
+    let before = started();
+    // the host's `/` lives on the sandbox daemon's data-root: 85% used is disk pressure
+    let ballast = ccci_sandbox::Ballast::fill(&info.data_root, 85).unwrap();
+    let r = gate(params());
+    ballast.remove().unwrap();
+    assert_only(&r, &["prune.noop-below-threshold"]);
+    assert_eq!(verdict(&r, "prune.noop-below-threshold"), Verdict::Skip);
+    assert_eq!(
+        r.exit_code(),
+        1,
+        "a skipped blocking check does not pass the gate"
+    );
+    assert_eq!(
+        before,
+        started(),
+        "the gate started the real prune under disk pressure"
+    );
+}

@@ -413,27 +413,11 @@ pub const FORCE_OPEN: &[&str] = &[
 
 /// The deployed argv without the flags [`FORCE_OPEN`] sets, then [`FORCE_OPEN`].
 pub fn forced_open_argv(deployed: &[String]) -> Vec<String> {
-    let with_value = ["--threshold", "--until", "--run-stack-pattern"];
-    let plain = ["--dry-run", "--json"];
-    let mut out = Vec::new();
-    let mut skip = false;
-    for a in deployed {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if with_value.contains(&a.as_str()) {
-            skip = true;
-            continue;
-        }
-        if plain.contains(&a.as_str()) || with_value.iter().any(|f| a.starts_with(&format!("{f}=")))
-        {
-            continue;
-        }
-        out.push(a.clone());
-    }
-    out.extend(FORCE_OPEN.iter().map(|s| s.to_string()));
-    out
+    crate::prune::with_flags(
+        deployed,
+        &["--threshold", "--until", "--run-stack-pattern"],
+        FORCE_OPEN,
+    )
 }
 
 async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), String> {
@@ -442,16 +426,9 @@ async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), String> {
         .map_err(|o| format!("cannot read the deployed prune: {}", o.detail))?;
     p.evidence.push(ev);
     let argv = forced_open_argv(&argv);
-    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let (out, ev) = ctx.run(&refs).await;
+    let (v, ev) = crate::prune::run_json(ctx, &argv).await;
     p.evidence.push(ev);
-    let out = out.ok_or("the deployed prune could not be run")?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "the deployed prune's --json output is not JSON ({e}); exit {}",
-            out.status
-        )
-    })?;
+    let v = v?;
     let images = v["removed"]["images"]
         .as_array()
         .map(|a| {

@@ -34,6 +34,46 @@ pub async fn deployed_argv(ctx: &Ctx) -> Result<(Vec<String>, Evidence), Outcome
     }
 }
 
+/// The deployed argv with the flags in `strip` (each taking a value) and `--dry-run`/`--json`
+/// removed, then `add`: the deployed run, changed only where a check must change it.
+pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<String> {
+    let plain = ["--dry-run", "--json"];
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in deployed {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if strip.contains(&a.as_str()) {
+            skip = true;
+            continue;
+        }
+        if plain.contains(&a.as_str()) || strip.iter().any(|f| a.starts_with(&format!("{f}="))) {
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out.extend(add.iter().map(|s| s.to_string()));
+    out
+}
+
+/// Run argv on the target and read its stdout as the prune's `--json` object.
+pub async fn run_json(ctx: &Ctx, argv: &[String]) -> (Result<serde_json::Value, String>, Evidence) {
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (out, ev) = ctx.run(&refs).await;
+    let v = match out {
+        None => Err("the deployed prune could not be run".to_string()),
+        Some(out) => serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "the deployed command does not answer --dry-run --json with the ci-docker-prune contract ({e}; exit {})",
+                out.status
+            )
+        }),
+    };
+    (v, ev)
+}
+
 async fn store_snapshot(ctx: &Ctx) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
     let docker = ctx.target.docker().await.map_err(|e| e.to_string())?;
     let images = docker
@@ -120,14 +160,42 @@ impl Check<Ctx> for NoopBelowThreshold {
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
         let svc = ctx.params.prune_service.as_str();
+        // first ask the deployed prune, in a dry run, whether the disk is below its threshold:
+        // a reviewer's run must never make a real prune remove anything
+        let (argv, ev) = match deployed_argv(ctx).await {
+            Ok(x) => x,
+            Err(o) => return o,
+        };
+        let mut evidence = vec![ev];
+        let dry = with_flags(&argv, &[], &["--dry-run", "--json"]);
+        let (v, ev) = run_json(ctx, &dry).await;
+        evidence.push(ev);
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => {
+                return Outcome::fail(format!("{e}: not run for real")).with_evidence(evidence)
+            }
+        };
+        let disk = v["gates"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["gate"] == "disk"));
+        if let Some(d) = disk {
+            if d["pass"].as_bool() == Some(true) {
+                return Outcome::skip(format!(
+                    "the disk is at or above the threshold now ({}), so a below-threshold run cannot be shown; the real prune was not started",
+                    d["detail"].as_str().unwrap_or("")
+                ))
+                .with_evidence(evidence);
+            }
+        }
         let before = match store_snapshot(ctx).await {
             Ok(s) => s,
             Err(e) => return Outcome::error(e),
         };
-        let mut evidence = vec![Evidence::api(
+        evidence.push(Evidence::api(
             "GET /images/json?all=1; GET /containers/json?all=1 (before)",
             format!("{} images, {} containers", before.0.len(), before.1.len()),
-        )];
+        ));
         // the host's clock marks the start: the journal is read from there (stdout lines of a
         // unit carry no invocation id on every systemd, e.g. under cgroup v1)
         let (now, ev) = ctx.run(&["date", "+%s.%N"]).await;
@@ -379,6 +447,40 @@ mod tests {
             "threshold = 80\nvolumes = true\n".to_string(),
         );
         assert!(!find_forbidden(&s(&["ci-docker-prune"]), &[cfg]).is_empty());
+    }
+
+    #[test]
+    fn with_flags_keeps_the_deployed_run_and_changes_only_what_is_asked() {
+        let d = s(&[
+            "/usr/local/bin/ci-docker-prune",
+            "--threshold",
+            "80",
+            "--path",
+            "/",
+            "--json",
+        ]);
+        assert_eq!(
+            with_flags(&d, &[], &["--dry-run", "--json"]),
+            s(&[
+                "/usr/local/bin/ci-docker-prune",
+                "--threshold",
+                "80",
+                "--path",
+                "/",
+                "--dry-run",
+                "--json"
+            ])
+        );
+        assert_eq!(
+            with_flags(&d, &["--threshold"], &["--threshold", "0"]),
+            s(&[
+                "/usr/local/bin/ci-docker-prune",
+                "--path",
+                "/",
+                "--threshold",
+                "0"
+            ])
+        );
     }
 
     #[test]
