@@ -184,24 +184,18 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
     assert_eq!(verdict(&r, "units.legacy-timer-absent"), Verdict::Fail);
 }
 
-#[test]
+#[rstest::rstest]
+#[case::disabled_and_stopped(
+    "systemctl disable --now ci-docker-prune.timer",
+    "systemctl enable --now ci-docker-prune.timer"
+)]
+#[case::stopped_but_enabled(
+    "systemctl stop ci-docker-prune.timer",
+    "systemctl start ci-docker-prune.timer"
+)]
 #[serial_test::file_serial(sandbox)]
-fn prune_timer_disabled_and_stopped() {
-    let _state = host_state(
-        "systemctl disable --now ci-docker-prune.timer",
-        "systemctl enable --now ci-docker-prune.timer",
-    );
-    let r = gate(params());
-    assert_only(&r, &["units.prune-timer-active"]);
-}
-
-#[test]
-#[serial_test::file_serial(sandbox)]
-fn prune_timer_stopped_but_enabled() {
-    let _state = host_state(
-        "systemctl stop ci-docker-prune.timer",
-        "systemctl start ci-docker-prune.timer",
-    );
+fn prune_timer_not_running(#[case] set: &str, #[case] restore: &'static str) {
+    let _state = host_state(set, restore);
     let r = gate(params());
     assert_only(&r, &["units.prune-timer-active"]);
 }
