@@ -375,3 +375,22 @@ fn disk_under_pressure_the_noop_check_skips_and_starts_no_real_prune() {
         "the gate started the real prune under disk pressure"
     );
 }
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn docker_root_not_where_the_gate_expects() {
+    let mut p = params();
+    p.store.docker_root = Some("/var/lib/docker".into());
+    let r = gate(p);
+    assert_only(&r, &["store.docker-root-persistent"]);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.id == "store.docker-root-persistent")
+        .unwrap();
+    assert!(
+        c.detail.contains("/var/lib/docker") && c.detail.contains("data-root"),
+        "{}",
+        c.detail
+    );
+}
