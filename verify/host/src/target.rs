@@ -274,7 +274,9 @@ impl Target {
             return Ok(Some(out.stdout));
         }
         let err = out.stderr_str();
-        if err.contains("No such file") {
+        // decided by `test -e`, not by cat's (localised) message
+        let exists = self.run(&["test", "-e", path]).await?;
+        if !exists.ok() {
             return Ok(None);
         }
         Err(HostError::Exec {
