@@ -39,6 +39,13 @@ pub enum GitError {
         path: String,
         kind: String,
     },
+    /// The path exists at that revision but is not a directory (a file or a submodule).
+    #[error("{path:?} at {rev} is a {kind}, not a directory")]
+    NotADirectory {
+        rev: String,
+        path: String,
+        kind: String,
+    },
     /// A git command failed in a way not covered above.
     #[error("git {args} failed (exit {code:?}): {stderr}")]
     Command {
@@ -250,25 +257,7 @@ impl GitRepo {
     /// Every file (blob) at `rev`, recursively, below `dir` (`""` = whole repository),
     /// as repository-relative paths, sorted.
     pub fn list_files(&self, rev: &str, dir: &str) -> Result<Vec<String>, GitError> {
-        let sha = self.resolve(rev)?;
-        let clean = clean_rel(dir);
-        if !clean.is_empty() {
-            match self.object_kind(&sha, &clean)? {
-                Some(k) if k == "tree" => {}
-                Some(k) => {
-                    return Err(GitError::Output {
-                        args: format!("ls-tree {sha} -- {clean}"),
-                        detail: format!("{clean} is a {k}, not a directory"),
-                    })
-                }
-                None => {
-                    return Err(GitError::PathMissing {
-                        rev: sha,
-                        path: clean,
-                    })
-                }
-            }
-        }
+        let (sha, clean) = self.dir_at(rev, dir)?;
         Ok(self
             .ls_tree(&sha, true, &clean)?
             .into_iter()
@@ -279,16 +268,23 @@ impl GitRepo {
 
     /// The entries directly inside directory `dir` at `rev` (`""` = repository root).
     pub fn list_dir(&self, rev: &str, dir: &str) -> Result<Vec<TreeEntry>, GitError> {
+        let (sha, clean) = self.dir_at(rev, dir)?;
+        self.ls_tree(&sha, false, &clean)
+    }
+
+    /// The commit `rev` resolves to and `dir` cleaned, once `dir` is known to be a directory
+    /// at that commit (the root always is).
+    fn dir_at(&self, rev: &str, dir: &str) -> Result<(String, String), GitError> {
         let sha = self.resolve(rev)?;
         let clean = clean_rel(dir);
         if !clean.is_empty() {
             match self.object_kind(&sha, &clean)? {
                 Some(k) if k == "tree" => {}
-                Some(k) => {
-                    return Err(GitError::NotAFile {
+                Some(kind) => {
+                    return Err(GitError::NotADirectory {
                         rev: sha,
                         path: clean,
-                        kind: format!("{k} (wanted a directory)"),
+                        kind,
                     })
                 }
                 None => {
@@ -299,7 +295,7 @@ impl GitRepo {
                 }
             }
         }
-        self.ls_tree(&sha, false, &clean)
+        Ok((sha, clean))
     }
 
     /// `Some("blob"|"tree"|"commit")` or `None` when `path` does not exist at commit `sha`.

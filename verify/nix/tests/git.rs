@@ -248,6 +248,10 @@ fn typed_errors() {
         repo.list_files("HEAD", "nope"),
         Err(GitError::PathMissing { .. })
     ));
+    assert!(matches!(
+        repo.list_files("HEAD", "nix/modules/docker-prune.nix"),
+        Err(GitError::NotADirectory { .. })
+    ));
     let files = vec!["nix/modules/gone.nix".to_string()];
     assert!(matches!(
         units_report(d, "HEAD", Some(&files)),
