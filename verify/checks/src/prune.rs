@@ -351,10 +351,10 @@ impl Check<Ctx> for NeverAllNeverVolumes {
         if prog_name != "ci-docker-prune" && prog_name != "docker" {
             // a wrapper: read it when it is a script (text), and a `-c` string when a shell
             files.push(prog.clone());
+            // (systemd shows argv joined by spaces, so the `-c` script is the rest of it)
             if let Some(pos) = argv.iter().position(|a| a == "-c") {
-                if let Some(s) = argv.get(pos + 1) {
+                if pos + 1 < argv.len() {
                     texts.push(("ExecStart -c".to_string(), argv[pos + 1..].join(" ")));
-                    let _ = s;
                 }
             }
         }
