@@ -299,21 +299,32 @@ impl ImageSpec {
         config
     }
 
-    /// Build the archive. Returns it with the image id (`sha256:<config digest>`).
-    pub fn build(&self) -> Result<BuiltImage> {
-        let mut layer_tars = Vec::new();
+    /// Each layer's tar with its hex digest, the config's `diff_ids` and `history` entries
+    /// (`default_created_by` for a layer that names no creator).
+    #[allow(clippy::type_complexity)]
+    fn layer_parts(
+        &self,
+        default_created_by: &str,
+    ) -> Result<(Vec<String>, Vec<Value>, Vec<(String, Vec<u8>)>)> {
         let mut diff_ids = Vec::new();
         let mut history = Vec::new();
+        let mut tars = Vec::new();
         for layer in &self.layers {
             let t = layer.tar()?;
             let d = hex::encode(Sha256::digest(&t));
             diff_ids.push(format!("sha256:{d}"));
             history.push(json!({
                 "created": self.created,
-                "created_by": layer.created_by.clone().unwrap_or_else(|| "ccci-sandbox image builder".into()),
+                "created_by": layer.created_by.clone().unwrap_or_else(|| default_created_by.into()),
             }));
-            layer_tars.push((d, t));
+            tars.push((d, t));
         }
+        Ok((diff_ids, history, tars))
+    }
+
+    /// Build the archive. Returns it with the image id (`sha256:<config digest>`).
+    pub fn build(&self) -> Result<BuiltImage> {
+        let (diff_ids, history, layer_tars) = self.layer_parts("ccci-sandbox image builder")?;
         let config = self.config_json(&diff_ids, history);
         let config_bytes = serde_json::to_vec(&config)
             .map_err(|e| SandboxError::Image(format!("serialising config: {e}")))?;
@@ -434,16 +445,7 @@ pub fn write_archive_with_layer_file(
     diff_id: &str,
     out: &Path,
 ) -> Result<()> {
-    let mut diff_ids = Vec::new();
-    let mut history = Vec::new();
-    let mut small = Vec::new();
-    for layer in &spec.layers {
-        let t = layer.tar()?;
-        let d = hex::encode(Sha256::digest(&t));
-        diff_ids.push(format!("sha256:{d}"));
-        history.push(json!({"created": spec.created, "created_by": layer.created_by.clone().unwrap_or_default()}));
-        small.push((d, t));
-    }
+    let (mut diff_ids, mut history, small) = spec.layer_parts("")?;
     diff_ids.push(diff_id.to_string());
     history.push(json!({"created": spec.created, "created_by": "ccci-sandbox rootfs layer"}));
     let config = spec.config_json(&diff_ids, history);
