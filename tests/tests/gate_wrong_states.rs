@@ -127,12 +127,16 @@ fn assert_only(r: &Report, expected: &[&str]) {
     );
 }
 
-fn verdict(r: &Report, id: &str) -> Verdict {
+/// The result of check `id` in the report (panics when the gate did not run it).
+fn check<'r>(r: &'r Report, id: &str) -> &'r ccci_core::CheckResult {
     r.checks
         .iter()
         .find(|c| c.id == id)
-        .map(|c| c.verdict)
-        .unwrap()
+        .unwrap_or_else(|| panic!("{id} is not in the report"))
+}
+
+fn verdict(r: &Report, id: &str) -> Verdict {
+    check(r, id).verdict
 }
 
 /// Deploy the correct files again (the deploy marker is dropped first: the sandbox skips a
@@ -233,11 +237,7 @@ fn prune_unit_asks_for_all() {
         ],
     );
     assert_eq!(verdict(&r, "prune.never-all-never-volumes"), Verdict::Fail);
-    let c = r
-        .checks
-        .iter()
-        .find(|c| c.id == "prune.never-all-never-volumes")
-        .unwrap();
+    let c = check(&r, "prune.never-all-never-volumes");
     assert!(c.detail.contains("--all"), "{}", c.detail);
 }
 
@@ -282,11 +282,7 @@ fn image_pruned_before_the_redeploy() {
     ]];
     let r = gate(p);
     assert_only(&r, &["cache.warm-redeploy-zero-layers"]);
-    let c = r
-        .checks
-        .iter()
-        .find(|c| c.id == "cache.warm-redeploy-zero-layers")
-        .unwrap();
+    let c = check(&r, "cache.warm-redeploy-zero-layers");
     assert!(c.detail.contains("downloaded"), "{}", c.detail);
 }
 
@@ -320,11 +316,7 @@ fn credentials_file_world_readable() {
     );
     let r = gate(params());
     assert_only(&r, &["auth.daemon-authenticated"]);
-    let c = r
-        .checks
-        .iter()
-        .find(|c| c.id == "auth.daemon-authenticated")
-        .unwrap();
+    let c = check(&r, "auth.daemon-authenticated");
     assert!(c.detail.contains("644"), "{}", c.detail);
 }
 
@@ -335,11 +327,7 @@ fn wrong_expected_user() {
     p.auth.expected_user = Some("nptest2".into());
     let r = gate(p);
     assert_only(&r, &["auth.daemon-authenticated"]);
-    let c = r
-        .checks
-        .iter()
-        .find(|c| c.id == "auth.daemon-authenticated")
-        .unwrap();
+    let c = check(&r, "auth.daemon-authenticated");
     assert!(
         c.detail.contains("ccci-sandbox") && c.detail.contains("nptest2"),
         "{}",
@@ -383,11 +371,7 @@ fn docker_root_not_where_the_gate_expects() {
     p.store.docker_root = Some("/var/lib/docker".into());
     let r = gate(p);
     assert_only(&r, &["store.docker-root-persistent"]);
-    let c = r
-        .checks
-        .iter()
-        .find(|c| c.id == "store.docker-root-persistent")
-        .unwrap();
+    let c = check(&r, "store.docker-root-persistent");
     assert!(
         c.detail.contains("/var/lib/docker") && c.detail.contains("data-root"),
         "{}",
