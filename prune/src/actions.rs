@@ -1,16 +1,19 @@
-//! The run: gates, plan, then the removal steps (containers, images, build cache), each
-//! preceded by a fresh check of every gate. If a gate closes, the run stops there and says so;
-//! `removed` then lists what was already removed.
+//! The run: gates, plan, then the plan's removal steps ([`Step::ALL`]: containers, images,
+//! build cache), each preceded by a fresh check of every gate. A dry run shows the plan; a real
+//! run executes that same plan, item by item. If a gate closes, the run stops there and says
+//! so; `removed` then lists what was already removed.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::docker::{DockerClient, DockerError, Removal, ServiceInfo};
+use crate::docker::{DockerClient, DockerError, ServiceInfo};
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
-use crate::report::{human_bytes, Outcome, Removed, Report};
+use crate::report::{done_line, gate_line, would_remove_lines, Outcome, Removed, Report};
+use crate::steps::Done;
+pub use crate::steps::Step;
 
 /// Errors of a run. `Docker` errors and disk measurement errors are runtime errors (exit 1);
 /// a path that does not exist is the user's (exit 2, see [`PruneError::is_usage`]).
@@ -31,14 +34,6 @@ impl PruneError {
         matches!(self, PruneError::Disk { cause, .. }
             if matches!(cause.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput))
     }
-}
-
-/// A removal step, in run order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Containers,
-    Images,
-    BuildCache,
 }
 
 /// Where the run reports. `log` gets one journald-friendly line per decision; `before_step`
@@ -139,6 +134,8 @@ fn policy(cfg: &Config) -> Policy {
 }
 
 /// List what the plan needs (two API calls; a third for build cache in a dry run) and build it.
+/// Images are selected as if the plan's containers were already gone (the run removes them
+/// first), so an image used only by such a container is in the plan.
 pub async fn make_plan(
     cfg: &Config,
     client: &DockerClient,
@@ -161,14 +158,6 @@ pub async fn make_plan(
     Ok(plan::build(&inv, &policy(cfg)))
 }
 
-fn short(id: &str) -> String {
-    id.strip_prefix("sha256:")
-        .unwrap_or(id)
-        .chars()
-        .take(12)
-        .collect()
-}
-
 fn skipped(check: GateCheck, removed: Removed, reclaimed: u64) -> Report {
     let mut r = Report::new(Outcome::Skipped, check.decisions);
     r.skipped_by = check.closed_by;
@@ -180,7 +169,7 @@ fn skipped(check: GateCheck, removed: Removed, reclaimed: u64) -> Report {
 /// Run the policy. The Docker daemon is contacted only once the `disk` gate passes.
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Result<Report, PruneError> {
     let disk = check_disk(cfg)?;
-    hooks.log(&disk.log_line());
+    hooks.log(&gate_line(&disk));
     if !disk.pass {
         let mut r = Report::new(Outcome::Skipped, vec![disk]);
         r.skipped_by = Some(Gate::Disk);
@@ -190,7 +179,8 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Result<R
     run_with(cfg, &client, disk, dry_run, hooks).await
 }
 
-/// [`run`] on an existing client, after the `disk` gate passed.
+/// [`run`] on an existing client, after the `disk` gate passed: the other gates, the plan,
+/// then the plan shown (dry run) or executed.
 pub async fn run_with(
     cfg: &Config,
     client: &DockerClient,
@@ -201,7 +191,7 @@ pub async fn run_with(
     let mut decisions = vec![disk];
     let (closed_by, services) = check_docker_gates(cfg, client, &mut decisions).await?;
     for d in &decisions[1..] {
-        hooks.log(&d.log_line());
+        hooks.log(&gate_line(d));
     }
     let check = GateCheck {
         decisions,
@@ -211,141 +201,84 @@ pub async fn run_with(
     if check.closed_by.is_some() {
         return Ok(skipped(check, Removed::default(), 0));
     }
-
     let plan = make_plan(cfg, client, check.services.clone(), dry_run).await?;
     if dry_run {
-        for c in &plan.containers {
-            hooks.log(&format!(
-                "ci-docker-prune: would remove stopped container {} ({}, {})",
-                short(&c.id),
-                c.name,
-                c.state
-            ));
-        }
-        for i in &plan.images {
-            hooks.log(&format!(
-                "ci-docker-prune: would remove image {} ({}, {})",
-                short(&i.id),
-                reason_text(&i.reason),
-                human_bytes(i.size.max(0) as u64)
-            ));
-        }
-        for b in &plan.build_cache {
-            hooks.log(&format!(
-                "ci-docker-prune: would remove build cache {} ({}, {})",
-                b.id,
-                b.kind,
-                human_bytes(b.size.max(0) as u64)
-            ));
-        }
-        let mut r = Report::new(Outcome::DryRun, check.decisions);
-        r.removed = Removed::from(&plan);
-        r.reclaimed_bytes = plan.bytes();
-        hooks.log(&r.summary_line());
-        return Ok(r);
+        Ok(show(cfg, &plan, check.decisions, hooks))
+    } else {
+        execute(cfg, client, &plan, hooks).await
     }
+}
 
-    let mut removed = Removed::default();
-    let mut reclaimed: u64 = 0;
-
-    // Step 1: stopped containers.
-    hooks.before_step(Step::Containers);
-    let check = recheck(cfg, client, hooks).await?;
-    if check.closed_by.is_some() {
-        return Ok(stop(check, removed, reclaimed, hooks));
-    }
-    for c in &plan.containers {
-        match client.remove_container(&c.id).await? {
-            Removal::Removed(_) => {
-                hooks.log(&format!(
-                    "ci-docker-prune: removed stopped container {} ({}, {})",
-                    short(&c.id),
-                    c.name,
-                    c.state
-                ));
-                removed.containers.push(c.id.clone());
+/// The dry run: every item of every step, as the real run would remove it.
+fn show(cfg: &Config, plan: &Plan, gates: Vec<GateDecision>, hooks: &mut dyn Hooks) -> Report {
+    for step in Step::ALL {
+        for item in step.items(plan, cfg.until) {
+            for line in would_remove_lines(&item) {
+                hooks.log(&line);
             }
-            Removal::Conflict(msg) => hooks.log(&format!(
-                "ci-docker-prune: kept container {} ({}): {msg}",
-                short(&c.id),
-                c.name
-            )),
-            Removal::Gone => hooks.log(&format!(
-                "ci-docker-prune: container {} already gone",
-                short(&c.id)
-            )),
         }
     }
+    let mut r = Report::new(Outcome::DryRun, gates);
+    r.removed = Removed::from(plan);
+    r.reclaimed_bytes = plan.bytes();
+    hooks.log(&r.summary_line());
+    r
+}
 
-    // Step 2: images, selected again from fresh lists (containers just went away).
-    hooks.before_step(Step::Images);
-    let check = recheck(cfg, client, hooks).await?;
-    if check.closed_by.is_some() {
-        return Ok(stop(check, removed, reclaimed, hooks));
-    }
-    let containers = client.list_containers().await?;
-    let images = client.list_images().await?;
-    let candidates = plan::select_images(&images, &containers, &check.services, &policy(cfg));
-    let mut deleted: HashSet<String> = HashSet::new();
-    for i in &candidates {
-        if deleted.contains(&i.id) {
-            // already removed with a child image (untagged parents go with it)
-            removed.images.push(i.id.clone());
-            reclaimed += i.size.max(0) as u64;
-            continue;
+/// What a real run removed so far.
+#[derive(Debug, Default)]
+struct Progress {
+    removed: Removed,
+    reclaimed: u64,
+    /// Every id the daemon reported deleted (an image's untagged parents go with it).
+    deleted: HashSet<String>,
+}
+
+impl Progress {
+    fn record(&mut self, step: Step, done: &Done) {
+        let (ids, bytes) = done.removed();
+        self.removed.of_step(step).extend_from_slice(ids);
+        self.reclaimed += bytes;
+        if let Done::Removed { parents, .. } = done {
+            self.deleted.extend(parents.iter().cloned());
         }
-        match client.remove_image(&i.id).await? {
-            Removal::Removed(ids) => {
-                let extra = ids.iter().filter(|d| **d != i.id).count();
-                hooks.log(&format!(
-                    "ci-docker-prune: removed image {} ({}, {}){}",
-                    short(&i.id),
-                    reason_text(&i.reason),
-                    human_bytes(i.size.max(0) as u64),
-                    if extra > 0 {
-                        format!(" with {extra} untagged parent layer(s)")
-                    } else {
-                        String::new()
-                    }
-                ));
-                deleted.extend(ids);
-                removed.images.push(i.id.clone());
-                reclaimed += i.size.max(0) as u64;
+    }
+}
+
+/// The real run: the plan's steps in order, each re-gated right before it runs.
+async fn execute(
+    cfg: &Config,
+    client: &DockerClient,
+    plan: &Plan,
+    hooks: &mut dyn Hooks,
+) -> Result<Report, PruneError> {
+    let mut progress = Progress::default();
+    let mut gates = Vec::new();
+    for step in Step::ALL {
+        hooks.before_step(step);
+        let check = recheck(cfg, client, hooks).await?;
+        if check.closed_by.is_some() {
+            let r = skipped(check, progress.removed, progress.reclaimed);
+            hooks.log(&r.summary_line());
+            return Ok(r);
+        }
+        gates = check.decisions;
+        for item in step.items(plan, cfg.until) {
+            let done = item.remove(client, &progress.deleted).await?;
+            if let Some(line) = done_line(&item, &done) {
+                hooks.log(&line);
             }
-            Removal::Conflict(msg) => hooks.log(&format!(
-                "ci-docker-prune: kept image {}: in use now ({msg})",
-                short(&i.id)
-            )),
-            Removal::Gone => hooks.log(&format!(
-                "ci-docker-prune: image {} already gone",
-                short(&i.id)
-            )),
+            progress.record(step, &done);
         }
     }
-
-    // Step 3: build cache older than `until`.
-    hooks.before_step(Step::BuildCache);
-    let check = recheck(cfg, client, hooks).await?;
-    if check.closed_by.is_some() {
-        return Ok(stop(check, removed, reclaimed, hooks));
-    }
-    let pruned = client.prune_build_cache(cfg.until).await?;
-    hooks.log(&format!(
-        "ci-docker-prune: removed {} build cache record(s) older than {} ({})",
-        pruned.ids.len(),
-        humantime::format_duration(cfg.until),
-        human_bytes(pruned.bytes)
-    ));
-    removed.build_cache = pruned.ids;
-    reclaimed += pruned.bytes;
-
-    let mut r = Report::new(Outcome::Pruned, check.decisions);
-    r.removed = removed;
-    r.reclaimed_bytes = reclaimed;
+    let mut r = Report::new(Outcome::Pruned, gates);
+    r.removed = progress.removed;
+    r.reclaimed_bytes = progress.reclaimed;
     hooks.log(&r.summary_line());
     Ok(r)
 }
 
+/// Every gate again; the first closed one is logged.
 async fn recheck(
     cfg: &Config,
     client: &DockerClient,
@@ -353,22 +286,7 @@ async fn recheck(
 ) -> Result<GateCheck, PruneError> {
     let check = check_gates(cfg, client).await?;
     if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
-        hooks.log(&d.log_line());
+        hooks.log(&gate_line(d));
     }
     Ok(check)
-}
-
-fn stop(check: GateCheck, removed: Removed, reclaimed: u64, hooks: &mut dyn Hooks) -> Report {
-    let r = skipped(check, removed, reclaimed);
-    hooks.log(&r.summary_line());
-    r
-}
-
-fn reason_text(r: &plan::ImageReason) -> String {
-    match r {
-        plan::ImageReason::BuildLeftover => "untagged build leftover, no repo digest".into(),
-        plan::ImageReason::SupersededPull { repo } => {
-            format!("superseded cached pull of {repo}, opt-in")
-        }
-    }
 }

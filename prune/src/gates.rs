@@ -43,26 +43,13 @@ impl std::fmt::Display for Gate {
     }
 }
 
-/// One gate's verdict: `pass` means "pruning may go on".
+/// One gate's verdict: `pass` means "pruning may go on". Its log line is worded in
+/// [`crate::report::gate_line`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GateDecision {
     pub gate: Gate,
     pub pass: bool,
     pub detail: String,
-}
-
-impl GateDecision {
-    /// The journald line for this decision.
-    pub fn log_line(&self) -> String {
-        let tail = match (self.gate, self.pass) {
-            (Gate::Disk, false) => " — keeping local image cache, nothing to do",
-            (Gate::Disk, true) => " — disk under pressure",
-            (Gate::Runs, false) => " — never prune during a CI run, nothing to do",
-            (Gate::Converge, false) => " — a deploy may be pulling, nothing to do",
-            (Gate::Runs | Gate::Converge, true) => "",
-        };
-        format!("ci-docker-prune: {}{}", self.detail, tail)
-    }
 }
 
 /// Measured usage of one file system.
@@ -234,6 +221,7 @@ fn list_some<S: AsRef<str>>(items: &[S]) -> String {
 mod tests {
     use super::*;
     use crate::config::DEFAULT_RUN_STACK_PATTERN;
+    use crate::report::gate_line;
 
     fn usage(path: &str, used: u64, avail: u64) -> DiskUsage {
         DiskUsage {
@@ -266,7 +254,7 @@ mod tests {
         assert!(!d.pass);
         assert_eq!(d.detail, "/ at 31% (< 80%)");
         assert_eq!(
-            d.log_line(),
+            gate_line(&d),
             "ci-docker-prune: / at 31% (< 80%) — keeping local image cache, nothing to do"
         );
     }
@@ -310,9 +298,7 @@ mod tests {
         let d = runs_gate(&re, &services);
         assert!(!d.pass);
         assert!(d.detail.contains("ab1-0f3c9e_ci_commoninternet_net_app"));
-        assert!(d
-            .log_line()
-            .ends_with("never prune during a CI run, nothing to do"));
+        assert!(gate_line(&d).ends_with("never prune during a CI run, nothing to do"));
         assert!(runs_gate(&re, &services[..1]).pass);
         assert!(runs_gate(&re, &[]).pass);
     }

@@ -6,8 +6,10 @@
 //! build leftovers) and build cache, all older than `until`. Never `all`, never volumes.
 //!
 //! Modules: [`config`] (flags/TOML, validation), [`gates`], [`plan`] (selection),
-//! [`actions`] (the run), [`report`] (JSON + log lines), [`docker`] (the only module that
-//! talks to the daemon; its API cannot express `all` or volume pruning).
+//! [`steps`] (the plan's removal steps and items, one request each), [`actions`] (the run:
+//! gates, plan, then the steps, re-gated), [`report`] (JSON + every log line's wording),
+//! [`docker`] (the only module that talks to the daemon; its API cannot express `all` or
+//! volume pruning).
 
 pub mod actions;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod docker;
 pub mod gates;
 pub mod plan;
 pub mod report;
+pub mod steps;
 
 pub use actions::{run, Hooks, PruneError, Step};
 pub use config::{Config, ConfigError, Settings};

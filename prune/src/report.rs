@@ -1,9 +1,12 @@
-//! The result of a run: the `--json` object of the contract and the summary log lines.
+//! The result of a run: the `--json` object of the contract, and every log line the run
+//! writes (gate decisions, what a dry run would remove, what each removal did, the summary).
+//! The wording lives here and nowhere else: journald users and tests grep these lines.
 
 use serde::Serialize;
 
 use crate::gates::{Gate, GateDecision};
-use crate::plan::Plan;
+use crate::plan::{ImageReason, Plan};
+use crate::steps::{Done, Item, Step};
 
 /// Contract version of the JSON object.
 pub const REPORT_VERSION: u32 = 1;
@@ -31,6 +34,15 @@ pub struct Removed {
 }
 
 impl Removed {
+    /// The list a step's removals go into.
+    pub fn of_step(&mut self, step: Step) -> &mut Vec<String> {
+        match step {
+            Step::Containers => &mut self.containers,
+            Step::Images => &mut self.images,
+            Step::BuildCache => &mut self.build_cache,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.images.is_empty() && self.build_cache.is_empty()
     }
@@ -122,6 +134,114 @@ impl Report {
                 "ci-docker-prune: dry run, would remove {}; would reclaim {mb}",
                 self.removed.summary()
             ),
+        }
+    }
+}
+
+/// The line for one gate decision.
+pub fn gate_line(d: &GateDecision) -> String {
+    let tail = match (d.gate, d.pass) {
+        (Gate::Disk, false) => " — keeping local image cache, nothing to do",
+        (Gate::Disk, true) => " — disk under pressure",
+        (Gate::Runs, false) => " — never prune during a CI run, nothing to do",
+        (Gate::Converge, false) => " — a deploy may be pulling, nothing to do",
+        (Gate::Runs | Gate::Converge, true) => "",
+    };
+    format!("ci-docker-prune: {}{}", d.detail, tail)
+}
+
+/// The dry run's lines for one item (the build cache prune: one per record it would remove).
+pub fn would_remove_lines(item: &Item) -> Vec<String> {
+    match item {
+        Item::Container(c) => vec![format!(
+            "ci-docker-prune: would remove stopped container {} ({}, {})",
+            short(&c.id),
+            c.name,
+            c.state
+        )],
+        Item::Image(i) => vec![format!(
+            "ci-docker-prune: would remove image {} ({}, {})",
+            short(&i.id),
+            reason_text(&i.reason),
+            human_bytes(i.size.max(0) as u64)
+        )],
+        Item::BuildCache { predicted, .. } => predicted
+            .iter()
+            .map(|b| {
+                format!(
+                    "ci-docker-prune: would remove build cache {} ({}, {})",
+                    b.id,
+                    b.kind,
+                    human_bytes(b.size.max(0) as u64)
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The line for what removing one item did; none for an image that already went with a child.
+pub fn done_line(item: &Item, done: &Done) -> Option<String> {
+    let line = match (item, done) {
+        (_, Done::WentWithChild { .. }) => return None,
+        (Item::Container(c), Done::Removed { .. }) => format!(
+            "ci-docker-prune: removed stopped container {} ({}, {})",
+            short(&c.id),
+            c.name,
+            c.state
+        ),
+        (Item::Container(c), Done::Kept(msg)) => format!(
+            "ci-docker-prune: kept container {} ({}): {msg}",
+            short(&c.id),
+            c.name
+        ),
+        (Item::Container(c), Done::Gone) => {
+            format!("ci-docker-prune: container {} already gone", short(&c.id))
+        }
+        (Item::Image(i), Done::Removed { parents, .. }) => format!(
+            "ci-docker-prune: removed image {} ({}, {}){}",
+            short(&i.id),
+            reason_text(&i.reason),
+            human_bytes(i.size.max(0) as u64),
+            if parents.is_empty() {
+                String::new()
+            } else {
+                format!(" with {} untagged parent layer(s)", parents.len())
+            }
+        ),
+        (Item::Image(i), Done::Kept(msg)) => format!(
+            "ci-docker-prune: kept image {}: in use now ({msg})",
+            short(&i.id)
+        ),
+        (Item::Image(i), Done::Gone) => {
+            format!("ci-docker-prune: image {} already gone", short(&i.id))
+        }
+        (Item::BuildCache { until, .. }, Done::Removed { ids, bytes, .. }) => format!(
+            "ci-docker-prune: removed {} build cache record(s) older than {} ({})",
+            ids.len(),
+            humantime::format_duration(*until),
+            human_bytes(*bytes)
+        ),
+        // The build cache prune is one request that removes what it removes: it neither
+        // conflicts nor finds its target gone.
+        (Item::BuildCache { .. }, Done::Kept(_) | Done::Gone) => return None,
+    };
+    Some(line)
+}
+
+/// An id as the log shows it: 12 hex digits, no `sha256:`.
+pub fn short(id: &str) -> String {
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+fn reason_text(r: &ImageReason) -> String {
+    match r {
+        ImageReason::BuildLeftover => "untagged build leftover, no repo digest".into(),
+        ImageReason::SupersededPull { repo } => {
+            format!("superseded cached pull of {repo}, opt-in")
         }
     }
 }
@@ -227,6 +347,105 @@ mod tests {
         assert!(r
             .summary_line()
             .starts_with("ci-docker-prune: dry run, would remove"));
+    }
+
+    #[test]
+    fn item_lines_keep_their_wording() {
+        use crate::plan::{BuildCacheCandidate, ContainerCandidate, ImageCandidate};
+        use std::time::Duration;
+        let c = ContainerCandidate {
+            id: "3f2a9c1b7d4e0123".into(),
+            name: "old-job".into(),
+            state: "exited".into(),
+            created: 0,
+        };
+        let i = ImageCandidate {
+            id: "sha256:6ad63ac098b1ffff".into(),
+            size: 12_300_000,
+            created: 0,
+            reason: ImageReason::BuildLeftover,
+        };
+        let pull = ImageCandidate {
+            reason: ImageReason::SupersededPull {
+                repo: "redis".into(),
+            },
+            ..i.clone()
+        };
+        let b = [BuildCacheCandidate {
+            id: "rec1".into(),
+            kind: "regular".into(),
+            size: 10_300,
+        }];
+        let (c, i, pull) = (Item::Container(&c), Item::Image(&i), Item::Image(&pull));
+        let bc = Item::BuildCache {
+            until: Duration::from_secs(86_400),
+            predicted: &b,
+        };
+        assert_eq!(
+            would_remove_lines(&c),
+            ["ci-docker-prune: would remove stopped container 3f2a9c1b7d4e (old-job, exited)"]
+        );
+        assert_eq!(
+            would_remove_lines(&i),
+            ["ci-docker-prune: would remove image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB)"]
+        );
+        assert_eq!(
+            would_remove_lines(&pull),
+            ["ci-docker-prune: would remove image 6ad63ac098b1 (superseded cached pull of redis, opt-in, 12.3 MB)"]
+        );
+        assert_eq!(
+            would_remove_lines(&bc),
+            ["ci-docker-prune: would remove build cache rec1 (regular, 10.3 kB)"]
+        );
+        let removed = |parents: &[&str]| Done::Removed {
+            ids: vec!["x".into()],
+            bytes: 10_300,
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+        };
+        let kept = Done::Kept("conflict: image is being used".into());
+        let line = |item: &Item, done: &Done| done_line(item, done).unwrap_or_default();
+        assert_eq!(
+            line(&c, &removed(&[])),
+            "ci-docker-prune: removed stopped container 3f2a9c1b7d4e (old-job, exited)"
+        );
+        assert_eq!(
+            line(&c, &kept),
+            "ci-docker-prune: kept container 3f2a9c1b7d4e (old-job): conflict: image is being used"
+        );
+        assert_eq!(
+            line(&c, &Done::Gone),
+            "ci-docker-prune: container 3f2a9c1b7d4e already gone"
+        );
+        assert_eq!(
+            line(&i, &removed(&[])),
+            "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB)"
+        );
+        assert_eq!(
+            line(&i, &removed(&["sha256:p1", "sha256:p2"])),
+            "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB) with 2 untagged parent layer(s)"
+        );
+        assert_eq!(
+            line(&i, &kept),
+            "ci-docker-prune: kept image 6ad63ac098b1: in use now (conflict: image is being used)"
+        );
+        assert_eq!(
+            line(&i, &Done::Gone),
+            "ci-docker-prune: image 6ad63ac098b1 already gone"
+        );
+        let went = Done::WentWithChild {
+            id: "x".into(),
+            bytes: 1,
+        };
+        assert_eq!(done_line(&i, &went), None);
+        let pruned = Done::Removed {
+            ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            bytes: 10_300,
+            parents: Vec::new(),
+        };
+        assert_eq!(
+            line(&bc, &pruned),
+            "ci-docker-prune: removed 4 build cache record(s) older than 1day (10.3 kB)"
+        );
     }
 
     #[test]
