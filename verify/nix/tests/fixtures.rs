@@ -1,6 +1,7 @@
 //! The `units --json` document of every module variant in `fixtures/nix/`, snapshotted,
 //! plus explicit assertions on the cases the repro checks rely on.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ccci_nix::{extract_units, Declared, NixError};
@@ -46,6 +47,59 @@ fn snapshot_every_fixture() {
             .to_json()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         insta::assert_snapshot!(name.trim_end_matches(".nix").to_string(), json);
+    }
+}
+
+/// File names in a directory (sorted), or a panic naming the directory.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The snapshots above cover the whole corpus: every `*.nix` file in `fixtures/nix/`
+/// has its snapshot and every `fixtures__*` snapshot its file (so a fixture added
+/// without a snapshot, or a snapshot whose fixture went, fails here), no other file
+/// sits in the corpus unread, and every file in `invalid/` is a parse error with a
+/// position.
+#[test]
+fn every_fixture_file_is_covered() {
+    let dir = fixtures_dir();
+    let mut modules = BTreeSet::new();
+    for name in file_names(&dir) {
+        if name == "README.md" || name == "invalid" {
+            continue;
+        }
+        let stem = name.strip_suffix(".nix").unwrap_or_else(|| {
+            panic!("fixtures/nix/{name}: not a module, README.md or invalid/; no test reads it")
+        });
+        modules.insert(stem.to_string());
+    }
+    let snapshot_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let snapshots: BTreeSet<String> = file_names(&snapshot_dir)
+        .iter()
+        .filter_map(|n| n.strip_prefix("fixtures__")?.strip_suffix(".snap"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        modules, snapshots,
+        "fixtures/nix/*.nix and tests/snapshots/fixtures__*.snap differ"
+    );
+    let invalid = file_names(&dir.join("invalid"));
+    assert!(!invalid.is_empty(), "fixtures/nix/invalid/ is empty");
+    for name in invalid {
+        let text = std::fs::read_to_string(dir.join("invalid").join(&name))
+            .unwrap_or_else(|e| panic!("invalid/{name}: {e}"));
+        match extract_units(&name, &text) {
+            Err(NixError::Parse { line, column, .. }) => {
+                assert!(line >= 1 && column >= 1, "invalid/{name}: {line}:{column}")
+            }
+            other => panic!("invalid/{name}: expected a parse error, got {other:?}"),
+        }
     }
 }
 

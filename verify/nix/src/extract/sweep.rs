@@ -1,0 +1,144 @@
+//! The second pass: a syntactic sweep over every attribute definition in the file that
+//! *looks* like a unit declaration (`systemd.<kind>…`, or `<kind>…` directly inside
+//! `systemd = { }`) but that the structured walk never reached — e.g. inside the
+//! argument of an unknown function. Each is reported as `unresolved`, so nothing is
+//! dropped.
+
+use std::collections::HashSet;
+
+use rnix::ast::{self, Expr};
+use rnix::{SyntaxKind, SyntaxNode, TextRange};
+use rowan::ast::AstNode;
+
+use super::option_tree::Kind;
+use super::resolve::plain_name;
+use super::text::{excerpt, LineIndex};
+use super::walk::Reached;
+use super::wrappers::{flatten_apply, head_name};
+use super::Budget;
+use crate::Unresolved;
+
+/// Unit-like definitions under `root` that the walk neither interpreted nor covered,
+/// outside strings, one entry per outermost such definition.
+pub(super) fn sweep(
+    root: &SyntaxNode,
+    reached: &Reached,
+    b: &Budget,
+    file: &str,
+    lines: &LineIndex,
+) -> Vec<Unresolved> {
+    let mut out = Vec::new();
+    let candidates: Vec<SyntaxNode> = root
+        .descendants()
+        .filter(|n| n.kind() == SyntaxKind::NODE_ATTRPATH_VALUE)
+        .collect();
+    let mut flagged: HashSet<TextRange> = HashSet::new();
+    for node in candidates {
+        if reached.visited.contains(&node.text_range()) {
+            continue;
+        }
+        let Some(apv) = ast::AttrpathValue::cast(node.clone()) else {
+            continue;
+        };
+        if !looks_like_unit_definition(&apv, b) {
+            continue;
+        }
+        let mut inside_covered = false;
+        let mut inside_string = false;
+        for anc in node.ancestors().skip(1) {
+            if anc.kind() == SyntaxKind::NODE_STRING {
+                inside_string = true;
+                break;
+            }
+            if reached.covered.contains(&anc.text_range()) {
+                inside_covered = true;
+                break;
+            }
+        }
+        if inside_covered || inside_string {
+            continue;
+        }
+        // Inside a definition already reported: one entry says it.
+        if node
+            .ancestors()
+            .skip(1)
+            .any(|a| flagged.contains(&a.text_range()))
+        {
+            continue;
+        }
+        flagged.insert(node.text_range());
+        let text = format!(
+            "{} (not reached by the analysis)",
+            excerpt(&apv.syntax().text().to_string())
+        );
+        out.push(Unresolved {
+            file: file.to_string(),
+            line: lines.line_of(apv.syntax()),
+            text,
+        });
+    }
+    out
+}
+
+/// `systemd.services.x = …`, `foo.systemd.timers = …`, or `services.x = …` directly
+/// inside `systemd = { … }`.
+fn looks_like_unit_definition(apv: &ast::AttrpathValue, b: &Budget) -> bool {
+    let Some(path) = apv.attrpath() else {
+        return false;
+    };
+    if let Some(Expr::Apply(app)) = apv.value() {
+        if let Some((head, _)) = flatten_apply(&app) {
+            if matches!(
+                head_name(&head).as_deref(),
+                Some("mkOption" | "mkEnableOption" | "mkPackageOption" | "mkSinkUndeclaredOptions")
+            ) {
+                return false;
+            }
+        }
+    }
+    let names: Vec<Option<String>> = path.attrs().map(|a| plain_name(&a, b)).collect();
+    let adjacent = names.windows(2).any(|w| {
+        w[0].as_deref() == Some("systemd") && w[1].as_deref().and_then(Kind::from_option).is_some()
+    });
+    if adjacent {
+        return true;
+    }
+    if names
+        .first()
+        .and_then(|n| n.as_deref())
+        .and_then(Kind::from_option)
+        .is_none()
+    {
+        // `systemd = <something defining units>`.
+        return names.last().and_then(|n| n.as_deref()) == Some("systemd")
+            && apv
+                .value()
+                .map(|v| {
+                    v.syntax().descendants().any(|d| {
+                        ast::AttrpathValue::cast(d).is_some_and(|inner| {
+                            inner
+                                .attrpath()
+                                .and_then(|p| p.attrs().next())
+                                .and_then(|a| plain_name(&a, b))
+                                .as_deref()
+                                .and_then(Kind::from_option)
+                                .is_some()
+                        })
+                    })
+                })
+                .unwrap_or(false);
+    }
+    // `services.x = …` whose enclosing definition is `… systemd = { … }`.
+    let parent_def = apv
+        .syntax()
+        .parent()
+        .filter(|p| p.kind() == SyntaxKind::NODE_ATTR_SET)
+        .and_then(|set| set.parent())
+        .and_then(ast::AttrpathValue::cast);
+    parent_def
+        .and_then(|d| d.attrpath())
+        .and_then(|p| p.attrs().last())
+        .and_then(|a| plain_name(&a, b))
+        .as_deref()
+        == Some("systemd")
+}

@@ -1,0 +1,164 @@
+//! Unit tests of the extractor, through [`extract_units`].
+
+use super::*;
+
+fn names(src: &str) -> Vec<(String, bool)> {
+    extract_units("m.nix", src)
+        .map(|fu| {
+            fu.units
+                .into_iter()
+                .map(|u| (u.name, u.conditional))
+                .collect()
+        })
+        .unwrap_or_else(|e| panic!("extract failed: {e}"))
+}
+
+fn unresolved(src: &str) -> Vec<String> {
+    extract_units("m.nix", src)
+        .map(|fu| fu.unresolved.into_iter().map(|u| u.text).collect())
+        .unwrap_or_else(|e| panic!("extract failed: {e}"))
+}
+
+#[test]
+fn dotted_service_and_timer() {
+    let src = "{ ... }: { systemd.services.a = {}; systemd.timers.a = { }; }";
+    assert_eq!(
+        names(src),
+        vec![("a.service".into(), false), ("a.timer".into(), false)]
+    );
+}
+
+#[test]
+fn nested_sets_and_config_mkif() {
+    let src = r#"{ config, lib, ... }: with lib; {
+      options.services.x.enable = mkEnableOption "x";
+      config = mkIf config.services.x.enable {
+        systemd = { timers.t = {}; services = { s = {}; "q-r" = {}; }; };
+      };
+    }"#;
+    assert_eq!(
+        names(src),
+        vec![
+            ("q-r.service".into(), true),
+            ("s.service".into(), true),
+            ("t.timer".into(), true)
+        ]
+    );
+}
+
+#[test]
+fn let_bound_names_and_interpolation() {
+    let src = r#"{ lib, ... }: let name = "ci-prune"; other = "${name}-x"; in {
+      systemd.services.${name} = {};
+      systemd.services."${name}-b" = {};
+      systemd.timers.${other} = {};
+    }"#;
+    assert_eq!(
+        names(src),
+        vec![
+            ("ci-prune-b.service".into(), false),
+            ("ci-prune-x.timer".into(), false),
+            ("ci-prune.service".into(), false)
+        ]
+    );
+}
+
+#[test]
+fn unresolvable_names_are_listed() {
+    let src = r#"{ config, ... }: let cfg = config.x; in {
+      systemd.services.${cfg.name} = { startAt = "daily"; };
+      systemd.timers = lib.mapAttrs' (n: v: v) cfg.timers;
+    }"#;
+    assert!(names(src).is_empty());
+    let u = unresolved(src);
+    assert_eq!(u.len(), 3, "{u:?}");
+    assert!(u[0].contains("${cfg.name}"), "{u:?}");
+}
+
+#[test]
+fn start_at_implies_timer_and_conditionals() {
+    let src = r#"{ lib, cfg, ... }: with lib; {
+      systemd.services.a = { startAt = "daily"; };
+      systemd.services.b.startAt = optional cfg.on "weekly";
+      systemd.services.c = { startAt = [ ]; };
+      systemd.services.d.startAt = if cfg.on then "daily" else [];
+      systemd.services.e.startAt = mkDefault "hourly";
+      systemd.services.f = mkIf cfg.on { startAt = "daily"; };
+    }"#;
+    assert_eq!(
+        names(src),
+        vec![
+            ("a.service".into(), false),
+            ("a.timer".into(), false),
+            ("b.service".into(), false),
+            ("b.timer".into(), true),
+            ("c.service".into(), false),
+            ("d.service".into(), false),
+            ("d.timer".into(), true),
+            ("e.service".into(), false),
+            ("e.timer".into(), false),
+            ("f.service".into(), true),
+            ("f.timer".into(), true),
+        ]
+    );
+}
+
+#[test]
+fn mounts_by_where() {
+    let src = r#"{ lib, c, ... }: {
+      systemd.mounts = [ { where = "/var/lib/docker"; what = "/dev/x"; } ]
+        ++ lib.optional c { where = "/mnt/a-b"; };
+      systemd.automounts = [ { where = c.path; } ];
+    }"#;
+    assert_eq!(
+        names(src),
+        vec![
+            ("mnt-a\\x2db.mount".into(), true),
+            ("var-lib-docker.mount".into(), false)
+        ]
+    );
+    assert_eq!(unresolved(src).len(), 1);
+}
+
+#[test]
+fn comments_and_strings_never_yield_units() {
+    let src = r#"{ pkgs, ... }: {
+      # systemd.services.commented = {};
+      /* systemd.timers.block = {}; */
+      environment.etc.x.text = "systemd.services.instring = {};";
+      environment.etc.y.text = ''
+        systemd.sockets.multi = {};
+      '';
+    }"#;
+    assert!(names(src).is_empty());
+    assert!(unresolved(src).is_empty());
+}
+
+#[test]
+fn unknown_function_arguments_are_swept() {
+    let src = r#"{ lib, ... }: lib.something { systemd.services.hidden = {}; }"#;
+    assert!(names(src).is_empty());
+    let u = unresolved(src);
+    assert_eq!(u.len(), 1);
+    assert!(u[0].contains("systemd.services.hidden"), "{u:?}");
+}
+
+#[test]
+fn parse_error_has_position() {
+    let err = extract_units("bad.nix", "{\n  a = ;\n}").err();
+    match err {
+        Some(NixError::Parse { file, line, .. }) => {
+            assert_eq!(file, "bad.nix");
+            assert_eq!(line, 2);
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn lines_are_one_based() {
+    let src = "{ ... }:\n{\n  systemd.services.a = {};\n\n  systemd.timers.b = {};\n}\n";
+    let fu = extract_units("m.nix", src).unwrap_or_default();
+    let lines: Vec<u32> = fu.units.iter().map(|u| u.line).collect();
+    assert_eq!(lines, vec![3, 5]);
+}
