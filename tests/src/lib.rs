@@ -46,14 +46,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Path of the `ci-docker-prune` binary to deploy, building it once if needed.
 pub fn prune_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("CCCI_PRUNE_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("CCCI_PRUNE_BIN={} is not a file", p.display()))
-        };
-    }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         // <target>/debug/deps/<test-bin> -> <target>/debug
@@ -65,8 +57,10 @@ pub fn prune_bin() -> Result<PathBuf, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     candidates.push(target.join("debug/ci-docker-prune"));
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(p.clone());
+    let find =
+        || ccci_sandbox::find_prune_bin(candidates.iter().cloned()).map_err(|e| e.to_string());
+    if let Some(p) = find()? {
+        return Ok(p);
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
@@ -77,27 +71,14 @@ pub fn prune_bin() -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("cargo build -p ci-docker-prune failed: {status}"));
     }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| "ci-docker-prune was built but not found in the target dir".to_string())
+    find()?.ok_or_else(|| "ci-docker-prune was built but not found in the target dir".to_string())
 }
 
-/// What the tests deploy into the systemd host: the prune binary, whatever units exist under
-/// `prune/systemd/`, the repo's `nix/` tree and the sandbox's Docker client config.
+/// What the tests deploy into the systemd host: what `ccci-verify sandbox up` deploys for this
+/// repository (the prune binary, the portable units, the repo's `nix/` tree and the sandbox's
+/// Docker client config).
 pub fn default_deploy() -> Result<ccci_sandbox::Deploy, String> {
-    let root = workspace_root();
-    let units = ccci_sandbox::Deploy::units_from_dir(&root.join("prune/systemd"))
-        .map_err(|e| e.to_string())?;
-    let source_tree =
-        ccci_sandbox::Deploy::tree_from_dir(&root, "nix").map_err(|e| e.to_string())?;
-    Ok(ccci_sandbox::Deploy {
-        prune_bin: Some(prune_bin()?),
-        units,
-        source_tree,
-        docker_config: Some(ccci_sandbox::Deploy::sandbox_docker_config()),
-        ..Default::default()
-    })
+    ccci_sandbox::Deploy::for_repo(&workspace_root(), prune_bin()?).map_err(|e| e.to_string())
 }
 
 /// The shared sandbox, up and deployed. Panics with the reason if it cannot start: that is a
@@ -108,14 +89,9 @@ pub fn sandbox() -> &'static SandboxInfo {
     let res = INFO.get_or_init(|| {
         let mut cfg = SandboxConfig::from_env();
         cfg.deploy = default_deploy().map_err(|e| format!("sandbox deploy set-up: {e}"))?;
-        block_on(async {
-            let info = ccci_sandbox::up(&cfg)
-                .await
-                .map_err(|e| format!("sandbox up failed: {e}"))?;
-            ccci_sandbox::deploy(&info, &cfg.deploy)
-                .await
-                .map_err(|e| format!("sandbox deploy failed: {e}"))?;
-            Ok(info)
+        block_on(ccci_sandbox::up_and_deploy(&cfg)).map_err(|e| match e {
+            ccci_sandbox::UpAndDeployError::Up(e) => format!("sandbox up failed: {e}"),
+            ccci_sandbox::UpAndDeployError::Deploy(e) => format!("sandbox deploy failed: {e}"),
         })
     });
     match res {

@@ -5,32 +5,9 @@ use anyhow::anyhow;
 use ccci_host::{Target, TargetSpec};
 use std::path::{Path, PathBuf};
 
-/// The portable units, built into the binary so the sandbox gets what this build ships.
-pub const UNITS: &[(&str, &str)] = &[
-    (
-        "ci-docker-prune.service",
-        include_str!("../../../prune/systemd/ci-docker-prune.service"),
-    ),
-    (
-        "ci-docker-prune.timer",
-        include_str!("../../../prune/systemd/ci-docker-prune.timer"),
-    ),
-];
-
 /// The `ci-docker-prune` binary to install in the sandbox: `CCCI_PRUNE_BIN`, else the one
 /// next to this executable (cargo and packages install them side by side), else on PATH.
 pub fn prune_bin() -> Result<PathBuf, CliError> {
-    if let Some(p) = std::env::var_os("CCCI_PRUNE_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(CliError::Usage(anyhow!(
-                "CCCI_PRUNE_BIN={} is not a file",
-                p.display()
-            )))
-        };
-    }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
@@ -43,47 +20,32 @@ pub fn prune_bin() -> Result<PathBuf, CliError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join("ci-docker-prune")));
     }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        CliError::Usage(anyhow!(
-            "cannot find the ci-docker-prune binary to deploy into the sandbox: build it (cargo build --workspace) or set CCCI_PRUNE_BIN"
-        ))
-    })
+    ccci_sandbox::find_prune_bin(candidates)
+        .map_err(|e| CliError::Usage(anyhow!("{e}")))?
+        .ok_or_else(|| {
+            CliError::Usage(anyhow!(
+                "cannot find the ci-docker-prune binary to deploy into the sandbox: build it (cargo build --workspace) or set CCCI_PRUNE_BIN"
+            ))
+        })
 }
 
 /// What `sandbox up` installs in the sandbox's systemd host: the prune binary, the portable
 /// units, the repository's `nix/` tree as the deployed source tree, and a sandbox credential.
 pub fn sandbox_deploy(repo: &Path) -> Result<ccci_sandbox::Deploy, CliError> {
-    let source_tree = ccci_sandbox::Deploy::tree_from_dir(repo, "nix")
-        .map_err(|e| CliError::Usage(anyhow!("reading {}/nix: {e}", repo.display())))?;
-    if source_tree.is_empty() {
-        return Err(CliError::Usage(anyhow!(
-            "{} has no nix/ tree to deploy as the host's source: run from the repository or pass --repo",
-            repo.display()
-        )));
-    }
-    Ok(ccci_sandbox::Deploy {
-        prune_bin: Some(prune_bin()?),
-        units: UNITS
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect(),
-        source_tree,
-        docker_config: Some(ccci_sandbox::Deploy::sandbox_docker_config()),
-        ..Default::default()
-    })
+    // A repository without a nix/ tree is reported before a missing binary, as it always was.
+    let bin = prune_bin();
+    let deploy = ccci_sandbox::Deploy::for_repo(repo, bin.as_ref().cloned().unwrap_or_default())
+        .map_err(|e| CliError::Usage(anyhow!("{e}")))?;
+    bin.map(|_| deploy)
 }
 
 /// Bring the sandbox up and deploy into it.
 pub async fn sandbox_up(repo: &Path) -> Result<ccci_sandbox::SandboxInfo, CliError> {
     let mut cfg = ccci_sandbox::SandboxConfig::from_env();
     cfg.deploy = sandbox_deploy(repo)?;
-    let info = ccci_sandbox::up(&cfg)
+    ccci_sandbox::up_and_deploy(&cfg)
         .await
-        .map_err(|e| CliError::Unreachable(anyhow!("sandbox up: {e}")))?;
-    ccci_sandbox::deploy(&info, &cfg.deploy)
-        .await
-        .map_err(|e| CliError::Unreachable(anyhow!("sandbox deploy: {e}")))?;
-    Ok(info)
+        .map_err(|e| CliError::Unreachable(anyhow!("{e}")))
 }
 
 /// A target for `--target`. The sandbox is reused as it is when it runs (so a reviewer sees

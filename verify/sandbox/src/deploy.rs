@@ -1,14 +1,184 @@
-//! `deploy`: install the prune binary, units, the deployed source tree and a Docker client
-//! config into the systemd host through the API, then `daemon-reload` and `enable --now` the
+//! What gets deployed into the systemd host and how: the [`Deploy`] value (the prune binary,
+//! the portable units this build ships, a repository's `nix/` tree as the deployed source tree,
+//! a Docker client config) with the one prune-binary lookup the CLI and the tests share, and
+//! `deploy`, which installs it through the API, then `daemon-reload`s and `enable --now`s the
 //! timers. Idempotent, serialised with `up`/`down`.
 
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
 use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, SandboxError};
 use crate::host::exec;
-use crate::{sys, Deploy, SandboxInfo};
+use crate::layout::{in_host, Layout};
+use crate::{sys, SandboxInfo};
+
+/// The portable units, built in so a sandbox gets what this build ships: `(file name, text)`.
+pub const PORTABLE_UNITS: &[(&str, &str)] = &[
+    (
+        "ci-docker-prune.service",
+        include_str!("../../../prune/systemd/ci-docker-prune.service"),
+    ),
+    (
+        "ci-docker-prune.timer",
+        include_str!("../../../prune/systemd/ci-docker-prune.timer"),
+    ),
+];
+
+/// The environment variable that names the prune binary to deploy, overriding any lookup.
+pub const PRUNE_BIN_ENV: &str = "CCCI_PRUNE_BIN";
+
+/// The `ci-docker-prune` binary to deploy: `CCCI_PRUNE_BIN` when it is set (it must name a
+/// file), else the first of `candidates` that is a file, else `None`. Callers bring their own
+/// candidates (next to the executable, PATH, a cargo target dir, ...).
+pub fn find_prune_bin(candidates: impl IntoIterator<Item = PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(p) = std::env::var_os(PRUNE_BIN_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(Some(p))
+        } else {
+            Err(SandboxError::PruneBinNotAFile(p))
+        };
+    }
+    Ok(candidates.into_iter().find(|p| p.is_file()))
+}
+
+/// What to install into the systemd host container.
+#[derive(Clone, Debug)]
+pub struct Deploy {
+    /// The `ci-docker-prune` binary, installed at `/usr/local/bin/ci-docker-prune`.
+    pub prune_bin: Option<PathBuf>,
+    /// `(file name, contents)` for `/etc/systemd/system`; every `.timer` is `enable --now`ed.
+    pub units: Vec<(String, String)>,
+    /// `(relative path, bytes)` copied under `deployed_tree`.
+    pub source_tree: Vec<(String, Vec<u8>)>,
+    /// Where the deployed source tree lives in the host (default `/root/cc-ci`).
+    pub deployed_tree: String,
+    /// Contents of `/root/.docker/config.json` (mode 0600), or none.
+    pub docker_config: Option<String>,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            prune_bin: None,
+            units: Vec::new(),
+            source_tree: Vec::new(),
+            deployed_tree: in_host::DEPLOYED_TREE.to_string(),
+            docker_config: None,
+        }
+    }
+}
+
+impl Deploy {
+    /// What a sandbox runs for repository `repo`: `prune_bin`, the [`PORTABLE_UNITS`], the
+    /// repository's `nix/` tree as the deployed source tree (an error when it has none) and
+    /// the [sandbox credential](Self::sandbox_docker_config).
+    pub fn for_repo(repo: &Path, prune_bin: PathBuf) -> Result<Deploy> {
+        let source_tree =
+            Self::tree_from_dir(repo, "nix").map_err(|e| SandboxError::SourceTree {
+                repo: repo.to_path_buf(),
+                source: Box::new(e),
+            })?;
+        if source_tree.is_empty() {
+            return Err(SandboxError::NoSourceTree(repo.to_path_buf()));
+        }
+        Ok(Deploy {
+            prune_bin: Some(prune_bin),
+            units: Self::portable_units(),
+            source_tree,
+            docker_config: Some(Self::sandbox_docker_config()),
+            ..Default::default()
+        })
+    }
+
+    /// The [`PORTABLE_UNITS`] as owned `(file name, text)` pairs.
+    pub fn portable_units() -> Vec<(String, String)> {
+        PORTABLE_UNITS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    /// Units read from a directory (`*.service`, `*.timer`, `*.path`, `*.socket`); a missing
+    /// directory gives none.
+    pub fn units_from_dir(dir: &Path) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(SandboxError::io("deploy", dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| SandboxError::io("deploy", dir, e))?;
+            let name = ent.file_name().to_string_lossy().to_string();
+            let is_unit = [".service", ".timer", ".path", ".socket"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            if is_unit && ent.path().is_file() {
+                let text = std::fs::read_to_string(ent.path())
+                    .map_err(|e| SandboxError::io("deploy", ent.path(), e))?;
+                out.push((name, text));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every file under `root/sub` as `(path relative to root, bytes)`; missing gives none.
+    pub fn tree_from_dir(root: &Path, sub: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let start = root.join(sub);
+        if !start.exists() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let rd = std::fs::read_dir(&dir).map_err(|e| SandboxError::io("deploy", &dir, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| SandboxError::io("deploy", &dir, e))?;
+                let p = ent.path();
+                let ft = ent
+                    .file_type()
+                    .map_err(|e| SandboxError::io("deploy", &p, e))?;
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if ft.is_file() {
+                    let rel = p
+                        .strip_prefix(root)
+                        .map_err(|_| SandboxError::Config(format!("{} outside root", p.display())))?
+                        .to_string_lossy()
+                        .to_string();
+                    let bytes = std::fs::read(&p).map_err(|e| SandboxError::io("deploy", &p, e))?;
+                    out.push((rel, bytes));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// A Docker client config for the sandbox host: a credential for Docker Hub that is not a
+    /// real secret (the sandbox registry needs none), so the `auth.*` checks have a file to
+    /// inspect. Never print it.
+    pub fn sandbox_docker_config() -> String {
+        let auth = base64(b"ccci-sandbox:sandbox-not-a-real-secret");
+        format!("{{\n  \"auths\": {{\n    \"https://index.docker.io/v1/\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n")
+    }
+}
+
+/// Standard base64 with padding, as Docker's `auth` field wants it.
+fn base64(input: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(input)
+}
+
+/// `path` inside the host as a tar entry name (relative to `/`).
+fn entry(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
 
 fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
@@ -35,14 +205,14 @@ fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
     };
     if let Some(bin) = &d.prune_bin {
         let data = std::fs::read(bin).map_err(|e| SandboxError::io("deploy", bin, e))?;
-        add("usr/local/bin/ci-docker-prune", 0o755, &data, false)?;
+        add(entry(in_host::PRUNE_BIN), 0o755, &data, false)?;
     }
     for (name, text) in &d.units {
         if name.is_empty() || name.contains('/') {
             return Err(SandboxError::Config(format!("bad unit file name {name:?}")));
         }
         add(
-            &format!("etc/systemd/system/{name}"),
+            &format!("{}/{name}", entry(in_host::UNIT_DIR)),
             0o644,
             text.as_bytes(),
             false,
@@ -63,8 +233,8 @@ fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
         add(&format!("{tree}/{rel}"), 0o644, data, false)?;
     }
     if let Some(cfg) = &d.docker_config {
-        add("root/.docker", 0o700, &[], true)?;
-        add("root/.docker/config.json", 0o600, cfg.as_bytes(), false)?;
+        add(entry(in_host::DOCKER_CONFIG_DIR), 0o700, &[], true)?;
+        add(entry(in_host::DOCKER_CONFIG), 0o600, cfg.as_bytes(), false)?;
     }
     b.into_inner()
         .map_err(|e| SandboxError::Image(format!("deploy tar: {e}")))
@@ -93,21 +263,23 @@ fn deploy_digest(d: &Deploy) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Where the host remembers what was deployed last (a digest of the whole `Deploy`).
-const DEPLOY_MARKER: &str = "/var/lib/ccci-sandbox/deployed.sha256";
-
 /// Install `d` into the host: files, `systemctl daemon-reload`, `enable --now` of every timer.
 /// Serialised with `up`/`down` by the sandbox lock; a deploy identical to the last one (same
 /// digest) only re-checks that the timers are enabled, so concurrent test processes never pull
 /// the deployed tree from under each other.
 pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
-    let lock_path = crate::lifecycle::lock_path_of_info(info);
+    let lock_path = Layout::of_info(info).lock();
     let _lock = tokio::task::spawn_blocking(move || sys::lock_file(&lock_path))
         .await
         .map_err(|e| SandboxError::Config(format!("lock task: {e}")))??;
     let docker = info.docker_negotiated().await?;
     let digest = deploy_digest(d)?;
-    let (_, have) = exec(&docker, &info.host_container, &["cat", DEPLOY_MARKER]).await?;
+    let (_, have) = exec(
+        &docker,
+        &info.host_container,
+        &["cat", in_host::DEPLOY_MARKER],
+    )
+    .await?;
     if have.trim() != digest {
         let tar = deploy_tar(d)?;
         let tree = format!("/{}", d.deployed_tree.trim_matches('/'));
@@ -131,19 +303,15 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
         }
     }
     if have.trim() != digest {
-        run_checked(&docker, info, &["mkdir", "-p", "/var/lib/ccci-sandbox"]).await?;
+        run_checked(&docker, info, &["mkdir", "-p", in_host::STATE_DIR]).await?;
         let marker = format!("{digest}\n");
         let mut b = tar::Builder::new(Vec::new());
         let mut hd = tar::Header::new_gnu();
         hd.set_mode(0o644);
         hd.set_size(marker.len() as u64);
         hd.set_entry_type(tar::EntryType::Regular);
-        b.append_data(
-            &mut hd,
-            DEPLOY_MARKER.trim_start_matches('/'),
-            marker.as_bytes(),
-        )
-        .map_err(|e| SandboxError::Image(format!("deploy marker: {e}")))?;
+        b.append_data(&mut hd, entry(in_host::DEPLOY_MARKER), marker.as_bytes())
+            .map_err(|e| SandboxError::Image(format!("deploy marker: {e}")))?;
         let t = b
             .into_inner()
             .map_err(|e| SandboxError::Image(format!("deploy marker: {e}")))?;
@@ -175,6 +343,16 @@ async fn run_checked(docker: &Docker, info: &SandboxInfo, argv: &[&str]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_known_values() {
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert!(Deploy::sandbox_docker_config()
+            .contains("\"auth\": \"Y2NjaS1zYW5kYm94OnNhbmRib3gtbm90LWEtcmVhbC1zZWNyZXQ=\""));
+    }
 
     #[test]
     fn deploy_tar_rejects_escaping_paths() {

@@ -95,6 +95,31 @@ pub enum SandboxError {
     /// Something left behind could not be removed.
     #[error("teardown incomplete: {0}")]
     Teardown(String),
+    /// `CCCI_PRUNE_BIN` names something that is not a file.
+    #[error("CCCI_PRUNE_BIN={} is not a file", .0.display())]
+    PruneBinNotAFile(PathBuf),
+    /// The repository has no `nix/` tree to deploy as the host's source.
+    #[error("{} has no nix/ tree to deploy as the host's source: run from the repository or pass --repo", .0.display())]
+    NoSourceTree(PathBuf),
+    /// The repository's `nix/` tree could not be read.
+    #[error("reading {}/nix: {source}", .repo.display())]
+    SourceTree {
+        /// The repository.
+        repo: PathBuf,
+        /// What went wrong.
+        source: Box<SandboxError>,
+    },
+}
+
+/// Which step of [`crate::up_and_deploy`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpAndDeployError {
+    /// Bringing the sandbox up failed.
+    #[error("sandbox up: {0}")]
+    Up(#[source] SandboxError),
+    /// Installing the deploy into the systemd host failed.
+    #[error("sandbox deploy: {0}")]
+    Deploy(#[source] SandboxError),
 }
 
 impl SandboxError {

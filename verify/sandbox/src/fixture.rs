@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 
 use crate::error::{Result, SandboxError};
 use crate::images::{self, ImageSpec, Layer};
+use crate::layout::Layout;
 use crate::{sys, SandboxInfo, REGISTRY_ADDR};
 
 /// Repository of the fixture in the registry (Docker Hub's official-image namespace).
@@ -126,7 +127,7 @@ pub fn registry_ref() -> String {
 }
 
 fn marker_path(info: &SandboxInfo) -> PathBuf {
-    info.state_dir.join("registry").join(".ccci-fixture-redis")
+    Layout::of_info(info).fixture_marker()
 }
 
 /// Push the fixture to the registry unless it already holds this exact image; make sure the

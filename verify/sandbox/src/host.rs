@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 
 use crate::error::{Result, SandboxError};
 use crate::images;
+use crate::layout::in_host;
 use crate::rootfs::RootfsArchive;
 use crate::{SandboxConfig, SandboxInfo};
 
@@ -46,12 +47,10 @@ pub(crate) async fn start_host(
             .await
             .map_err(|e| SandboxError::docker("systemd host", e))?;
     }
-    let socket = cfg.socket().to_string_lossy().to_string();
+    let layout = cfg.layout();
+    let socket = layout.socket().to_string_lossy().to_string();
     let root = info.data_root.to_string_lossy().to_string();
-    let view = crate::lifecycle::Paths::of(cfg)
-        .data_view
-        .to_string_lossy()
-        .to_string();
+    let view = layout.data_view().to_string_lossy().to_string();
     let mut tmpfs = HashMap::new();
     tmpfs.insert("/run".to_string(), "rw,nosuid,nodev,mode=755".to_string());
     tmpfs.insert(
@@ -71,7 +70,7 @@ pub(crate) async fn start_host(
             cgroupns_mode: Some(HostConfigCgroupnsModeEnum::HOST),
             binds: Some(vec![
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
-                format!("{socket}:/run/docker.sock"),
+                format!("{socket}:{}", in_host::DOCKER_SOCKET),
             ]),
             // The data-root holds every container's overlay mounts, this one's own rootfs
             // included: a recursive bind of it (what `-v` does) copies that tree into itself,

@@ -25,12 +25,15 @@ mod error;
 pub mod fixture;
 mod host;
 pub mod images;
+pub mod layout;
 mod lifecycle;
 mod rootfs;
 mod sys;
 
-pub use error::{Result, SandboxError};
+pub use deploy::{find_prune_bin, Deploy, PORTABLE_UNITS, PRUNE_BIN_ENV};
+pub use error::{Result, SandboxError, UpAndDeployError};
 pub use host::exec_in_host;
+pub use layout::Layout;
 pub use lifecycle::{down, down_with, status, up};
 pub use sys::netns_connect;
 
@@ -66,9 +69,9 @@ impl SandboxConfig {
     pub fn named(name: &str) -> Self {
         SandboxConfig {
             name: name.to_string(),
-            state_dir: PathBuf::from("/var/lib/ccci-sandbox").join(name),
-            run_dir: PathBuf::from("/run/ccci-sandbox").join(name),
-            cache_dir: PathBuf::from("/var/cache/ccci-sandbox"),
+            state_dir: layout::default_state_dir(name),
+            run_dir: layout::default_run_dir(name),
+            cache_dir: PathBuf::from(layout::CACHE_DIR),
             data_size_bytes: DEFAULT_DATA_SIZE,
             deploy: Deploy::default(),
         }
@@ -101,29 +104,34 @@ impl SandboxConfig {
         cfg
     }
 
+    /// Every name and path of this sandbox (see [`layout`]).
+    pub fn layout(&self) -> Layout {
+        Layout::of(self)
+    }
+
     /// Name of the network namespace (`/var/run/netns/<netns>`).
     pub fn netns(&self) -> String {
-        format!("ccci-{}", self.name)
+        self.layout().netns()
     }
 
     /// Name of the systemd host container.
     pub fn host_container(&self) -> String {
-        format!("{}-host", self.name)
+        self.layout().host_container()
     }
 
     /// Mount point of the daemon's data-root.
     pub fn data_root(&self) -> PathBuf {
-        self.state_dir.join("data-root")
+        self.layout().data_root()
     }
 
     /// The daemon's socket.
     pub fn socket(&self) -> PathBuf {
-        self.run_dir.join("docker.sock")
+        self.layout().socket()
     }
 
     /// cgroup parent of the sandbox daemon's containers.
     pub fn cgroup_parent(&self) -> String {
-        format!("ccci-sandbox-{}", self.name)
+        self.layout().cgroup_parent()
     }
 
     /// Check the name: it becomes part of paths, a netns and container names.
@@ -173,123 +181,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     num.trim().parse::<u64>().ok()?.checked_mul(mul)
-}
-
-/// What to install into the systemd host container.
-#[derive(Clone, Debug)]
-pub struct Deploy {
-    /// The `ci-docker-prune` binary, installed at `/usr/local/bin/ci-docker-prune`.
-    pub prune_bin: Option<PathBuf>,
-    /// `(file name, contents)` for `/etc/systemd/system`; every `.timer` is `enable --now`ed.
-    pub units: Vec<(String, String)>,
-    /// `(relative path, bytes)` copied under `deployed_tree`.
-    pub source_tree: Vec<(String, Vec<u8>)>,
-    /// Where the deployed source tree lives in the host (default `/root/cc-ci`).
-    pub deployed_tree: String,
-    /// Contents of `/root/.docker/config.json` (mode 0600), or none.
-    pub docker_config: Option<String>,
-}
-
-impl Default for Deploy {
-    fn default() -> Self {
-        Deploy {
-            prune_bin: None,
-            units: Vec::new(),
-            source_tree: Vec::new(),
-            deployed_tree: "/root/cc-ci".to_string(),
-            docker_config: None,
-        }
-    }
-}
-
-impl Deploy {
-    /// Units read from a directory (`*.service`, `*.timer`, `*.path`, `*.socket`); a missing
-    /// directory gives none.
-    pub fn units_from_dir(dir: &Path) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(SandboxError::io("deploy", dir, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| SandboxError::io("deploy", dir, e))?;
-            let name = ent.file_name().to_string_lossy().to_string();
-            let is_unit = [".service", ".timer", ".path", ".socket"]
-                .iter()
-                .any(|s| name.ends_with(s));
-            if is_unit && ent.path().is_file() {
-                let text = std::fs::read_to_string(ent.path())
-                    .map_err(|e| SandboxError::io("deploy", ent.path(), e))?;
-                out.push((name, text));
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Every file under `root/sub` as `(path relative to root, bytes)`; missing gives none.
-    pub fn tree_from_dir(root: &Path, sub: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut out = Vec::new();
-        let start = root.join(sub);
-        if !start.exists() {
-            return Ok(out);
-        }
-        let mut stack = vec![start];
-        while let Some(dir) = stack.pop() {
-            let rd = std::fs::read_dir(&dir).map_err(|e| SandboxError::io("deploy", &dir, e))?;
-            for ent in rd {
-                let ent = ent.map_err(|e| SandboxError::io("deploy", &dir, e))?;
-                let p = ent.path();
-                let ft = ent
-                    .file_type()
-                    .map_err(|e| SandboxError::io("deploy", &p, e))?;
-                if ft.is_dir() {
-                    stack.push(p);
-                } else if ft.is_file() {
-                    let rel = p
-                        .strip_prefix(root)
-                        .map_err(|_| SandboxError::Config(format!("{} outside root", p.display())))?
-                        .to_string_lossy()
-                        .to_string();
-                    let bytes = std::fs::read(&p).map_err(|e| SandboxError::io("deploy", &p, e))?;
-                    out.push((rel, bytes));
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// A Docker client config for the sandbox host: a credential for Docker Hub that is not a
-    /// real secret (the sandbox registry needs none), so the `auth.*` checks have a file to
-    /// inspect. Never print it.
-    pub fn sandbox_docker_config() -> String {
-        // base64("ccci-sandbox:sandbox-not-a-real-secret")
-        let auth = base64_encode(b"ccci-sandbox:sandbox-not-a-real-secret");
-        format!("{{\n  \"auths\": {{\n    \"https://index.docker.io/v1/\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n")
-    }
-}
-
-fn base64_encode(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A running sandbox: how to reach each part of it. Also written to `<run_dir>/info.json`.
@@ -347,7 +238,10 @@ impl SandboxInfo {
     /// network namespace (where the registry listens).
     pub fn netns_command(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/var/run/netns/{}", self.netns));
+        c.arg(format!(
+            "--net={}",
+            layout::netns_file(&self.netns).display()
+        ));
         c.arg("--");
         c.args(argv);
         c
@@ -427,6 +321,18 @@ pub async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
     deploy::deploy(info, d).await
 }
 
+/// Bring the sandbox up and install `cfg.deploy` into it: what `ccci-verify sandbox up` and
+/// the tests' shared sandbox both do. The error says which of the two steps failed.
+pub async fn up_and_deploy(
+    cfg: &SandboxConfig,
+) -> std::result::Result<SandboxInfo, UpAndDeployError> {
+    let info = up(cfg).await.map_err(UpAndDeployError::Up)?;
+    deploy(&info, &cfg.deploy)
+        .await
+        .map_err(UpAndDeployError::Deploy)?;
+    Ok(info)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,14 +344,6 @@ mod tests {
         assert_eq!(parse_size("10"), Some(10));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size(""), None);
-    }
-
-    #[test]
-    fn base64_matches_known_values() {
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
     }
 
     #[test]

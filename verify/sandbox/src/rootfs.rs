@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, SandboxError};
-use crate::{images, sys};
+use crate::{images, layout, sys};
 
 /// Bump when the rootfs recipe (post-processing below) changes: it is part of the cache key.
 const RECIPE_VERSION: &str = "3";
@@ -100,9 +100,9 @@ fn mirror() -> String {
 pub(crate) fn ensure_rootfs_archive(cache_dir: &Path) -> Result<RootfsArchive> {
     std::fs::create_dir_all(cache_dir).map_err(|e| SandboxError::io("rootfs", cache_dir, e))?;
     let hash = recipe_hash();
-    let path = cache_dir.join(format!("systemd-host-{hash}.tar"));
-    let tag = format!("ccci-sandbox/systemd-host:{hash}");
-    let _lock = sys::lock_file(&cache_dir.join("rootfs.lock"))?;
+    let path = layout::rootfs_archive(cache_dir, &hash);
+    let tag = layout::rootfs_tag(&hash);
+    let _lock = sys::lock_file(&layout::rootfs_lock(cache_dir))?;
     if path.is_file() {
         return Ok(RootfsArchive { path, tag });
     }

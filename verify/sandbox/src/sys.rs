@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, SandboxError};
+use crate::layout;
 
 /// Programs the sandbox runs, with the Debian package that ships each.
 pub(crate) const PREREQUISITES: &[(&str, &str)] = &[
@@ -136,7 +137,7 @@ pub(crate) fn spawn_in_netns(step: &str, netns: &str, argv: &[String], log: &Pat
         .try_clone()
         .map_err(|e| SandboxError::io(step, log, e))?;
     let child = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{netns}"))
+        .arg(format!("--net={}", layout::netns_file(netns).display()))
         .arg("--")
         .args(argv)
         .stdin(Stdio::null())
@@ -368,7 +369,7 @@ pub(crate) fn loop_devices_for(file: &Path) -> Vec<String> {
 
 /// Does network namespace `name` exist?
 pub(crate) fn netns_exists(name: &str) -> bool {
-    Path::new("/var/run/netns").join(name).exists()
+    layout::netns_file(name).exists()
 }
 
 /// `statvfs(path)` as (total bytes, used bytes); used counts what non-root users cannot use
@@ -419,7 +420,7 @@ pub(crate) fn fallocate(path: &Path, bytes: u64) -> Result<()> {
 /// in that namespace after the thread ends.
 pub fn netns_connect(netns: &str, addr: &str) -> std::io::Result<TcpStream> {
     use std::os::fd::AsRawFd;
-    let path = Path::new("/var/run/netns").join(netns);
+    let path = layout::netns_file(netns);
     let addr = addr.to_string();
     let handle = std::thread::spawn(move || -> std::io::Result<TcpStream> {
         let f = File::open(&path)?;
