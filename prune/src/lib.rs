@@ -14,10 +14,13 @@
 pub mod actions;
 pub mod config;
 pub mod docker;
+pub mod evict;
 pub mod gates;
 pub mod plan;
 pub mod report;
+pub mod sim;
 pub mod steps;
+pub mod usage;
 
 pub use actions::{run, Hooks, PruneError, Step};
 pub use config::{Config, ConfigError, Settings};

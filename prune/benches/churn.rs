@@ -1,0 +1,275 @@
+//! Months of CI churn, every policy on the same traces (`ci_docker_prune::sim`).
+//!
+//! `cargo bench -p ci-docker-prune --bench churn` — harness-free: it prints the comparison
+//! tables (reference host, fast-release host, build-heavy host), the tier's knob sweep and the
+//! wall time of the reference run, and draws `docs/img/churn-usage.svg` and
+//! `docs/img/churn-pulls.svg` (plotters, SVG backend only). No daemon, no sandbox.
+//! `CHURN_NO_PLOTS=1` skips the plots.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ci_docker_prune::sim::policies::{EvictSettings, Tiered};
+use ci_docker_prune::sim::store::{Pulls, Removal};
+use ci_docker_prune::sim::trace::{generate, Params, Trace};
+use ci_docker_prune::sim::{compulsory_pulls, default_tier, policies, simulate, SimResult};
+use plotters::prelude::*;
+
+const THRESHOLD: u8 = 80;
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn run_all(trace: &Trace, tier: EvictSettings) -> Vec<SimResult> {
+    policies(trace, THRESHOLD, tier)
+        .into_iter()
+        .map(|mut p| simulate(trace, p.as_mut(), THRESHOLD))
+        .collect()
+}
+
+fn table(trace: &Trace, results: &[SimResult]) -> String {
+    let belady = results
+        .iter()
+        .find(|r| r.policy.starts_with("clairvoyant"))
+        .map(|r| r.pulls.bytes)
+        .unwrap_or(1)
+        .max(1);
+    let mut s = String::new();
+    s.push_str(&format!("**{}**\n\n", trace.params.describe()));
+    s.push_str(
+        "| policy | peak | max at timer | days > 80 % | full-disk deploys | pulls: images | layers | GiB | × clairvoyant | evicted (superseded / LRU / other) |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let ev = |k| r.removed.get(&k).copied().unwrap_or(0);
+        s.push_str(&format!(
+            "| {} | {:.1} % | {:.1} % | {} | {} / {} | {} | {} | {:.1} | {:.2} | {} / {} / {} |\n",
+            r.policy,
+            r.peak_pct,
+            r.max_at_timer_pct,
+            r.days_above,
+            r.full_deploys,
+            r.deploys,
+            r.pulls.images,
+            r.pulls.layers,
+            r.pulls.bytes as f64 / GIB,
+            r.pulls.bytes as f64 / belady as f64,
+            ev(Removal::Superseded),
+            ev(Removal::Lru),
+            ev(Removal::Other),
+        ));
+    }
+    let lb: Pulls = compulsory_pulls(trace);
+    s.push_str(&format!(
+        "| lower bound: each new layer pulled once | | | | | {} | {} | {:.1} | {:.2} | |\n",
+        lb.images,
+        lb.layers,
+        lb.bytes as f64 / GIB,
+        lb.bytes as f64 / belady as f64
+    ));
+    s
+}
+
+fn short(name: &str) -> String {
+    name.split(['(', ','])
+        .next()
+        .unwrap_or(name)
+        .trim()
+        .to_string()
+}
+
+fn plot_usage(path: &Path, results: &[SimResult], low: u8, days: u32) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Disk usage over 90 days of CI churn (reference host, max per hour)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..f64::from(days), 20f64..101f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("day")
+        .y_desc("usage of / (%)")
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (y, label, color) in [
+        (f64::from(THRESHOLD), "threshold 80 %", RED),
+        (f64::from(low), "low watermark", BLUE),
+    ] {
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, y), (f64::from(days), y)],
+                color.mix(0.5).stroke_width(1),
+            ))?
+            .label(format!("{label} ({y:.0} %)"))
+            .legend(move |(x, yy)| PathElement::new([(x, yy), (x + 18, yy)], color.mix(0.5)));
+    }
+    for (i, r) in results.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.usage_hourly
+                    .iter()
+                    .enumerate()
+                    .map(|(h, u)| (h as f64 / 24.0, f64::from(*u))),
+                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") { 3 } else { 1 }),
+            ))?
+            .label(short(&r.policy))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn plot_pulls(path: &Path, results: &[SimResult], days: u32) -> anyhow::Result<()> {
+    let max = results
+        .iter()
+        .map(|r| r.pulls.bytes as f64 / GIB)
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Cumulative registry pulls (reference host)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..f64::from(days), 0f64..max * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("day")
+        .y_desc("pulled (GiB)")
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (i, r) in results.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.pulled_hourly
+                    .iter()
+                    .enumerate()
+                    .map(|(h, b)| (h as f64 / 24.0, *b as f64 / GIB)),
+                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") { 3 } else { 1 }),
+            ))?
+            .label(short(&r.policy))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn cadence(traces: &[Trace]) -> String {
+    let mut s = String::from(
+        "| trace | timer | peak | max at timer | days > 80 % | full-disk deploys | pulled GiB | gaps |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for t in traces {
+        for every in [None, Some(6), Some(1)] {
+            let mut p = Tiered::new(THRESHOLD, default_tier());
+            if let Some(h) = every {
+                p = p.every(h * 3600);
+            }
+            let r = simulate(t, &mut p, THRESHOLD);
+            s.push_str(&format!(
+                "| {} | {} | {:.1} % | {:.1} % | {} | {} | {:.1} | {} |\n",
+                t.params.name,
+                every.map_or("daily".to_string(), |h| format!("every {h} h")),
+                r.peak_pct,
+                r.max_at_timer_pct,
+                r.days_above,
+                r.full_deploys,
+                r.pulls.bytes as f64 / GIB,
+                r.gaps
+            ));
+        }
+    }
+    s
+}
+
+fn sweep(trace: &Trace) -> String {
+    let mut s = String::from(
+        "| low watermark | keep recent | peak | max at timer | days > 80 % | full-disk deploys | pulled GiB | gaps |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for low in [60u8, 65, 70, 75] {
+        for keep in [0u64, 7, 14, 30] {
+            let e = EvictSettings {
+                low_watermark: low,
+                keep_recent: Duration::from_secs(keep * 86_400),
+            };
+            let r = simulate(trace, &mut Tiered::new(THRESHOLD, e), THRESHOLD);
+            s.push_str(&format!(
+                "| {low} % | {keep} d | {:.1} % | {:.1} % | {} | {} | {:.1} | {} |\n",
+                r.peak_pct,
+                r.max_at_timer_pct,
+                r.days_above,
+                r.full_deploys,
+                r.pulls.bytes as f64 / GIB,
+                r.gaps
+            ));
+        }
+    }
+    s
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing to filter here.
+    let tier = default_tier();
+    let reference = Params::reference();
+    let start = Instant::now();
+    let trace = generate(&reference);
+    let generated = start.elapsed();
+    let results = run_all(&trace, tier);
+    let wall = start.elapsed();
+    println!("{}", table(&trace, &results));
+    println!(
+        "reference trace: {} events, generated in {:.0} ms; all {} policies in {:.2} s (release build, goal < 10 s)\n",
+        trace.events.len(),
+        generated.as_secs_f64() * 1000.0,
+        results.len(),
+        wall.as_secs_f64()
+    );
+    for r in &results {
+        if r.policy.starts_with("ci-docker-prune + tier") {
+            println!("tier: usage-state gaps (lost event windows) at {} of {} timer runs\n", r.gaps, reference.days);
+        }
+    }
+    let variants: Vec<Trace> = [Params::fast_release(), Params::build_heavy()]
+        .iter()
+        .map(generate)
+        .collect();
+    for t in &variants {
+        let r = run_all(t, tier);
+        println!("{}", table(t, &r));
+    }
+    println!(
+        "tier knobs on the fast-release trace:\n\n{}",
+        sweep(&variants[0])
+    );
+    let all = [trace.clone(), variants[0].clone(), variants[1].clone()];
+    println!("the tier's timer cadence:\n\n{}", cadence(&all));
+    if std::env::var_os("CHURN_NO_PLOTS").is_none() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
+        std::fs::create_dir_all(&dir)?;
+        let u = dir.join("churn-usage.svg");
+        let p = dir.join("churn-pulls.svg");
+        plot_usage(&u, &results, tier.low_watermark, reference.days)?;
+        plot_pulls(&p, &results, reference.days)?;
+        println!("plots: {} {}", u.display(), p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The eviction tier: pure selection of cached pulls to evict when the disk is still at or
+//! above the threshold after the leftovers went.
+//!
+//! A candidate is an image that came from a registry (it has a repo digest) and that
+//! - no service spec references (by digest, or by tag for a spec without one), scaled to zero
+//!   included;
+//! - no container uses (any state, after the plan's containers went);
+//! - is not the newest image of a repository deployed within `keep_recent` (the next CI run
+//!   of that recipe deploys it).
+//!
+//! The queue is ordered least recently used first ([`crate::usage`]: unknown counts as recently
+//! used), then oldest created, then id. The run removes from the front, one image at a time,
+//! re-measuring the disk after each removal, and stops as soon as usage is at or below the low
+//! watermark ([`reached`]): how much deleting an image frees depends on the layers it shares
+//! with the images that stay, which the image list does not tell. The queue is what a dry run
+//! shows; a real run removes a prefix of it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
+use crate::plan::has_no_digest;
+use crate::usage::{repos_of_image, RefIndex, UsageState};
+
+/// Default low watermark: the tier evicts down to this usage (percent).
+pub const DEFAULT_LOW_WATERMARK: u8 = 70;
+/// Default window: the newest image of a repository deployed within it is kept (days).
+pub const DEFAULT_KEEP_RECENT_DAYS: u64 = 14;
+
+/// Why a cached pull is evicted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum EvictReason {
+    /// An older image of `repo`: a newer one is in the store.
+    Superseded { repo: String },
+    /// The newest image of `repo`, not deployed within `keep_recent`, least recently used.
+    LeastRecentlyUsed { repo: String },
+}
+
+/// One image in the eviction queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvictCandidate {
+    pub id: String,
+    /// The daemon's `Size` (includes layers shared with images that stay: an upper bound of
+    /// what deleting it frees).
+    pub size: i64,
+    pub created: i64,
+    /// Last used (unix seconds), per the usage state; unknown counts as now.
+    pub last_used: i64,
+    pub reason: EvictReason,
+}
+
+/// The tier's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvictPolicy {
+    /// Now, unix seconds.
+    pub now: i64,
+    /// The newest image of a repository deployed within this window is kept.
+    pub keep_recent: Duration,
+    /// Evict down to this usage (percent).
+    pub low_watermark: u8,
+}
+
+/// True when eviction can stop: `usage_pct` at or below the low watermark.
+pub fn reached(usage_pct: u8, p: &EvictPolicy) -> bool {
+    usage_pct <= p.low_watermark
+}
+
+/// The eviction queue: cached pulls that may go, least recently used first.
+/// `images` and `containers` are what stays after the plan's leftovers and containers went.
+pub fn select<'a>(
+    images: &[ImageInfo],
+    containers: impl IntoIterator<Item = &'a ContainerInfo>,
+    services: &[ServiceInfo],
+    state: &UsageState,
+    p: &EvictPolicy,
+) -> Vec<EvictCandidate> {
+    let in_use: HashSet<&str> = containers
+        .into_iter()
+        .map(|c| c.image_id.as_str())
+        .collect();
+    let refs = RefIndex::new(images);
+    let referenced: HashSet<&str> = services
+        .iter()
+        .filter_map(|s| s.image.as_deref())
+        .filter_map(|r| refs.resolve(r))
+        .collect();
+    // newest image of each repository (by created; ties all count as newest)
+    let mut newest: HashMap<String, i64> = HashMap::new();
+    for img in images {
+        for repo in repos_of_image(img) {
+            let e = newest.entry(repo).or_insert(img.created);
+            *e = (*e).max(img.created);
+        }
+    }
+    let keep = i64::try_from(p.keep_recent.as_secs()).unwrap_or(i64::MAX);
+    let recent = |repo: &str| {
+        state
+            .last_deployed(repo)
+            .is_some_and(|t| t >= p.now.saturating_sub(keep))
+    };
+    let mut out = Vec::new();
+    for img in images {
+        if has_no_digest(&img.repo_digests)
+            || in_use.contains(img.id.as_str())
+            || referenced.contains(img.id.as_str())
+        {
+            continue;
+        }
+        let repos = repos_of_image(img);
+        let newest_of: Vec<&String> = repos
+            .iter()
+            .filter(|r| newest.get(*r).is_some_and(|n| img.created >= *n))
+            .collect();
+        if newest_of.iter().any(|r| recent(r)) {
+            continue;
+        }
+        let reason = match repos.iter().find(|r| !newest_of.contains(r)) {
+            Some(repo) => EvictReason::Superseded { repo: repo.clone() },
+            None => EvictReason::LeastRecentlyUsed {
+                repo: repos.first().cloned().unwrap_or_default(),
+            },
+        };
+        out.push(EvictCandidate {
+            id: img.id.clone(),
+            size: img.size,
+            created: img.created,
+            last_used: state.last_used(&img.id).unwrap_or(p.now),
+            reason,
+        });
+    }
+    out.sort_by(|a, b| {
+        (a.last_used, a.created, &a.id).cmp(&(b.last_used, b.created, &b.id))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ServiceMode;
+    use crate::usage::{Observation, UsageEvent};
+
+    const DAY: i64 = 86_400;
+    const NOW: i64 = 100 * DAY;
+
+    fn img(id: &str, tags: &[&str], digests: &[&str], created: i64) -> ImageInfo {
+        ImageInfo {
+            id: id.into(),
+            parent_id: String::new(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
+            created,
+            size: 100,
+        }
+    }
+
+    fn policy() -> EvictPolicy {
+        EvictPolicy {
+            now: NOW,
+            keep_recent: Duration::from_secs(14 * DAY as u64),
+            low_watermark: 70,
+        }
+    }
+
+    /// A state where each (image ref, time) was used by a swarm task at that time.
+    fn state(images: &[ImageInfo], uses: &[(&str, i64)]) -> UsageState {
+        let mut s = UsageState::new();
+        s.observe(&Observation {
+            now: 0,
+            boot_id: None,
+            images,
+            services: &[],
+            containers: &[],
+            events: &[],
+        });
+        let events: Vec<UsageEvent> = uses
+            .iter()
+            .map(|(r, t)| UsageEvent::ContainerCreate {
+                time: *t,
+                image: r.to_string(),
+                swarm: true,
+            })
+            .collect();
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images,
+            services: &[],
+            containers: &[],
+            events: &events,
+        });
+        s
+    }
+
+    fn ids(q: &[EvictCandidate]) -> Vec<&str> {
+        q.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn only_unreferenced_unused_pulls_lru_first_newest_of_recent_repos_kept() {
+        let images = vec![
+            img("app-v1", &[], &["app@sha256:1"], DAY),
+            img("app-v2", &[], &["app@sha256:2"], 50 * DAY),
+            img("old-v1", &[], &["old@sha256:1"], DAY),
+            img("db-v1", &[], &["db@sha256:1"], DAY),
+            img("leftover", &[], &[], DAY),
+            img("built", &["ci/build:latest"], &[], DAY),
+            img("svc0", &[], &["zero@sha256:1"], DAY),
+            img("ctr", &[], &["ctr@sha256:1"], DAY),
+        ];
+        let s = state(
+            &images,
+            &[
+                ("app@sha256:2", NOW - DAY),      // app deployed yesterday: v2 kept
+                ("app@sha256:1", NOW - 3 * DAY),  // v1 superseded
+                ("old@sha256:1", NOW - 40 * DAY), // old not deployed for 40 days: LRU
+                ("db@sha256:1", NOW - 2 * DAY),   // db deployed recently: newest kept
+            ],
+        );
+        let services = [ServiceInfo {
+            id: "s".into(),
+            name: "scaled-to-zero".into(),
+            mode: ServiceMode::Replicated(0),
+            update_state: None,
+            image: Some("zero:1@sha256:1".into()),
+        }];
+        let containers = [ContainerInfo {
+            id: "c".into(),
+            name: "c".into(),
+            state: "exited".into(),
+            image_id: "ctr".into(),
+            created: 0,
+            service: None,
+        }];
+        let q = select(&images, &containers, &services, &s, &policy());
+        assert_eq!(ids(&q), ["old-v1", "app-v1"]);
+        assert_eq!(
+            q[0].reason,
+            EvictReason::LeastRecentlyUsed { repo: "old".into() }
+        );
+        assert_eq!(q[1].reason, EvictReason::Superseded { repo: "app".into() });
+        // keep_recent zero: newest images of deployed repos become candidates too
+        let p = EvictPolicy {
+            keep_recent: Duration::ZERO,
+            ..policy()
+        };
+        let q = select(&images, &containers, &services, &s, &p);
+        assert_eq!(ids(&q), ["old-v1", "app-v1", "db-v1", "app-v2"]);
+    }
+
+    #[test]
+    fn unknown_usage_goes_last() {
+        let images = vec![
+            img("known", &[], &["a@sha256:1"], DAY),
+            img("newer", &[], &["a@sha256:2"], 2 * DAY),
+        ];
+        let s = state(&images, &[("a@sha256:1", NOW - 30 * DAY)]);
+        let mut s2 = s.clone();
+        s2.images.remove("known");
+        let p = EvictPolicy {
+            keep_recent: Duration::ZERO,
+            ..policy()
+        };
+        // "newer" was first seen at 0 in the state; "known" used at NOW-30d
+        assert_eq!(ids(&select(&images, [], &[], &s, &p)), ["newer", "known"]);
+        // without an entry, "known" counts as used now: last
+        assert_eq!(ids(&select(&images, [], &[], &s2, &p)), ["newer", "known"]);
+        assert_eq!(select(&images, [], &[], &s2, &p)[1].last_used, NOW);
+    }
+
+    #[test]
+    fn the_watermark_stops_eviction() {
+        assert!(reached(70, &policy()));
+        assert!(reached(12, &policy()));
+        assert!(!reached(71, &policy()));
+    }
+}

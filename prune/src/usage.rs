@@ -1,0 +1,547 @@
+//! When was an image last used? Docker does not record it, so the prune keeps a small state
+//! file (`usage.json` under the unit's `StateDirectory`, see [`STATE_FILE`]) and feeds it at
+//! every run from what it can see:
+//!
+//! - the daemon's events since the last run (`GET /events?since=<cursor>&until=<now>`): a
+//!   container created from an image uses it (a swarm task container also marks its
+//!   repository *deployed*), a pull uses the pulled image;
+//! - the services listed (their image is in use and its repository deployed: scaled to zero
+//!   included) and the containers listed (any state: their image is in use).
+//!
+//! **Unknown counts as recently used (fail safe).** An image seen for the first time gets
+//! "used now". The daemon replays only its last [`DAEMON_EVENT_BUFFER`] events (Docker's
+//! documented limit), so on a busy host the events since the last run may be incomplete: when
+//! the daemon returns a full buffer whose oldest event is after the cursor, or the host was
+//! rebooted since (its boot id changed: the daemon's buffer starts empty), every image present
+//! counts as used at the end of the window whose events were lost ([`Gap`]) — as recently as
+//! it could have been. A lost or unreadable state file is the same: everything is first seen
+//! now. The eviction tier ([`crate::evict`]) orders by this time, so what the prune does not
+//! know about goes last, never first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
+
+/// The file name of the state, inside the state directory.
+pub const STATE_FILE: &str = "usage.json";
+/// How many events the daemon keeps for `since` queries (Docker documents "only the last 256
+/// log events are returned").
+pub const DAEMON_EVENT_BUFFER: usize = 256;
+/// Version of the state file format.
+pub const STATE_VERSION: u32 = 1;
+
+/// Errors reading or writing the state file. Reading errors are not fatal to a run: the caller
+/// starts from an empty state (everything unknown, i.e. recently used) and says so.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read usage state {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("usage state {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write usage state {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// One daemon event, reduced to what usage needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageEvent {
+    /// A container was created from `image` (a reference as the daemon reports it: an id,
+    /// `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…`). `swarm`: it is a swarm task's
+    /// container (its image's repository counts as deployed).
+    ContainerCreate {
+        time: i64,
+        image: String,
+        swarm: bool,
+    },
+    /// An image was pulled (`reference` as the daemon reports it).
+    Pull { time: i64, reference: String },
+    /// Any other event: it only counts toward the daemon's buffer.
+    Other { time: i64 },
+}
+
+impl UsageEvent {
+    pub fn time(&self) -> i64 {
+        match self {
+            UsageEvent::ContainerCreate { time, .. }
+            | UsageEvent::Pull { time, .. }
+            | UsageEvent::Other { time } => *time,
+        }
+    }
+}
+
+/// A window whose events were lost: every image present counts as used at `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// The cursor of the previous run (None: no previous state).
+    pub start: Option<i64>,
+    pub end: i64,
+}
+
+/// What one observation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// Events read (all kinds).
+    pub events: usize,
+    /// Images seen for the first time (counted as used now).
+    pub first_seen: usize,
+    /// Set when events were lost (full buffer after the cursor, a reboot, no previous state).
+    pub gap: Option<Gap>,
+}
+
+/// The state file's content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageState {
+    pub version: u32,
+    /// Events were read up to this time (unix seconds); `None`: never.
+    pub cursor: Option<i64>,
+    /// `/proc/sys/kernel/random/boot_id` at the last run: a reboot empties the daemon's event
+    /// buffer, so a changed boot id is a gap.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// Image id → last time it was used (or first seen, or the end of a gap).
+    pub images: BTreeMap<String, i64>,
+    /// Repository → last time one of its images was deployed as a swarm service.
+    pub repos: BTreeMap<String, i64>,
+}
+
+/// What the daemon showed at this run.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub now: i64,
+    pub boot_id: Option<&'a str>,
+    pub images: &'a [ImageInfo],
+    pub services: &'a [ServiceInfo],
+    pub containers: &'a [ContainerInfo],
+    /// Every event since the cursor (all kinds, oldest first), as the daemon returned them.
+    pub events: &'a [UsageEvent],
+}
+
+impl UsageState {
+    /// A fresh state: nothing known.
+    pub fn new() -> Self {
+        UsageState {
+            version: STATE_VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// Read `path`; a missing file is a fresh state.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new()),
+            Err(cause) => {
+                return Err(StateError::Read {
+                    path: path.to_path_buf(),
+                    cause,
+                })
+            }
+        };
+        let s: UsageState = serde_json::from_str(&text).map_err(|e| StateError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if s.version != STATE_VERSION {
+            return Err(StateError::Parse {
+                path: path.to_path_buf(),
+                message: format!("version {} (expected {STATE_VERSION})", s.version),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Write `path` atomically (a temporary file in the same directory, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let write = |cause| StateError::Write {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let text = serde_json::to_string(self)
+            .map_err(|e| write(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(write)?;
+        std::fs::rename(&tmp, path).map_err(write)
+    }
+
+    /// When `id` was last used, if known.
+    pub fn last_used(&self, id: &str) -> Option<i64> {
+        self.images.get(id).copied()
+    }
+
+    /// When `repo` (normalised, see [`normalize_repo`]) was last deployed, if known.
+    pub fn last_deployed(&self, repo: &str) -> Option<i64> {
+        self.repos.get(repo).copied()
+    }
+
+    /// Feed the state with what the daemon showed. Order: images first seen, lost windows,
+    /// events, then what is in use now; images no longer present are forgotten.
+    pub fn observe(&mut self, o: &Observation) -> Observed {
+        let mut out = Observed {
+            events: o.events.len(),
+            ..Default::default()
+        };
+        let refs = RefIndex::new(o.images);
+        let oldest = o.events.first().map(UsageEvent::time);
+        let rebooted = match (&self.boot_id, o.boot_id) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        };
+        let lost = match self.cursor {
+            None => true,
+            Some(c) => {
+                rebooted
+                    || (o.events.len() >= DAEMON_EVENT_BUFFER && oldest.is_some_and(|t| t > c))
+            }
+        };
+        // First sight: unknown counts as recently used.
+        for img in o.images {
+            if !self.images.contains_key(&img.id) {
+                self.images.insert(img.id.clone(), o.now);
+                out.first_seen += 1;
+            }
+        }
+        if lost {
+            let end = oldest.unwrap_or(o.now).min(o.now);
+            // Unknown counts as recently used: every image present may have been used, and its
+            // repositories deployed, up to the end of the lost window.
+            for img in o.images {
+                bump(&mut self.images, &img.id, end);
+                for repo in repos_of_image(img) {
+                    bump(&mut self.repos, &repo, end);
+                }
+            }
+            out.gap = Some(Gap {
+                start: self.cursor,
+                end,
+            });
+        }
+        for e in o.events {
+            match e {
+                UsageEvent::ContainerCreate { time, image, swarm } => {
+                    if let Some(id) = refs.resolve(image) {
+                        bump(&mut self.images, id, *time);
+                    }
+                    if *swarm {
+                        if let Some(repo) = repo_of_reference(image) {
+                            bump(&mut self.repos, &repo, *time);
+                        }
+                    }
+                }
+                UsageEvent::Pull { time, reference } => {
+                    if let Some(id) = refs.resolve(reference) {
+                        bump(&mut self.images, id, *time);
+                    }
+                }
+                UsageEvent::Other { .. } => {}
+            }
+        }
+        for c in o.containers {
+            if self.images.contains_key(&c.image_id) {
+                bump(&mut self.images, &c.image_id, o.now);
+            }
+        }
+        for s in o.services {
+            let Some(image) = s.image.as_deref() else {
+                continue;
+            };
+            if let Some(id) = refs.resolve(image) {
+                bump(&mut self.images, id, o.now);
+            }
+            if let Some(repo) = repo_of_reference(image) {
+                bump(&mut self.repos, &repo, o.now);
+            }
+        }
+        let present: std::collections::HashSet<&str> =
+            o.images.iter().map(|i| i.id.as_str()).collect();
+        self.images.retain(|id, _| present.contains(id.as_str()));
+        self.cursor = Some(o.now);
+        if let Some(b) = o.boot_id {
+            self.boot_id = Some(b.to_string());
+        }
+        out
+    }
+
+    /// Forget repositories not deployed since `before` (keeps the file small).
+    pub fn forget_repos_before(&mut self, before: i64) {
+        self.repos.retain(|_, t| *t >= before);
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, i64>, key: &str, t: i64) {
+    match map.get_mut(key) {
+        Some(v) => *v = (*v).max(t),
+        None => {
+            map.insert(key.to_string(), t);
+        }
+    }
+}
+
+/// `docker.io/library/redis` → `redis`, `docker.io/foo/bar` → `foo/bar`: the familiar name the
+/// daemon lists in `RepoTags`/`RepoDigests`.
+pub fn normalize_repo(repo: &str) -> String {
+    let r = repo
+        .strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("index.docker.io/"))
+        .unwrap_or(repo);
+    r.strip_prefix("library/").unwrap_or(r).to_string()
+}
+
+/// The repository of a reference (`repo`, `repo:tag`, `repo@sha256:…`, `repo:tag@sha256:…`),
+/// normalised; `None` for a bare image id.
+pub fn repo_of_reference(reference: &str) -> Option<String> {
+    if reference.starts_with("sha256:") {
+        return None;
+    }
+    let name = reference.split('@').next().unwrap_or(reference);
+    Some(normalize_repo(crate::plan::repo_of_tag(name)))
+}
+
+/// The repositories an image belongs to (from its tags and repo digests), normalised.
+pub fn repos_of_image(img: &ImageInfo) -> Vec<String> {
+    let mut out: Vec<String> = img
+        .repo_tags
+        .iter()
+        .filter(|t| !t.is_empty() && *t != "<none>:<none>")
+        .map(|t| normalize_repo(crate::plan::repo_of_tag(t)))
+        .chain(
+            img.repo_digests
+                .iter()
+                .filter(|d| !d.is_empty() && *d != "<none>@<none>")
+                .map(|d| normalize_repo(crate::plan::repo_of_digest(d))),
+        )
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Resolves references to the ids of the images present.
+pub struct RefIndex<'a> {
+    by: HashMap<String, &'a str>,
+}
+
+impl<'a> RefIndex<'a> {
+    pub fn new(images: &'a [ImageInfo]) -> Self {
+        let mut by = HashMap::new();
+        for img in images {
+            by.insert(img.id.clone(), img.id.as_str());
+            for t in &img.repo_tags {
+                if let Some((repo, tag)) = split_tag(t) {
+                    by.insert(format!("{}:{tag}", normalize_repo(repo)), img.id.as_str());
+                }
+            }
+            for d in &img.repo_digests {
+                if let Some((repo, digest)) = d.split_once('@') {
+                    by.insert(
+                        format!("{}@{digest}", normalize_repo(repo)),
+                        img.id.as_str(),
+                    );
+                }
+            }
+        }
+        RefIndex { by }
+    }
+
+    /// The id of the image `reference` names, if present. A digest wins over a tag.
+    pub fn resolve(&self, reference: &str) -> Option<&'a str> {
+        if let Some(id) = self.by.get(reference) {
+            return Some(id);
+        }
+        match reference.split_once('@') {
+            Some((name, digest)) => {
+                let repo = normalize_repo(crate::plan::repo_of_tag(name));
+                self.by.get(&format!("{repo}@{digest}")).copied()
+            }
+            None => {
+                let (repo, tag) = split_tag(reference).unwrap_or((reference, "latest"));
+                self.by
+                    .get(&format!("{}:{tag}", normalize_repo(repo)))
+                    .copied()
+            }
+        }
+    }
+}
+
+fn split_tag(t: &str) -> Option<(&str, &str)> {
+    let repo = crate::plan::repo_of_tag(t);
+    t.get(repo.len() + 1..).map(|tag| (repo, tag))
+}
+
+/// The state file under `dir`.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ServiceMode;
+
+    fn img(id: &str, tags: &[&str], digests: &[&str]) -> ImageInfo {
+        ImageInfo {
+            id: id.into(),
+            parent_id: String::new(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
+            created: 0,
+            size: 1,
+        }
+    }
+
+    fn obs<'a>(
+        now: i64,
+        images: &'a [ImageInfo],
+        services: &'a [ServiceInfo],
+        events: &'a [UsageEvent],
+    ) -> Observation<'a> {
+        Observation {
+            now,
+            boot_id: Some("b1"),
+            images,
+            services,
+            containers: &[],
+            events,
+        }
+    }
+
+    #[test]
+    fn references_resolve_to_ids() {
+        let images = [
+            img("sha256:r", &[], &["redis@sha256:aa"]),
+            img("sha256:n", &["nginx:1.27"], &["nginx@sha256:bb"]),
+        ];
+        let ix = RefIndex::new(&images);
+        assert_eq!(ix.resolve("redis:7-alpine@sha256:aa"), Some("sha256:r"));
+        assert_eq!(
+            ix.resolve("docker.io/library/redis@sha256:aa"),
+            Some("sha256:r")
+        );
+        assert_eq!(ix.resolve("nginx:1.27"), Some("sha256:n"));
+        assert_eq!(ix.resolve("sha256:n"), Some("sha256:n"));
+        assert_eq!(ix.resolve("redis@sha256:zz"), None);
+        assert_eq!(
+            repo_of_reference("127.0.0.1:5000/library/redis:7@sha256:aa").as_deref(),
+            Some("127.0.0.1:5000/library/redis")
+        );
+        assert_eq!(
+            repo_of_reference("docker.io/library/redis:7").as_deref(),
+            Some("redis")
+        );
+    }
+
+    #[test]
+    fn unknown_is_recently_used_and_events_order_the_rest() {
+        let images = [
+            img("sha256:a", &[], &["a@sha256:1"]),
+            img("sha256:b", &[], &["b@sha256:2"]),
+        ];
+        let mut s = UsageState::new();
+        // no previous state: everything first seen now, and the window before is a gap
+        let o = s.observe(&obs(1000, &images, &[], &[]));
+        assert_eq!(o.first_seen, 2);
+        assert_eq!(
+            o.gap,
+            Some(Gap {
+                start: None,
+                end: 1000
+            })
+        );
+        assert_eq!(s.last_used("sha256:a"), Some(1000));
+        // next run: a was used by a swarm task at 1500; b not at all
+        let ev = [
+            UsageEvent::Other { time: 1400 },
+            UsageEvent::ContainerCreate {
+                time: 1500,
+                image: "a:1@sha256:1".into(),
+                swarm: true,
+            },
+        ];
+        let o = s.observe(&obs(2000, &images, &[], &ev));
+        assert_eq!(o.gap, None);
+        assert_eq!(s.last_used("sha256:a"), Some(1500));
+        assert_eq!(s.last_used("sha256:b"), Some(1000));
+        assert_eq!(s.last_deployed("a"), Some(1500));
+        assert_eq!(s.cursor, Some(2000));
+    }
+
+    #[test]
+    fn a_full_buffer_after_the_cursor_is_a_gap() {
+        let images = [img("sha256:a", &[], &["a@sha256:1"])];
+        let mut s = UsageState::new();
+        s.observe(&obs(1000, &images, &[], &[]));
+        let ev: Vec<UsageEvent> = (0..DAEMON_EVENT_BUFFER as i64)
+            .map(|i| UsageEvent::Other { time: 5000 + i })
+            .collect();
+        let o = s.observe(&obs(9000, &images, &[], &ev));
+        assert_eq!(
+            o.gap,
+            Some(Gap {
+                start: Some(1000),
+                end: 5000
+            })
+        );
+        assert_eq!(s.last_used("sha256:a"), Some(5000));
+        // a full buffer that reaches back to the cursor lost nothing
+        let ev: Vec<UsageEvent> = (0..DAEMON_EVENT_BUFFER as i64)
+            .map(|i| UsageEvent::Other { time: 9000 + i })
+            .collect();
+        assert_eq!(s.observe(&obs(10_000, &images, &[], &ev)).gap, None);
+    }
+
+    #[test]
+    fn a_reboot_is_a_gap() {
+        let images = [img("sha256:a", &[], &["a@sha256:1"])];
+        let mut s = UsageState::new();
+        s.observe(&obs(1000, &images, &[], &[]));
+        let mut o = obs(2000, &images, &[], &[]);
+        o.boot_id = Some("b2");
+        assert!(s.observe(&o).gap.is_some());
+        assert_eq!(s.last_used("sha256:a"), Some(2000));
+    }
+
+    #[test]
+    fn services_mark_images_used_and_repos_deployed_even_at_zero_replicas() {
+        let images = [img("sha256:a", &[], &["a@sha256:1"])];
+        let svc = ServiceInfo {
+            id: "s".into(),
+            name: "web".into(),
+            mode: ServiceMode::Replicated(0),
+            update_state: None,
+            image: Some("docker.io/library/a:1@sha256:1".into()),
+        };
+        let mut s = UsageState::new();
+        s.observe(&obs(1000, &images, &[], &[]));
+        s.observe(&obs(3000, &images, std::slice::from_ref(&svc), &[]));
+        assert_eq!(s.last_used("sha256:a"), Some(3000));
+        assert_eq!(s.last_deployed("a"), Some(3000));
+        // gone images are forgotten
+        s.observe(&obs(4000, &[], &[], &[]));
+        assert!(s.images.is_empty());
+    }
+
+    #[test]
+    fn the_file_round_trips_and_a_bad_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = state_path(dir.path());
+        assert_eq!(UsageState::load(&p).unwrap(), UsageState::new());
+        let mut s = UsageState::new();
+        s.observe(&obs(1000, &[img("sha256:a", &[], &["a@sha256:1"])], &[], &[]));
+        s.save(&p).unwrap();
+        assert_eq!(UsageState::load(&p).unwrap(), s);
+        std::fs::write(&p, "{not json").unwrap();
+        assert!(matches!(
+            UsageState::load(&p),
+            Err(StateError::Parse { .. })
+        ));
+    }
+}
