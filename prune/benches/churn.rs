@@ -2,8 +2,8 @@
 //!
 //! `cargo bench -p ci-docker-prune --bench churn` — harness-free: it prints the comparison
 //! tables (reference host, fast-release host, build-heavy host), the tier's knob sweep and the
-//! wall time of the reference run, and draws `docs/img/churn-usage.svg` and
-//! `docs/img/churn-pulls.svg` (plotters, SVG backend only). No daemon, no sandbox.
+//! wall time of the reference run, and draws `docs/img/churn-{usage,pulls}-{reference,fast-release}.svg`
+//! (plotters, SVG backend only). No daemon, no sandbox.
 //! `CHURN_NO_PLOTS=1` skips the plots.
 
 use std::path::{Path, PathBuf};
@@ -69,19 +69,21 @@ fn table(trace: &Trace, results: &[SimResult]) -> String {
 }
 
 fn short(name: &str) -> String {
-    name.split(['(', ','])
-        .next()
-        .unwrap_or(name)
-        .trim()
-        .to_string()
+    name.split(" (").next().unwrap_or(name).trim().to_string()
 }
 
-fn plot_usage(path: &Path, results: &[SimResult], low: u8, days: u32) -> anyhow::Result<()> {
+fn plot_usage(
+    path: &Path,
+    host: &str,
+    results: &[SimResult],
+    low: u8,
+    days: u32,
+) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (1100, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Disk usage over 90 days of CI churn (reference host, max per hour)",
+            format!("Disk usage over {days} days of CI churn ({host} host, max per hour)"),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -114,7 +116,11 @@ fn plot_usage(path: &Path, results: &[SimResult], low: u8, days: u32) -> anyhow:
                     .iter()
                     .enumerate()
                     .map(|(h, u)| (h as f64 / 24.0, f64::from(*u))),
-                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") { 3 } else { 1 }),
+                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") {
+                    3
+                } else {
+                    1
+                }),
             ))?
             .label(short(&r.policy))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
@@ -129,7 +135,7 @@ fn plot_usage(path: &Path, results: &[SimResult], low: u8, days: u32) -> anyhow:
     Ok(())
 }
 
-fn plot_pulls(path: &Path, results: &[SimResult], days: u32) -> anyhow::Result<()> {
+fn plot_pulls(path: &Path, host: &str, results: &[SimResult], days: u32) -> anyhow::Result<()> {
     let max = results
         .iter()
         .map(|r| r.pulls.bytes as f64 / GIB)
@@ -138,7 +144,7 @@ fn plot_pulls(path: &Path, results: &[SimResult], days: u32) -> anyhow::Result<(
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Cumulative registry pulls (reference host)",
+            format!("Cumulative registry pulls ({host} host)"),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -159,7 +165,11 @@ fn plot_pulls(path: &Path, results: &[SimResult], days: u32) -> anyhow::Result<(
                     .iter()
                     .enumerate()
                     .map(|(h, b)| (h as f64 / 24.0, *b as f64 / GIB)),
-                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") { 3 } else { 1 }),
+                color.stroke_width(if r.policy.starts_with("ci-docker-prune + tier") {
+                    3
+                } else {
+                    1
+                }),
             ))?
             .label(short(&r.policy))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
@@ -245,16 +255,23 @@ fn main() -> anyhow::Result<()> {
     );
     for r in &results {
         if r.policy.starts_with("ci-docker-prune + tier") {
-            println!("tier: usage-state gaps (lost event windows) at {} of {} timer runs\n", r.gaps, reference.days);
+            println!(
+                "tier: usage-state gaps (lost event windows) at {} of {} timer runs\n",
+                r.gaps, reference.days
+            );
         }
     }
     let variants: Vec<Trace> = [Params::fast_release(), Params::build_heavy()]
         .iter()
         .map(generate)
         .collect();
+    let mut plotted = vec![(reference.name.clone(), results)];
     for t in &variants {
         let r = run_all(t, tier);
         println!("{}", table(t, &r));
+        if t.params.name == "fast-release" {
+            plotted.push((t.params.name.clone(), r));
+        }
     }
     println!(
         "tier knobs on the fast-release trace:\n\n{}",
@@ -265,11 +282,13 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os("CHURN_NO_PLOTS").is_none() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
         std::fs::create_dir_all(&dir)?;
-        let u = dir.join("churn-usage.svg");
-        let p = dir.join("churn-pulls.svg");
-        plot_usage(&u, &results, tier.low_watermark, reference.days)?;
-        plot_pulls(&p, &results, reference.days)?;
-        println!("plots: {} {}", u.display(), p.display());
+        for (host, results) in &plotted {
+            let u = dir.join(format!("churn-usage-{host}.svg"));
+            let p = dir.join(format!("churn-pulls-{host}.svg"));
+            plot_usage(&u, host, results, tier.low_watermark, reference.days)?;
+            plot_pulls(&p, host, results, reference.days)?;
+            println!("plots: {} {}", u.display(), p.display());
+        }
     }
     Ok(())
 }

@@ -131,9 +131,7 @@ pub fn select<'a>(
             reason,
         });
     }
-    out.sort_by(|a, b| {
-        (a.last_used, a.created, &a.id).cmp(&(b.last_used, b.created, &b.id))
-    });
+    out.sort_by(|a, b| (a.last_used, a.created, &a.id).cmp(&(b.last_used, b.created, &b.id)));
     out
 }
 

@@ -199,8 +199,7 @@ impl UsageState {
         let lost = match self.cursor {
             None => true,
             Some(c) => {
-                rebooted
-                    || (o.events.len() >= DAEMON_EVENT_BUFFER && oldest.is_some_and(|t| t > c))
+                rebooted || (o.events.len() >= DAEMON_EVENT_BUFFER && oldest.is_some_and(|t| t > c))
             }
         };
         // First sight: unknown counts as recently used.
@@ -535,7 +534,12 @@ mod tests {
         let p = state_path(dir.path());
         assert_eq!(UsageState::load(&p).unwrap(), UsageState::new());
         let mut s = UsageState::new();
-        s.observe(&obs(1000, &[img("sha256:a", &[], &["a@sha256:1"])], &[], &[]));
+        s.observe(&obs(
+            1000,
+            &[img("sha256:a", &[], &["a@sha256:1"])],
+            &[],
+            &[],
+        ));
         s.save(&p).unwrap();
         assert_eq!(UsageState::load(&p).unwrap(), s);
         std::fs::write(&p, "{not json").unwrap();

@@ -20,8 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use policies::{
-    AutoPruneAll, Belady, CiDefault, Docuum, EvictSettings, Kubelet, SeedShell, SimPolicy,
-    Tiered,
+    AutoPruneAll, Belady, CiDefault, Docuum, EvictSettings, Kubelet, SeedShell, SimPolicy, Tiered,
 };
 use store::{Pulls, Removal, Store};
 use trace::{Event, Trace, DAY};
@@ -131,7 +130,10 @@ pub fn simulate(trace: &Trace, policy: &mut dyn SimPolicy, threshold: u8) -> Sim
                     continue;
                 }
                 r.deploys += 1;
-                let need: u64 = services.iter().map(|sp| s.missing_bytes(sp.version).1).sum();
+                let need: u64 = services
+                    .iter()
+                    .map(|sp| s.missing_bytes(sp.version).1)
+                    .sum();
                 if s.used + need > trace.params.disk_bytes {
                     r.full_deploys += 1;
                     failed.insert(*run);
@@ -226,18 +228,19 @@ pub fn compulsory_pulls(trace: &Trace) -> Pulls {
         .collect();
     let mut seen_versions: HashSet<usize> = trace.initial.iter().copied().collect();
     let mut p = Pulls::default();
-    let need = |v: usize, p: &mut Pulls, present: &mut HashSet<usize>, seen: &mut HashSet<usize>| {
-        if !seen.insert(v) {
-            return;
-        }
-        p.images += 1;
-        for &l in &trace.versions[v].layers {
-            if present.insert(l) {
-                p.layers += 1;
-                p.bytes += trace.layers[l];
+    let need =
+        |v: usize, p: &mut Pulls, present: &mut HashSet<usize>, seen: &mut HashSet<usize>| {
+            if !seen.insert(v) {
+                return;
             }
-        }
-    };
+            p.images += 1;
+            for &l in &trace.versions[v].layers {
+                if present.insert(l) {
+                    p.layers += 1;
+                    p.bytes += trace.layers[l];
+                }
+            }
+        };
     for e in &trace.events {
         match &e.ev {
             Event::Deploy { services, .. } | Event::Upgrade { services, .. } => {

@@ -313,14 +313,7 @@ impl<'t> Store<'t> {
             .collect()
     }
 
-    pub fn start_container(
-        &mut self,
-        v: usize,
-        name: &str,
-        run: Option<u32>,
-        swarm: bool,
-        t: i64,
-    ) {
+    pub fn start_container(&mut self, v: usize, name: &str, run: Option<u32>, swarm: bool, t: i64) {
         let id = self.fresh_id();
         self.containers.push(Container {
             id,
@@ -512,9 +505,7 @@ impl<'t> Store<'t> {
     }
 
     pub fn cache_infos(&self) -> Vec<BuildCacheRecord> {
-        let rfc = |t: i64| {
-            chrono::DateTime::from_timestamp(EPOCH + t, 0).map(|d| d.to_rfc3339())
-        };
+        let rfc = |t: i64| chrono::DateTime::from_timestamp(EPOCH + t, 0).map(|d| d.to_rfc3339());
         self.cache
             .iter()
             .map(|r| BuildCacheRecord {

@@ -264,7 +264,10 @@ pub enum Event {
         volume_bytes: u64,
     },
     /// The run upgrades its services to these versions (same names).
-    Upgrade { run: u32, services: Vec<ServiceSpec> },
+    Upgrade {
+        run: u32,
+        services: Vec<ServiceSpec>,
+    },
     /// The run leaves a stopped container of this version.
     OneOff {
         run: u32,
@@ -321,7 +324,11 @@ impl Trace {
     }
 
     pub fn image_bytes(&self, v: usize) -> u64 {
-        self.versions[v].layers.iter().map(|&l| self.layers[l]).sum()
+        self.versions[v]
+            .layers
+            .iter()
+            .map(|&l| self.layers[l])
+            .sum()
     }
 
     /// Uses of every version in time order (deploys, upgrades, one-offs, builds' bases).
@@ -376,7 +383,13 @@ impl Builder {
         best.clone()
     }
 
-    fn push_version(&mut self, repo: usize, created: i64, layers: Vec<usize>, pulled: bool) -> usize {
+    fn push_version(
+        &mut self,
+        repo: usize,
+        created: i64,
+        layers: Vec<usize>,
+        pulled: bool,
+    ) -> usize {
         let n = self.repos[repo].versions.len();
         let kind = self.repos[repo].kind;
         let tag = match kind {
@@ -434,7 +447,11 @@ fn stack_name(rng: &mut Rng) -> String {
     for _ in 0..3 {
         s.push(A[(rng.next_u64() % A.len() as u64) as usize] as char);
     }
-    let _ = write!(s, "-{:06x}_ci_commoninternet_net", rng.next_u64() & 0xff_ffff);
+    let _ = write!(
+        s,
+        "-{:06x}_ci_commoninternet_net",
+        rng.next_u64() & 0xff_ffff
+    );
     s
 }
 
@@ -479,13 +496,25 @@ pub fn generate(p: &Params) -> Trace {
     let mut base_repos = Vec::new();
     let mut builds = Vec::new();
     for i in 0..p.app_repos {
-        apps.push(add_repo(&mut b, format!("coop-cloud/recipe-{i:02}"), RepoKind::App));
+        apps.push(add_repo(
+            &mut b,
+            format!("coop-cloud/recipe-{i:02}"),
+            RepoKind::App,
+        ));
     }
     for i in 0..p.dep_repos {
-        deps.push(add_repo(&mut b, format!("library/service-{i}"), RepoKind::Dep));
+        deps.push(add_repo(
+            &mut b,
+            format!("library/service-{i}"),
+            RepoKind::Dep,
+        ));
     }
     for i in 0..p.infra_repos {
-        infra.push(add_repo(&mut b, format!("library/infra-{i}"), RepoKind::Infra));
+        infra.push(add_repo(
+            &mut b,
+            format!("library/infra-{i}"),
+            RepoKind::Infra,
+        ));
     }
     for i in 0..p.bases {
         let r = add_repo(&mut b, format!("library/base-{i}"), RepoKind::Base);
@@ -493,7 +522,11 @@ pub fn generate(p: &Params) -> Trace {
         base_repos.push(r);
     }
     for i in 0..p.build_repos {
-        builds.push(add_repo(&mut b, format!("ci-build/image-{i}"), RepoKind::Build));
+        builds.push(add_repo(
+            &mut b,
+            format!("ci-build/image-{i}"),
+            RepoKind::Build,
+        ));
     }
     // base images as repositories: one version per base rebuild
     for (i, &r) in base_repos.iter().enumerate() {
@@ -595,7 +628,14 @@ pub fn generate(p: &Params) -> Trace {
                 .chain(recipe_deps[recipe].iter().copied())
                 .enumerate()
                 .map(|(i, r)| ServiceSpec {
-                    name: format!("{stack}_{}", if i == 0 { "app".into() } else { format!("svc{i}") }),
+                    name: format!(
+                        "{stack}_{}",
+                        if i == 0 {
+                            "app".into()
+                        } else {
+                            format!("svc{i}")
+                        }
+                    ),
                     version: trace_shell.latest_at(r, t0),
                 })
                 .collect();
