@@ -171,8 +171,13 @@ in
         SyslogIdentifier = "ci-docker-prune";
         Nice = 10;
         IOSchedulingClass = "idle";
+        # The eviction tier's usage state: /var/lib/ci-docker-prune/usage.json
+        # ($STATE_DIRECTORY; writable under ProtectSystem=strict).
+        StateDirectory = "ci-docker-prune";
+        StateDirectoryMode = "0700";
         # Hardening, the same as the portable unit (prune/systemd/ci-docker-prune.service):
-        # the tool only statvfs()es `paths` and connect()s to the Docker unix socket.
+        # the tool statvfs()es `paths`, connect()s to the Docker unix socket and writes only
+        # its state directory.
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = "read-only";
