@@ -40,6 +40,22 @@ let
   svc = goodSys.config.systemd.services;
   tmr = goodSys.config.systemd.timers;
   execStart = svc.ci-docker-prune.serviceConfig.ExecStart;
+  # "never --all, never volumes": the cases of verify/checks/src/never_all.rs, on ExecStart's
+  # words — `--all` or `--all=V` (V not false/0), a short-flag cluster with `a` (-a, -af, -fa),
+  # a flag naming volumes (--volumes, --prune-volumes=…) or the `volume` command
+  execWords = map (w: lib.toLower (lib.removePrefix "\"" (lib.removeSuffix "\"" w))) (
+    lib.filter (w: w != "") (lib.splitString " " execStart)
+  );
+  asksForAll =
+    w:
+    w == "--all"
+    || (lib.hasPrefix "--all=" w && !(lib.elem (lib.removePrefix "--all=" w) [ "false" "0" ]))
+    || builtins.match "-[a-z]*a[a-z]*" w != null;
+  asksForVolumes =
+    w:
+    (lib.hasPrefix "-" w && lib.hasInfix "volume" (lib.head (lib.splitString "=" w)))
+    || w == "volume"
+    || w == "volumes";
 
   problems =
     lib.optional (!goodToplevel.success) "the good configuration does not evaluate"
@@ -48,8 +64,8 @@ let
     ++ lib.optional (!(tmr ? ci-docker-prune)) "no systemd.timers.ci-docker-prune"
     ++ lib.optional (svc ? docker-prune) "systemd.services.docker-prune exists"
     ++ lib.optional (tmr ? docker-prune) "systemd.timers.docker-prune exists"
-    ++ lib.optional (lib.hasInfix "--all" execStart) "ExecStart contains --all"
-    ++ lib.optional (lib.hasInfix "volume" execStart) "ExecStart mentions volumes"
+    ++ lib.optional (lib.any asksForAll execWords) "ExecStart asks for --all"
+    ++ lib.optional (lib.any asksForVolumes execWords) "ExecStart asks for volumes"
     ++ lib.optional (tmr.ci-docker-prune.timerConfig.OnCalendar != "daily") "timer is not daily"
     ++ lib.optional (svc.ci-docker-prune.restartIfChanged) "restartIfChanged is not false"
     ++ lib.optional badToplevel.success "autoPrune + ci-docker-prune evaluated; the assertion did not fire"

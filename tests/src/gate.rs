@@ -1,9 +1,8 @@
 //! Running gate checks from tests: against the shared sandbox (default) or a live host named
-//! by `CCCI_TARGET`, with the same catalog, spec and runner `ccci-verify gate` uses.
+//! by `CCCI_TARGET`, through the same [`GateRun`] `ccci-verify gate` uses.
 
-use ccci_checks::{Ctx, Params, BUILTIN_GATES};
-use ccci_core::redact::Redactor;
-use ccci_core::{GateSpec, Planned, Report};
+use ccci_checks::gate::{load_spec, GateRun, GateTarget};
+use ccci_core::{GateSpec, Report};
 use ccci_host::{Target, TargetSpec};
 use std::fs::File;
 use std::path::Path;
@@ -11,11 +10,7 @@ use std::sync::Arc;
 
 /// The built-in gate spec `name`.
 pub fn builtin_spec(name: &str) -> GateSpec {
-    let (_, text) = BUILTIN_GATES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no built-in gate {name}"));
-    GateSpec::parse(text, name).unwrap_or_else(|e| panic!("built-in gate {name}: {e}"))
+    load_spec(name).unwrap_or_else(|e| panic!("built-in gate {name}: {e}"))
 }
 
 /// Exclusive use of the shared sandbox across processes: the same lock file
@@ -35,87 +30,67 @@ pub fn sandbox_lock() -> File {
 
 /// The sandbox's systemd host as a target (docker exec over the sandbox daemon's socket).
 pub fn sandbox_target(info: &ccci_sandbox::SandboxInfo) -> Target {
-    Target::docker_exec(
-        TargetSpec::Sandbox,
-        &info.docker_host,
-        &info.host_container,
-        "sandbox",
-    )
-    .unwrap_or_else(|e| panic!("sandbox target: {e}"))
+    sandbox_gate_target(info).target
+}
+
+/// The sandbox as a gate target: its host, and its daemon's data-root as the expected root.
+pub fn sandbox_gate_target(info: &ccci_sandbox::SandboxInfo) -> GateTarget {
+    ccci_sandbox::gate_target(info).unwrap_or_else(|e| panic!("sandbox target: {e}"))
 }
 
 /// The target the gate tests run against: `CCCI_TARGET` (local, ssh://…, docker://…) or the
-/// shared sandbox, and its params from `spec` (with the sandbox's own data-root).
-pub fn target_from_env(spec: &GateSpec) -> (Target, Params) {
+/// shared sandbox; returned with the name it was given.
+pub fn target_from_env() -> (String, GateTarget) {
     let t = std::env::var("CCCI_TARGET").unwrap_or_else(|_| "sandbox".into());
     let tspec = TargetSpec::parse(&t).unwrap_or_else(|e| panic!("CCCI_TARGET: {e}"));
-    let mut params = Params::from_table(&spec.params_for(tspec.kind(), &t))
-        .unwrap_or_else(|e| panic!("gate {}: {e}", spec.gate));
     let target = match &tspec {
-        TargetSpec::Sandbox => {
-            let info = crate::sandbox();
-            params.store.docker_root = Some(info.data_root.display().to_string());
-            sandbox_target(info)
-        }
-        TargetSpec::Local => Target::local(),
-        TargetSpec::Ssh { user, host, port } => {
-            crate::block_on(Target::ssh(user.clone(), host.clone(), *port))
-                .unwrap_or_else(|e| panic!("{e}"))
-        }
-        TargetSpec::Docker { name } => Target::docker_exec(
-            tspec.clone(),
-            &ccci_host::target::local_docker_host(),
-            name,
-            &t,
-        )
-        .unwrap_or_else(|e| panic!("{e}")),
+        TargetSpec::Sandbox => sandbox_gate_target(crate::sandbox()),
+        other => crate::block_on(Target::connect(other))
+            .map(GateTarget::from)
+            .unwrap_or_else(|e| panic!("CCCI_TARGET={t}: {e}")),
     };
-    (target, params)
+    (t, target)
 }
 
-/// Run the checks of `spec` (all, or those in `only`) against `target` with `params`.
-pub fn run_gate(spec: &GateSpec, target: Target, params: Params, only: &[String]) -> Report {
-    let repo = crate::workspace_root();
-    let rev = ccci_nix::GitRepo::open(&repo)
-        .and_then(|g| g.resolve("HEAD"))
-        .unwrap_or_else(|_| "unknown".into());
-    run_gate_at(spec, target, params, only, &repo, &rev)
-}
-
-/// [`run_gate`] with an explicit repository and revision.
-pub fn run_gate_at(
+/// The gate run of `spec` for the target named `target_arg` (its params merged), the checks
+/// in `only` (or all), comparing with `repo` at `rev`.
+pub fn prepare_at(
     spec: &GateSpec,
-    target: Target,
-    params: Params,
+    target_arg: &str,
     only: &[String],
     repo: &Path,
     rev: &str,
-) -> Report {
-    let selected = spec.select(only).unwrap_or_else(|e| panic!("{e}"));
-    let planned: Vec<Planned<Ctx>> = selected
-        .into_iter()
-        .map(|s| {
-            let check =
-                ccci_checks::find(&s.id).unwrap_or_else(|| panic!("unknown check id {}", s.id));
-            Planned { spec: s, check }
-        })
-        .collect();
-    let label = target.label().to_string();
-    let redactor = Redactor::new();
-    let ctx = Arc::new(Ctx::new(
-        target,
-        params,
-        repo.to_path_buf(),
-        rev.to_string(),
-        redactor.clone(),
-    ));
-    let results = crate::block_on(ccci_core::run_checks(
-        planned,
-        ctx,
-        redactor,
-        Arc::new(|_| {}),
-    ));
-    Report::new(&spec.gate, &label, rev, results)
+) -> GateRun {
+    let tspec = TargetSpec::parse(target_arg).unwrap_or_else(|e| panic!("{target_arg}: {e}"));
+    GateRun::prepare(
+        spec.clone(),
+        &spec.gate,
+        only,
+        &tspec,
+        target_arg,
+        repo,
+        rev,
+    )
+    .unwrap_or_else(|e| panic!("gate {}: {e}", spec.gate))
+}
+
+/// [`prepare_at`] comparing with this workspace at HEAD.
+pub fn prepare(spec: &GateSpec, target_arg: &str, only: &[String]) -> GateRun {
+    prepare_at(spec, target_arg, only, &crate::workspace_root(), "HEAD")
+}
+
+/// Run a prepared gate on `target` (already bound with [`GateRun::bind`]).
+pub fn run_prepared(run: GateRun, target: Target) -> Report {
+    crate::block_on(run.run(target, Arc::new(|_| {})))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .report
+}
+
+/// Run the checks of `spec` (all, or those in `only`) against `target` named `target_arg`.
+pub fn run_gate(spec: &GateSpec, target_arg: &str, target: GateTarget, only: &[String]) -> Report {
+    let mut run = prepare(spec, target_arg, only);
+    let target = run.bind(target);
+    run_prepared(run, target)
 }
 
 /// Put a file into the sandbox's systemd host (through the Docker API's archive upload).

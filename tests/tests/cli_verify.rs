@@ -681,3 +681,75 @@ fn units_gate_human_markdown_and_junit_snapshots() {
         insta::assert_snapshot!("units_gate_junit", junit);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// secrets: a canary in every place a Docker client config keeps one never reaches any output
+
+const CANARY_PROXY: &str = "canary-proxy-pa55word";
+const CANARY_HEADER: &str = "canary-header-t0ken";
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
+    let info = sandbox();
+    let config = "/root/.docker/config.json";
+    let original = ccci_tests::gate::host_sh(info, &format!("cat {config}"));
+    let mut v: Value = serde_json::from_str(&original).unwrap();
+    v["proxies"] = serde_json::json!({"default": {"httpProxy": format!("http://proxyuser:{CANARY_PROXY}@proxy.invalid:3128")}});
+    v["HttpHeaders"] = serde_json::json!({"X-Meta-Token": CANARY_HEADER});
+    struct Put<'a>(&'a ccci_tests::SandboxInfo, String);
+    impl Drop for Put<'_> {
+        fn drop(&mut self) {
+            ccci_tests::gate::upload(
+                self.0,
+                "/root/.docker/config.json",
+                self.1.as_bytes(),
+                0o600,
+            );
+        }
+    }
+    let _restore = Put(info, original.clone());
+    ccci_tests::gate::upload(info, config, v.to_string().as_bytes(), 0o600);
+
+    // a spec whose probe teardown prints the whole config: a check that has nothing to do with
+    // credentials puts every secret in its evidence
+    let text = std::fs::read_to_string(workspace_root().join("verify/gates/2pc.toml")).unwrap();
+    let from = "teardown_extra = []";
+    assert!(text.contains(from), "2pc.toml no longer has `{from}`");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("2pc-cat-config.toml");
+    std::fs::write(
+        &spec,
+        text.replace(from, &format!("teardown_extra = [[\"cat\", \"{config}\"]]")),
+    )
+    .unwrap();
+    let leaks = |what: &str, out: &str| {
+        for canary in [CANARY_PROXY, CANARY_HEADER] {
+            assert!(!out.contains(canary), "{what} carries the canary {canary}");
+        }
+    };
+    // with and without the auth check (which reads the config itself), in every format
+    for only in [
+        vec!["cache.image-survives-teardown"],
+        vec!["cache.image-survives-teardown", "auth.daemon-authenticated"],
+    ] {
+        for format in ["human", "json", "junit", "markdown"] {
+            let mut cmd = verify();
+            cmd.arg("gate").arg(&spec).args(["--format", format]);
+            for id in &only {
+                cmd.args(["--check", id]);
+            }
+            let r = run(&mut cmd); // run() asserts the sandbox secret is in neither stream
+            let what = format!("{format} report of {only:?}");
+            leaks(&what, &r.stdout);
+            leaks(&what, &r.stderr);
+            // the config was printed: masked, not missing (the human report shows evidence
+            // only for checks that did not pass)
+            assert!(
+                format == "human" || r.stdout.contains("[REDACTED]"),
+                "{what}: no masked secret, so the config was not printed: {}",
+                r.show()
+            );
+        }
+    }
+}

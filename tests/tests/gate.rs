@@ -44,8 +44,8 @@ fn main() {
     }
     let report = {
         let _lock = sandbox_lock();
-        let (target, params) = target_from_env(&spec);
-        run_gate(&spec, target, params, &selected)
+        let (name, target) = target_from_env();
+        run_gate(&spec, &name, target, &selected)
     };
     let trials = report
         .checks

@@ -7,7 +7,8 @@
 use ccci_checks::Params;
 use ccci_core::{Report, Verdict};
 use ccci_tests::gate::{
-    builtin_spec, explain, host_sh, host_sh_quiet, run_gate, sandbox_target, upload,
+    builtin_spec, explain, host_sh, host_sh_quiet, prepare, run_prepared, sandbox_gate_target,
+    upload,
 };
 use ccci_tests::{sandbox, workspace_root};
 use std::collections::BTreeSet;
@@ -88,16 +89,19 @@ fn untag_probe_image() {
     });
 }
 
+/// The parameters of gate 2pc for the sandbox, as a gate run on it has them.
 fn params() -> Params {
-    let spec = builtin_spec("2pc");
-    let mut p = Params::from_table(&spec.params_for("sandbox", "sandbox")).unwrap();
-    p.store.docker_root = Some(sandbox().data_root.display().to_string());
-    p
+    let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[]);
+    run.bind(sandbox_gate_target(sandbox()));
+    run.params
 }
 
+/// The whole gate on the sandbox with `p`.
 fn gate(p: Params) -> Report {
-    let spec = builtin_spec("2pc");
-    let report = run_gate(&spec, sandbox_target(sandbox()), p, &[]);
+    let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[]);
+    let target = run.bind(sandbox_gate_target(sandbox()));
+    run.params = p;
+    let report = run_prepared(run, target);
     let json = serde_json::to_string(&report).unwrap();
     assert!(
         !json.contains(SANDBOX_SECRET),
@@ -114,17 +118,29 @@ fn not_passing(r: &Report) -> BTreeSet<String> {
         .collect()
 }
 
-fn assert_only(r: &Report, expected: &[&str]) {
-    let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+/// The checks that do not pass are exactly `expected`, each with its verdict and a reason its
+/// detail must contain: an error or a timeout in the target check is not the wrong state
+/// being caught.
+fn assert_only(r: &Report, expected: &[(&str, Verdict, &str)]) {
+    let ids: BTreeSet<String> = expected.iter().map(|(id, _, _)| id.to_string()).collect();
     let got = not_passing(r);
     let mut why = String::new();
-    for id in got.union(&expected) {
+    for id in got.union(&ids) {
         why.push_str(&explain(r, id));
     }
     assert_eq!(
-        got, expected,
+        got, ids,
         "checks not passing differ from those expected:\n{why}"
     );
+    for (id, verdict, reason) in expected {
+        let c = check(r, id);
+        assert_eq!(c.verdict, *verdict, "{id}:\n{}", explain(r, id));
+        assert!(
+            c.detail.contains(reason),
+            "{id}: the detail does not give the reason `{reason}`:\n{}",
+            explain(r, id)
+        );
+    }
 }
 
 /// The result of check `id` in the report (panics when the gate did not run it).
@@ -183,9 +199,19 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
     // the legacy unit is both a live unit and a family member git does not declare
     assert_only(
         &r,
-        &["units.legacy-timer-absent", "repro.units-git-eq-host"],
+        &[
+            (
+                "units.legacy-timer-absent",
+                Verdict::Fail,
+                "docker-prune.timer still exists",
+            ),
+            (
+                "repro.units-git-eq-host",
+                Verdict::Fail,
+                "legacy docker-prune.timer is still known",
+            ),
+        ],
     );
-    assert_eq!(verdict(&r, "units.legacy-timer-absent"), Verdict::Fail);
 }
 
 #[rstest::rstest]
@@ -201,7 +227,10 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
 fn prune_timer_not_running(#[case] set: &str, #[case] restore: &'static str) {
     let _state = host_state(set, restore);
     let r = gate(params());
-    assert_only(&r, &["units.prune-timer-active"]);
+    assert_only(
+        &r,
+        &[("units.prune-timer-active", Verdict::Fail, "(want active)")],
+    );
 }
 
 #[test]
@@ -215,7 +244,14 @@ fn prune_service_last_run_failed() {
         &format!("systemctl daemon-reload; ! systemctl start ci-docker-prune.service; rm -f {DROPIN_DIR}/unreachable-daemon.conf; systemctl daemon-reload"),
     );
     let r = gate(params());
-    assert_only(&r, &["units.prune-service-loaded"]);
+    assert_only(
+        &r,
+        &[(
+            "units.prune-service-loaded",
+            Verdict::Fail,
+            "last run failed",
+        )],
+    );
 }
 
 #[test]
@@ -226,19 +262,25 @@ fn prune_unit_asks_for_all() {
     let _dropin = prune_dropin("all.conf");
     host_sh(info, "systemctl daemon-reload");
     let r = gate(params());
-    // `--all` is what never-all guards; the same unit also prunes below the threshold (no
-    // decision line, the store shrinks) and cannot give the dry run the probe asks for
+    // `--all` is what never-all guards; the same command is not the ci-docker-prune contract:
+    // docker rejects `--dry-run --json`, so the noop check does not run it for real and the
+    // probe gets no dry run to read
     assert_only(
         &r,
         &[
-            "prune.never-all-never-volumes",
-            "prune.noop-below-threshold",
-            "prune.keeps-deployed-images",
+            ("prune.never-all-never-volumes", Verdict::Fail, "`--all`"),
+            (
+                "prune.noop-below-threshold",
+                Verdict::Fail,
+                "does not answer --dry-run --json with the ci-docker-prune contract",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "dry run gave no report",
+            ),
         ],
     );
-    assert_eq!(verdict(&r, "prune.never-all-never-volumes"), Verdict::Fail);
-    let c = check(&r, "prune.never-all-never-volumes");
-    assert!(c.detail.contains("--all"), "{}", c.detail);
 }
 
 #[test]
@@ -256,17 +298,23 @@ fn teardown_also_removes_the_image() {
     assert_only(
         &r,
         &[
-            "cache.image-survives-teardown",
-            "prune.keeps-deployed-images",
-            "cache.warm-redeploy-zero-layers",
+            (
+                "cache.image-survives-teardown",
+                Verdict::Fail,
+                "is gone after the teardown",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Fail,
+                "already gone after the teardown",
+            ),
+            (
+                "cache.warm-redeploy-zero-layers",
+                Verdict::Fail,
+                "downloaded",
+            ),
         ],
     );
-    for id in [
-        "cache.image-survives-teardown",
-        "cache.warm-redeploy-zero-layers",
-    ] {
-        assert_eq!(verdict(&r, id), Verdict::Fail, "{}", explain(&r, id));
-    }
 }
 
 #[test]
@@ -281,9 +329,14 @@ fn image_pruned_before_the_redeploy() {
         "{image_id}".into(),
     ]];
     let r = gate(p);
-    assert_only(&r, &["cache.warm-redeploy-zero-layers"]);
-    let c = check(&r, "cache.warm-redeploy-zero-layers");
-    assert!(c.detail.contains("downloaded"), "{}", c.detail);
+    assert_only(
+        &r,
+        &[(
+            "cache.warm-redeploy-zero-layers",
+            Verdict::Fail,
+            "downloaded",
+        )],
+    );
 }
 
 #[test]
@@ -303,8 +356,14 @@ fn prune_uses_the_daemons_dangling_filter() {
     // not dangling to the daemon)
     untag_probe_image();
     let r = gate(params());
-    assert_only(&r, &["prune.keeps-deployed-images"]);
-    assert_eq!(verdict(&r, "prune.keeps-deployed-images"), Verdict::Fail);
+    assert_only(
+        &r,
+        &[(
+            "prune.keeps-deployed-images",
+            Verdict::Fail,
+            "would delete the probe's image",
+        )],
+    );
 }
 
 #[test]
@@ -315,9 +374,10 @@ fn credentials_file_world_readable() {
         "chmod 600 /root/.docker/config.json",
     );
     let r = gate(params());
-    assert_only(&r, &["auth.daemon-authenticated"]);
-    let c = check(&r, "auth.daemon-authenticated");
-    assert!(c.detail.contains("644"), "{}", c.detail);
+    assert_only(
+        &r,
+        &[("auth.daemon-authenticated", Verdict::Fail, "mode is 644")],
+    );
 }
 
 #[test]
@@ -326,12 +386,13 @@ fn wrong_expected_user() {
     let mut p = params();
     p.auth.expected_user = Some("nptest2".into());
     let r = gate(p);
-    assert_only(&r, &["auth.daemon-authenticated"]);
-    let c = check(&r, "auth.daemon-authenticated");
-    assert!(
-        c.detail.contains("ccci-sandbox") && c.detail.contains("nptest2"),
-        "{}",
-        c.detail
+    assert_only(
+        &r,
+        &[(
+            "auth.daemon-authenticated",
+            Verdict::Fail,
+            "the credential is for user `ccci-sandbox`, expected `nptest2`",
+        )],
     );
 }
 
@@ -350,8 +411,14 @@ fn disk_under_pressure_the_noop_check_skips_and_starts_no_real_prune() {
     let ballast = ccci_sandbox::Ballast::fill(&info.data_root, 85).unwrap();
     let r = gate(params());
     ballast.remove().unwrap();
-    assert_only(&r, &["prune.noop-below-threshold"]);
-    assert_eq!(verdict(&r, "prune.noop-below-threshold"), Verdict::Skip);
+    assert_only(
+        &r,
+        &[(
+            "prune.noop-below-threshold",
+            Verdict::Skip,
+            "at or above the threshold now",
+        )],
+    );
     assert_eq!(
         r.exit_code(),
         1,
@@ -370,11 +437,131 @@ fn docker_root_not_where_the_gate_expects() {
     let mut p = params();
     p.store.docker_root = Some("/var/lib/docker".into());
     let r = gate(p);
-    assert_only(&r, &["store.docker-root-persistent"]);
+    assert_only(
+        &r,
+        &[(
+            "store.docker-root-persistent",
+            Verdict::Fail,
+            "the gate expects /var/lib/docker",
+        )],
+    );
     let c = check(&r, "store.docker-root-persistent");
-    assert!(
-        c.detail.contains("/var/lib/docker") && c.detail.contains("data-root"),
-        "{}",
-        c.detail
+    assert!(c.detail.contains("data-root"), "{}", c.detail);
+}
+
+/// Install the fixture `name` as a drop-in of the prune timer; the guard removes it again.
+fn timer_dropin(name: &'static str) -> Restore<impl FnMut()> {
+    let info = sandbox();
+    let dir = "/etc/systemd/system/ci-docker-prune.timer.d";
+    host_sh(info, &format!("mkdir -p {dir}"));
+    upload(info, &format!("{dir}/{name}"), &fixture(name), 0o644);
+    Restore(move || {
+        host_sh_quiet(
+            info,
+            &format!("rm -f {dir}/{name}; systemctl daemon-reload; systemctl restart ci-docker-prune.timer"),
+        )
+    })
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn prune_timer_triggers_another_unit() {
+    // the unit it is pointed at exists (a timer whose unit is missing does not start)
+    upload(
+        sandbox(),
+        "/etc/systemd/system/ccci-other.service",
+        &fixture("ccci-other.service"),
+        0o644,
+    );
+    let _other = Restore(|| {
+        host_sh_quiet(
+            sandbox(),
+            "rm -f /etc/systemd/system/ccci-other.service; systemctl daemon-reload",
+        )
+    });
+    let _dropin = timer_dropin("timer-other-unit.conf");
+    host_sh(
+        sandbox(),
+        "systemctl daemon-reload && systemctl restart ci-docker-prune.timer",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "units.prune-timer-active",
+            Verdict::Fail,
+            "Triggers=ccci-other.service (want ci-docker-prune.service)",
+        )],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_exec_start_post_shell_line_prunes_all() {
+    let _dropin = prune_dropin("post-prune-all.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "prune.never-all-never-volumes",
+            Verdict::Fail,
+            "ExecStartPost: ExecStartPost -c",
+        )],
+    );
+    let c = check(&r, "prune.never-all-never-volumes");
+    assert!(c.detail.contains("-af"), "{}", c.detail);
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn deployed_threshold_below_the_usage() {
+    let _dropin = prune_dropin("threshold-1.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    // a failure naming the threshold, not "cannot be shown now"
+    assert_only(
+        &r,
+        &[(
+            "prune.noop-below-threshold",
+            Verdict::Fail,
+            "uses a threshold of 1%, the gate expects 80%",
+        )],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_prune_that_says_it_keeps_the_cache_but_removes_a_container() {
+    let info = sandbox();
+    host_docker_cli();
+    let _restore = Restore(|| {
+        host_sh_quiet(
+            sandbox(),
+            "docker rm -f ccci-lying-victim >/dev/null 2>&1; rm -f /usr/local/bin/ci-docker-prune.real",
+        );
+        redeploy();
+    });
+    // a stopped container for the lying prune to remove (from any image in the store)
+    host_sh(
+        info,
+        "docker pull -q redis:7-alpine >/dev/null && docker create --name ccci-lying-victim redis:7-alpine >/dev/null \
+         && cp /usr/local/bin/ci-docker-prune /usr/local/bin/ci-docker-prune.real",
+    );
+    upload(
+        info,
+        "/usr/local/bin/ci-docker-prune",
+        &fixture("lying-prune.sh"),
+        0o755,
+    );
+    let r = gate(params());
+    untag_probe_image();
+    assert_only(
+        &r,
+        &[(
+            "prune.noop-below-threshold",
+            Verdict::Fail,
+            "0 image(s) and 1 container(s) disappeared during the run",
+        )],
     );
 }

@@ -13,8 +13,9 @@
 //! What the stand-in evaluation does and does not prove is written in docs/nixos.md.
 //! The VM tests (vm-tests/, `nix flake check`) cover the rest on a machine with nixpkgs.
 //!
-//! Without `nix-instantiate` on PATH each test prints `SKIP:` and returns; the README's
-//! installer installs Debian's `nix-bin`, so CI runs them.
+//! Without `nix-instantiate` (or, for the VM test scripts, `python3`) on PATH each test fails
+//! naming what to install: a check that did not run never passes. The README's commands install
+//! Debian's `nix-bin` and `python3`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `nix-instantiate` on PATH, or None (then the caller skips with a message).
+/// `nix-instantiate` on PATH, or None (then the caller fails naming what to install).
 fn nix_instantiate() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -47,12 +48,9 @@ macro_rules! require_nix {
     () => {
         match nix_instantiate() {
             Some(p) => p,
-            None => {
-                eprintln!(
-                    "SKIP: nix-instantiate not found on PATH; install Nix (Debian: apt-get install nix-bin) to run the Nix file checks"
-                );
-                return;
-            }
+            None => panic!(
+                "nix-instantiate not found on PATH: install Nix (Debian: apt-get install nix-bin) to run the Nix file checks"
+            ),
         }
     };
 }
@@ -422,21 +420,6 @@ fn invocation(argv: &[String]) -> Result<Invocation, String> {
     Ok(inv)
 }
 
-/// What no side may ever ask for.
-fn forbidden_args(argv: &[String]) -> Vec<String> {
-    argv.iter()
-        .filter(|a| {
-            let l = a.to_ascii_lowercase();
-            l == "--all"
-                || l.starts_with("--all=")
-                || l == "-a"
-                || l == "-af"
-                || l.contains("volume")
-        })
-        .cloned()
-        .collect()
-}
-
 /// The module side, from the stand-in evaluation's JSON.
 fn module_side(eval: &Value) -> Result<Side, String> {
     let services = eval["services"]
@@ -661,7 +644,8 @@ fn parity_problems(
 ) -> Vec<String> {
     let mut p = Vec::new();
     for side in [module, portable] {
-        let bad = forbidden_args(&side.argv);
+        // what no side may ever ask for: the rule prune.never-all-never-volumes decides with
+        let bad = ccci_checks::never_all::forbidden_args(&side.argv);
         if !bad.is_empty() {
             p.push(format!(
                 "{}: forbidden arguments {bad:?} (never --all, never volumes)",
@@ -1462,16 +1446,16 @@ fn vm_tests_cover_issue_6_item_4_and_their_scripts_are_python() {
         ],
     );
 
-    // the scripts are Python for the NixOS test driver; check they compile when python3 exists
-    let python = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("python3"))
-            .find(|p| p.is_file())
-    });
-    let Some(python) = python else {
-        eprintln!("SKIP (part): python3 not on PATH; VM test scripts not compiled");
-        return;
-    };
+    // the scripts are Python for the NixOS test driver: they must compile
+    let python = std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("python3"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("python3 not found on PATH: install it (Debian: apt-get install python3) to check the VM test scripts")
+        });
     for name in ["vm-prune-policy", "vm-cache", "vm-gate"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join(format!("{name}.py"));

@@ -6,7 +6,7 @@ use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
 use base64::Engine;
 use ccci_core::redact::{Redactor, MASK};
-use ccci_core::{Check, Evidence, Outcome};
+use ccci_core::{Check, Decided, Evidence, Halt, Outcome, Trail};
 use std::sync::Arc;
 
 pub fn checks() -> Vec<DynCheck> {
@@ -21,35 +21,96 @@ pub struct Credential {
     pub helper: Option<String>,
 }
 
+/// Keys of an `auths` entry that hold a secret.
+const AUTH_SECRET_KEYS: &[&str] = &["auth", "password", "identitytoken", "registrytoken"];
+
+/// The password of a URL with user info (`http://user:pass@proxy:3128` → `pass`).
+fn url_password(s: &str) -> Option<(usize, usize)> {
+    let scheme_end = s.find("://")? + 3;
+    let rest = &s[scheme_end..];
+    let at = rest.find('@')?;
+    let userinfo = &rest[..at];
+    if userinfo.contains('/') {
+        return None;
+    }
+    let colon = userinfo.find(':')?;
+    let start = scheme_end + colon + 1;
+    let end = scheme_end + at;
+    (end > start).then_some((start, end))
+}
+
+/// Register every secret a Docker client config holds, wherever it is: `auths` entries (and
+/// the password inside a base64 `auth`), every `HttpHeaders` value, the password of any URL with
+/// user info (`proxies`), and mask each of them in `v`.
+fn register_and_mask(v: &mut serde_json::Value, redactor: &Redactor, under: Option<&str>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let secret_here = matches!(under, Some("auths"))
+                    && AUTH_SECRET_KEYS.contains(&k.as_str())
+                    || matches!(under, Some("HttpHeaders"));
+                if secret_here {
+                    if let Some(s) = child.as_str() {
+                        redactor.add(s);
+                        if k == "auth" {
+                            if let Ok(bytes) =
+                                base64::engine::general_purpose::STANDARD.decode(s.trim())
+                            {
+                                let dec = String::from_utf8_lossy(&bytes).into_owned();
+                                if let Some((_, secret)) = dec.split_once(':') {
+                                    redactor.add(secret);
+                                }
+                            }
+                        }
+                        *child = serde_json::Value::String(MASK.into());
+                        continue;
+                    }
+                }
+                // an `auths` entry's own keys are secrets; its registry name is not
+                let next = match (under, k.as_str()) {
+                    (_, "auths") => Some("auths-list"),
+                    (Some("auths-list"), _) => Some("auths"),
+                    (_, "HttpHeaders") => Some("HttpHeaders"),
+                    _ => None,
+                };
+                register_and_mask(child, redactor, next);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                register_and_mask(item, redactor, None);
+            }
+        }
+        serde_json::Value::String(s) => {
+            if let Some((a, b)) = url_password(s) {
+                redactor.add(&s[a..b]);
+                s.replace_range(a..b, MASK);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Register every secret of a Docker client config with `redactor` (see [`read_credential`]);
+/// text that is not JSON registers nothing. The gate calls this before any check runs.
+pub fn register_secrets(text: &str, redactor: &Redactor) {
+    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+        register_and_mask(&mut v, redactor, None);
+    }
+}
+
 /// Read `auths[registry]` of a Docker client config. Every secret found is added to
-/// `redactor`. Returns the credential and the config re-serialised with secrets masked.
+/// `redactor`. Returns the credential and the config re-serialised with every secret masked.
 pub fn read_credential(
     text: &str,
     registry: &str,
     redactor: &Redactor,
 ) -> Result<(Credential, String), String> {
-    let mut v: serde_json::Value =
+    let original: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    // register every secret-looking value first, whatever registry it is for
-    if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
-        for entry in auths.values() {
-            for key in ["auth", "password", "identitytoken", "registrytoken"] {
-                if let Some(s) = entry.get(key).and_then(|x| x.as_str()) {
-                    redactor.add(s);
-                    if key == "auth" {
-                        if let Ok(bytes) =
-                            base64::engine::general_purpose::STANDARD.decode(s.trim())
-                        {
-                            let dec = String::from_utf8_lossy(&bytes).into_owned();
-                            if let Some((_, secret)) = dec.split_once(':') {
-                                redactor.add(secret);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut masked_v = original.clone();
+    register_and_mask(&mut masked_v, redactor, None);
+    let v = original;
     let helper = v
         .get("credHelpers")
         .and_then(|h| h.get(registry))
@@ -85,19 +146,7 @@ pub fn read_credential(
             });
         }
     }
-    // masked copy for evidence
-    if let Some(auths) = v.get_mut("auths").and_then(|a| a.as_object_mut()) {
-        for entry in auths.values_mut() {
-            if let Some(o) = entry.as_object_mut() {
-                for key in ["auth", "password", "identitytoken", "registrytoken"] {
-                    if o.contains_key(key) {
-                        o.insert(key.to_string(), serde_json::Value::String(MASK.into()));
-                    }
-                }
-            }
-        }
-    }
-    let masked = serde_json::to_string_pretty(&v).unwrap_or_default();
+    let masked = serde_json::to_string_pretty(&masked_v).unwrap_or_default();
     Ok((cred, masked))
 }
 
@@ -139,54 +188,53 @@ impl Check<Ctx> for DaemonAuthenticated {
         "the daemon user's Docker Hub credential exists for the expected user, the file is 0600, the secret never printed"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        let a = &ctx.params.auth;
-        let Some(expected) = &a.expected_user else {
-            return Outcome::error("the gate spec sets no [params.auth] expected_user");
-        };
-        let path = a.config_path.as_str();
-        let (stat, ev) = ctx.run(&["stat", "-c", "%a %U", "--", path]).await;
-        let mut evidence = vec![ev];
-        let Some(stat) = stat else {
-            return Outcome::error(format!("cannot stat {path}")).with_evidence(evidence);
-        };
-        if !stat.ok() {
-            return Outcome::fail(format!(
-                "{path} does not exist or cannot be read: the daemon pulls anonymously"
-            ))
-            .with_evidence(evidence);
-        }
-        let stat_s = stat.stdout_str();
-        let mode = stat_s.split_whitespace().next().unwrap_or("").to_string();
-        let bytes = match ctx.target.read_file(path).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return Outcome::fail(format!("{path} does not exist")).with_evidence(evidence)
-            }
-            Err(e) => {
-                return Outcome::error(format!("cannot read {path}: {e}")).with_evidence(evidence)
-            }
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        match read_credential(&text, &a.registry, &ctx.redactor) {
-            Ok((cred, masked)) => {
-                evidence.push(Evidence::new(
-                    format!("cat -- {path}   # secrets masked by ccci-verify"),
-                    Some(0),
-                    masked,
-                ));
-                evidence.push(Evidence::note(
-                    format!("decoded auths[{}].auth", a.registry),
-                    format!(
-                        "user={} secret={}",
-                        cred.user.clone().unwrap_or_else(|| "(none)".into()),
-                        if cred.has_secret { MASK } else { "(empty)" }
-                    ),
-                ));
-                decide(&cred, expected, &mode, &a.registry).with_evidence(evidence)
-            }
-            Err(e) => Outcome::fail(format!("{path}: {e}")).with_evidence(evidence),
-        }
+        let mut t = Trail::new();
+        let r = daemon_authenticated(ctx, &mut t).await;
+        t.conclude(r)
     }
+}
+
+async fn daemon_authenticated(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let a = &ctx.params.auth;
+    let Some(expected) = &a.expected_user else {
+        return Err(Halt::error(
+            "the gate spec sets no [params.auth] expected_user",
+        ));
+    };
+    let path = a.config_path.as_str();
+    let stat = ctx
+        .cmd(t, &["stat", "-c", "%a %U", "--", path])
+        .await
+        .map_err(|_| Halt::error(format!("cannot stat {path}")))?;
+    if !stat.ok() {
+        return Err(Halt::fail(format!(
+            "{path} does not exist or cannot be read: the daemon pulls anonymously"
+        )));
+    }
+    let stat_s = stat.stdout_str();
+    let mode = stat_s.split_whitespace().next().unwrap_or("").to_string();
+    let bytes = match ctx.target.read_file(path).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(Halt::fail(format!("{path} does not exist"))),
+        Err(e) => return Err(Halt::error(format!("cannot read {path}: {e}"))),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let (cred, masked) = read_credential(&text, &a.registry, &ctx.redactor)
+        .map_err(|e| Halt::fail(format!("{path}: {e}")))?;
+    t.push(Evidence::new(
+        format!("cat -- {path}   # secrets masked by ccci-verify"),
+        Some(0),
+        masked,
+    ));
+    t.note(
+        format!("decoded auths[{}].auth", a.registry),
+        format!(
+            "user={} secret={}",
+            cred.user.clone().unwrap_or_else(|| "(none)".into()),
+            if cred.has_secret { MASK } else { "(empty)" }
+        ),
+    );
+    Ok(decide(&cred, expected, &mode, &a.registry))
 }
 
 #[cfg(test)]
@@ -215,6 +263,42 @@ mod tests {
             r.scrub(&format!("x {CANARY} {b64}")),
             format!("x {MASK} {MASK}")
         );
+    }
+
+    #[test]
+    fn every_secret_in_the_config_is_masked_and_registered() {
+        let r = Redactor::new();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("u:{CANARY}-a"));
+        let text = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"r.example":{{"username":"u","password":"{CANARY}-p","identitytoken":"{CANARY}-i"}}}},
+               "HttpHeaders":{{"X-Meta-Token":"{CANARY}-h"}},
+               "proxies":{{"default":{{"httpProxy":"http://pu:{CANARY}-x@proxy:3128","noProxy":"localhost"}}}}}}"#
+        );
+        let (_, masked) = read_credential(&text, "https://index.docker.io/v1/", &r).unwrap();
+        assert!(!masked.contains(CANARY), "{masked}");
+        // what is no secret stays readable
+        for keep in [
+            "r.example",
+            "X-Meta-Token",
+            "http://pu:",
+            "@proxy:3128",
+            "localhost",
+        ] {
+            assert!(masked.contains(keep), "{keep} in {masked}");
+        }
+        for suffix in ["a", "p", "i", "h", "x"] {
+            let secret = format!("{CANARY}-{suffix}");
+            assert_eq!(
+                r.scrub(&format!("<{secret}>")),
+                format!("<{MASK}>"),
+                "{suffix}"
+            );
+        }
+        // register_secrets alone registers the same set
+        let r2 = Redactor::new();
+        register_secrets(&text, &r2);
+        assert_eq!(r2.scrub(&format!("{CANARY}-x")), MASK);
+        register_secrets("not json", &r2);
     }
 
     #[test]

@@ -64,6 +64,9 @@ fn d_image() -> String {
 fn d_converge() -> u64 {
     90
 }
+fn d_budget() -> u64 {
+    200
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +77,11 @@ pub struct ProbeParams {
     /// How long a probe service may take to converge.
     #[serde(default = "d_converge")]
     pub converge_secs: u64,
+    /// The whole probe's time: every wait is bounded by what is left of it, and its clean-up
+    /// gets `CLEANUP_SECS` (30 s) more. Keep the first probe check's `timeout_secs` above the
+    /// sum, or the probe is cancelled (and cleaned up) before it finishes.
+    #[serde(default = "d_budget")]
+    pub budget_secs: u64,
     /// Extra argv the host's own CI teardown runs after removing services, volumes and secrets
     /// (e.g. your teardown script). `{service}` and `{image_id}` are substituted.
     #[serde(default)]
@@ -89,6 +97,7 @@ impl Default for ProbeParams {
         ProbeParams {
             image: d_image(),
             converge_secs: d_converge(),
+            budget_secs: d_budget(),
             teardown_extra: vec![],
             before_redeploy: vec![],
         }

@@ -1,6 +1,8 @@
 //! The probe: what a CI run does to the image cache, done once per gate run and read by
-//! `cache.image-survives-teardown`, `cache.warm-redeploy-zero-layers` and
-//! `prune.keeps-deployed-images`.
+//! `cache.image-survives-teardown`, `cache.warm-redeploy-zero-layers` (decided in
+//! [`crate::cache`]) and `prune.keeps-deployed-images` (decided in [`crate::prune`]). The probe
+//! decides nothing: it records what it deployed, tore down, pulled and what the dry run listed,
+//! with the evidence of each step.
 //!
 //! 1. resolve the probe image's digest the way `docker service create` does (distribution
 //!    inspect) and deploy a swarm service pinned to `image@digest`, with a named volume and a
@@ -13,7 +15,7 @@
 //!    stream counts layers downloaded) and the service again, with the daemon's events recorded;
 //! 6. always remove the probe's service, volume and secret, on failure too.
 
-use crate::prune::deployed_argv;
+use crate::deployed::{self, PruneReport};
 use crate::Ctx;
 use bollard::models::{
     Mount, MountType, SecretSpec, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
@@ -25,7 +27,8 @@ use bollard::query_parameters::{
     ListTasksOptionsBuilder,
 };
 use bollard::Docker;
-use ccci_core::{Evidence, Outcome};
+use ccci_core::{short, Evidence, Halt, Trail};
+use ccci_host::docker_error::{is_conflict, is_not_found};
 use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -43,24 +46,26 @@ pub struct ProbeRun {
     pub tags: Vec<String>,
     /// After teardown: the id found in the store (None = gone).
     pub after_teardown: Option<Option<String>>,
-    /// The dry run: its outcome, the ids it would remove, and whether the probe's is among them.
-    pub dry_run: Option<DryRun>,
+    /// The deployed prune's dry run (every gate forced open): its report, which lists the
+    /// images it would remove.
+    pub dry_run: Option<PruneReport>,
     /// The warm pull: layers downloaded (ids) and layers found locally.
     pub warm_pull: Option<PullStats>,
     /// Image pull events the daemon reported during the redeploy.
+    /// Image pull events the daemon reported from the warm pull to the converged redeploy,
+    /// the warm pull's own event included (so a right host shows exactly 1; 0 means the window
+    /// missed the events and nothing was shown).
     pub redeploy_pull_events: Option<usize>,
     /// The redeploy converged, and ran this image id.
     pub redeploy_image_id: Option<String>,
     /// A step that could not be done (an error, not a verdict), with which step.
     pub error: Option<String>,
-    pub evidence: Vec<Evidence>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DryRun {
-    pub outcome: String,
-    pub skipped_by: Option<String>,
-    pub images: Vec<String>,
+    /// When the probe's budget ends (the verifier's clock; every wait is bounded by it).
+    pub deadline: Option<Instant>,
+    /// Labels every probe object carries: [`LABEL`], the stack namespace, [`LABEL_DEADLINE`].
+    pub labels: HashMap<String, String>,
+    /// The evidence of every step, in order.
+    pub trail: Trail,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -94,9 +99,150 @@ pub fn count_layers(events: &[(Option<String>, String)]) -> PullStats {
     s
 }
 
-/// The probe run of this gate run (run on first use, then shared).
+/// The probe run of this gate run (run on first use, then shared). A probe that an earlier
+/// check started and that was cancelled (its check timed out) is not started again: its
+/// objects were cleaned up, and the checks that read it get an error.
 pub async fn get(ctx: &Ctx) -> &ProbeRun {
-    ctx.probe.get_or_init(|| run(ctx)).await
+    ctx.probe
+        .get_or_init(|| async {
+            if ctx.probe_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return ProbeRun {
+                    error: Some(
+                        "an earlier check's probe was cancelled (its timeout in the gate spec is shorter than the probe's budget); its objects were removed, the probe is not run twice".into(),
+                    ),
+                    ..Default::default()
+                };
+            }
+            run(ctx).await
+        })
+        .await
+}
+
+/// The label every probe object carries (service, volume, secret).
+pub const LABEL: &str = "ccci.probe";
+/// The label holding the daemon time (Unix seconds) after which a probe object is a leftover:
+/// its run's budget and clean-up time are over.
+pub const LABEL_DEADLINE: &str = "ccci.probe.deadline";
+/// How long the clean-up of a probe may take, on top of its budget.
+pub const CLEANUP_SECS: u64 = 30;
+
+/// Removes the probe's objects if the probe is dropped before it cleaned up (its check timed
+/// out, a panic, the gate interrupted): the clean-up is spawned and the gate run waits for it.
+struct Guard {
+    docker: Docker,
+    service: String,
+    cleanups: crate::Cleanups,
+    armed: bool,
+}
+
+impl Guard {
+    fn new(docker: &Docker, service: &str, cleanups: &crate::Cleanups) -> Guard {
+        cleanups.enter();
+        Guard {
+            docker: docker.clone(),
+            service: service.to_string(),
+            cleanups: cleanups.clone(),
+            armed: true,
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.armed {
+            let docker = self.docker.clone();
+            let service = self.service.clone();
+            self.cleanups.spawn(async move {
+                let mut p = ProbeRun {
+                    service,
+                    ..Default::default()
+                };
+                cleanup(&docker, &mut p).await;
+            });
+        }
+        self.cleanups.leave();
+    }
+}
+
+/// Remove the probe objects of earlier runs whose deadline has passed (a run that was killed
+/// before it could clean up). Objects of a run still within its budget are left alone.
+async fn sweep(docker: &Docker, now: i64, t: &mut Trail) -> Result<(), Halt> {
+    let mut filters = HashMap::new();
+    filters.insert("label", vec![LABEL]);
+    let stale = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(LABEL_DEADLINE))
+            .and_then(|d| d.parse::<i64>().ok())
+            .is_none_or(|d| d < now)
+    };
+    let mut services = Vec::new();
+    for s in docker
+        .list_services(Some(
+            bollard::query_parameters::ListServicesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| Halt::error(format!("GET /services?label={LABEL}: {e}")))?
+    {
+        let spec = s.spec.unwrap_or_default();
+        if stale(spec.labels.as_ref()) {
+            services.push(spec.name.unwrap_or_default());
+        }
+    }
+    let mut names: BTreeSet<String> = services.iter().cloned().collect();
+    let volumes = docker
+        .list_volumes(Some(
+            bollard::query_parameters::ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| Halt::error(format!("GET /volumes?label={LABEL}: {e}")))?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if stale(Some(&v.labels)) {
+            if let Some(svc) = v.name.strip_suffix("_data") {
+                names.insert(svc.to_string());
+            }
+        }
+    }
+    let secrets = docker
+        .list_secrets(Some(
+            bollard::query_parameters::ListSecretsOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| Halt::error(format!("GET /secrets?label={LABEL}: {e}")))?;
+    for sec in secrets {
+        let spec = sec.spec.unwrap_or_default();
+        if stale(spec.labels.as_ref()) {
+            if let Some(svc) = spec.name.as_deref().and_then(|n| n.strip_suffix("_secret")) {
+                names.insert(svc.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    for svc in &names {
+        let mut p = ProbeRun {
+            service: svc.clone(),
+            ..Default::default()
+        };
+        cleanup(docker, &mut p).await;
+        out.extend(p.trail.take().into_iter().map(|e| e.output));
+    }
+    t.api(
+        format!("sweep: probe objects of earlier runs past their deadline (label {LABEL})"),
+        format!(
+            "{}: {}",
+            names.iter().cloned().collect::<Vec<_>>().join(", "),
+            out.join("; ")
+        ),
+    );
+    Ok(())
 }
 
 fn unique_name() -> String {
@@ -123,12 +269,40 @@ async fn run(ctx: &Ctx) -> ProbeRun {
             return p;
         }
     };
-    let res = steps(ctx, &docker, &mut p).await;
-    cleanup(&docker, &mut p).await;
-    if let Err(e) = res {
-        p.error = Some(e);
+    let budget = ctx.params.probe.budget_secs;
+    p.deadline = Some(Instant::now() + Duration::from_secs(budget));
+    let res = async {
+        let now = daemon_now(&docker).await?;
+        p.labels.insert(
+            LABEL_DEADLINE.to_string(),
+            (now + (budget + CLEANUP_SECS) as i64).to_string(),
+        );
+        sweep(&docker, now, &mut p.trail).await?;
+        let mut guard = Guard::new(&docker, &p.service, &ctx.cleanups);
+        let res = steps(ctx, &docker, &mut p).await;
+        cleanup(&docker, &mut p).await;
+        guard.armed = false;
+        res
+    }
+    .await;
+    if let Err(h) = res {
+        p.error = Some(h.detail);
     }
     p
+}
+
+/// What is left of the probe's budget, at most `want`; an error naming `step` when nothing is.
+fn budget_for(p: &ProbeRun, want: Duration, step: &str) -> Result<Duration, Halt> {
+    let Some(deadline) = p.deadline else {
+        return Ok(want);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Halt::error(format!(
+            "the probe's budget (probe.budget_secs) was spent before {step}"
+        )));
+    }
+    Ok(want.min(left))
 }
 
 fn secret_name(service: &str) -> String {
@@ -138,11 +312,11 @@ fn volume_name(service: &str) -> String {
     format!("{service}_data")
 }
 
-async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), String> {
+async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), Halt> {
     let svc = p.service.clone();
-    let mut labels = HashMap::new();
+    let mut labels = p.labels.clone();
     labels.insert("com.docker.stack.namespace".to_string(), svc.clone());
-    labels.insert("ccci.probe".to_string(), "1".to_string());
+    labels.insert(LABEL.to_string(), "1".to_string());
     // the secret and volume a CI stack has (created once; a redeploy reuses the names)
     let secret = secret_name(&svc);
     let secret_id = match docker.inspect_secret(&secret).await {
@@ -157,7 +331,7 @@ async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), S
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| format!("POST /secrets/create {secret}: {e}"))?;
+                .map_err(|e| Halt::error(format!("POST /secrets/create {secret}: {e}")))?;
             r.id
         }
     };
@@ -169,7 +343,7 @@ async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), S
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("POST /volumes/create {vol}: {e}"))?;
+        .map_err(|e| Halt::error(format!("POST /volumes/create {vol}: {e}")))?;
     let spec = ServiceSpec {
         name: Some(svc.clone()),
         labels: Some(labels),
@@ -205,8 +379,8 @@ async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), S
     let r = docker
         .create_service(spec, None)
         .await
-        .map_err(|e| format!("POST /services/create {svc} image={pinned}: {e}"))?;
-    p.evidence.push(Evidence::api(
+        .map_err(|e| Halt::error(format!("POST /services/create {svc} image={pinned}: {e}")))?;
+    p.trail.push(Evidence::api(
         format!(
             "POST /services/create name={svc} image={pinned} replicas=1 (+ volume {vol}, secret)"
         ),
@@ -216,9 +390,11 @@ async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), S
 }
 
 /// Wait until the service has a running task; return the image id its container runs.
-async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<String, String> {
+async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<String, Halt> {
+    let limit = budget_for(p, Duration::from_secs(secs), "the service converged")?;
+    let secs = limit.as_secs().max(1);
     let svc = p.service.clone();
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let deadline = Instant::now() + limit;
     let mut filters = HashMap::new();
     filters.insert("service", vec![svc.as_str()]);
     loop {
@@ -227,7 +403,7 @@ async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<St
                 ListTasksOptionsBuilder::default().filters(&filters).build(),
             ))
             .await
-            .map_err(|e| format!("GET /tasks?service={svc}: {e}"))?;
+            .map_err(|e| Halt::error(format!("GET /tasks?service={svc}: {e}")))?;
         let mut states = Vec::new();
         for t in &tasks {
             let st = t.status.as_ref();
@@ -253,9 +429,9 @@ async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<St
                     let c = docker
                         .inspect_container(&cid, None)
                         .await
-                        .map_err(|e| format!("GET /containers/{cid}/json: {e}"))?;
+                        .map_err(|e| Halt::error(format!("GET /containers/{cid}/json: {e}")))?;
                     let image = c.image.unwrap_or_default();
-                    p.evidence.push(Evidence::api(
+                    p.trail.push(Evidence::api(
                         format!(
                             "GET /tasks?service={svc}; GET /containers/{}/json",
                             &cid[..12.min(cid.len())]
@@ -268,29 +444,30 @@ async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<St
         }
         let last = states.join("; ");
         if Instant::now() >= deadline {
-            p.evidence.push(Evidence::api(
+            p.trail.push(Evidence::api(
                 format!("GET /tasks?service={svc}"),
                 last.clone(),
             ));
-            return Err(format!(
+            return Err(Halt::error(format!(
                 "{svc} did not converge to 1/1 within {secs}s: {last}"
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-/// Remove the service (as a teardown does) and wait until its containers are gone.
-async fn remove_service(docker: &Docker, svc: &str) -> Result<(), String> {
+/// Remove the service (as a teardown does) and wait, at most `limit`, until its containers
+/// are gone.
+async fn remove_service(docker: &Docker, svc: &str, limit: Duration) -> Result<(), Halt> {
     match docker.delete_service(svc).await {
         Ok(()) => {}
-        Err(e) if e.to_string().contains("not found") => {}
-        Err(e) => return Err(format!("DELETE /services/{svc}: {e}")),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(Halt::error(format!("DELETE /services/{svc}: {e}"))),
     }
     let mut filters = HashMap::new();
     let label = format!("com.docker.swarm.service.name={svc}");
     filters.insert("label", vec![label.as_str()]);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + limit;
     loop {
         let cs = docker
             .list_containers(Some(
@@ -300,37 +477,36 @@ async fn remove_service(docker: &Docker, svc: &str) -> Result<(), String> {
                     .build(),
             ))
             .await
-            .map_err(|e| format!("GET /containers/json: {e}"))?;
+            .map_err(|e| Halt::error(format!("GET /containers/json: {e}")))?;
         if cs.is_empty() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{} container(s) of {svc} still there 60s after removal",
-                cs.len()
-            ));
+            return Err(Halt::error(format!(
+                "{} container(s) of {svc} still there {}s after removal",
+                cs.len(),
+                limit.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-async fn remove_volume_and_secret(docker: &Docker, svc: &str) -> Vec<String> {
+/// Remove the probe's volume (retrying, at most `limit`, while a container still mounts it)
+/// and its secret; the errors, if any.
+async fn remove_volume_and_secret(docker: &Docker, svc: &str, limit: Duration) -> Vec<String> {
     let mut errs = Vec::new();
     let vol = volume_name(svc);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + limit;
     loop {
         match docker
             .remove_volume(&vol, None::<bollard::query_parameters::RemoveVolumeOptions>)
             .await
         {
             Ok(()) => break,
-            Err(e)
-                if e.to_string().contains("no such volume")
-                    || e.to_string().contains("not found") =>
-            {
-                break
-            }
-            Err(e) if Instant::now() < deadline && e.to_string().contains("in use") => {
+            Err(e) if is_not_found(&e) => break,
+            // 409: a container of the service still mounts it; it goes in a moment
+            Err(e) if Instant::now() < deadline && is_conflict(&e) => {
                 tokio::time::sleep(Duration::from_millis(300)).await
             }
             Err(e) => {
@@ -342,7 +518,7 @@ async fn remove_volume_and_secret(docker: &Docker, svc: &str) -> Vec<String> {
     let sec = secret_name(svc);
     match docker.delete_secret(&sec).await {
         Ok(()) => {}
-        Err(e) if e.to_string().contains("not found") => {}
+        Err(e) if is_not_found(&e) => {}
         Err(e) => errs.push(format!("DELETE /secrets/{sec}: {e}")),
     }
     errs
@@ -359,97 +535,93 @@ async fn run_hooks(
     p: &mut ProbeRun,
     hooks: &[Vec<String>],
     what: &str,
-) -> Result<(), String> {
+) -> Result<(), Halt> {
     let image_id = p.image_id.clone().unwrap_or_default();
     for h in hooks {
         if h.is_empty() {
             continue;
         }
         let argv = substitute(h, &p.service, &image_id);
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let (out, ev) = ctx.run(&refs).await;
-        p.evidence.push(Evidence::new(
-            format!("({what}) {}", ev.command),
-            ev.exit,
-            ev.output,
-        ));
+        // recorded under the step's name: `(teardown) …`, `(between runs) …`
+        let mut step = Trail::new();
+        let out = ctx.cmd_owned(&mut step, &argv).await;
+        for ev in step.take() {
+            p.trail.push(Evidence::new(
+                format!("({what}) {}", ev.command),
+                ev.exit,
+                ev.output,
+            ));
+        }
         match out {
-            Some(o) if o.ok() => {}
-            Some(o) => {
-                return Err(format!(
+            Ok(o) if o.ok() => {}
+            Ok(o) => {
+                return Err(Halt::error(format!(
                     "{what} step `{}` exited {}",
                     argv.join(" "),
                     o.status
-                ))
+                )))
             }
-            None => return Err(format!("{what} step `{}` could not run", argv.join(" "))),
+            Err(_) => {
+                return Err(Halt::error(format!(
+                    "{what} step `{}` could not run",
+                    argv.join(" ")
+                )))
+            }
         }
     }
     Ok(())
 }
 
-async fn image_present(docker: &Docker, id: &str) -> Result<Option<String>, String> {
+async fn image_present(docker: &Docker, id: &str) -> Result<Option<String>, Halt> {
     match docker.inspect_image(id).await {
         Ok(i) => Ok(i.id),
-        Err(e) if e.to_string().contains("No such image") || e.to_string().contains("404") => {
-            Ok(None)
-        }
-        Err(e) => Err(format!("GET /images/{id}/json: {e}")),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Halt::error(format!("GET /images/{id}/json: {e}"))),
     }
 }
 
-/// The flags a dry run with every gate forced open adds; the deployed argv's own values of
-/// these flags are dropped first, so the run is the deployed one with only the gates opened.
-pub const FORCE_OPEN: &[&str] = &[
-    "--dry-run",
-    "--json",
-    "--threshold",
-    "0",
-    "--until",
-    "0s",
-    "--run-stack-pattern",
-    "^ccci-verify-matches-no-service$",
-];
-
-/// The deployed argv without the flags [`FORCE_OPEN`] sets, then [`FORCE_OPEN`].
-pub fn forced_open_argv(deployed: &[String]) -> Vec<String> {
-    crate::prune::with_flags(
-        deployed,
-        &["--threshold", "--until", "--run-stack-pattern"],
-        FORCE_OPEN,
-    )
-}
-
-async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), String> {
-    let (argv, ev) = deployed_argv(ctx)
+/// The deployed prune's dry run with every gate forced open; what it lists is recorded.
+async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), Halt> {
+    let argv = deployed::argv(ctx, &mut p.trail)
         .await
-        .map_err(|o| format!("cannot read the deployed prune: {}", o.detail))?;
-    p.evidence.push(ev);
-    let argv = forced_open_argv(&argv);
-    let (v, ev) = crate::prune::run_json(ctx, &argv).await;
-    p.evidence.push(ev);
-    let v = v?;
-    let images = v["removed"]["images"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    p.dry_run = Some(DryRun {
-        outcome: v["outcome"].as_str().unwrap_or("").to_string(),
-        skipped_by: v["skipped_by"].as_str().map(String::from),
-        images,
-    });
+        .map_err(|h| Halt::error(format!("cannot read the deployed prune: {}", h.detail)))?;
+    let argv = deployed::forced_open_argv(&argv);
+    p.dry_run = Some(deployed::run_json(ctx, &mut p.trail, &argv).await?);
     Ok(())
 }
 
-async fn warm_pull(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), String> {
-    let (repo, digest) = pinned
+/// The daemon's clock (`GET /info` SystemTime), in Unix seconds.
+async fn daemon_now(docker: &Docker) -> Result<i64, Halt> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| Halt::error(format!("GET /info: {e}")))?;
+    let t = info.system_time.unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(&t)
+        .map(|d| d.timestamp())
+        .map_err(|e| Halt::error(format!("GET /info: SystemTime {t:?} is not a time: {e}")))
+}
+
+/// The repository of an image reference without its tag or digest: `redis:7-alpine` →
+/// `redis`, `localhost:5000/redis@sha256:…` → `localhost:5000/redis` (a `:` before the last
+/// `/` is a registry port, not a tag).
+pub fn repository_of(reference: &str) -> &str {
+    let name = reference
         .split_once('@')
-        .ok_or_else(|| format!("{pinned} is not pinned by digest"))?;
-    let repo = repo.rsplit_once(':').map(|(r, _)| r).unwrap_or(repo);
+        .map(|(n, _)| n)
+        .unwrap_or(reference);
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    }
+}
+
+async fn warm_pull(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), Halt> {
+    let digest = pinned
+        .split_once('@')
+        .map(|(_, d)| d)
+        .ok_or_else(|| Halt::error(format!("{pinned} is not pinned by digest")))?;
+    let repo = repository_of(pinned);
     let opts = CreateImageOptionsBuilder::default()
         .from_image(repo)
         .tag(digest)
@@ -458,8 +630,11 @@ async fn warm_pull(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<()
     let mut events = Vec::new();
     let mut lines = Vec::new();
     while let Some(item) = stream.next().await {
-        let info =
-            item.map_err(|e| format!("POST /images/create?fromImage={repo}&tag={digest}: {e}"))?;
+        let info = item.map_err(|e| {
+            Halt::error(format!(
+                "POST /images/create?fromImage={repo}&tag={digest}: {e}"
+            ))
+        })?;
         let status = info.status.clone().unwrap_or_default();
         if !status.starts_with("Downloading") && !status.starts_with("Extracting") {
             lines.push(format!(
@@ -474,7 +649,7 @@ async fn warm_pull(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<()
         events.push((info.id.clone(), status));
     }
     let stats = count_layers(&events);
-    p.evidence.push(Evidence::api(
+    p.trail.push(Evidence::api(
         format!("POST /images/create?fromImage={repo}&tag={digest} (warm pull, progress stream)"),
         format!(
             "{}\n=> layers downloaded: {}; already present: {}",
@@ -487,20 +662,22 @@ async fn warm_pull(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<()
     Ok(())
 }
 
-async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), String> {
+async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt> {
     let image = ctx.params.probe.image.clone();
     let secs = ctx.params.probe.converge_secs;
     // 1. pin by digest, as `docker service create` does, and deploy
     let dist = docker
         .inspect_registry_image(&image, None)
         .await
-        .map_err(|e| format!("GET /distribution/{image}/json: {e}"))?;
+        .map_err(|e| Halt::error(format!("GET /distribution/{image}/json: {e}")))?;
     let digest = dist.descriptor.digest.clone().unwrap_or_default();
     if digest.is_empty() {
-        return Err(format!("the registry returned no digest for {image}"));
+        return Err(Halt::error(format!(
+            "the registry returned no digest for {image}"
+        )));
     }
     let pinned = format!("{image}@{digest}");
-    p.evidence.push(Evidence::api(
+    p.trail.push(Evidence::api(
         format!("GET /distribution/{image}/json"),
         format!("digest {digest}"),
     ));
@@ -517,7 +694,7 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
             .into_iter()
             .filter(|t| t != "<none>:<none>")
             .collect();
-        p.evidence.push(Evidence::api(
+        p.trail.push(Evidence::api(
             format!("GET /images/{}/json (after deploy)", short(&id)),
             format!(
                 "RepoTags={:?} RepoDigests={:?}",
@@ -527,9 +704,11 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
         ));
     }
     // 2. teardown: service, volume, secret; then the host's own extra steps
-    remove_service(docker, &p.service).await?;
-    let errs = remove_volume_and_secret(docker, &p.service).await;
-    p.evidence.push(Evidence::api(
+    let limit = budget_for(p, Duration::from_secs(60), "the teardown")?;
+    remove_service(docker, &p.service, limit).await?;
+    let limit = budget_for(p, Duration::from_secs(20), "the teardown")?;
+    let errs = remove_volume_and_secret(docker, &p.service, limit).await;
+    p.trail.push(Evidence::api(
         format!(
             "DELETE /services/{0}; DELETE /volumes/{0}_data; DELETE /secrets/{0}_secret (teardown)",
             p.service
@@ -544,7 +723,7 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
     run_hooks(ctx, p, &hooks, "teardown").await?;
     // 3. the image is still there
     let found = image_present(docker, &id).await?;
-    p.evidence.push(Evidence::api(
+    p.trail.push(Evidence::api(
         format!("GET /images/{id}/json (after teardown)"),
         match &found {
             Some(f) => format!("present: {f}"),
@@ -553,18 +732,19 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
     ));
     p.after_teardown = Some(found);
     // 4. the deployed prune, every gate forced open
-    if let Err(e) = dry_run(ctx, p).await {
-        p.evidence.push(Evidence::note("dry run", e.clone()));
+    if let Err(h) = dry_run(ctx, p).await {
+        p.trail.note("dry run", h.detail);
     }
     // 5. between runs, then redeploy
     let hooks = ctx.params.probe.before_redeploy.clone();
     run_hooks(ctx, p, &hooks, "between runs").await?;
-    let since = chrono::Utc::now().timestamp() - 1;
+    // the event window in the daemon's own clock, not the verifier's (they may be skewed)
+    let since = daemon_now(docker).await? - 1;
     warm_pull(docker, p, &pinned).await?;
     deploy(docker, p, &pinned).await?;
     let id2 = wait_running(docker, p, secs).await?;
     p.redeploy_image_id = Some(id2);
-    let until = chrono::Utc::now().timestamp() + 1;
+    let until = daemon_now(docker).await? + 1;
     let mut filters = HashMap::new();
     filters.insert("type", vec!["image"]);
     filters.insert("event", vec!["pull"]);
@@ -576,11 +756,11 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
     let mut events = docker.events(Some(opts));
     let mut pulls = Vec::new();
     while let Some(ev) = events.next().await {
-        let ev = ev.map_err(|e| format!("GET /events: {e}"))?;
+        let ev = ev.map_err(|e| Halt::error(format!("GET /events: {e}")))?;
         let actor = ev.actor.and_then(|a| a.id).unwrap_or_default();
         pulls.push(format!("{} {}", ev.action.unwrap_or_default(), actor));
     }
-    p.evidence.push(Evidence::api(
+    p.trail.push(Evidence::api(
         format!("GET /events?since={since}&until={until}&filters={{type:image,event:pull}}"),
         if pulls.is_empty() {
             "(no pull events)".to_string()
@@ -589,17 +769,19 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Strin
         },
     ));
     // our own warm pull by digest is one pull event; anything beyond it is the redeploy pulling
-    p.redeploy_pull_events = Some(pulls.len().saturating_sub(1));
+    p.redeploy_pull_events = Some(pulls.len());
     Ok(())
 }
 
 async fn cleanup(docker: &Docker, p: &mut ProbeRun) {
     let mut errs = Vec::new();
-    if let Err(e) = remove_service(docker, &p.service).await {
-        errs.push(e);
+    // the clean-up has its own time, after the budget: CLEANUP_SECS in all
+    let third = Duration::from_secs(CLEANUP_SECS / 3);
+    if let Err(h) = remove_service(docker, &p.service, 2 * third).await {
+        errs.push(h.detail);
     }
-    errs.extend(remove_volume_and_secret(docker, &p.service).await);
-    p.evidence.push(Evidence::api(
+    errs.extend(remove_volume_and_secret(docker, &p.service, third).await);
+    p.trail.push(Evidence::api(
         format!("cleanup of {}", p.service),
         if errs.is_empty() {
             "probe service, volume and secret removed".into()
@@ -609,145 +791,56 @@ async fn cleanup(docker: &Docker, p: &mut ProbeRun) {
     ));
 }
 
-fn short(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..12.min(id.len())]
-}
-
-fn same_id(a: &str, b: &str) -> bool {
+/// Two image ids name the same image (with or without the `sha256:` prefix).
+pub fn same_id(a: &str, b: &str) -> bool {
     a.strip_prefix("sha256:").unwrap_or(a) == b.strip_prefix("sha256:").unwrap_or(b)
 }
 
-impl ProbeRun {
-    fn outcome(&self, o: Outcome) -> Outcome {
-        o.with_evidence(self.evidence.clone())
-    }
-
-    fn error_before(&self, step: &str) -> Outcome {
-        self.outcome(Outcome::error(format!(
-            "the probe failed before {step}: {}",
-            self.error
-                .clone()
-                .unwrap_or_else(|| "step did not run".into())
-        )))
-    }
-
-    pub fn decide_survives_teardown(&self) -> Outcome {
-        let (Some(id), Some(after)) = (&self.image_id, &self.after_teardown) else {
-            return self.error_before("the teardown check");
-        };
-        match after {
-            Some(found) if same_id(found, id) => self.outcome(Outcome::pass(format!(
-                "{} survived the teardown of {} (image {} still in the store)",
-                self.pinned.clone().unwrap_or_default(),
-                self.service,
-                short(id)
-            ))),
-            Some(found) => self.outcome(Outcome::fail(format!(
-                "the store has {} where the probe ran {}",
-                short(found),
-                short(id)
-            ))),
-            None => self.outcome(Outcome::fail(format!(
-                "image {} is gone after the teardown of {}: the next run re-pulls it",
-                short(id),
-                self.service
-            ))),
-        }
-    }
-
-    pub fn decide_keeps_deployed(&self) -> Outcome {
-        let Some(id) = &self.image_id else {
-            return self.error_before("the dry run");
-        };
-        match &self.after_teardown {
-            Some(Some(_)) => {}
-            Some(None) => {
-                return self.outcome(Outcome::fail(format!(
-                    "image {} was already gone after the teardown, before the prune ran",
-                    short(id)
-                )))
-            }
-            None => return self.error_before("the dry run"),
-        }
-        let Some(dr) = &self.dry_run else {
-            return self.outcome(Outcome::error(
-                "the deployed prune's dry run gave no report".to_string(),
-            ));
-        };
-        if dr.outcome != "dry-run" {
-            return self.outcome(Outcome::error(format!(
-                "the dry run did not get past its gates (outcome {}, skipped by {}): cannot show what it would remove",
-                dr.outcome,
-                dr.skipped_by.clone().unwrap_or_default()
-            )));
-        }
-        if dr.images.iter().any(|i| same_id(i, id)) {
-            self.outcome(Outcome::fail(format!(
-                "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
-                short(id),
-                dr.images.len()
-            )))
-        } else {
-            let caveat = if self.tags.is_empty() {
-                " (untagged, as swarm left it)".to_string()
-            } else {
-                format!(
-                    " — note: the image also carries {} from an earlier pull by tag, so it is not dangling to the daemon either; the untagged case was not exercised",
-                    self.tags.join(", ")
-                )
-            };
-            self.outcome(Outcome::pass(format!(
-                "the dry run lists {} image(s), not the probe's {}{caveat}",
-                dr.images.len(),
-                short(id)
-            )))
-        }
-    }
-
-    pub fn decide_warm_redeploy(&self) -> Outcome {
-        let (Some(id), Some(pull), Some(events), Some(id2)) = (
-            &self.image_id,
-            &self.warm_pull,
-            self.redeploy_pull_events,
-            &self.redeploy_image_id,
-        ) else {
-            return self.error_before("the redeploy completed");
-        };
-        let mut bad = Vec::new();
-        if !pull.downloaded.is_empty() {
-            bad.push(format!(
-                "the pull downloaded {} layer(s)",
-                pull.downloaded.len()
-            ));
-        }
-        if events > 0 {
-            bad.push(format!(
-                "the daemon reported {events} extra pull event(s) during the redeploy"
-            ));
-        }
-        if !same_id(id, id2) {
-            bad.push(format!(
-                "the redeploy runs image {} instead of {}",
-                short(id2),
-                short(id)
-            ));
-        }
-        if bad.is_empty() {
-            self.outcome(Outcome::pass(format!(
-                "redeploy converged on image {} with 0 layers pulled ({})",
-                short(id),
-                pull.final_status
-            )))
-        } else {
-            self.outcome(Outcome::fail(bad.join("; ")))
-        }
+/// A probe run as the decision tests need it: deployed image `sha256:aaaa`, what the store
+/// held after the teardown, and the images a dry run listed.
+#[cfg(test)]
+pub(crate) fn sample(after: Option<Option<&str>>, dry: Option<Vec<&str>>) -> ProbeRun {
+    ProbeRun {
+        service: "p".into(),
+        pinned: Some("redis:7-alpine@sha256:d".into()),
+        image_id: Some("sha256:aaaa".into()),
+        after_teardown: after.map(|a| a.map(String::from)),
+        dry_run: dry.map(|v| PruneReport {
+            version: 1,
+            outcome: "dry-run".into(),
+            skipped_by: None,
+            gates: vec![],
+            removed: crate::deployed::RemovedJson {
+                images: v.into_iter().map(String::from).collect(),
+                ..Default::default()
+            },
+            reclaimed_bytes: 0,
+        }),
+        ..Default::default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_of_references() {
+        assert_eq!(repository_of("redis:7-alpine@sha256:abc"), "redis");
+        assert_eq!(repository_of("redis@sha256:abc"), "redis");
+        assert_eq!(
+            repository_of("localhost:5000/redis@sha256:abc"),
+            "localhost:5000/redis"
+        );
+        assert_eq!(
+            repository_of("localhost:5000/redis:7@sha256:abc"),
+            "localhost:5000/redis"
+        );
+        assert_eq!(
+            repository_of("localhost:5000/redis"),
+            "localhost:5000/redis"
+        );
+    }
 
     #[test]
     fn counts_layers_from_a_pull_stream() {
@@ -769,87 +862,5 @@ mod tests {
             ev(None, "Status: Image is up to date for redis@sha256:x"),
         ];
         assert!(count_layers(&warm).downloaded.is_empty());
-    }
-
-    #[test]
-    fn forced_open_drops_the_deployed_gate_flags() {
-        let d: Vec<String> = [
-            "/usr/local/bin/ci-docker-prune",
-            "--threshold",
-            "80",
-            "--path",
-            "/",
-            "--until=24h",
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let f = forced_open_argv(&d);
-        assert_eq!(f.iter().filter(|a| *a == "--threshold").count(), 1);
-        assert!(!f.contains(&"80".to_string()));
-        assert!(f.contains(&"--path".to_string()) && f.contains(&"/".to_string()));
-        assert!(!f.iter().any(|a| a.starts_with("--until=")));
-        assert_eq!(f.iter().filter(|a| *a == "--json").count(), 1);
-    }
-
-    fn run_with(after: Option<Option<&str>>, dry: Option<Vec<&str>>) -> ProbeRun {
-        ProbeRun {
-            service: "p".into(),
-            pinned: Some("redis:7-alpine@sha256:d".into()),
-            image_id: Some("sha256:aaaa".into()),
-            after_teardown: after.map(|a| a.map(String::from)),
-            dry_run: dry.map(|v| DryRun {
-                outcome: "dry-run".into(),
-                skipped_by: None,
-                images: v.into_iter().map(String::from).collect(),
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        use ccci_core::Verdict::*;
-        assert_eq!(
-            run_with(Some(Some("sha256:aaaa")), None)
-                .decide_survives_teardown()
-                .verdict,
-            Pass
-        );
-        assert_eq!(
-            run_with(Some(None), None)
-                .decide_survives_teardown()
-                .verdict,
-            Fail
-        );
-        assert_eq!(
-            run_with(None, None).decide_survives_teardown().verdict,
-            Error
-        );
-        assert_eq!(
-            run_with(Some(Some("sha256:aaaa")), Some(vec!["sha256:bbbb"]))
-                .decide_keeps_deployed()
-                .verdict,
-            Pass
-        );
-        assert_eq!(
-            run_with(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]))
-                .decide_keeps_deployed()
-                .verdict,
-            Fail
-        );
-        assert_eq!(
-            run_with(Some(Some("sha256:aaaa")), Some(vec!["aaaa"]))
-                .decide_keeps_deployed()
-                .verdict,
-            Fail
-        );
-        assert_eq!(
-            run_with(Some(None), Some(vec![]))
-                .decide_keeps_deployed()
-                .verdict,
-            Fail
-        );
     }
 }

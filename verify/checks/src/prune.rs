@@ -1,12 +1,17 @@
 //! `prune.*`: what the deployed prune does and asks for. `prune.noop-below-threshold` runs the
-//! deployed service for real and reads its decision from the journal; `prune.never-all-never-volumes`
-//! reads the deployed command line and config; `prune.keeps-deployed-images` reads the shared
-//! probe (see [`crate::probe`]).
+//! deployed service for real and reads its decision from the journal;
+//! `prune.never-all-never-volumes` reads the deployed command line and config against the one
+//! rule in [`crate::never_all`]; `prune.keeps-deployed-images` reads what the shared probe's
+//! dry run listed ([`crate::probe`]). The deployed prune itself is reached through
+//! [`crate::deployed`].
 
-use crate::units::show_one;
+use crate::cache::{error_before, with_probe};
+use crate::deployed;
+use crate::never_all::find_forbidden;
+use crate::probe::{same_id, ProbeRun};
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
-use ccci_core::{Check, Evidence, Outcome};
+use ccci_core::{short, Check, Decided, Evidence, Halt, Outcome, Trail};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -18,71 +23,20 @@ pub fn checks() -> Vec<DynCheck> {
     ]
 }
 
-/// The deployed prune's command line: the service's first `ExecStart=` argv.
-pub async fn deployed_argv(ctx: &Ctx) -> Result<(Vec<String>, Evidence), Outcome> {
-    let (s, ev) = show_one(ctx, &ctx.params.prune_service).await?;
-    if !s.is_loaded() {
-        return Err(Outcome::fail(format!(
-            "{} is not loaded (LoadState={}): nothing deployed to examine",
-            s.name, s.load_state
-        ))
-        .with_evidence([ev]));
-    }
-    match s.exec_start.first() {
-        Some(argv) => Ok((argv.clone(), ev)),
-        None => Err(Outcome::fail(format!("{} has no ExecStart", s.name)).with_evidence([ev])),
-    }
-}
-
-/// The deployed argv with the flags in `strip` (each taking a value) and `--dry-run`/`--json`
-/// removed, then `add`: the deployed run, changed only where a check must change it.
-pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<String> {
-    let plain = ["--dry-run", "--json"];
-    let mut out = Vec::new();
-    let mut skip = false;
-    for a in deployed {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if strip.contains(&a.as_str()) {
-            skip = true;
-            continue;
-        }
-        if plain.contains(&a.as_str()) || strip.iter().any(|f| a.starts_with(&format!("{f}="))) {
-            continue;
-        }
-        out.push(a.clone());
-    }
-    out.extend(add.iter().map(|s| s.to_string()));
-    out
-}
-
-/// Run argv on the target and read its stdout as the prune's `--json` object.
-pub async fn run_json(ctx: &Ctx, argv: &[String]) -> (Result<serde_json::Value, String>, Evidence) {
-    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let (out, ev) = ctx.run(&refs).await;
-    let v = match out {
-        None => Err("the deployed prune could not be run".to_string()),
-        Some(out) => serde_json::from_slice(&out.stdout).map_err(|e| {
-            format!(
-                "the deployed command does not answer --dry-run --json with the ci-docker-prune contract ({e}; exit {})",
-                out.status
-            )
-        }),
-    };
-    (v, ev)
-}
-
-async fn store_snapshot(ctx: &Ctx) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
-    let docker = ctx.target.docker().await.map_err(|e| e.to_string())?;
+/// Ids of every image and container in the store, and the evidence of the listing.
+async fn store_snapshot(
+    ctx: &Ctx,
+    t: &mut Trail,
+    when: &str,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), Halt> {
+    let docker = ctx.docker().await?;
     let images = docker
         .list_images(Some(bollard::query_parameters::ListImagesOptions {
             all: true,
             ..Default::default()
         }))
         .await
-        .map_err(|e| format!("GET /images/json: {e}"))?
+        .map_err(|e| Halt::error(format!("GET /images/json: {e}")))?
         .into_iter()
         .map(|i| i.id)
         .collect();
@@ -92,11 +46,37 @@ async fn store_snapshot(ctx: &Ctx) -> Result<(BTreeSet<String>, BTreeSet<String>
             ..Default::default()
         }))
         .await
-        .map_err(|e| format!("GET /containers/json: {e}"))?
+        .map_err(|e| Halt::error(format!("GET /containers/json: {e}")))?
         .into_iter()
         .filter_map(|c| c.id)
-        .collect();
+        .collect::<BTreeSet<String>>();
+    let images: BTreeSet<String> = images;
+    t.api(
+        format!("GET /images/json?all=1; GET /containers/json?all=1 ({when})"),
+        format!("{} images, {} containers", images.len(), containers.len()),
+    );
     Ok((images, containers))
+}
+
+/// The last disk decision in `text`: `<path> at N% (< T%)` or `(≥ T%)`, as (usage, threshold).
+pub fn disk_decision(text: &str) -> Option<(u32, u32)> {
+    let re = regex::Regex::new(r"at (\d+)% \((<|≥) (\d+)%").expect("static regex");
+    let c = re.captures_iter(text).last()?;
+    Some((c[1].parse().ok()?, c[3].parse().ok()?))
+}
+
+/// The disk gate of the deployed prune's dry run, open (the disk is at or above its
+/// threshold): a threshold other than the gate's is a failure naming both, the gate's own
+/// threshold reached is "cannot be shown now" (a skip, which fails the gate all the same).
+pub fn decide_disk_open(detail: &str, expected_threshold: u8) -> Halt {
+    match disk_decision(detail) {
+        Some((_, threshold)) if threshold != u32::from(expected_threshold) => Halt::fail(format!(
+            "the deployed prune uses a threshold of {threshold}%, the gate expects {expected_threshold}%: its dry run says {detail}"
+        )),
+        _ => Halt::skip(format!(
+            "the disk is at or above the threshold now ({detail}), so a below-threshold run cannot be shown; the real prune was not started"
+        )),
+    }
 }
 
 /// Decision of `prune.noop-below-threshold` from the run's journal lines, the threshold the
@@ -117,12 +97,8 @@ pub fn decide_noop(
     if decision.is_empty() {
         return Outcome::fail("the run logged no `ci-docker-prune:` decision line".to_string());
     }
-    // the disk decision: "<path> at N% (< T%)" or "(≥ T%"
-    let re = regex::Regex::new(r"at (\d+)% \((<|≥) (\d+)%").expect("static regex");
     // the last disk decision of the run (the journal window may reach back a little)
-    if let Some(c) = re.captures_iter(&decision).last() {
-        let usage: u32 = c[1].parse().unwrap_or(0);
-        let threshold: u32 = c[3].parse().unwrap_or(0);
+    if let Some((usage, threshold)) = disk_decision(&decision) {
         if threshold != u32::from(expected_threshold) {
             return Outcome::fail(format!(
                 "the deployed prune uses a threshold of {threshold}%, the gate expects {expected_threshold}%: {decision}"
@@ -159,62 +135,41 @@ impl Check<Ctx> for NoopBelowThreshold {
         "a run below the threshold removes nothing and logs that it keeps the cache"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        let svc = ctx.params.prune_service.as_str();
-        // first ask the deployed prune, in a dry run, whether the disk is below its threshold:
-        // a reviewer's run must never make a real prune remove anything
-        let (argv, ev) = match deployed_argv(ctx).await {
-            Ok(x) => x,
-            Err(o) => return o,
-        };
-        let mut evidence = vec![ev];
-        let dry = with_flags(&argv, &[], &["--dry-run", "--json"]);
-        let (v, ev) = run_json(ctx, &dry).await;
-        evidence.push(ev);
-        let v = match v {
-            Ok(v) => v,
-            Err(e) => {
-                return Outcome::fail(format!("{e}: not run for real")).with_evidence(evidence)
-            }
-        };
-        let disk = v["gates"]
-            .as_array()
-            .and_then(|g| g.iter().find(|g| g["gate"] == "disk"));
-        if let Some(d) = disk {
-            if d["pass"].as_bool() == Some(true) {
-                return Outcome::skip(format!(
-                    "the disk is at or above the threshold now ({}), so a below-threshold run cannot be shown; the real prune was not started",
-                    d["detail"].as_str().unwrap_or("")
-                ))
-                .with_evidence(evidence);
-            }
-        }
-        let before = match store_snapshot(ctx).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::error(e),
-        };
-        evidence.push(Evidence::api(
-            "GET /images/json?all=1; GET /containers/json?all=1 (before)",
-            format!("{} images, {} containers", before.0.len(), before.1.len()),
-        ));
-        // the host's clock marks the start: the journal is read from there (stdout lines of a
-        // unit carry no invocation id on every systemd, e.g. under cgroup v1)
-        let (now, ev) = ctx.run(&["date", "+%s.%N"]).await;
-        evidence.push(ev);
-        let since = now
-            .map(|o| o.stdout_str().trim().to_string())
-            .filter(|s| s.parse::<f64>().is_ok())
-            .map(|s| format!("@{s}"));
-        let Some(since) = since else {
-            return Outcome::error("cannot read the target's clock (`date +%s.%N`)")
-                .with_evidence(evidence);
-        };
-        let (out, ev) = ctx.run(&["systemctl", "start", svc]).await;
-        evidence.push(ev);
-        let Some(out) = out else {
-            return Outcome::error(format!("cannot start {svc}")).with_evidence(evidence);
-        };
-        let (log, ev) = ctx
-            .run(&[
+        let mut t = Trail::new();
+        let r = noop(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+async fn noop(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let svc = ctx.params.prune_service.as_str();
+    // first ask the deployed prune, in a dry run, whether the disk is below its threshold:
+    // a reviewer's run must never make a real prune remove anything
+    let argv = deployed::argv(ctx, t).await?;
+    let dry = deployed::with_flags(&argv, &[], &["--dry-run", "--json"]);
+    let report = deployed::run_json(ctx, t, &dry)
+        .await
+        .map_err(|h| Halt::fail(format!("{}: not run for real", h.detail)))?;
+    if let Some(d) = report.gate("disk").filter(|d| d.pass) {
+        return Err(decide_disk_open(&d.detail, ctx.params.threshold));
+    }
+    let before = store_snapshot(ctx, t, "before").await?;
+    // the host's clock marks the start: the journal is read from there (stdout lines of a
+    // unit carry no invocation id on every systemd, e.g. under cgroup v1)
+    let now = ctx.cmd(t, &["date", "+%s.%N"]).await.ok();
+    let since = now
+        .map(|o| o.stdout_str().trim().to_string())
+        .filter(|s| s.parse::<f64>().is_ok())
+        .map(|s| format!("@{s}"))
+        .ok_or_else(|| Halt::error("cannot read the target's clock (`date +%s.%N`)"))?;
+    let out = ctx
+        .cmd(t, &["systemctl", "start", svc])
+        .await
+        .map_err(|_| Halt::error(format!("cannot start {svc}")))?;
+    let log = ctx
+        .cmd(
+            t,
+            &[
                 "journalctl",
                 "--no-pager",
                 "-o",
@@ -223,100 +178,31 @@ impl Check<Ctx> for NoopBelowThreshold {
                 svc,
                 "--since",
                 &since,
-            ])
-            .await;
-        evidence.push(ev);
-        let log = log.map(|o| o.stdout_str()).unwrap_or_default();
-        let after = match store_snapshot(ctx).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::error(e).with_evidence(evidence),
-        };
-        let gone_images = before.0.difference(&after.0).count();
-        let gone_containers = before.1.difference(&after.1).count();
-        evidence.push(Evidence::api(
-            "GET /images/json?all=1; GET /containers/json?all=1 (after)",
-            format!(
-                "{} images, {} containers; gone during the run: {gone_images} images, {gone_containers} containers",
-                after.0.len(),
-                after.1.len()
-            ),
-        ));
-        if !out.ok() {
-            return Outcome::fail(format!(
-                "`systemctl start {svc}` exited {}: the run failed",
-                out.status
-            ))
-            .with_evidence(evidence);
-        }
-        decide_noop(
-            &log,
-            &ctx.params.keep_line,
-            ctx.params.threshold,
-            gone_images,
-            gone_containers,
+            ],
         )
-        .with_evidence(evidence)
+        .await
+        .map(|o| o.stdout_str())
+        .unwrap_or_default();
+    let after = store_snapshot(ctx, t, "after").await?;
+    let gone_images = before.0.difference(&after.0).count();
+    let gone_containers = before.1.difference(&after.1).count();
+    t.note(
+        "gone during the run",
+        format!("{gone_images} images, {gone_containers} containers"),
+    );
+    if !out.ok() {
+        return Err(Halt::fail(format!(
+            "`systemctl start {svc}` exited {}: the run failed",
+            out.status
+        )));
     }
-}
-
-/// Words that ask a prune for everything or for volumes, in a command line or script.
-const FORBIDDEN_ARGS: &[&str] = &["--all", "-a", "-af", "-fa", "--volumes", "--all=true"];
-
-/// Scan a deployed command line (and any script or config it names, given as `texts`) for a
-/// request for `all` or for volumes.
-pub fn find_forbidden(argv: &[String], texts: &[(String, String)]) -> Vec<String> {
-    let mut found = Vec::new();
-    let prog = argv
-        .first()
-        .map(|p| p.rsplit('/').next().unwrap_or(p))
-        .unwrap_or("");
-    let is_prune_cmd = argv.iter().any(|a| a == "prune") || prog == "ci-docker-prune";
-    for a in argv {
-        if is_prune_cmd && FORBIDDEN_ARGS.contains(&a.as_str()) {
-            found.push(format!("command line asks for `{a}`"));
-        }
-        if a.contains("volume") && (a.contains("prune") || argv.iter().any(|x| x == "prune")) {
-            found.push(format!("command line touches volumes: `{a}`"));
-        }
-    }
-    for (name, text) in texts {
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split('#').next().unwrap_or("");
-            let words: Vec<&str> = code.split_whitespace().collect();
-            let prunes = words.contains(&"prune") || code.contains("/prune");
-            if prunes {
-                for w in &words {
-                    let w = w.trim_matches(|c| c == '"' || c == '\'' || c == ';');
-                    if FORBIDDEN_ARGS.contains(&w) {
-                        found.push(format!("{name}:{}: asks for `{w}`: {}", n + 1, line.trim()));
-                    }
-                }
-                if code.contains("volume") {
-                    found.push(format!("{name}:{}: prunes volumes: {}", n + 1, line.trim()));
-                }
-            }
-            if code.contains("all=true")
-                || code.contains("all=1")
-                || code.contains("/volumes/prune")
-            {
-                found.push(format!(
-                    "{name}:{}: API call asks for all/volumes: {}",
-                    n + 1,
-                    line.trim()
-                ));
-            }
-            // TOML config keys
-            let t = code.trim();
-            for key in ["all", "volumes", "prune_volumes"] {
-                if let Some(rest) = t.strip_prefix(key) {
-                    if rest.trim_start().starts_with('=') && rest.contains("true") {
-                        found.push(format!("{name}:{}: config sets `{t}`", n + 1));
-                    }
-                }
-            }
-        }
-    }
-    found
+    Ok(decide_noop(
+        &log,
+        &ctx.params.keep_line,
+        ctx.params.threshold,
+        gone_images,
+        gone_containers,
+    ))
 }
 
 struct NeverAllNeverVolumes;
@@ -329,69 +215,202 @@ impl Check<Ctx> for NeverAllNeverVolumes {
         "the deployed unit's command line and config ask for no --all and no volumes"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        let (argv, ev) = match deployed_argv(ctx).await {
-            Ok(x) => x,
-            Err(o) => return o,
-        };
-        let mut evidence = vec![ev];
-        let mut texts = Vec::new();
-        // a config file named by --config, or a script run by the unit
-        let mut files: Vec<String> = Vec::new();
-        for (i, a) in argv.iter().enumerate() {
-            if a == "--config" {
-                if let Some(f) = argv.get(i + 1) {
-                    files.push(f.clone());
-                }
-            } else if let Some(f) = a.strip_prefix("--config=") {
-                files.push(f.to_string());
+        let mut t = Trail::new();
+        let r = never_all_never_volumes(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+/// Shells whose `-c` string is a script the check reads as text.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "busybox"];
+
+/// What the check can see of one command line: its argv, and the texts it runs or reads
+/// (a `-c` script, a script file, a `--config` file) to be named for reading.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CommandView {
+    /// Texts given inline (`sh -c '…'`), as (name, text).
+    pub inline: Vec<(String, String)>,
+    /// Files the command runs or reads: a wrapper program or script, `--config` files.
+    pub files: Vec<String>,
+}
+
+/// Split one command line into what can be read directly and what must be fetched.
+pub fn view_command(property: &str, argv: &[String]) -> CommandView {
+    let mut v = CommandView::default();
+    let prog = argv.first().cloned().unwrap_or_default();
+    let name = prog.rsplit('/').next().unwrap_or(&prog);
+    for (i, a) in argv.iter().enumerate() {
+        if a == "--config" {
+            if let Some(f) = argv.get(i + 1) {
+                v.files.push(f.clone());
             }
+        } else if let Some(f) = a.strip_prefix("--config=") {
+            v.files.push(f.to_string());
         }
-        let prog = argv.first().cloned().unwrap_or_default();
-        let prog_name = prog.rsplit('/').next().unwrap_or(&prog).to_string();
-        if prog_name != "ci-docker-prune" && prog_name != "docker" {
-            // a wrapper: read it when it is a script (text), and a `-c` string when a shell
-            files.push(prog.clone());
-            // (systemd shows argv joined by spaces, so the `-c` script is the rest of it)
-            if let Some(pos) = argv.iter().position(|a| a == "-c") {
-                if pos + 1 < argv.len() {
-                    texts.push(("ExecStart -c".to_string(), argv[pos + 1..].join(" ")));
-                }
-            }
+    }
+    if name == "ci-docker-prune" || name == "docker" {
+        return v;
+    }
+    if SHELLS.contains(&name) {
+        // systemd shows argv joined by spaces, so a `-c` script is the rest of the line
+        if let Some(pos) = argv.iter().position(|a| a == "-c") {
+            v.inline
+                .push((format!("{property} -c"), argv[pos + 1..].join(" ")));
+            return v;
         }
-        for f in files {
+        // `sh SCRIPT`: the script file
+        if let Some(script) = argv[1..].iter().find(|a| !a.starts_with('-')) {
+            v.files.push(script.clone());
+            return v;
+        }
+    }
+    // some other program: a wrapper script, or a binary the check cannot see into
+    v.files.push(prog);
+    v
+}
+
+async fn never_all_never_volumes(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let svc = ctx.params.prune_service.as_str();
+    let state = ctx.unit_state(t, svc).await?;
+    if !state.is_loaded() {
+        return Err(Halt::fail(format!(
+            "{svc} is not loaded (LoadState={}): nothing deployed to examine",
+            state.load_state
+        )));
+    }
+    // every command systemd may run for the service, drop-ins included
+    let props = ccci_host::EXEC_PROPERTIES.join(",");
+    let out = ctx
+        .cmd(t, &["systemctl", "show", "-p", &props, "--", svc])
+        .await?;
+    if !out.ok() {
+        return Err(Halt::error(format!(
+            "`systemctl show -p {props}` exited {}",
+            out.status
+        )));
+    }
+    let lines = ccci_host::parse_exec_lines(&out.stdout_str());
+    if lines.is_empty() {
+        return Err(Halt::fail(format!("{svc} has no command (no Exec* line)")));
+    }
+    let mut found = Vec::new();
+    let mut unseen = Vec::new();
+    for line in &lines {
+        let view = view_command(&line.property, &line.argv);
+        let mut texts = view.inline.clone();
+        for f in view.files {
             match ctx.target.read_file(&f).await {
                 Ok(Some(bytes)) => {
                     let looks_text = bytes.iter().take(4096).all(|b| *b != 0);
                     if looks_text {
                         let text = String::from_utf8_lossy(&bytes).into_owned();
-                        evidence.push(Evidence::new(format!("cat -- {f}"), Some(0), text.clone()));
+                        t.push(Evidence::new(format!("cat -- {f}"), Some(0), text.clone()));
                         texts.push((f, text));
                     } else {
-                        evidence.push(Evidence::new(
+                        t.push(Evidence::new(
                             format!("cat -- {f}"),
                             Some(0),
-                            format!("({} bytes, binary: the program itself)", bytes.len()),
+                            format!("({} bytes, binary)", bytes.len()),
+                        ));
+                        unseen.push(format!(
+                            "{}: `{f}` is a binary that is neither ci-docker-prune nor docker; what it asks the daemon for cannot be read",
+                            line.property
                         ));
                     }
                 }
                 Ok(None) => {
-                    return Outcome::fail(format!("the unit names {f}, which does not exist"))
-                        .with_evidence(evidence)
+                    found.push(format!(
+                        "{}: the unit names {f}, which does not exist",
+                        line.property
+                    ));
                 }
-                Err(e) => {
-                    return Outcome::error(format!("cannot read {f}: {e}")).with_evidence(evidence)
-                }
+                Err(e) => return Err(Halt::error(format!("cannot read {f}: {e}"))),
             }
         }
-        let found = find_forbidden(&argv, &texts);
-        let shown = argv.join(" ");
-        if found.is_empty() {
-            Outcome::pass(format!("`{shown}` asks for no --all and no volumes"))
-                .with_evidence(evidence)
-        } else {
-            Outcome::fail(found.join("; ")).with_evidence(evidence)
-        }
+        found.extend(
+            find_forbidden(&line.argv, &texts)
+                .into_iter()
+                .map(|m| format!("{}: {m}", line.property)),
+        );
     }
+    let shown: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{}={}", l.property, l.argv.join(" ")))
+        .collect();
+    if !found.is_empty() {
+        return Ok(Outcome::fail(found.join("; ")));
+    }
+    if !unseen.is_empty() {
+        return Ok(Outcome::error(format!(
+            "not every command could be read, so \"never --all, never volumes\" is not shown: {}",
+            unseen.join("; ")
+        )));
+    }
+    Ok(Outcome::pass(format!(
+        "{} command line(s) ask for no --all and no volumes: `{}`",
+        lines.len(),
+        shown.join("`, `")
+    )))
+}
+
+/// Decision of `prune.keeps-deployed-images` from the probe's facts: the image survived the
+/// teardown, the dry run got past its gates, and it does not list the image.
+pub fn decide_keeps_deployed(p: &ProbeRun) -> Outcome {
+    let Some(id) = &p.image_id else {
+        return error_before(p, "the dry run");
+    };
+    match &p.after_teardown {
+        Some(Some(_)) => {}
+        Some(None) => {
+            return with_probe(
+                p,
+                Outcome::fail(format!(
+                    "image {} was already gone after the teardown, before the prune ran",
+                    short(id)
+                )),
+            )
+        }
+        None => return error_before(p, "the dry run"),
+    }
+    let Some(dr) = &p.dry_run else {
+        return with_probe(
+            p,
+            Outcome::error("the deployed prune's dry run gave no report".to_string()),
+        );
+    };
+    if dr.outcome != "dry-run" {
+        return with_probe(
+            p,
+            Outcome::error(format!(
+                "the dry run did not get past its gates (outcome {}, skipped by {}): cannot show what it would remove",
+                dr.outcome,
+                dr.skipped_by.clone().unwrap_or_default()
+            )),
+        );
+    }
+    let listed = &dr.removed.images;
+    let o = if listed.iter().any(|i| same_id(i, id)) {
+        Outcome::fail(format!(
+            "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
+            short(id),
+            listed.len()
+        ))
+    } else if !p.tags.is_empty() {
+        // a tagged image is kept for its tag: the untagged case was not exercised
+        Outcome::skip(format!(
+            "the dry run does not list the probe's image {}, but the image also carries {} from an earlier pull by tag, so that only shows a tagged image is kept, not an untagged cached pull; remove the tag (`docker image rm {}`: the next deploy pulls it again by digest, untagged, as swarm leaves it) and run the gate again",
+            short(id),
+            p.tags.join(", "),
+            p.tags[0]
+        ))
+    } else {
+        Outcome::pass(format!(
+            "the dry run lists {} image(s), not the probe's {} (untagged, as swarm left it)",
+            listed.len(),
+            short(id)
+        ))
+    };
+    with_probe(p, o)
 }
 
 struct KeepsDeployedImages;
@@ -404,8 +423,7 @@ impl Check<Ctx> for KeepsDeployedImages {
         "after a teardown of a swarm-deployed probe, a dry run of the deployed prune with every gate open does not list the probe's image"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        let run = crate::probe::get(ctx).await;
-        run.decide_keeps_deployed()
+        decide_keeps_deployed(crate::probe::get(ctx).await)
     }
 }
 
@@ -418,69 +436,81 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_args_are_found_in_argv_scripts_and_config() {
-        assert!(find_forbidden(
-            &s(&["/usr/local/bin/ci-docker-prune", "--threshold", "80"]),
-            &[]
-        )
-        .is_empty());
-        assert!(!find_forbidden(
-            &s(&["/usr/bin/docker", "system", "prune", "--all", "-f"]),
-            &[]
-        )
-        .is_empty());
-        assert!(!find_forbidden(&s(&["docker", "system", "prune", "-af"]), &[]).is_empty());
-        assert!(!find_forbidden(&s(&["docker", "system", "prune", "--volumes"]), &[]).is_empty());
-        assert!(!find_forbidden(&s(&["/usr/local/bin/ci-docker-prune", "--all"]), &[]).is_empty());
-        let script = (
-            "/x.sh".to_string(),
-            "#!/bin/sh\ndocker image prune -a -f # evict\n".to_string(),
+    fn what_a_command_line_shows_and_hides() {
+        // the prune and docker themselves: argv is all there is (and --config files)
+        let v = view_command(
+            "ExecStart",
+            &s(&["/usr/local/bin/ci-docker-prune", "--config", "/etc/p.toml"]),
         );
-        assert!(!find_forbidden(&s(&["/x.sh"]), &[script]).is_empty());
-        let ok_script = (
-            "/x.sh".to_string(),
-            "#!/bin/sh\n# never --all\ndocker image prune -f\n".to_string(),
+        assert_eq!(v.files, s(&["/etc/p.toml"]));
+        assert!(v.inline.is_empty());
+        assert_eq!(
+            view_command("ExecStart", &s(&["/usr/bin/docker", "image", "prune"])),
+            CommandView::default()
         );
-        assert!(find_forbidden(&s(&["/x.sh"]), &[ok_script]).is_empty());
-        let cfg = (
-            "/etc/p.toml".to_string(),
-            "threshold = 80\nvolumes = true\n".to_string(),
+        // a shell's -c string is read as a script
+        let v = view_command(
+            "ExecStartPost",
+            &s(&[
+                "/bin/sh", "-c", "true", ";", "docker", "system", "prune", "-af",
+            ]),
         );
-        assert!(!find_forbidden(&s(&["ci-docker-prune"]), &[cfg]).is_empty());
+        assert_eq!(v.inline.len(), 1);
+        assert_eq!(v.inline[0].1, "true ; docker system prune -af");
+        assert!(!find_forbidden(&s(&["/bin/sh"]), &v.inline).is_empty());
+        // `bash script.sh` and a bare wrapper: files to read
+        assert_eq!(
+            view_command("ExecStart", &s(&["/bin/bash", "-e", "/usr/local/bin/p.sh"])).files,
+            s(&["/usr/local/bin/p.sh"])
+        );
+        assert_eq!(
+            view_command("ExecStart", &s(&["/usr/local/bin/wrap", "x"])).files,
+            s(&["/usr/local/bin/wrap"])
+        );
     }
 
     #[test]
-    fn with_flags_keeps_the_deployed_run_and_changes_only_what_is_asked() {
-        let d = s(&[
-            "/usr/local/bin/ci-docker-prune",
-            "--threshold",
-            "80",
-            "--path",
-            "/",
-            "--json",
-        ]);
+    fn keeps_deployed_decisions() {
+        use crate::probe::sample;
+        use ccci_core::Verdict::*;
+        let v = |after: Option<Option<&str>>, dry: Option<Vec<&str>>| {
+            decide_keeps_deployed(&sample(after, dry)).verdict
+        };
         assert_eq!(
-            with_flags(&d, &[], &["--dry-run", "--json"]),
-            s(&[
-                "/usr/local/bin/ci-docker-prune",
-                "--threshold",
-                "80",
-                "--path",
-                "/",
-                "--dry-run",
-                "--json"
-            ])
+            v(Some(Some("sha256:aaaa")), Some(vec!["sha256:bbbb"])),
+            Pass
         );
         assert_eq!(
-            with_flags(&d, &["--threshold"], &["--threshold", "0"]),
-            s(&[
-                "/usr/local/bin/ci-docker-prune",
-                "--path",
-                "/",
-                "--threshold",
-                "0"
-            ])
+            v(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"])),
+            Fail
         );
+        // listed without the prefix: the same image
+        assert_eq!(v(Some(Some("sha256:aaaa")), Some(vec!["aaaa"])), Fail);
+        assert_eq!(v(Some(None), Some(vec![])), Fail);
+        // no report, or one that did not get past its gates: cannot show it, never a pass
+        assert_eq!(v(Some(Some("sha256:aaaa")), None), Error);
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        if let Some(d) = p.dry_run.as_mut() {
+            d.outcome = "skipped".into();
+            d.skipped_by = Some("runs".into());
+        }
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Error);
+        assert!(o.detail.contains("skipped by runs"), "{}", o.detail);
+        // a tagged image not listed: the untagged case was not exercised, never a pass
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.tags = vec!["redis:7-alpine".into()];
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Skip);
+        assert!(
+            o.detail.contains("docker image rm redis:7-alpine"),
+            "{}",
+            o.detail
+        );
+        // a tagged image listed is a failure all the same
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]));
+        p.tags = vec!["redis:7-alpine".into()];
+        assert_eq!(decide_keeps_deployed(&p).verdict, Fail);
     }
 
     #[test]
@@ -500,5 +530,16 @@ mod tests {
         assert!(o.detail.contains("threshold of 0%"));
         let silent = "ci-docker-prune: pruned 3 images";
         assert_eq!(decide_noop(silent, keep, 80, 0, 0).verdict, Fail);
+        // the dry run's open disk gate: the gate's threshold reached is a skip, a deployed
+        // threshold below the usage is a failure naming it
+        let h = decide_disk_open("/ at 85% (≥ 80%)", 80);
+        assert_eq!(h.verdict, Skip);
+        let h = decide_disk_open("/ at 31% (≥ 10%)", 80);
+        assert_eq!(h.verdict, Fail);
+        assert!(
+            h.detail.contains("threshold of 10%") && h.detail.contains("80%"),
+            "{}",
+            h.detail
+        );
     }
 }

@@ -19,7 +19,7 @@ pub mod docs;
 
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
-use ccci_core::{Check, Evidence, Outcome};
+use ccci_core::{short, Check, Decided, Evidence, Halt, Outcome, Trail};
 use ccci_host::{sha256_hex, UnitState};
 use ccci_nix::{Declared, GitError, GitRepo, NixError, UnitDecl};
 use docs::DocRef;
@@ -229,10 +229,6 @@ pub fn side_by_side(
     out
 }
 
-fn short(rev: &str) -> &str {
-    rev.get(..12).unwrap_or(rev)
-}
-
 fn join<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = it.map(String::as_str).collect();
     if v.is_empty() {
@@ -252,11 +248,11 @@ pub fn parse_listing(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Run a blocking git/Nix read off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+/// Run a blocking git/Nix read off the async runtime; a task that dies ends the check.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Halt> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("git read task failed: {e}"))
+        .map_err(|e| Halt::error(format!("git read task failed: {e}")))
 }
 
 struct UnitsGitEqHost;
@@ -268,112 +264,117 @@ impl Check<Ctx> for UnitsGitEqHost {
     fn title(&self) -> &'static str {
         "units declared in git at REV equal the host's live units of that family; legacy names absent"
     }
-    async fn run(&self, ctx: &Ctx) -> Outcome {
-        let repo = ctx.repo.clone();
-        let rev = ctx.rev.clone();
-        let files = ctx.params.repro.module_files.clone();
-        let declared = match blocking(move || ccci_nix::units_report(&repo, &rev, Some(&files)))
-            .await
-        {
-            Ok(Ok(d)) => d,
-            Ok(Err(NixError::Git(e @ GitError::PathMissing { .. }))) => {
-                return Outcome::fail(format!("a module file of the gate is not in git: {e}"))
-            }
-            Ok(Err(e)) => {
-                return Outcome::error(format!("cannot read the module files at {}: {e}", ctx.rev))
-            }
-            Err(e) => return Outcome::error(e),
-        };
-        let legacy = legacy_names(ctx);
-        let mut evidence = vec![Evidence::note(
-            format!(
-                "ccci-verify units --repo {} --rev {} --json   (module files: {})",
-                ctx.repo.display(),
-                ctx.rev,
-                ctx.params.repro.module_files.join(", ")
-            ),
-            declared.to_json().unwrap_or_else(|e| e.to_string()),
-        )];
-
-        // The family on the host: loaded units and installed unit files matching the stems.
-        let mut patterns: Vec<String> = ctx
-            .params
-            .repro
-            .families
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("*{s}*"))
-            .collect();
-        patterns.extend(legacy.iter().cloned());
-        let mut listed = BTreeSet::new();
-        for base in [
-            vec![
-                "systemctl",
-                "list-units",
-                "--all",
-                "--plain",
-                "--no-legend",
-                "--no-pager",
-                "--full",
-                "--",
-            ],
-            vec![
-                "systemctl",
-                "list-unit-files",
-                "--no-legend",
-                "--no-pager",
-                "--full",
-                "--",
-            ],
-        ] {
-            let mut argv: Vec<&str> = base;
-            argv.extend(patterns.iter().map(String::as_str));
-            let (out, ev) = ctx.run(&argv).await;
-            evidence.push(ev);
-            match out {
-                Some(o)
-                    if o.ok() || (o.status == 1 && o.stdout.is_empty() && o.stderr.is_empty()) =>
-                {
-                    // list-unit-files exits 1, silently, when nothing matches: an empty listing.
-                    listed.extend(
-                        parse_listing(&o.stdout_str())
-                            .into_iter()
-                            .filter(|n| in_family(n, &ctx.params.repro.families, &legacy)),
-                    );
-                }
-                Some(o) => {
-                    return Outcome::error(format!("{} exited {}", argv.join(" "), o.status))
-                        .with_evidence(evidence)
-                }
-                None => {
-                    return Outcome::error("cannot list the host's units").with_evidence(evidence)
-                }
-            }
-        }
-
-        let mut names: BTreeSet<String> = declared.names();
-        names.extend(listed.iter().cloned());
-        names.extend(legacy.iter().cloned());
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let states = match ctx.target.unit_states(&names).await {
-            Ok((states, cmd, out)) => {
-                evidence.push(Evidence::new(cmd, Some(out.status), out.stdout_str()));
-                states
-                    .into_iter()
-                    .map(|s| (s.name.clone(), s))
-                    .collect::<BTreeMap<_, _>>()
-            }
-            Err(e) => {
-                return Outcome::error(format!("cannot read unit states: {e}"))
-                    .with_evidence(evidence)
-            }
-        };
-        evidence.push(Evidence::note(
-            "git ⟷ host, side by side",
-            side_by_side(&declared, &listed, &states, &legacy),
-        ));
-        decide_units(&declared, &listed, &states, &legacy).with_evidence(evidence)
+    fn reads_git(&self) -> bool {
+        true
     }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let mut t = Trail::new();
+        let r = units_git_eq_host(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+async fn units_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let repo = ctx.repo.clone();
+    let rev = ctx.rev.clone();
+    let files = ctx.params.repro.module_files.clone();
+    let declared = match blocking(move || ccci_nix::units_report(&repo, &rev, Some(&files))).await?
+    {
+        Ok(d) => d,
+        Err(NixError::Git(e @ GitError::PathMissing { .. })) => {
+            return Err(Halt::fail(format!(
+                "a module file of the gate is not in git: {e}"
+            )))
+        }
+        Err(e) => {
+            return Err(Halt::error(format!(
+                "cannot read the module files at {}: {e}",
+                ctx.rev
+            )))
+        }
+    };
+    let legacy = legacy_names(ctx);
+    t.note(
+        format!(
+            "ccci-verify units --repo {} --rev {} --json   (module files: {})",
+            ctx.repo.display(),
+            ctx.rev,
+            ctx.params.repro.module_files.join(", ")
+        ),
+        declared.to_json().unwrap_or_else(|e| e.to_string()),
+    );
+
+    // The family on the host: loaded units and installed unit files matching the stems.
+    let mut patterns: Vec<String> = ctx
+        .params
+        .repro
+        .families
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("*{s}*"))
+        .collect();
+    patterns.extend(legacy.iter().cloned());
+    let mut listed = BTreeSet::new();
+    for base in [
+        vec![
+            "systemctl",
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+            "--full",
+            "--",
+        ],
+        vec![
+            "systemctl",
+            "list-unit-files",
+            "--no-legend",
+            "--no-pager",
+            "--full",
+            "--",
+        ],
+    ] {
+        let mut argv: Vec<&str> = base;
+        argv.extend(patterns.iter().map(String::as_str));
+        let o = ctx
+            .cmd(t, &argv)
+            .await
+            .map_err(|_| Halt::error("cannot list the host's units"))?;
+        // list-unit-files exits 1, silently, when nothing matches: an empty listing.
+        if !(o.ok() || (o.status == 1 && o.stdout.is_empty() && o.stderr.is_empty())) {
+            return Err(Halt::error(format!(
+                "{} exited {}",
+                argv.join(" "),
+                o.status
+            )));
+        }
+        listed.extend(
+            parse_listing(&o.stdout_str())
+                .into_iter()
+                .filter(|n| in_family(n, &ctx.params.repro.families, &legacy)),
+        );
+    }
+
+    let mut names: BTreeSet<String> = declared.names();
+    names.extend(listed.iter().cloned());
+    names.extend(legacy.iter().cloned());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (states, cmd, out) = ctx
+        .target
+        .unit_states(&names)
+        .await
+        .map_err(|e| Halt::error(format!("cannot read unit states: {e}")))?;
+    t.push(Evidence::new(cmd, Some(out.status), out.stdout_str()));
+    let states = states
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect::<BTreeMap<_, _>>();
+    t.note(
+        "git ⟷ host, side by side",
+        side_by_side(&declared, &listed, &states, &legacy),
+    );
+    Ok(decide_units(&declared, &listed, &states, &legacy))
 }
 
 /// A file's bytes at REV, or why git has none.
@@ -517,55 +518,60 @@ impl Check<Ctx> for FilesGitEqHost {
     fn title(&self) -> &'static str {
         "the module files at REV are byte-identical to the host's deployed source tree"
     }
-    async fn run(&self, ctx: &Ctx) -> Outcome {
-        let repo = ctx.repo.clone();
-        let rev = ctx.rev.clone();
-        let files = ctx.params.repro.module_files.clone();
-        let read = blocking(move || -> Result<(Vec<GitBytes>, Vec<String>), GitError> {
-            let g = GitRepo::open(&repo)?;
-            let sha = g.resolve(&rev)?;
-            let bytes = files
-                .iter()
-                .map(|f| g.read_file_at_commit(&sha, f).map_err(|e| e.to_string()))
-                .collect();
-            // The work tree is not used; whether it differs from HEAD is worth knowing.
-            let dirty = g.dirty().unwrap_or_default();
-            Ok((bytes, dirty))
-        })
-        .await;
-        let (git, dirty) = match read {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Outcome::error(format!("cannot read git at {}: {e}", ctx.rev)),
-            Err(e) => return Outcome::error(e),
-        };
-        let tree = ctx.params.repro.deployed_tree.trim_end_matches('/');
-        let mut pairs = Vec::new();
-        for (file, git) in ctx.params.repro.module_files.iter().zip(git) {
-            let host_path = format!("{tree}/{}", file.trim_start_matches("./"));
-            let host = ctx
-                .target
-                .read_file(&host_path)
-                .await
-                .map_err(|e| e.to_string());
-            pairs.push(FilePair {
-                file: file.clone(),
-                host_path,
-                git,
-                host,
-            });
-        }
-        let mut outcome = decide_files(&ctx.rev, &pairs);
-        if !dirty.is_empty() {
-            outcome.push(Evidence::note(
-                format!(
-                    "git -C {} status --porcelain (the work tree; not what this check compares)",
-                    ctx.repo.display()
-                ),
-                dirty.join("\n"),
-            ));
-        }
-        outcome
+    fn reads_git(&self) -> bool {
+        true
     }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        // decide_files attaches the evidence of every file it compared
+        let r = files_git_eq_host(ctx).await;
+        Trail::new().conclude(r)
+    }
+}
+
+async fn files_git_eq_host(ctx: &Ctx) -> Decided {
+    let repo = ctx.repo.clone();
+    let rev = ctx.rev.clone();
+    let files = ctx.params.repro.module_files.clone();
+    let (git, dirty) = blocking(move || -> Result<(Vec<GitBytes>, Vec<String>), GitError> {
+        let g = GitRepo::open(&repo)?;
+        let sha = g.resolve(&rev)?;
+        let bytes = files
+            .iter()
+            .map(|f| g.read_file_at_commit(&sha, f).map_err(|e| e.to_string()))
+            .collect();
+        // The work tree is not used; whether it differs from HEAD is worth knowing.
+        let dirty = g.dirty().unwrap_or_default();
+        Ok((bytes, dirty))
+    })
+    .await?
+    .map_err(|e| Halt::error(format!("cannot read git at {}: {e}", ctx.rev)))?;
+    let tree = ctx.params.repro.deployed_tree.trim_end_matches('/');
+    let mut pairs = Vec::new();
+    for (file, git) in ctx.params.repro.module_files.iter().zip(git) {
+        let host_path = format!("{tree}/{}", file.trim_start_matches("./"));
+        let host = ctx
+            .target
+            .read_file(&host_path)
+            .await
+            .map_err(|e| e.to_string());
+        pairs.push(FilePair {
+            file: file.clone(),
+            host_path,
+            git,
+            host,
+        });
+    }
+    let mut outcome = decide_files(&ctx.rev, &pairs);
+    if !dirty.is_empty() {
+        outcome.push(Evidence::note(
+            format!(
+                "git -C {} status --porcelain (the work tree; not what this check compares)",
+                ctx.repo.display()
+            ),
+            dirty.join("\n"),
+        ));
+    }
+    Ok(outcome)
 }
 
 /// Decision of `repro.docs-reference-declared-units`.
@@ -650,75 +656,83 @@ impl Check<Ctx> for DocsReferenceDeclaredUnits {
     fn title(&self) -> &'static str {
         "every unit named in docs' systemctl commands is declared in git at REV"
     }
-    async fn run(&self, ctx: &Ctx) -> Outcome {
-        let repo: PathBuf = ctx.repo.clone();
-        let rev = ctx.rev.clone();
-        let files = ctx.params.repro.module_files.clone();
-        let doc_entries = ctx.params.repro.docs.clone();
-        let read = blocking(move || -> Result<_, NixError> {
-            let declared = ccci_nix::units_report(&repo, &rev, Some(&files))?;
-            let docs = doc_files(&repo, &rev, &doc_entries)?;
-            Ok((declared, docs))
-        })
-        .await;
-        let (declared, (docs, notes)) = match read {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Outcome::error(format!("cannot read git at {}: {e}", ctx.rev)),
-            Err(e) => return Outcome::error(e),
-        };
-        let legacy = legacy_names(ctx);
-        let refs: Vec<DocRef> = docs.iter().flat_map(|(f, t)| docs::scan(f, t)).collect();
-        let stems = &ctx.params.repro.families;
-        let listing: String = refs
-            .iter()
-            .filter(|r| in_family(&r.unit, stems, &legacy))
-            .map(|r| {
-                format!(
-                    "{}:{}  {}  → {}{}\n",
-                    r.file,
-                    r.line,
-                    r.command,
-                    r.unit,
-                    if r.absence { "  (absence check)" } else { "" }
-                )
-            })
-            .collect();
-        let mut evidence = vec![
-            Evidence::note(
-                format!(
-                    "ccci-verify units --repo {} --rev {} --json   (module files: {})",
-                    ctx.repo.display(),
-                    ctx.rev,
-                    ctx.params.repro.module_files.join(", ")
-                ),
-                format!("declared: {}", join(declared.names().iter())),
-            ),
-            Evidence::note(
-                format!(
-                    "systemctl commands in {} doc file(s) at {} ({})",
-                    docs.len(),
-                    short(&ctx.rev),
-                    ctx.params.repro.docs.join(", ")
-                ),
-                if listing.is_empty() {
-                    "no systemctl command names a unit of the family".to_string()
-                } else {
-                    listing
-                },
-            ),
-        ];
-        if !notes.is_empty() {
-            evidence.push(Evidence::note("doc entries not found", notes.join("\n")));
-        }
-        if !declared.unresolved.is_empty() {
-            return Outcome::error(format!(
-                "git at {} has unit names the static analysis cannot resolve",
-                short(&ctx.rev)
-            ))
-            .with_evidence(evidence);
-        }
-        decide_docs(&ctx.rev, &refs, &declared.names(), stems, &legacy).with_evidence(evidence)
+    fn reads_git(&self) -> bool {
+        true
     }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let mut t = Trail::new();
+        let r = docs_reference_declared_units(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+async fn docs_reference_declared_units(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let repo: PathBuf = ctx.repo.clone();
+    let rev = ctx.rev.clone();
+    let files = ctx.params.repro.module_files.clone();
+    let doc_entries = ctx.params.repro.docs.clone();
+    let (declared, (docs, notes)) = blocking(move || -> Result<_, NixError> {
+        let declared = ccci_nix::units_report(&repo, &rev, Some(&files))?;
+        let docs = doc_files(&repo, &rev, &doc_entries)?;
+        Ok((declared, docs))
+    })
+    .await?
+    .map_err(|e| Halt::error(format!("cannot read git at {}: {e}", ctx.rev)))?;
+    let legacy = legacy_names(ctx);
+    let refs: Vec<DocRef> = docs.iter().flat_map(|(f, t)| docs::scan(f, t)).collect();
+    let stems = &ctx.params.repro.families;
+    let listing: String = refs
+        .iter()
+        .filter(|r| in_family(&r.unit, stems, &legacy))
+        .map(|r| {
+            format!(
+                "{}:{}  {}  → {}{}\n",
+                r.file,
+                r.line,
+                r.command,
+                r.unit,
+                if r.absence { "  (absence check)" } else { "" }
+            )
+        })
+        .collect();
+    t.note(
+        format!(
+            "ccci-verify units --repo {} --rev {} --json   (module files: {})",
+            ctx.repo.display(),
+            ctx.rev,
+            ctx.params.repro.module_files.join(", ")
+        ),
+        format!("declared: {}", join(declared.names().iter())),
+    );
+    t.note(
+        format!(
+            "systemctl commands in {} doc file(s) at {} ({})",
+            docs.len(),
+            short(&ctx.rev),
+            ctx.params.repro.docs.join(", ")
+        ),
+        if listing.is_empty() {
+            "no systemctl command names a unit of the family".to_string()
+        } else {
+            listing
+        },
+    );
+    if !notes.is_empty() {
+        t.note("doc entries not found", notes.join("\n"));
+    }
+    if !declared.unresolved.is_empty() {
+        return Err(Halt::error(format!(
+            "git at {} has unit names the static analysis cannot resolve",
+            short(&ctx.rev)
+        )));
+    }
+    Ok(decide_docs(
+        &ctx.rev,
+        &refs,
+        &declared.names(),
+        stems,
+        &legacy,
+    ))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
-use ccci_core::{Check, Evidence, Outcome};
+use ccci_core::{Check, Outcome, Trail};
 use ccci_host::UnitState;
 use std::sync::Arc;
 
@@ -13,42 +13,6 @@ pub fn checks() -> Vec<DynCheck> {
         Arc::new(PruneTimerActive),
         Arc::new(PruneServiceLoaded),
     ]
-}
-
-/// `systemctl show` of one unit, as a state and evidence; an error outcome when it cannot run,
-/// carrying the command, its exit and what it printed (a verdict without evidence is not
-/// accepted).
-pub async fn show_one(ctx: &Ctx, unit: &str) -> Result<(UnitState, Evidence), Outcome> {
-    let argv = ccci_host::target::show_argv(&[unit]);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let (out, ev) = ctx.run(&argv).await;
-    let out = match out {
-        Some(o) if o.ok() => o,
-        Some(o) => {
-            let why = o.combined();
-            return Err(Outcome::error(format!(
-                "cannot read the state of {unit}: `systemctl show` exited {}: {}",
-                o.status,
-                why.lines().next().unwrap_or("").trim()
-            ))
-            .with_evidence([ev]));
-        }
-        None => {
-            return Err(
-                Outcome::error(format!("cannot read the state of {unit}: {}", ev.output))
-                    .with_evidence([ev]),
-            )
-        }
-    };
-    match ccci_host::parse_show(&out.stdout_str(), &[unit]) {
-        Ok(mut states) => match states.pop() {
-            Some(s) => Ok((s, ev)),
-            None => Err(Outcome::error(format!("no state for {unit}")).with_evidence([ev])),
-        },
-        Err(e) => {
-            Err(Outcome::error(format!("cannot read the state of {unit}: {e}")).with_evidence([ev]))
-        }
-    }
 }
 
 /// Decision of `units.legacy-timer-absent` on a parsed state.
@@ -64,9 +28,22 @@ pub fn decide_legacy_absent(s: &UnitState) -> Outcome {
     }
 }
 
-/// Decision of `units.prune-timer-active`.
-pub fn decide_timer_active(s: &UnitState) -> Outcome {
+/// Decision of `units.prune-timer-active`: loaded, enabled (a `.wants/` symlink that survives
+/// a reboot), active, scheduled, and it triggers `service` (a timer pointed at another unit by
+/// `Unit=` would never run the prune).
+pub fn decide_timer_active(s: &UnitState, service: &str) -> Outcome {
     let mut missing = Vec::new();
+    let triggers = s.triggers();
+    if s.is_loaded() && !triggers.iter().any(|u| u == service) {
+        missing.push(format!(
+            "Triggers={} (want {service})",
+            if triggers.is_empty() {
+                "(none)".to_string()
+            } else {
+                triggers.join(" ")
+            }
+        ));
+    }
     if !s.is_loaded() {
         missing.push(format!("LoadState={} (want loaded)", s.load_state));
     }
@@ -133,10 +110,9 @@ impl Check<Ctx> for LegacyTimerAbsent {
         "the legacy docker-prune.timer is gone: LoadState=not-found, no unit file"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        match show_one(ctx, &ctx.params.legacy_timer).await {
-            Ok((s, ev)) => decide_legacy_absent(&s).with_evidence([ev]),
-            Err(o) => o,
-        }
+        let mut t = Trail::new();
+        let state = ctx.unit_state(&mut t, &ctx.params.legacy_timer).await;
+        t.conclude(state.map(|s| decide_legacy_absent(&s)))
     }
 }
 
@@ -150,10 +126,9 @@ impl Check<Ctx> for PruneTimerActive {
         "ci-docker-prune.timer is loaded, enabled and active, with a next elapse"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        match show_one(ctx, &ctx.params.prune_timer).await {
-            Ok((s, ev)) => decide_timer_active(&s).with_evidence([ev]),
-            Err(o) => o,
-        }
+        let mut t = Trail::new();
+        let state = ctx.unit_state(&mut t, &ctx.params.prune_timer).await;
+        t.conclude(state.map(|s| decide_timer_active(&s, &ctx.params.prune_service)))
     }
 }
 
@@ -167,10 +142,9 @@ impl Check<Ctx> for PruneServiceLoaded {
         "ci-docker-prune.service is loaded and its last run did not fail"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
-        match show_one(ctx, &ctx.params.prune_service).await {
-            Ok((s, ev)) => decide_service_loaded(&s).with_evidence([ev]),
-            Err(o) => o,
-        }
+        let mut t = Trail::new();
+        let state = ctx.unit_state(&mut t, &ctx.params.prune_service).await;
+        t.conclude(state.map(|s| decide_service_loaded(&s)))
     }
 }
 
@@ -210,14 +184,29 @@ mod tests {
     #[test]
     fn timer_and_service_decisions_on_recorded_states() {
         assert_eq!(
-            decide_timer_active(&fixture("prune-timer-active.txt", "ci-docker-prune.timer"))
-                .verdict,
+            decide_timer_active(
+                &fixture("prune-timer-active.txt", "ci-docker-prune.timer"),
+                "ci-docker-prune.service"
+            )
+            .verdict,
             Pass
         );
-        let o = decide_timer_active(&fixture(
-            "prune-timer-disabled.txt",
-            "ci-docker-prune.timer",
-        ));
+        // the same timer pointed at another unit (`Unit=` in a drop-in)
+        let o = decide_timer_active(
+            &fixture("prune-timer-active.txt", "ci-docker-prune.timer"),
+            "other.service",
+        );
+        assert_eq!(o.verdict, Fail);
+        assert!(
+            o.detail
+                .contains("Triggers=ci-docker-prune.service (want other.service)"),
+            "{}",
+            o.detail
+        );
+        let o = decide_timer_active(
+            &fixture("prune-timer-disabled.txt", "ci-docker-prune.timer"),
+            "ci-docker-prune.service",
+        );
         assert_eq!(o.verdict, Fail);
         assert!(o.detail.contains("UnitFileState=disabled") && o.detail.contains("NextElapse"));
         assert_eq!(
@@ -238,8 +227,11 @@ mod tests {
         );
         // a timer's `not-found` (the unit was never installed) fails the active check
         assert_eq!(
-            decide_timer_active(&fixture("legacy-timer-not-found.txt", "docker-prune.timer"))
-                .verdict,
+            decide_timer_active(
+                &fixture("legacy-timer-not-found.txt", "docker-prune.timer"),
+                "docker-prune.service"
+            )
+            .verdict,
             Fail
         );
     }

@@ -6,6 +6,7 @@
 
 mod gate;
 mod sandbox_cmd;
+mod signals;
 mod target;
 mod units;
 

@@ -2,6 +2,7 @@
 
 use crate::CliError;
 use anyhow::anyhow;
+use ccci_checks::gate::GateTarget;
 use ccci_host::{Target, TargetSpec};
 use std::path::{Path, PathBuf};
 
@@ -50,43 +51,27 @@ pub async fn sandbox_up(repo: &Path) -> Result<ccci_sandbox::SandboxInfo, CliErr
 
 /// A target for `--target`. The sandbox is reused as it is when it runs (so a reviewer sees
 /// its real state), and brought up and deployed when it does not.
-pub async fn resolve(
-    spec: &TargetSpec,
-    repo: &Path,
-) -> Result<(Target, Option<ccci_sandbox::SandboxInfo>), CliError> {
-    let target = match spec {
-        TargetSpec::Sandbox => {
-            let cfg = ccci_sandbox::SandboxConfig::from_env();
-            let info = match ccci_sandbox::status(&cfg).await {
-                Ok(Some(info)) => info,
-                Ok(None) => {
-                    eprintln!("ccci-verify: the sandbox is not running; bringing it up (see docs/sandbox.md)");
-                    sandbox_up(repo).await?
-                }
-                Err(e) => return Err(CliError::Unreachable(anyhow!("sandbox status: {e}"))),
-            };
-            let t = Target::docker_exec(
-                spec.clone(),
-                &info.docker_host,
-                &info.host_container,
-                "sandbox",
-            )
-            .map_err(|e| CliError::Unreachable(anyhow!("{e}")))?;
-            return Ok((t, Some(info)));
-        }
-        TargetSpec::Local => Target::local(),
-        TargetSpec::Ssh { user, host, port } => Target::ssh(user.clone(), host.clone(), *port)
-            .await
-            .map_err(|e| match e {
-                // CCCI_SSH_OPTS or CCCI_SSH_DOCKER_SOCKET malformed: a usage error
-                ccci_host::HostError::BadTarget(..) => CliError::Usage(anyhow!("{e}")),
-                _ => CliError::Unreachable(anyhow!("{e}")),
-            })?,
-        TargetSpec::Docker { name } => {
-            let host = ccci_host::target::local_docker_host();
-            Target::docker_exec(spec.clone(), &host, name, &format!("docker://{name}"))
-                .map_err(|e| CliError::Unreachable(anyhow!("{e}")))?
-        }
-    };
-    Ok((target, None))
+pub async fn resolve(spec: &TargetSpec, repo: &Path) -> Result<GateTarget, CliError> {
+    if let TargetSpec::Sandbox = spec {
+        let cfg = ccci_sandbox::SandboxConfig::from_env();
+        let info = match ccci_sandbox::status(&cfg).await {
+            Ok(Some(info)) => info,
+            Ok(None) => {
+                eprintln!(
+                    "ccci-verify: the sandbox is not running; bringing it up (see docs/sandbox.md)"
+                );
+                sandbox_up(repo).await?
+            }
+            Err(e) => return Err(CliError::Unreachable(anyhow!("sandbox status: {e}"))),
+        };
+        return ccci_sandbox::gate_target(&info).map_err(|e| CliError::Unreachable(anyhow!("{e}")));
+    }
+    Target::connect(spec)
+        .await
+        .map(GateTarget::from)
+        .map_err(|e| match e {
+            // CCCI_SSH_OPTS or CCCI_SSH_DOCKER_SOCKET malformed: a usage error
+            ccci_host::HostError::BadTarget(..) => CliError::Usage(anyhow!("{e}")),
+            _ => CliError::Unreachable(anyhow!("{e}")),
+        })
 }

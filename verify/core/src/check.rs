@@ -124,4 +124,9 @@ pub trait Check<C: Sync + ?Sized>: Send + Sync {
     fn title(&self) -> &'static str;
     /// Decide. Must not panic; an inability to decide is `Verdict::Error` with the reason.
     async fn run(&self, ctx: &C) -> Outcome;
+    /// True when the check compares the host with git at the gate's revision, so a run that
+    /// selects it needs a repository and a revision that resolves.
+    fn reads_git(&self) -> bool {
+        false
+    }
 }

@@ -11,8 +11,10 @@ pub mod render;
 pub mod report;
 pub mod runner;
 pub mod spec;
+pub mod trail;
 
 pub use check::{Check, Evidence, Outcome, Verdict};
 pub use report::{CheckResult, Report, Summary};
 pub use runner::{run_checks, Planned, Progress};
 pub use spec::{CheckSpec, GateSpec, SpecError};
+pub use trail::{short, Decided, Halt, Trail};

@@ -5,11 +5,14 @@
 //! Commands are argv everywhere; the only place argv becomes one string is the ssh transport,
 //! which quotes each word once for the remote shell.
 
+pub mod docker_error;
 pub mod systemd;
 pub mod target;
 pub mod transport;
 
-pub use systemd::{parse_show, UnitState, SHOW_PROPERTIES};
+pub use systemd::{
+    parse_exec_lines, parse_show, ExecLine, UnitState, EXEC_PROPERTIES, SHOW_PROPERTIES,
+};
 pub use target::{Target, TargetSpec};
 pub use transport::{CmdOutput, Transport};
 

@@ -65,14 +65,22 @@ impl UnitState {
     pub fn is_active(&self) -> bool {
         self.active_state == "active"
     }
-    /// Enabled by a symlink in a `.wants`/`.requires` directory: `enabled` or
-    /// `enabled-runtime`. `static`, `indirect`, `linked`, `alias`, `generated` are not enabled.
+    /// Enabled by a symlink in a `.wants`/`.requires` directory under `/etc` (or NixOS's
+    /// `/etc/static`): `enabled`. `enabled-runtime` lives under `/run` and is gone after a
+    /// reboot; `static`, `indirect`, `linked`, `alias`, `generated` are not enabled either.
     pub fn is_enabled(&self) -> bool {
-        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime")
+        self.unit_file_state == "enabled"
     }
     /// The next time a timer elapses, if systemd has one.
     pub fn next_elapse(&self) -> Option<&str> {
         set(&self.next_elapse)
+    }
+    /// The units a timer (or path) unit triggers, from `Triggers=`.
+    pub fn triggers(&self) -> Vec<String> {
+        self.raw
+            .get("Triggers")
+            .map(|t| t.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
     }
     /// The last run failed (Result other than success, or the unit is in `failed`).
     pub fn last_run_failed(&self) -> bool {
@@ -107,13 +115,54 @@ impl UnitState {
 }
 
 /// Parse `argv[]=…` out of an `ExecStart=` value like
-/// `{ path=/bin/x ; argv[]=/bin/x --a b ; ignore_errors=no ; … }`.
+/// `{ path=/bin/x ; argv[]=/bin/x --a b ; ignore_errors=no ; … }`. systemd prints argv joined
+/// by spaces, unquoted, so the argv ends at systemd's own next field (`; ignore_errors=`, or
+/// `; flags=` for the `Ex` properties), not at the first ` ; ` (a shell script's own `;` may be
+/// in it).
 pub fn parse_exec(value: &str) -> Option<Vec<String>> {
     let start = value.find("argv[]=")? + "argv[]=".len();
     let rest = &value[start..];
-    let end = rest.find(" ; ").unwrap_or(rest.len());
+    let end = [" ; ignore_errors=", " ; flags="]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+        .or_else(|| rest.rfind(" }"))
+        .unwrap_or(rest.len());
     let argv: Vec<String> = rest[..end].split_whitespace().map(String::from).collect();
     (!argv.is_empty()).then_some(argv)
+}
+
+/// The command properties of a service: every command systemd may run for it.
+pub const EXEC_PROPERTIES: &[&str] = &[
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStart",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
+
+/// One command of a unit: the property it is under and its argv as systemd shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecLine {
+    pub property: String,
+    pub argv: Vec<String>,
+}
+
+/// The commands in `systemctl show -p EXEC_PROPERTIES -- UNIT` output, in the order shown (one
+/// line per command; a property set twice shows twice).
+pub fn parse_exec_lines(text: &str) -> Vec<ExecLine> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| EXEC_PROPERTIES.contains(k))
+        .filter_map(|(k, v)| {
+            parse_exec(v).map(|argv| ExecLine {
+                property: k.to_string(),
+                argv,
+            })
+        })
+        .collect()
 }
 
 /// Parse the output of `systemctl show -p … -- UNITS…`: one block of `Key=value` lines per

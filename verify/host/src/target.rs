@@ -204,6 +204,28 @@ impl Target {
         Ok(t)
     }
 
+    /// The target a spec names, for every kind this crate can reach by itself: local, ssh and
+    /// docker. The sandbox is brought up by its own crate (`ccci-sandbox`), so `Sandbox` is a
+    /// `BadTarget` here.
+    pub async fn connect(spec: &TargetSpec) -> Result<Target, HostError> {
+        match spec {
+            TargetSpec::Local => Ok(Target::local()),
+            TargetSpec::Ssh { user, host, port } => {
+                Target::ssh(user.clone(), host.clone(), *port).await
+            }
+            TargetSpec::Docker { name } => Target::docker_exec(
+                spec.clone(),
+                &local_docker_host(),
+                name,
+                &format!("docker://{name}"),
+            ),
+            TargetSpec::Sandbox => Err(HostError::BadTarget(
+                "sandbox".into(),
+                "the sandbox target is resolved by ccci-sandbox".into(),
+            )),
+        }
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }

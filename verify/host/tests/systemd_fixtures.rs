@@ -103,3 +103,60 @@ fn garbage_is_a_parse_error() {
         "no LoadState"
     );
 }
+
+#[test]
+fn exec_argv_ends_at_systemds_own_field_not_at_a_scripts_semicolon() {
+    // systemd prints argv unquoted: the shell script's own ` ; ` must stay in the argv
+    let v = "{ path=/bin/sh ; argv[]=/bin/sh -c true ; docker system prune -af ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }";
+    let argv = ccci_host::systemd::parse_exec(v).unwrap();
+    assert_eq!(
+        argv,
+        ["/bin/sh", "-c", "true", ";", "docker", "system", "prune", "-af"]
+    );
+    // the Ex form ends at `; flags=`
+    let ex = "{ path=/usr/bin/docker ; argv[]=/usr/bin/docker image prune -a ; flags= ; start_time=[n/a] }";
+    assert_eq!(
+        ccci_host::systemd::parse_exec(ex).unwrap(),
+        ["/usr/bin/docker", "image", "prune", "-a"]
+    );
+}
+
+#[test]
+fn every_command_property_is_read() {
+    let text = "ExecCondition=\n\
+        ExecStartPre={ path=/bin/true ; argv[]=/bin/true ; ignore_errors=no ; start_time=[n/a] }\n\
+        ExecStart={ path=/usr/local/bin/ci-docker-prune ; argv[]=/usr/local/bin/ci-docker-prune --threshold 80 ; ignore_errors=no ; start_time=[n/a] }\n\
+        ExecStart={ path=/usr/bin/docker ; argv[]=/usr/bin/docker system prune -af ; ignore_errors=yes ; start_time=[n/a] }\n\
+        ExecStartPost=\n\
+        ExecStopPost={ path=/bin/sh ; argv[]=/bin/sh -c docker volume prune -f ; ignore_errors=no ; start_time=[n/a] }\n";
+    let lines = ccci_host::parse_exec_lines(text);
+    let props: Vec<&str> = lines.iter().map(|l| l.property.as_str()).collect();
+    assert_eq!(
+        props,
+        ["ExecStartPre", "ExecStart", "ExecStart", "ExecStopPost"]
+    );
+    assert_eq!(lines[2].argv[0], "/usr/bin/docker");
+    assert_eq!(lines[3].argv[..2], ["/bin/sh", "-c"]);
+}
+
+#[test]
+fn enabled_runtime_is_not_enabled_it_is_gone_at_reboot() {
+    let show = |state: &str| {
+        let text = format!(
+            "Id=t.timer\nLoadState=loaded\nActiveState=active\nUnitFileState={state}\nFragmentPath=/etc/systemd/system/t.timer\n"
+        );
+        ccci_host::parse_show(&text, &["t.timer"])
+            .unwrap()
+            .remove(0)
+    };
+    assert!(show("enabled").is_enabled());
+    for state in [
+        "enabled-runtime",
+        "static",
+        "linked",
+        "indirect",
+        "disabled",
+    ] {
+        assert!(!show(state).is_enabled(), "{state}");
+    }
+}

@@ -40,6 +40,9 @@ pub enum SandboxError {
         /// The last lines of that log.
         log_tail: String,
     },
+    /// The sandbox host cannot be made a gate target.
+    #[error("the sandbox host as a target: {0}")]
+    Target(String),
     /// A Docker API call failed.
     #[error("step `{step}`: Docker API error: {source}")]
     Docker {

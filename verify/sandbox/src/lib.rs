@@ -29,6 +29,7 @@ pub mod layout;
 mod lifecycle;
 mod rootfs;
 mod sys;
+pub mod target;
 
 pub use deploy::{find_prune_bin, Deploy, PORTABLE_UNITS, PRUNE_BIN_ENV};
 pub use error::{Result, SandboxError, UpAndDeployError};
@@ -36,6 +37,7 @@ pub use host::exec_in_host;
 pub use layout::Layout;
 pub use lifecycle::{down, down_with, status, up};
 pub use sys::netns_connect;
+pub use target::gate_target;
 
 /// Name of the default (shared) sandbox.
 pub const DEFAULT_NAME: &str = "ccci";

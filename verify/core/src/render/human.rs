@@ -1,6 +1,7 @@
 use super::clip;
 use crate::check::Verdict;
 use crate::report::{CheckResult, Report};
+use crate::trail::short;
 use std::fmt::Write;
 
 fn paint(s: &str, code: &str, color: bool) -> String {
@@ -92,10 +93,6 @@ pub fn human(report: &Report, color: bool) -> String {
         s.pass, s.fail, s.error, s.skip
     );
     out
-}
-
-fn short(rev: &str) -> &str {
-    rev.get(..12).unwrap_or(rev)
 }
 
 #[cfg(test)]

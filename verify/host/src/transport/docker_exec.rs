@@ -43,7 +43,8 @@ impl Transport for DockerExec {
             .await
             .map_err(|e| {
                 let reason = e.to_string();
-                if reason.contains("No such container") || reason.contains("is not running") {
+                // 404: no such container; 409: it is not running (or paused)
+                if crate::docker_error::is_not_found(&e) || crate::docker_error::is_conflict(&e) {
                     HostError::Unreachable {
                         target: self.label.clone(),
                         reason,

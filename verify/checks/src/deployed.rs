@@ -1,0 +1,237 @@
+//! The deployed prune, as the host runs it: its command line read from the service unit, that
+//! command run with flags changed only where a check must change them, and its `--json` report
+//! read as the typed v1 contract of `ci-docker-prune` (`prune/src/report.rs`). A leaf: the
+//! `prune.*` checks and the probe use it; it decides nothing.
+
+use crate::Ctx;
+use ccci_core::{Halt, Trail};
+use serde::Deserialize;
+
+/// The deployed prune's command line: the service's first `ExecStart=` argv. A service that is
+/// not loaded, or has no `ExecStart`, ends the check as a failure: nothing deployed to examine.
+pub async fn argv(ctx: &Ctx, t: &mut Trail) -> Result<Vec<String>, Halt> {
+    let s = ctx.unit_state(t, &ctx.params.prune_service).await?;
+    if !s.is_loaded() {
+        return Err(Halt::fail(format!(
+            "{} is not loaded (LoadState={}): nothing deployed to examine",
+            s.name, s.load_state
+        )));
+    }
+    s.exec_start
+        .first()
+        .cloned()
+        .ok_or_else(|| Halt::fail(format!("{} has no ExecStart", s.name)))
+}
+
+/// The deployed argv with the flags in `strip` (each taking a value) and `--dry-run`/`--json`
+/// removed, then `add`: the deployed run, changed only where a check must change it.
+pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<String> {
+    let plain = ["--dry-run", "--json"];
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in deployed {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if strip.contains(&a.as_str()) {
+            skip = true;
+            continue;
+        }
+        if plain.contains(&a.as_str()) || strip.iter().any(|f| a.starts_with(&format!("{f}="))) {
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out.extend(add.iter().map(|s| s.to_string()));
+    out
+}
+
+/// The flags a dry run with every gate forced open adds; the deployed argv's own values of
+/// these flags are dropped first, so the run is the deployed one with only the gates opened.
+pub const FORCE_OPEN: &[&str] = &[
+    "--dry-run",
+    "--json",
+    "--threshold",
+    "0",
+    "--until",
+    "0s",
+    "--run-stack-pattern",
+    "^ccci-verify-matches-no-service$",
+];
+
+/// The deployed argv without the flags [`FORCE_OPEN`] sets, then [`FORCE_OPEN`].
+pub fn forced_open_argv(deployed: &[String]) -> Vec<String> {
+    with_flags(
+        deployed,
+        &["--threshold", "--until", "--run-stack-pattern"],
+        FORCE_OPEN,
+    )
+}
+
+/// One gate of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GateJson {
+    pub gate: String,
+    pub pass: bool,
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// Ids removed, or in a dry run, that would be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RemovedJson {
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub build_cache: Vec<String>,
+}
+
+/// The `--json` object of `ci-docker-prune`, contract version 1. Fields added later are
+/// ignored (the contract only adds fields); the ones every v1 report has are required, so a
+/// command that prints some other JSON is not taken for the prune.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PruneReport {
+    pub version: u32,
+    /// `skipped`, `pruned`, `dry-run` (or `error`).
+    pub outcome: String,
+    #[serde(default)]
+    pub skipped_by: Option<String>,
+    pub gates: Vec<GateJson>,
+    #[serde(default)]
+    pub removed: RemovedJson,
+    #[serde(default)]
+    pub reclaimed_bytes: u64,
+}
+
+impl PruneReport {
+    pub fn parse(stdout: &[u8]) -> Result<PruneReport, serde_json::Error> {
+        serde_json::from_slice(stdout)
+    }
+
+    /// The report's decision of gate `name`, if it got that far.
+    pub fn gate(&self, name: &str) -> Option<&GateJson> {
+        self.gates.iter().find(|g| g.gate == name)
+    }
+}
+
+/// Run argv on the target (recorded in the trail) and read its stdout as the prune's `--json`
+/// report. A command that cannot run, or does not answer with the contract, is a failure:
+/// the deployed command is not the prune this gate verifies.
+pub async fn run_json(ctx: &Ctx, t: &mut Trail, argv: &[String]) -> Result<PruneReport, Halt> {
+    let out = ctx
+        .cmd_owned(t, argv)
+        .await
+        .map_err(|_| Halt::fail("the deployed prune could not be run"))?;
+    PruneReport::parse(&out.stdout).map_err(|e| {
+        Halt::fail(format!(
+            "the deployed command does not answer --dry-run --json with the ci-docker-prune contract ({e}; exit {})",
+            out.status
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn with_flags_keeps_the_deployed_run_and_changes_only_what_is_asked() {
+        let d = s(&[
+            "/usr/local/bin/ci-docker-prune",
+            "--threshold",
+            "80",
+            "--path",
+            "/",
+            "--json",
+        ]);
+        assert_eq!(
+            with_flags(&d, &[], &["--dry-run", "--json"]),
+            s(&[
+                "/usr/local/bin/ci-docker-prune",
+                "--threshold",
+                "80",
+                "--path",
+                "/",
+                "--dry-run",
+                "--json"
+            ])
+        );
+        assert_eq!(
+            with_flags(&d, &["--threshold"], &["--threshold", "0"]),
+            s(&[
+                "/usr/local/bin/ci-docker-prune",
+                "--path",
+                "/",
+                "--threshold",
+                "0"
+            ])
+        );
+    }
+
+    #[test]
+    fn forced_open_drops_the_deployed_gate_flags() {
+        let d = s(&[
+            "/usr/local/bin/ci-docker-prune",
+            "--threshold",
+            "80",
+            "--path",
+            "/",
+            "--until=24h",
+            "--json",
+        ]);
+        let f = forced_open_argv(&d);
+        assert_eq!(f.iter().filter(|a| *a == "--threshold").count(), 1);
+        assert!(!f.contains(&"80".to_string()));
+        assert!(f.contains(&"--path".to_string()) && f.contains(&"/".to_string()));
+        assert!(!f.iter().any(|a| a.starts_with("--until=")));
+        assert_eq!(f.iter().filter(|a| *a == "--json").count(), 1);
+    }
+
+    #[test]
+    fn reads_the_report_the_prune_writes() {
+        use ci_docker_prune::gates::{Gate, GateDecision};
+        use ci_docker_prune::report::{Outcome, Report};
+        let mut r = Report::new(
+            Outcome::DryRun,
+            vec![GateDecision {
+                gate: Gate::Disk,
+                pass: true,
+                detail: "/ at 90% (≥ 80%)".into(),
+            }],
+        );
+        r.removed.images.push("sha256:aaaa".into());
+        r.reclaimed_bytes = 7;
+        let parsed = PruneReport::parse(r.to_json().as_bytes()).unwrap();
+        assert_eq!(parsed.version, 1);
+        assert_eq!(parsed.outcome, "dry-run");
+        assert_eq!(parsed.skipped_by, None);
+        assert_eq!(parsed.gate("disk").map(|g| g.pass), Some(true));
+        assert_eq!(parsed.removed.images, s(&["sha256:aaaa"]));
+        assert_eq!(parsed.reclaimed_bytes, 7);
+
+        r.skipped_by = Some(Gate::Converge);
+        r.outcome = Outcome::Skipped;
+        let parsed = PruneReport::parse(r.to_json().as_bytes()).unwrap();
+        assert_eq!(parsed.skipped_by.as_deref(), Some("converge"));
+        assert_eq!(parsed.outcome, "skipped");
+    }
+
+    #[test]
+    fn other_json_is_not_the_contract() {
+        assert!(PruneReport::parse(b"{}").is_err());
+        assert!(PruneReport::parse(b"[1,2]").is_err());
+        assert!(PruneReport::parse(b"not json").is_err());
+        // fields a later v1 adds are accepted
+        assert!(PruneReport::parse(
+            br#"{"version":1,"outcome":"dry-run","gates":[],"removed":{"images":[]},"reclaimed_bytes":0,"new":1}"#
+        )
+        .is_ok());
+    }
+}
