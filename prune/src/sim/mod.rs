@@ -43,6 +43,10 @@ pub struct SimResult {
     pub full_builds: u32,
     pub pulls: Pulls,
     pub removed: BTreeMap<Removal, u64>,
+    /// Every image removal: (trace time, version, why).
+    pub removal_log: Vec<(i64, usize, Removal)>,
+    /// Every pull: (trace time, version, layers, bytes).
+    pub pull_log: Vec<(i64, usize, u64, u64)>,
     /// Lost-event windows (tiered policy).
     pub gaps: u32,
     /// Usage per hour (max within the hour), percent.
@@ -68,6 +72,8 @@ pub fn simulate(trace: &Trace, policy: &mut dyn SimPolicy, threshold: u8) -> Sim
         full_builds: 0,
         pulls: Pulls::default(),
         removed: BTreeMap::new(),
+        removal_log: Vec::new(),
+        pull_log: Vec::new(),
         gaps: 0,
         usage_hourly: Vec::new(),
         pulled_hourly: Vec::new(),
@@ -88,11 +94,13 @@ pub fn simulate(trace: &Trace, policy: &mut dyn SimPolicy, threshold: u8) -> Sim
     measure(&s, 0, &mut r);
     for e in &trace.events {
         while next_poll <= e.t {
+            s.now = next_poll;
             policy.on_poll(&mut s, next_poll);
             measure(&s, next_poll, &mut r);
             next_poll += poll.unwrap_or(i64::MAX);
         }
         let t = e.t;
+        s.now = t;
         match &e.ev {
             Event::Deploy {
                 run,
@@ -212,6 +220,8 @@ pub fn simulate(trace: &Trace, policy: &mut dyn SimPolicy, threshold: u8) -> Sim
     }
     r.pulls = s.pulls;
     r.removed = s.removed.clone();
+    r.removal_log = s.removal_log.clone();
+    r.pull_log = s.pull_log.clone();
     r.gaps = policy.gaps();
     r.usage_hourly = usage_hourly;
     r.pulled_hourly = pulled_hourly;

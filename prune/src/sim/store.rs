@@ -89,6 +89,12 @@ pub struct Store<'t> {
     /// Every image's last visible use (a container created from it, or a pull), trace seconds.
     pub last_use: HashMap<usize, i64>,
     pub removed: BTreeMap<Removal, u64>,
+    /// Trace time of the event being applied (set by the simulation loop).
+    pub now: i64,
+    /// Every image removal: (trace time, version, why).
+    pub removal_log: Vec<(i64, usize, Removal)>,
+    /// Every pull: (trace time, version, layers, bytes).
+    pub pull_log: Vec<(i64, usize, u64, u64)>,
     by_id: HashMap<String, usize>,
     next_id: u64,
 }
@@ -115,6 +121,9 @@ impl<'t> Store<'t> {
             events: VecDeque::new(),
             last_use: HashMap::new(),
             removed: BTreeMap::new(),
+            now: 0,
+            removal_log: Vec::new(),
+            pull_log: Vec::new(),
             by_id,
             next_id: 0,
         };
@@ -239,6 +248,7 @@ impl<'t> Store<'t> {
             return;
         }
         let (n, bytes) = self.missing_bytes(v);
+        self.pull_log.push((t, v, n, bytes));
         self.pulls.images += 1;
         self.pulls.layers += n;
         self.pulls.bytes += bytes;
@@ -411,6 +421,7 @@ impl<'t> Store<'t> {
             }
         }
         *self.removed.entry(why).or_default() += 1;
+        self.removal_log.push((self.now, v, why));
         true
     }
 
