@@ -1,22 +1,28 @@
 //! The run: gates, plan, then the plan's removal steps ([`Step::ALL`]: containers, images,
 //! build cache), each preceded by a fresh check of every gate. A dry run shows the plan; a real
 //! run executes that same plan, item by item. If a gate closes, the run stops there and says
-//! so; `removed` then lists what was already removed.
+//! so; `removed` then lists what was already removed. One item the daemon fails to remove is
+//! that item's failure: the run goes on with the next item and the next step, and ends with
+//! outcome `error` (exit 1). An error that leaves the run unable to gate or plan (the daemon
+//! unreachable, a listing that fails, a `--path` that vanished) stops it there, also `error`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::docker::{DockerClient, DockerError, ServiceInfo};
+use crate::docker::{DockerClient, DockerError, ServiceInfo, Swarm};
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
-use crate::report::{done_line, gate_line, would_remove_lines, Outcome, Removed, Report};
+use crate::report::{
+    done_lines, gate_line, would_remove_lines, Failure, Incident, Outcome, Removed, Report,
+};
 use crate::steps::Done;
 pub use crate::steps::Step;
 
-/// Errors of a run. `Docker` errors and disk measurement errors are runtime errors (exit 1);
-/// a path that does not exist is the user's (exit 2, see [`PruneError::is_usage`]).
+/// Errors that stop a run. Every one is a runtime error (exit 1): a `--path` that does not
+/// exist when the run starts is refused before it ([`Config::check_paths_exist`], exit 2), so
+/// one that cannot be measured here vanished mid-run.
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
     #[error("cannot measure disk usage of {path}: {cause}")]
@@ -29,10 +35,12 @@ pub enum PruneError {
 }
 
 impl PruneError {
-    /// True when the error is bad input rather than a runtime failure.
-    pub fn is_usage(&self) -> bool {
-        matches!(self, PruneError::Disk { cause, .. }
-            if matches!(cause.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput))
+    /// The `error` of the report: what stopped the run.
+    pub fn message(&self) -> String {
+        match self {
+            PruneError::Docker(DockerError::Unreachable { .. }) => self.to_string(),
+            _ => format!("prune aborted, nothing further removed: {self}"),
+        }
     }
 }
 
@@ -79,24 +87,36 @@ pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
     Ok(disk_gate(cfg.threshold, &usages))
 }
 
-/// `runs` and `converge`: two API calls whatever the number of services.
+/// `runs` and `converge`: two API calls whatever the number of services (an error answer
+/// costs one more, `GET /info`; on a worker, one listing of its containers names a run-stack
+/// task it runs).
 pub async fn check_docker_gates(
     cfg: &Config,
     client: &DockerClient,
     decisions: &mut Vec<GateDecision>,
 ) -> Result<(Option<Gate>, Vec<ServiceInfo>), PruneError> {
     let services = client.list_services().await?;
-    let runs = runs_gate(&cfg.run_stack_pattern, &services);
+    let local = match services {
+        Swarm::Worker => client.list_containers().await?,
+        _ => Vec::new(),
+    };
+    let runs = runs_gate(&cfg.run_stack_pattern, &services, &local);
     let pass = runs.pass;
     decisions.push(runs);
     if !pass {
-        return Ok((Some(Gate::Runs), services));
+        return Ok((Some(Gate::Runs), Vec::new()));
     }
-    let tasks = client.list_running_tasks().await?;
+    let tasks = match services {
+        Swarm::Listed(_) => client.list_running_tasks().await?,
+        _ => Swarm::NoSwarm,
+    };
     let converge = converge_gate(&services, &tasks);
     let pass = converge.pass;
     decisions.push(converge);
-    Ok(((!pass).then_some(Gate::Converge), services))
+    Ok((
+        (!pass).then_some(Gate::Converge),
+        services.listed_or_default(),
+    ))
 }
 
 /// Every gate, in order, stopping at the first closed one.
@@ -158,36 +178,122 @@ pub async fn make_plan(
     Ok(plan::build(&inv, &policy(cfg)))
 }
 
-fn skipped(check: GateCheck, removed: Removed, reclaimed: u64) -> Report {
-    let mut r = Report::new(Outcome::Skipped, check.decisions);
-    r.skipped_by = check.closed_by;
-    r.removed = removed;
-    r.reclaimed_bytes = reclaimed;
-    r
+/// What a run did so far: kept across an error, so an aborted run still reports it.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The latest evaluation of the gates.
+    gates: Vec<GateDecision>,
+    skipped_by: Option<Gate>,
+    removed: Removed,
+    reclaimed: u64,
+    /// Every id the daemon reported deleted (an image's untagged parents go with it).
+    deleted: HashSet<String>,
+    failures: Vec<Failure>,
+    incidents: Vec<Incident>,
+    /// The removal steps have started (a dry run: the plan was shown).
+    started: bool,
 }
 
-/// Run the policy. The Docker daemon is contacted only once the `disk` gate passes.
-pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Result<Report, PruneError> {
-    let disk = check_disk(cfg)?;
-    hooks.log(&gate_line(&disk));
-    if !disk.pass {
-        let mut r = Report::new(Outcome::Skipped, vec![disk]);
-        r.skipped_by = Some(Gate::Disk);
-        return Ok(r);
+impl Progress {
+    fn gated(&mut self, check: GateCheck) -> Option<Gate> {
+        self.gates = check.decisions;
+        self.skipped_by = check.closed_by;
+        check.closed_by
     }
-    let client = DockerClient::connect(&cfg.docker_host).await?;
-    run_with(cfg, &client, disk, dry_run, hooks).await
+
+    fn record(&mut self, step: Step, id: &str, done: Done) {
+        let (ids, bytes) = done.removed();
+        self.removed.of_step(step).extend_from_slice(ids);
+        self.deleted.extend(ids.iter().cloned());
+        self.reclaimed += bytes;
+        match done {
+            Done::Removed { untagged, .. } if !untagged.is_empty() => {
+                self.incidents.push(Incident {
+                    image: id.to_string(),
+                    untagged,
+                })
+            }
+            Done::Failed(error) => self.failures.push(Failure {
+                step,
+                id: id.to_string(),
+                error,
+            }),
+            _ => {}
+        }
+    }
+
+    fn report(self, outcome: Outcome, error: Option<String>) -> Report {
+        let mut r = Report::new(outcome, self.gates);
+        r.skipped_by = self.skipped_by;
+        r.removed = self.removed;
+        r.reclaimed_bytes = self.reclaimed;
+        r.failures = self.failures;
+        r.incidents = self.incidents;
+        r.error = error;
+        r.settle()
+    }
 }
 
-/// [`run`] on an existing client, after the `disk` gate passed: the other gates, the plan,
-/// then the plan shown (dry run) or executed.
+/// Run the policy. The Docker daemon is contacted only once the `disk` gate passes. Every
+/// ending is a report: its outcome is `error` (exit 1) when the run was stopped by an error,
+/// an item failed or an image was untagged by its delete.
+pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
+    let mut progress = Progress::default();
+    let result = async {
+        let disk = check_disk(cfg)?;
+        hooks.log(&gate_line(&disk));
+        progress.gates = vec![disk.clone()];
+        if !disk.pass {
+            progress.skipped_by = Some(Gate::Disk);
+            return Ok(Outcome::Skipped);
+        }
+        let client = DockerClient::connect(&cfg.docker_host).await?;
+        steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
+    }
+    .await;
+    finish(result, progress, hooks)
+}
+
+/// [`run`] on an existing client, after the `disk` gate passed.
 pub async fn run_with(
     cfg: &Config,
     client: &DockerClient,
     disk: GateDecision,
     dry_run: bool,
     hooks: &mut dyn Hooks,
-) -> Result<Report, PruneError> {
+) -> Report {
+    let mut progress = Progress::default();
+    let result = steps(cfg, client, disk, dry_run, hooks, &mut progress).await;
+    finish(result, progress, hooks)
+}
+
+fn finish(
+    result: Result<Outcome, PruneError>,
+    progress: Progress,
+    hooks: &mut dyn Hooks,
+) -> Report {
+    let started = progress.started;
+    let report = match result {
+        Ok(outcome) => progress.report(outcome, None),
+        Err(e) => progress.report(Outcome::Error, Some(e.message())),
+    };
+    // A run stopped before its steps has said why: its gate line, or the error (the CLI
+    // prints it). Once the steps started, the run is summed up.
+    if started {
+        hooks.log(&report.summary_line());
+    }
+    report
+}
+
+/// The other gates, the plan, then the plan shown (dry run) or executed.
+async fn steps(
+    cfg: &Config,
+    client: &DockerClient,
+    disk: GateDecision,
+    dry_run: bool,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<Outcome, PruneError> {
     let mut decisions = vec![disk];
     let (closed_by, services) = check_docker_gates(cfg, client, &mut decisions).await?;
     for d in &decisions[1..] {
@@ -198,19 +304,21 @@ pub async fn run_with(
         closed_by,
         services,
     };
-    if check.closed_by.is_some() {
-        return Ok(skipped(check, Removed::default(), 0));
+    let services = check.services.clone();
+    if progress.gated(check).is_some() {
+        return Ok(Outcome::Skipped);
     }
-    let plan = make_plan(cfg, client, check.services.clone(), dry_run).await?;
+    let plan = make_plan(cfg, client, services, dry_run).await?;
     if dry_run {
-        Ok(show(cfg, &plan, check.decisions, hooks))
+        show(cfg, &plan, hooks, progress);
+        Ok(Outcome::DryRun)
     } else {
-        execute(cfg, client, &plan, hooks).await
+        execute(cfg, client, &plan, hooks, progress).await
     }
 }
 
 /// The dry run: every item of every step, as the real run would remove it.
-fn show(cfg: &Config, plan: &Plan, gates: Vec<GateDecision>, hooks: &mut dyn Hooks) -> Report {
+fn show(cfg: &Config, plan: &Plan, hooks: &mut dyn Hooks, progress: &mut Progress) {
     for step in Step::ALL {
         for item in step.items(plan, cfg.until) {
             for line in would_remove_lines(&item) {
@@ -218,31 +326,9 @@ fn show(cfg: &Config, plan: &Plan, gates: Vec<GateDecision>, hooks: &mut dyn Hoo
             }
         }
     }
-    let mut r = Report::new(Outcome::DryRun, gates);
-    r.removed = Removed::from(plan);
-    r.reclaimed_bytes = plan.bytes();
-    hooks.log(&r.summary_line());
-    r
-}
-
-/// What a real run removed so far.
-#[derive(Debug, Default)]
-struct Progress {
-    removed: Removed,
-    reclaimed: u64,
-    /// Every id the daemon reported deleted (an image's untagged parents go with it).
-    deleted: HashSet<String>,
-}
-
-impl Progress {
-    fn record(&mut self, step: Step, done: &Done) {
-        let (ids, bytes) = done.removed();
-        self.removed.of_step(step).extend_from_slice(ids);
-        self.reclaimed += bytes;
-        if let Done::Removed { parents, .. } = done {
-            self.deleted.extend(parents.iter().cloned());
-        }
-    }
+    progress.removed = Removed::from(plan);
+    progress.reclaimed = plan.bytes();
+    progress.started = true;
 }
 
 /// The real run: the plan's steps in order, each re-gated right before it runs.
@@ -251,42 +337,25 @@ async fn execute(
     client: &DockerClient,
     plan: &Plan,
     hooks: &mut dyn Hooks,
-) -> Result<Report, PruneError> {
-    let mut progress = Progress::default();
-    let mut gates = Vec::new();
+    progress: &mut Progress,
+) -> Result<Outcome, PruneError> {
+    progress.started = true;
     for step in Step::ALL {
         hooks.before_step(step);
-        let check = recheck(cfg, client, hooks).await?;
-        if check.closed_by.is_some() {
-            let r = skipped(check, progress.removed, progress.reclaimed);
-            hooks.log(&r.summary_line());
-            return Ok(r);
+        let check = check_gates(cfg, client).await?;
+        if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
+            hooks.log(&gate_line(d));
         }
-        gates = check.decisions;
+        if progress.gated(check).is_some() {
+            return Ok(Outcome::Skipped);
+        }
         for item in step.items(plan, cfg.until) {
-            let done = item.remove(client, &progress.deleted).await?;
-            if let Some(line) = done_line(&item, &done) {
+            let done = item.remove(client, &progress.deleted).await;
+            for line in done_lines(&item, &done) {
                 hooks.log(&line);
             }
-            progress.record(step, &done);
+            progress.record(step, item.id(), done);
         }
     }
-    let mut r = Report::new(Outcome::Pruned, gates);
-    r.removed = progress.removed;
-    r.reclaimed_bytes = progress.reclaimed;
-    hooks.log(&r.summary_line());
-    Ok(r)
-}
-
-/// Every gate again; the first closed one is logged.
-async fn recheck(
-    cfg: &Config,
-    client: &DockerClient,
-    hooks: &mut dyn Hooks,
-) -> Result<GateCheck, PruneError> {
-    let check = check_gates(cfg, client).await?;
-    if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
-        hooks.log(&gate_line(d));
-    }
-    Ok(check)
+    Ok(Outcome::Pruned)
 }

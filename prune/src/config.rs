@@ -29,6 +29,8 @@ pub enum ConfigError {
     Pattern { value: String, reason: String },
     #[error("invalid path '{0}': must be a non-empty absolute path")]
     Path(String),
+    #[error("invalid path '{path}': {cause}")]
+    PathMissing { path: String, cause: std::io::Error },
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
     DockerHost(String),
     #[error("cannot read config file {path}: {cause}")]
@@ -173,12 +175,29 @@ fn parse_threshold_value(v: &Threshold) -> Result<u8, ConfigError> {
     }
 }
 
-/// Parse a human duration (`24h`, `90m`, `2days`, `0s`) with humantime.
+/// The longest `until` the daemon takes: Docker parses the build prune's `until` filter as a
+/// Go duration (nanoseconds in an `int64`), and `9223372036s` is the last whole second of it
+/// (measured: the daemon answers 500 to `9223372037s`).
+pub const MAX_UNTIL_SECS: u64 = (i64::MAX / 1_000_000_000) as u64;
+
+/// Parse a human duration (`24h`, `90m`, `2days`, `0s`) with humantime, for `until`: whole
+/// seconds (Docker's filters take seconds, and a dry run must decide with the same value the
+/// daemon is sent) and at most [`MAX_UNTIL_SECS`].
 pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Duration {
+    let bad = |reason: String| ConfigError::Duration {
         value: text.to_string(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| bad(e.to_string()))?;
+    if d.subsec_nanos() != 0 {
+        return Err(bad("must be a whole number of seconds".into()));
+    }
+    if d.as_secs() > MAX_UNTIL_SECS {
+        return Err(bad(format!(
+            "longer than the {MAX_UNTIL_SECS}s (about 292 years) Docker's filters take"
+        )));
+    }
+    Ok(d)
 }
 
 /// Where the Docker daemon listens.
@@ -233,6 +252,20 @@ pub struct Config {
     pub run_stack_pattern: Regex,
     pub docker_host: DockerHost,
     pub reclaim_superseded_pulls: bool,
+}
+
+impl Config {
+    /// Every `--path` must exist when the run starts (else a usage error, exit 2). One that
+    /// vanishes later, mid-run, is a runtime error (exit 1) of the run itself.
+    pub fn check_paths_exist(&self) -> Result<(), ConfigError> {
+        for p in &self.paths {
+            std::fs::metadata(p).map_err(|cause| ConfigError::PathMissing {
+                path: p.display().to_string(),
+                cause,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -307,6 +340,37 @@ mod tests {
         let e = parse_duration("24 hourz").unwrap_err().to_string();
         assert!(e.contains("'24 hourz'"), "{e}");
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn until_is_whole_seconds_within_what_docker_takes() {
+        // 500ms would be sent to the build prune as 0s (everything) while the dry run
+        // decided with 0.5 s: refused, like anything the daemon's Go duration cannot hold.
+        for bad in ["500ms", "1s 500ms", "9223372037s", "300years"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+        assert_eq!(
+            parse_duration("9223372036s").unwrap(),
+            Duration::from_secs(MAX_UNTIL_SECS)
+        );
+        assert_eq!(
+            go_duration(parse_duration("2562047h").unwrap()),
+            "9223369200s"
+        );
+    }
+
+    #[test]
+    fn paths_must_exist_when_the_run_starts() {
+        let c = Settings {
+            paths: Some(vec!["/".into(), "/definitely/not/here".into()]),
+            ..Default::default()
+        }
+        .validate(None)
+        .unwrap();
+        let e = c.check_paths_exist().unwrap_err().to_string();
+        assert!(e.contains("'/definitely/not/here'"), "{e}");
+        assert!(Config::default().check_paths_exist().is_ok());
     }
 
     #[test]

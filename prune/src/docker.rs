@@ -7,10 +7,11 @@
 //! | function | request |
 //! |---|---|
 //! | [`DockerClient::connect`] | `GET /version` (API version negotiation) |
-//! | [`DockerClient::list_services`] | `GET /services` |
-//! | [`DockerClient::list_running_tasks`] | `GET /tasks?filters={"desired-state":["running"]}` |
+//! | [`DockerClient::list_services`] | `GET /services` (on an error answer: `GET /info`, to tell "not in a swarm" from a worker or a broken swarm) |
+//! | [`DockerClient::list_running_tasks`] | `GET /tasks?filters={"desired-state":["running"]}` (the same) |
 //! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
 //! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
+//! | [`DockerClient::inspect_image`] | `GET /images/{id}/json` (right before each image delete) |
 //! | [`DockerClient::list_build_cache`] | `GET /system/df?type=build-cache` (dry run only) |
 //! | [`DockerClient::remove_container`] | `DELETE /containers/{id}?v=false&force=false&link=false` |
 //! | [`DockerClient::remove_image`] | `DELETE /images/{id}?force=false&noprune=false` |
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
+use bollard::models::LocalNodeState;
 use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions,
     PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
@@ -73,6 +75,33 @@ pub enum ServiceMode {
     Job,
 }
 
+/// What a node can tell about the swarm's services or tasks.
+///
+/// Only a node that is not part of a swarm has no services. A worker cannot list them (only a
+/// manager can), and a manager without a leader or a locked swarm cannot answer: the gates
+/// close on both (fail closed), never read them as "no services".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swarm<T> {
+    /// A manager's answer.
+    Listed(T),
+    /// `Swarm.LocalNodeState` is `inactive`: not part of a swarm, so there is nothing to list.
+    NoSwarm,
+    /// A swarm worker (`LocalNodeState` `active`, `ControlAvailable` false).
+    Worker,
+    /// Any other error answer (no leader, locked, joining, ...): the daemon's message.
+    Unavailable(String),
+}
+
+impl<T: Default> Swarm<T> {
+    /// The listed value; empty for every other case.
+    pub fn listed_or_default(self) -> T {
+        match self {
+            Swarm::Listed(t) => t,
+            _ => T::default(),
+        }
+    }
+}
+
 /// A task whose desired state is `running`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
@@ -91,6 +120,8 @@ pub struct ContainerInfo {
     pub image_id: String,
     /// Unix seconds.
     pub created: i64,
+    /// Label `com.docker.swarm.service.name`: set on a swarm task's container.
+    pub service: Option<String>,
 }
 
 /// A top-level image.
@@ -124,12 +155,26 @@ pub struct BuildCacheRecord {
     pub last_used_at: Option<String>,
 }
 
+/// An image as `GET /images/{id}/json` shows it right before its delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageState {
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// `Parent` (legacy builder images), empty when none.
+    pub parent: String,
+}
+
 /// Result of a single removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
-    /// Removed. For images: every id the daemon reports deleted (the image and any untagged
-    /// parent layers that went with it).
-    Removed(Vec<String>),
+    /// Removed. `deleted`: every id the daemon reports deleted (for an image: the image, any
+    /// untagged parent images that went with it and the ids of the layers it released);
+    /// `untagged`: every reference the daemon reports it removed on the way (an image delete
+    /// by id untags an image that has at most one tag, or digests of one repository).
+    Removed {
+        deleted: Vec<String>,
+        untagged: Vec<String>,
+    },
     /// 409: in use now (or has dependents) — skipped.
     Conflict(String),
     /// 404: already gone.
@@ -198,8 +243,9 @@ impl DockerClient {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every swarm service. A node that is not a swarm manager has none (503 → empty list).
-    pub async fn list_services(&self) -> Result<Vec<ServiceInfo>, DockerError> {
+    /// Every swarm service (one request; on an error answer one more, `GET /info`, decides what
+    /// the error means: see [`Swarm`]).
+    pub async fn list_services(&self) -> Result<Swarm<Vec<ServiceInfo>>, DockerError> {
         self.count();
         let services = match self
             .docker
@@ -207,46 +253,69 @@ impl DockerClient {
             .await
         {
             Ok(s) => s,
-            Err(e) if not_a_manager(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(api("list services")(e)),
+            Err(e) => return self.swarm_error(e, "list services").await,
         };
-        Ok(services
-            .into_iter()
-            .map(|s| {
-                let spec = s.spec.unwrap_or_default();
-                let mode = match spec.mode {
-                    Some(m) if m.global.is_some() => ServiceMode::Global,
-                    Some(m) if m.replicated_job.is_some() || m.global_job.is_some() => {
-                        ServiceMode::Job
+        Ok(Swarm::Listed(
+            services
+                .into_iter()
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    let mode = match spec.mode {
+                        Some(m) if m.global.is_some() => ServiceMode::Global,
+                        Some(m) if m.replicated_job.is_some() || m.global_job.is_some() => {
+                            ServiceMode::Job
+                        }
+                        Some(m) => ServiceMode::Replicated(
+                            m.replicated
+                                .and_then(|r| r.replicas)
+                                .map(|r| r.max(0) as u64)
+                                .unwrap_or(1),
+                        ),
+                        None => ServiceMode::Replicated(1),
+                    };
+                    ServiceInfo {
+                        id: s.id.unwrap_or_default(),
+                        name: spec.name.unwrap_or_default(),
+                        mode,
+                        update_state: s
+                            .update_status
+                            .and_then(|u| u.state)
+                            .map(|st| st.to_string())
+                            .filter(|st| !st.is_empty()),
+                        image: spec
+                            .task_template
+                            .and_then(|t| t.container_spec)
+                            .and_then(|c| c.image),
                     }
-                    Some(m) => ServiceMode::Replicated(
-                        m.replicated
-                            .and_then(|r| r.replicas)
-                            .map(|r| r.max(0) as u64)
-                            .unwrap_or(1),
-                    ),
-                    None => ServiceMode::Replicated(1),
-                };
-                ServiceInfo {
-                    id: s.id.unwrap_or_default(),
-                    name: spec.name.unwrap_or_default(),
-                    mode,
-                    update_state: s
-                        .update_status
-                        .and_then(|u| u.state)
-                        .map(|st| st.to_string())
-                        .filter(|st| !st.is_empty()),
-                    image: spec
-                        .task_template
-                        .and_then(|t| t.container_spec)
-                        .and_then(|c| c.image),
-                }
-            })
-            .collect())
+                })
+                .collect(),
+        ))
     }
 
-    /// Every task whose desired state is `running` (one request, whatever the number of services).
-    pub async fn list_running_tasks(&self) -> Result<Vec<TaskInfo>, DockerError> {
+    /// What an error answer to a swarm listing means. A transport error (no answer at all) is
+    /// a runtime error; an answer from the daemon is read with the node's swarm state: only
+    /// `inactive` (not part of a swarm) means there is nothing to list.
+    async fn swarm_error<T>(
+        &self,
+        e: BollardError,
+        op: &'static str,
+    ) -> Result<Swarm<T>, DockerError> {
+        let BollardError::DockerResponseServerError { message, .. } = e else {
+            return Err(api(op)(e));
+        };
+        self.count();
+        let info = self.docker.info().await.map_err(api("read swarm state"))?;
+        let swarm = info.swarm.unwrap_or_default();
+        Ok(match (swarm.local_node_state, swarm.control_available) {
+            (Some(LocalNodeState::INACTIVE), _) => Swarm::NoSwarm,
+            (Some(LocalNodeState::ACTIVE), Some(false) | None) => Swarm::Worker,
+            _ => Swarm::Unavailable(message),
+        })
+    }
+
+    /// Every task whose desired state is `running` (one request, whatever the number of
+    /// services; an error answer is read as in [`DockerClient::list_services`]).
+    pub async fn list_running_tasks(&self) -> Result<Swarm<Vec<TaskInfo>>, DockerError> {
         self.count();
         let mut filters = HashMap::new();
         filters.insert("desired-state".to_string(), vec!["running".to_string()]);
@@ -255,20 +324,21 @@ impl DockerClient {
         };
         let tasks = match self.docker.list_tasks(Some(opts)).await {
             Ok(t) => t,
-            Err(e) if not_a_manager(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(api("list tasks")(e)),
+            Err(e) => return self.swarm_error(e, "list tasks").await,
         };
-        Ok(tasks
-            .into_iter()
-            .map(|t| TaskInfo {
-                service_id: t.service_id.unwrap_or_default(),
-                state: t
-                    .status
-                    .and_then(|s| s.state)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-            })
-            .collect())
+        Ok(Swarm::Listed(
+            tasks
+                .into_iter()
+                .map(|t| TaskInfo {
+                    service_id: t.service_id.unwrap_or_default(),
+                    state: t
+                        .status
+                        .and_then(|s| s.state)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        ))
     }
 
     /// Every container in every state (see the module doc for why `limit`, not `all`).
@@ -297,6 +367,9 @@ impl DockerClient {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
                 created: c.created.unwrap_or(0),
+                service: c
+                    .labels
+                    .and_then(|mut l| l.remove("com.docker.swarm.service.name")),
             })
             .collect())
     }
@@ -329,14 +402,69 @@ impl DockerClient {
             .collect())
     }
 
+    /// One image as it is now; `None` when it is gone (404). Read raw, like the build cache
+    /// list: bollard 0.21 models the API ≥1.52 inspect, which has no `Parent`.
+    pub async fn inspect_image(&self, id: &str) -> Result<Option<ImageState>, DockerError> {
+        #[derive(Deserialize)]
+        struct Inspect {
+            #[serde(rename = "RepoTags", default)]
+            repo_tags: Option<Vec<String>>,
+            #[serde(rename = "RepoDigests", default)]
+            repo_digests: Option<Vec<String>>,
+            #[serde(rename = "Parent", default)]
+            parent: Option<String>,
+        }
+        const OP: &str = "inspect image";
+        let hex = id.strip_prefix("sha256:").unwrap_or("");
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(DockerError::Raw {
+                op: OP,
+                message: format!("not an image id: {id}"),
+            });
+        }
+        let (code, body) = self.raw_get(OP, &format!("/images/{id}/json")).await?;
+        match code {
+            200 => {
+                let i: Inspect = serde_json::from_slice(&body).map_err(|e| DockerError::Raw {
+                    op: OP,
+                    message: format!("invalid JSON: {e}"),
+                })?;
+                Ok(Some(ImageState {
+                    repo_tags: i.repo_tags.unwrap_or_default(),
+                    repo_digests: i.repo_digests.unwrap_or_default(),
+                    parent: i.parent.unwrap_or_default(),
+                }))
+            }
+            404 => Ok(None),
+            _ => Err(DockerError::Raw {
+                op: OP,
+                message: format!("HTTP {code}: {}", String::from_utf8_lossy(&body).trim()),
+            }),
+        }
+    }
+
     /// Build cache records (dry run only). bollard 0.21 models the API ≥1.52 shape of
     /// `/system/df`, which older daemons (1.41) do not send, so this one request is read raw:
     /// both shapes (`BuildCache` and `BuildCacheUsage.Items`) are understood.
     pub async fn list_build_cache(&self) -> Result<Vec<BuildCacheRecord>, DockerError> {
-        self.count();
         const OP: &str = "list build cache";
+        let (code, body) = self.raw_get(OP, "/system/df?type=build-cache").await?;
         let raw = |message: String| DockerError::Raw { op: OP, message };
-        let path = format!("/v{}/system/df?type=build-cache", self.api_version());
+        if code != 200 {
+            return Err(raw(format!(
+                "HTTP {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        parse_df_body(&body).map_err(raw)
+    }
+
+    /// `GET <path>` on the negotiated API version over HTTP/1.0: (status code, body). Only for
+    /// the requests whose answer bollard 0.21 cannot read from older daemons.
+    async fn raw_get(&self, op: &'static str, path: &str) -> Result<(u16, Vec<u8>), DockerError> {
+        self.count();
+        let raw = |message: String| DockerError::Raw { op, message };
+        let path = format!("/v{}{path}", self.api_version());
         let request =
             format!("GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: ci-docker-prune\r\n\r\n");
         let mut buf = Vec::new();
@@ -359,7 +487,7 @@ impl DockerClient {
             .await
             .map_err(|_| raw("timed out".into()))?
             .map_err(|e| raw(e.to_string()))?;
-        parse_df_response(&buf).map_err(raw)
+        split_response(&buf).map_err(raw)
     }
 
     /// Remove one stopped container: no force, and its anonymous volumes are kept (`v=false`).
@@ -371,13 +499,17 @@ impl DockerClient {
             link: false,
         };
         match self.docker.remove_container(id, Some(opts)).await {
-            Ok(()) => Ok(Removal::Removed(vec![id.to_string()])),
+            Ok(()) => Ok(Removal::Removed {
+                deleted: vec![id.to_string()],
+                untagged: Vec::new(),
+            }),
             Err(e) => classify(e, "remove container"),
         }
     }
 
     /// Remove one image by id: never forced; a conflict (in use now, dependents) is reported,
-    /// not overridden.
+    /// not overridden. Every `Untagged` item of the answer is kept: a delete by id untags an
+    /// image that has at most one tag, so the caller must see what went.
     pub async fn remove_image(&self, id: &str) -> Result<Removal, DockerError> {
         self.count();
         let opts = RemoveImageOptions {
@@ -386,9 +518,15 @@ impl DockerClient {
             platforms: None,
         };
         match self.docker.remove_image(id, Some(opts), None).await {
-            Ok(items) => Ok(Removal::Removed(
-                items.into_iter().filter_map(|i| i.deleted).collect(),
-            )),
+            Ok(items) => {
+                let mut deleted = Vec::new();
+                let mut untagged = Vec::new();
+                for i in items {
+                    deleted.extend(i.deleted);
+                    untagged.extend(i.untagged);
+                }
+                Ok(Removal::Removed { deleted, untagged })
+            }
             Err(e) => classify(e, "remove image"),
         }
     }
@@ -417,11 +555,6 @@ impl DockerClient {
     }
 }
 
-fn not_a_manager(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 503, message }
-        if message.contains("not a swarm manager") || message.contains("swarm"))
-}
-
 fn classify(e: BollardError, op: &'static str) -> Result<Removal, DockerError> {
     match e {
         BollardError::DockerResponseServerError {
@@ -435,29 +568,38 @@ fn classify(e: BollardError, op: &'static str) -> Result<Removal, DockerError> {
     }
 }
 
-/// Parse a raw HTTP/1.0 response of `/system/df` into build cache records.
-pub fn parse_df_response(raw: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
+/// Split a raw HTTP/1.0 response into (status code, body).
+pub fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or("malformed HTTP response (no header end)")?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let status_line = head.lines().next().unwrap_or("");
-    let body = &raw[split + 4..];
-    let code = status_line.split_whitespace().nth(1).unwrap_or("");
-    if code != "200" {
-        return Err(format!(
-            "{status_line}: {}",
-            String::from_utf8_lossy(body).trim()
-        ));
-    }
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("malformed HTTP status line: {status_line}"))?;
     if head.lines().any(|l| {
         l.to_ascii_lowercase()
             .starts_with("transfer-encoding: chunked")
     }) {
         return Err("unexpected chunked response to an HTTP/1.0 request".into());
     }
-    parse_df_body(body)
+    Ok((code, raw[split + 4..].to_vec()))
+}
+
+/// Parse a raw HTTP/1.0 response of `/system/df` into build cache records.
+pub fn parse_df_response(raw: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
+    let (code, body) = split_response(raw)?;
+    if code != 200 {
+        return Err(format!(
+            "HTTP {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    parse_df_body(&body)
 }
 
 /// Parse the JSON body of `/system/df` (legacy `BuildCache` or ≥1.52 `BuildCacheUsage.Items`).

@@ -4,6 +4,12 @@
 //! reason; measuring is separate ([`disk_usage`] via `statvfs(3)`, the services/tasks lists from
 //! [`crate::docker`]) so the decisions are unit-testable. Gating costs a constant number of API
 //! calls: services are listed once and tasks once (desired-state filter), never per service.
+//!
+//! What the swarm cannot tell closes the gate (fail closed): only a node that is not part of a
+//! swarm has no services. A worker cannot list the swarm's services, so it cannot rule out a
+//! live CI run: `runs` closes there (naming a run-stack task it runs itself, if any); a swarm
+//! with no leader, a locked one or any other error answer closes the gate with the daemon's
+//! message.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -13,7 +19,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::Serialize;
 
-use crate::docker::{ServiceInfo, ServiceMode, TaskInfo};
+use crate::docker::{ContainerInfo, ServiceInfo, ServiceMode, Swarm, TaskInfo};
 
 /// The gates, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,8 +137,65 @@ pub fn disk_gate(threshold: u8, usages: &[DiskUsage]) -> GateDecision {
     }
 }
 
-/// `runs`: passes when no service name matches the run-stack pattern.
-pub fn runs_gate(pattern: &Regex, services: &[ServiceInfo]) -> GateDecision {
+/// `runs`: passes when no service name matches the run-stack pattern, or when the node is not
+/// part of a swarm. On a worker it is closed (a worker cannot list the swarm's services);
+/// `local` (the node's containers) lets it name a run-stack task that runs on this node.
+pub fn runs_gate(
+    pattern: &Regex,
+    services: &Swarm<Vec<ServiceInfo>>,
+    local: &[ContainerInfo],
+) -> GateDecision {
+    let closed = |detail: String| GateDecision {
+        gate: Gate::Runs,
+        pass: false,
+        detail,
+    };
+    let services = match services {
+        Swarm::Listed(s) => s,
+        Swarm::NoSwarm => {
+            return GateDecision {
+                gate: Gate::Runs,
+                pass: true,
+                detail: "no live run stack (not part of a swarm: no services)".into(),
+            }
+        }
+        Swarm::Worker => {
+            let tasks: Vec<&str> = local
+                .iter()
+                .filter(|c| !matches!(c.state.as_str(), "exited" | "dead"))
+                .filter_map(|c| c.service.as_deref())
+                .collect();
+            let mut live: Vec<&str> = tasks
+                .iter()
+                .copied()
+                .filter(|s| pattern.is_match(s))
+                .collect();
+            live.sort_unstable();
+            live.dedup();
+            return closed(if live.is_empty() {
+                format!(
+                    "swarm worker: only a manager can list the swarm's services, so a live run \
+                     stack cannot be ruled out (fail closed; {} swarm task(s) on this node, none \
+                     matches {})",
+                    tasks.len(),
+                    pattern.as_str()
+                )
+            } else {
+                format!(
+                    "run stack live on this swarm worker: {} (task(s) on this node match {}; \
+                     a worker cannot list the swarm's services)",
+                    list_some(&live),
+                    pattern.as_str()
+                )
+            });
+        }
+        Swarm::Unavailable(msg) => {
+            return closed(format!(
+                "swarm services cannot be listed, a live run stack cannot be ruled out \
+                 (fail closed): {msg}"
+            ))
+        }
+    };
     let live: Vec<&str> = services
         .iter()
         .filter(|s| pattern.is_match(&s.name))
@@ -149,22 +212,53 @@ pub fn runs_gate(pattern: &Regex, services: &[ServiceInfo]) -> GateDecision {
             ),
         }
     } else {
-        GateDecision {
-            gate: Gate::Runs,
-            pass: false,
-            detail: format!(
-                "run stack live: {} ({} of {} services match {})",
-                list_some(&live),
-                live.len(),
-                services.len(),
-                pattern.as_str()
-            ),
-        }
+        closed(format!(
+            "run stack live: {} ({} of {} services match {})",
+            list_some(&live),
+            live.len(),
+            services.len(),
+            pattern.as_str()
+        ))
     }
 }
 
-/// `converge`: passes when every service runs as many tasks as it wants and none is updating.
-pub fn converge_gate(services: &[ServiceInfo], running_tasks: &[TaskInfo]) -> GateDecision {
+/// `converge`: passes when every service runs as many tasks as it wants and none is updating,
+/// or when the node is not part of a swarm. Tasks the swarm cannot list close it.
+pub fn converge_gate(
+    services: &Swarm<Vec<ServiceInfo>>,
+    running_tasks: &Swarm<Vec<TaskInfo>>,
+) -> GateDecision {
+    let closed = |detail: String| GateDecision {
+        gate: Gate::Converge,
+        pass: false,
+        detail,
+    };
+    let services = match services {
+        Swarm::Listed(s) => s,
+        Swarm::NoSwarm => {
+            return GateDecision {
+                gate: Gate::Converge,
+                pass: true,
+                detail: "nothing to converge (not part of a swarm)".into(),
+            }
+        }
+        Swarm::Worker | Swarm::Unavailable(_) => {
+            return closed("swarm services cannot be listed (fail closed)".into())
+        }
+    };
+    let running_tasks = match running_tasks {
+        Swarm::Listed(t) => t,
+        Swarm::Unavailable(msg) => {
+            return closed(format!("swarm tasks cannot be listed (fail closed): {msg}"))
+        }
+        Swarm::NoSwarm | Swarm::Worker => {
+            return closed(
+                "swarm tasks cannot be listed: the node left the swarm or was demoted since \
+                 its services were listed (fail closed)"
+                    .into(),
+            )
+        }
+    };
     // desired-state=running tasks per service: (wanted, observed running)
     let mut per: HashMap<&str, (u64, u64)> = HashMap::new();
     for t in running_tasks {
@@ -199,11 +293,7 @@ pub fn converge_gate(services: &[ServiceInfo], running_tasks: &[TaskInfo]) -> Ga
             detail: format!("all {} services converged", services.len()),
         }
     } else {
-        GateDecision {
-            gate: Gate::Converge,
-            pass: false,
-            detail: format!("service converging: {}", list_some(&converging)),
-        }
+        closed(format!("service converging: {}", list_some(&converging)))
     }
 }
 
@@ -284,6 +374,21 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 
+    fn listed<T: Clone>(t: &[T]) -> Swarm<Vec<T>> {
+        Swarm::Listed(t.to_vec())
+    }
+
+    fn task_container(service: Option<&str>, state: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: "c".into(),
+            name: "n".into(),
+            state: state.into(),
+            image_id: "sha256:i".into(),
+            created: 0,
+            service: service.map(str::to_string),
+        }
+    }
+
     #[test]
     fn runs_gate_closes_on_a_matching_service() {
         let re = Regex::new(DEFAULT_RUN_STACK_PATTERN).unwrap();
@@ -295,12 +400,67 @@ mod tests {
                 ServiceMode::Replicated(1),
             ),
         ];
-        let d = runs_gate(&re, &services);
+        let d = runs_gate(&re, &listed(&services), &[]);
         assert!(!d.pass);
         assert!(d.detail.contains("ab1-0f3c9e_ci_commoninternet_net_app"));
         assert!(gate_line(&d).ends_with("never prune during a CI run, nothing to do"));
-        assert!(runs_gate(&re, &services[..1]).pass);
-        assert!(runs_gate(&re, &[]).pass);
+        assert!(runs_gate(&re, &listed(&services[..1]), &[]).pass);
+        assert!(runs_gate(&re, &listed(&[]), &[]).pass);
+    }
+
+    #[test]
+    fn only_a_node_outside_any_swarm_has_no_services() {
+        let re = Regex::new(DEFAULT_RUN_STACK_PATTERN).unwrap();
+        let none: Swarm<Vec<ServiceInfo>> = Swarm::NoSwarm;
+        let d = runs_gate(&re, &none, &[]);
+        assert!(d.pass, "{d:?}");
+        assert_eq!(
+            d.detail,
+            "no live run stack (not part of a swarm: no services)"
+        );
+        assert!(converge_gate(&none, &Swarm::NoSwarm).pass);
+        // a worker: closed, whether or not it runs a run-stack task itself
+        let ci = "ab1-0f3c9e_ci_commoninternet_net_app";
+        let local = [
+            task_container(Some(ci), "running"),
+            task_container(Some("traefik_app"), "running"),
+            task_container(None, "running"),
+        ];
+        let d = runs_gate(&re, &Swarm::Worker, &local);
+        assert!(!d.pass);
+        assert!(
+            d.detail
+                .starts_with(&format!("run stack live on this swarm worker: {ci} (")),
+            "{}",
+            d.detail
+        );
+        let d = runs_gate(&re, &Swarm::Worker, &local[1..]);
+        assert!(!d.pass);
+        assert!(
+            d.detail
+                .starts_with("swarm worker: only a manager can list")
+                && d.detail
+                    .contains("fail closed; 1 swarm task(s) on this node"),
+            "{}",
+            d.detail
+        );
+        // an exited run-stack task is history, not a live run (the worker still fails closed)
+        let d = runs_gate(&re, &Swarm::Worker, &[task_container(Some(ci), "exited")]);
+        assert!(
+            !d.pass && d.detail.contains("0 swarm task(s)"),
+            "{}",
+            d.detail
+        );
+        // no leader, locked, ...: closed with the daemon's message
+        let msg = "rpc error: code = Unknown desc = The swarm does not have a leader.";
+        let d = runs_gate(&re, &Swarm::Unavailable(msg.into()), &[]);
+        assert!(!d.pass);
+        assert!(d.detail.ends_with(msg), "{}", d.detail);
+        let d = converge_gate(&listed(&[]), &Swarm::Unavailable(msg.into()));
+        assert!(!d.pass);
+        assert!(d.detail.ends_with(msg), "{}", d.detail);
+        assert!(!converge_gate(&listed(&[]), &Swarm::Worker).pass);
+        assert!(!converge_gate(&Swarm::Worker, &listed(&[])).pass);
     }
 
     #[test]
@@ -317,13 +477,14 @@ mod tests {
             task("c", "running"),
             task("d", "pending"),
         ];
-        assert!(converge_gate(&services, &ok).pass);
+        let services = listed(&services);
+        assert!(converge_gate(&services, &listed(&ok)).pass);
         let short = vec![
             task("a", "running"),
             task("a", "preparing"),
             task("c", "running"),
         ];
-        let d = converge_gate(&services, &short);
+        let d = converge_gate(&services, &listed(&short));
         assert!(!d.pass);
         assert_eq!(d.detail, "service converging: web 1/2 tasks running");
         let global_short = vec![
@@ -331,19 +492,20 @@ mod tests {
             task("a", "running"),
             task("c", "pending"),
         ];
-        assert!(!converge_gate(&services, &global_short).pass);
+        assert!(!converge_gate(&services, &listed(&global_short)).pass);
         // a replicated service with no task at all is converging
-        assert!(!converge_gate(&services, &[]).pass);
+        assert!(!converge_gate(&services, &listed(&[])).pass);
     }
 
     #[test]
     fn converge_gate_closes_during_an_update() {
         let mut s = svc("a", "web", ServiceMode::Replicated(1));
         s.update_state = Some("updating".into());
-        let d = converge_gate(&[s.clone()], &[task("a", "running")]);
+        let running = listed(&[task("a", "running")]);
+        let d = converge_gate(&listed(&[s.clone()]), &running);
         assert!(!d.pass);
         assert!(d.detail.contains("update in progress (updating)"));
         s.update_state = Some("completed".into());
-        assert!(converge_gate(&[s], &[task("a", "running")]).pass);
+        assert!(converge_gate(&listed(&[s]), &running).pass);
     }
 }

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use ci_docker_prune::docker::DockerError;
-use ci_docker_prune::{actions, config, Hooks, PruneError, Settings};
+use ci_docker_prune::{actions, config, Hooks, Report, Settings};
+use clap::error::ErrorKind;
 use clap::Parser;
 
 const ABOUT: &str = "Gated, surgical Docker prune for swarm CI hosts: keeps the local image cache.";
@@ -24,7 +23,8 @@ build cache. Never `all`, never volumes; images are deleted one by one without f
 gates are checked again before each removal step.
 
 Exit: 0 done (pruned, skipped by a gate, or dry run); 1 runtime error (e.g. Docker
-unreachable); 2 usage or config error.";
+unreachable, an item the daemon failed to remove: the run goes on with the next); 2 usage or
+config error. With --json, one object on stdout in every case (outcome \"error\" on exit 1 or 2).";
 
 #[derive(Debug, Parser)]
 #[command(name = "ci-docker-prune", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -90,14 +90,40 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
     file.overridden_by(flags).validate(env_host.as_deref())
 }
 
+/// Print the `--json` object of a run that could not start, and the message on stderr.
+fn fail(json: bool, message: &str, code: u8) -> ExitCode {
+    if json {
+        println!("{}", Report::failed(message).to_json());
+    }
+    eprintln!("ci-docker-prune: error: {message}");
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse(); // usage errors exit 2 (clap)
-    let cfg = match settings(&cli) {
+    // Known before parsing, so a usage error still prints its JSON object.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
         Err(e) => {
-            eprintln!("ci-docker-prune: error: {e}");
+            let message = e.to_string();
+            let first = message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            if json {
+                println!("{}", Report::failed(first).to_json());
+            }
+            let _ = e.print();
             return ExitCode::from(2);
         }
+    };
+    let cfg = match settings(&cli).and_then(|c| c.check_paths_exist().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => return fail(cli.json, &e.to_string(), 2),
     };
     let mut log = Log {
         to_stderr: cli.json,
@@ -105,34 +131,16 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ci-docker-prune: error: {e:#}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return fail(cli.json, &format!("cannot start the async runtime: {e}"), 1),
     };
-    match rt.block_on(actions::run(&cfg, cli.dry_run, &mut log)) {
-        Ok(report) => {
-            if cli.json {
-                println!("{}", report.to_json());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let code = if e.is_usage() { 2 } else { 1 };
-            let unreachable = matches!(e, PruneError::Docker(DockerError::Unreachable { .. }));
-            let e = anyhow::Error::new(e);
-            let e = if code == 2 {
-                e.context("invalid --path")
-            } else if unreachable {
-                e
-            } else {
-                e.context("prune aborted, nothing further removed")
-            };
-            eprintln!("ci-docker-prune: error: {e:#}");
-            ExitCode::from(code)
-        }
+    let report = rt.block_on(actions::run(&cfg, cli.dry_run, &mut log));
+    if cli.json {
+        println!("{}", report.to_json());
     }
+    if let Some(e) = &report.error {
+        eprintln!("ci-docker-prune: error: {e}");
+    }
+    ExitCode::from(report.exit_code())
 }

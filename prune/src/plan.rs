@@ -295,6 +295,7 @@ mod tests {
             state: state.into(),
             image_id: image_id.into(),
             created: NOW - age,
+            service: None,
         }
     }
 

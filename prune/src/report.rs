@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::gates::{Gate, GateDecision};
 use crate::plan::{ImageReason, Plan};
-use crate::steps::{Done, Item, Step};
+use crate::steps::{Done, Item, Kept, Step};
 
 /// Contract version of the JSON object.
 pub const REPORT_VERSION: u32 = 1;
@@ -23,6 +23,28 @@ pub enum Outcome {
     /// Every gate passed; nothing was removed, `removed` lists what would be.
     #[serde(rename = "dry-run")]
     DryRun,
+    /// Exit 1 or 2: `error` says why; `removed` lists what was removed before or despite it
+    /// (`failures`, `incidents`).
+    #[serde(rename = "error")]
+    Error,
+}
+
+/// One item the daemon failed to remove; the run went on with the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub step: Step,
+    /// The container or image id (empty for the build cache prune).
+    pub id: String,
+    pub error: String,
+}
+
+/// An image the daemon untagged while deleting it: it was tagged between its last check and
+/// its delete (a re-tag race). It is gone; the run reports it and exits 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    pub image: String,
+    /// The references the daemon reported `Untagged`.
+    pub untagged: Vec<String>,
 }
 
 /// Ids removed (or, in a dry run, that would be).
@@ -79,7 +101,9 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// The `--json` object: `{"version":1,"outcome":...,"skipped_by":...,"gates":[...],"removed":{...},"reclaimed_bytes":N}`.
+/// The `--json` object: `{"version":1,"outcome":...,"skipped_by":...,"gates":[...],"removed":{...},
+/// "reclaimed_bytes":N,"error":null,"failures":[],"incidents":[]}` (the last three additive
+/// to v1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub version: u32,
@@ -89,6 +113,12 @@ pub struct Report {
     pub gates: Vec<GateDecision>,
     pub removed: Removed,
     pub reclaimed_bytes: u64,
+    /// With outcome `error`: why (the run-level error, or a count of failures and incidents).
+    pub error: Option<String>,
+    /// Items the daemon failed to remove (the run went on).
+    pub failures: Vec<Failure>,
+    /// Images the daemon untagged while deleting them.
+    pub incidents: Vec<Incident>,
 }
 
 impl Report {
@@ -100,7 +130,51 @@ impl Report {
             gates,
             removed: Removed::default(),
             reclaimed_bytes: 0,
+            error: None,
+            failures: Vec::new(),
+            incidents: Vec::new(),
         }
+    }
+
+    /// A run that could not start: a usage or config error (exit 2) or a runtime error before
+    /// any gate (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        let mut r = Report::new(Outcome::Error, Vec::new());
+        r.error = Some(message.into());
+        r
+    }
+
+    /// The outcome becomes `error` when there is an error, a failed item or an incident; the
+    /// error then says what went wrong.
+    pub fn settle(mut self) -> Self {
+        if self.error.is_none() && (!self.failures.is_empty() || !self.incidents.is_empty()) {
+            let mut parts = Vec::new();
+            if !self.failures.is_empty() {
+                parts.push(format!(
+                    "{} removal{} failed",
+                    self.failures.len(),
+                    plural(self.failures.len())
+                ));
+            }
+            if !self.incidents.is_empty() {
+                parts.push(format!(
+                    "{} image{} untagged by its delete (tagged after it was checked)",
+                    self.incidents.len(),
+                    plural(self.incidents.len())
+                ));
+            }
+            self.error = Some(parts.join("; "));
+        }
+        if self.error.is_some() {
+            self.outcome = Outcome::Error;
+        }
+        self
+    }
+
+    /// Exit code of a run that produced this report: 1 when its outcome is `error` (a usage
+    /// error is the CLI's to map to 2), else 0.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.outcome == Outcome::Error)
     }
 
     /// One-object JSON, as printed by `--json`.
@@ -133,6 +207,11 @@ impl Report {
             Outcome::DryRun => format!(
                 "ci-docker-prune: dry run, would remove {}; would reclaim {mb}",
                 self.removed.summary()
+            ),
+            Outcome::Error => format!(
+                "ci-docker-prune: finished with errors after removing {}; reclaimed {mb}: {}",
+                self.removed.summary(),
+                self.error.as_deref().unwrap_or("error")
             ),
         }
     }
@@ -179,53 +258,93 @@ pub fn would_remove_lines(item: &Item) -> Vec<String> {
     }
 }
 
-/// The line for what removing one item did; none for an image that already went with a child.
-pub fn done_line(item: &Item, done: &Done) -> Option<String> {
+/// The lines for what removing one item did: none for an image that already went with a
+/// child; an incident gets a line of its own.
+pub fn done_lines(item: &Item, done: &Done) -> Vec<String> {
     let line = match (item, done) {
-        (_, Done::WentWithChild { .. }) => return None,
+        (_, Done::WentWithChild) => return Vec::new(),
         (Item::Container(c), Done::Removed { .. }) => format!(
             "ci-docker-prune: removed stopped container {} ({}, {})",
             short(&c.id),
             c.name,
             c.state
         ),
-        (Item::Container(c), Done::Kept(msg)) => format!(
+        (Item::Container(c), Done::Kept(Kept::InUse(msg))) => format!(
             "ci-docker-prune: kept container {} ({}): {msg}",
             short(&c.id),
             c.name
         ),
+        // Containers are not re-inspected: only an image can be kept for its references.
+        (Item::Container(_), Done::Kept(Kept::Referenced(_))) => return Vec::new(),
         (Item::Container(c), Done::Gone) => {
             format!("ci-docker-prune: container {} already gone", short(&c.id))
         }
-        (Item::Image(i), Done::Removed { parents, .. }) => format!(
-            "ci-docker-prune: removed image {} ({}, {}){}",
-            short(&i.id),
-            reason_text(&i.reason),
-            human_bytes(i.size.max(0) as u64),
-            if parents.is_empty() {
-                String::new()
+        (Item::Container(c), Done::Failed(e)) => format!(
+            "ci-docker-prune: failed to remove stopped container {} ({}): {e} — going on with the next item",
+            short(&c.id),
+            c.name
+        ),
+        (Item::Image(i), Done::Removed { ids, untagged, .. }) => {
+            let parents = ids.len().saturating_sub(1);
+            let removed = format!(
+                "ci-docker-prune: removed image {} ({}, {}){}",
+                short(&i.id),
+                reason_text(&i.reason),
+                human_bytes(i.size.max(0) as u64),
+                if parents == 0 {
+                    String::new()
+                } else {
+                    format!(" with {parents} untagged parent image(s)")
+                }
+            );
+            if untagged.is_empty() {
+                removed
             } else {
-                format!(" with {} untagged parent layer(s)", parents.len())
+                return vec![
+                    removed,
+                    format!(
+                        "ci-docker-prune: INCIDENT: image {} was tagged {} after its last check; \
+                         the daemon untagged and deleted it",
+                        short(&i.id),
+                        untagged.join(", ")
+                    ),
+                ];
             }
-        ),
-        (Item::Image(i), Done::Kept(msg)) => format!(
-            "ci-docker-prune: kept image {}: in use now ({msg})",
-            short(&i.id)
-        ),
+        }
+        (Item::Image(i), Done::Kept(k)) => {
+            format!("ci-docker-prune: kept image {}: {}", short(&i.id), kept_text(k))
+        }
         (Item::Image(i), Done::Gone) => {
             format!("ci-docker-prune: image {} already gone", short(&i.id))
         }
+        (Item::Image(i), Done::Failed(e)) => format!(
+            "ci-docker-prune: failed to remove image {}: {e} — going on with the next item",
+            short(&i.id)
+        ),
         (Item::BuildCache { until, .. }, Done::Removed { ids, bytes, .. }) => format!(
             "ci-docker-prune: removed {} build cache record(s) older than {} ({})",
             ids.len(),
             humantime::format_duration(*until),
             human_bytes(*bytes)
         ),
+        (Item::BuildCache { .. }, Done::Failed(e)) => {
+            format!("ci-docker-prune: failed to prune build cache: {e}")
+        }
         // The build cache prune is one request that removes what it removes: it neither
         // conflicts nor finds its target gone.
-        (Item::BuildCache { .. }, Done::Kept(_) | Done::Gone) => return None,
+        (Item::BuildCache { .. }, Done::Kept(_) | Done::Gone) => return Vec::new(),
     };
-    Some(line)
+    vec![line]
+}
+
+fn kept_text(k: &Kept) -> String {
+    match k {
+        Kept::InUse(msg) => format!("in use now ({msg})"),
+        Kept::Referenced(refs) => format!(
+            "tagged or pulled since it was listed ({}), never deleted",
+            refs.join(", ")
+        ),
+    }
 }
 
 /// An id as the log shows it: 12 hex digits, no `sha256:`.
@@ -281,7 +400,7 @@ mod tests {
             vec![gate(Gate::Disk, false, "/ at 31% (< 80%)")],
         );
         r.skipped_by = Some(Gate::Disk);
-        insta::assert_snapshot!(r.to_json(), @r#"{"version":1,"outcome":"skipped","skipped_by":"disk","gates":[{"gate":"disk","pass":false,"detail":"/ at 31% (< 80%)"}],"removed":{"containers":[],"images":[],"build_cache":[]},"reclaimed_bytes":0}"#);
+        insta::assert_snapshot!(r.to_json(), @r#"{"version":1,"outcome":"skipped","skipped_by":"disk","gates":[{"gate":"disk","pass":false,"detail":"/ at 31% (< 80%)"}],"removed":{"containers":[],"images":[],"build_cache":[]},"reclaimed_bytes":0,"error":null,"failures":[],"incidents":[]}"#);
         assert_eq!(
             r.summary_line(),
             "ci-docker-prune: skipped by gate disk, nothing removed"
@@ -306,6 +425,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         insta::assert_json_snapshot!(v, @r#"
         {
+          "error": null,
+          "failures": [],
           "gates": [
             {
               "detail": "/ at 85% (≥ 80%)",
@@ -323,6 +444,7 @@ mod tests {
               "pass": true
             }
           ],
+          "incidents": [],
           "outcome": "pruned",
           "reclaimed_bytes": 1500000,
           "removed": {
@@ -397,15 +519,15 @@ mod tests {
             would_remove_lines(&bc),
             ["ci-docker-prune: would remove build cache rec1 (regular, 10.3 kB)"]
         );
-        let removed = |parents: &[&str]| Done::Removed {
-            ids: vec!["x".into()],
+        let removed = |ids: &[&str], untagged: &[&str]| Done::Removed {
+            ids: ids.iter().map(|p| p.to_string()).collect(),
             bytes: 10_300,
-            parents: parents.iter().map(|p| p.to_string()).collect(),
+            untagged: untagged.iter().map(|p| p.to_string()).collect(),
         };
-        let kept = Done::Kept("conflict: image is being used".into());
-        let line = |item: &Item, done: &Done| done_line(item, done).unwrap_or_default();
+        let kept = Done::Kept(Kept::InUse("conflict: image is being used".into()));
+        let line = |item: &Item, done: &Done| done_lines(item, done).join("\n");
         assert_eq!(
-            line(&c, &removed(&[])),
+            line(&c, &removed(&["x"], &[])),
             "ci-docker-prune: removed stopped container 3f2a9c1b7d4e (old-job, exited)"
         );
         assert_eq!(
@@ -417,34 +539,84 @@ mod tests {
             "ci-docker-prune: container 3f2a9c1b7d4e already gone"
         );
         assert_eq!(
-            line(&i, &removed(&[])),
+            line(&c, &Done::Failed("Docker API error during remove container: driver failed".into())),
+            "ci-docker-prune: failed to remove stopped container 3f2a9c1b7d4e (old-job): Docker API error during remove container: driver failed — going on with the next item"
+        );
+        assert_eq!(
+            line(&i, &removed(&["x"], &[])),
             "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB)"
         );
         assert_eq!(
-            line(&i, &removed(&["sha256:p1", "sha256:p2"])),
-            "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB) with 2 untagged parent layer(s)"
+            line(&i, &removed(&["x", "sha256:p1", "sha256:p2"], &[])),
+            "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB) with 2 untagged parent image(s)"
+        );
+        assert_eq!(
+            done_lines(&i, &removed(&["x"], &["app:1"])),
+            [
+                "ci-docker-prune: removed image 6ad63ac098b1 (untagged build leftover, no repo digest, 12.3 MB)",
+                "ci-docker-prune: INCIDENT: image 6ad63ac098b1 was tagged app:1 after its last check; the daemon untagged and deleted it"
+            ]
         );
         assert_eq!(
             line(&i, &kept),
             "ci-docker-prune: kept image 6ad63ac098b1: in use now (conflict: image is being used)"
         );
         assert_eq!(
+            line(&i, &Done::Kept(Kept::Referenced(vec!["app:1".into()]))),
+            "ci-docker-prune: kept image 6ad63ac098b1: tagged or pulled since it was listed (app:1), never deleted"
+        );
+        assert_eq!(
             line(&i, &Done::Gone),
             "ci-docker-prune: image 6ad63ac098b1 already gone"
         );
-        let went = Done::WentWithChild {
-            id: "x".into(),
-            bytes: 1,
-        };
-        assert_eq!(done_line(&i, &went), None);
-        let pruned = Done::Removed {
-            ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
-            bytes: 10_300,
-            parents: Vec::new(),
-        };
         assert_eq!(
-            line(&bc, &pruned),
+            line(&i, &Done::Failed("boom".into())),
+            "ci-docker-prune: failed to remove image 6ad63ac098b1: boom — going on with the next item"
+        );
+        assert!(done_lines(&i, &Done::WentWithChild).is_empty());
+        assert_eq!(
+            line(&bc, &removed(&["a", "b", "c", "d"], &[])),
             "ci-docker-prune: removed 4 build cache record(s) older than 1day (10.3 kB)"
+        );
+        assert_eq!(
+            line(&bc, &Done::Failed("boom".into())),
+            "ci-docker-prune: failed to prune build cache: boom"
+        );
+    }
+
+    #[test]
+    fn json_shape_error_is_additive() {
+        let mut r = Report::new(
+            Outcome::Pruned,
+            vec![gate(Gate::Disk, true, "/ at 85% (≥ 80%)")],
+        );
+        r.removed.containers.push("c2".into());
+        r.failures.push(Failure {
+            step: Step::Containers,
+            id: "c1".into(),
+            error: "Docker API error during remove container: boom".into(),
+        });
+        r.incidents.push(Incident {
+            image: "sha256:i1".into(),
+            untagged: vec!["app:1".into()],
+        });
+        let r = r.settle();
+        assert_eq!(r.outcome, Outcome::Error);
+        assert_eq!(r.exit_code(), 1);
+        insta::assert_snapshot!(r.to_json(), @r#"{"version":1,"outcome":"error","skipped_by":null,"gates":[{"gate":"disk","pass":true,"detail":"/ at 85% (≥ 80%)"}],"removed":{"containers":["c2"],"images":[],"build_cache":[]},"reclaimed_bytes":0,"error":"1 removal failed; 1 image untagged by its delete (tagged after it was checked)","failures":[{"step":"containers","id":"c1","error":"Docker API error during remove container: boom"}],"incidents":[{"image":"sha256:i1","untagged":["app:1"]}]}"#);
+        assert_eq!(
+            r.summary_line(),
+            "ci-docker-prune: finished with errors after removing 1 container, 0 images, 0 build cache records; reclaimed 0 B: 1 removal failed; 1 image untagged by its delete (tagged after it was checked)"
+        );
+        let f =
+            Report::failed("invalid threshold '101': expected a whole percentage from 0 to 100");
+        assert_eq!(f.exit_code(), 1);
+        insta::assert_snapshot!(f.to_json(), @r#"{"version":1,"outcome":"error","skipped_by":null,"gates":[],"removed":{"containers":[],"images":[],"build_cache":[]},"reclaimed_bytes":0,"error":"invalid threshold '101': expected a whole percentage from 0 to 100","failures":[],"incidents":[]}"#);
+        // a clean run stays what it was
+        let ok = Report::new(Outcome::Pruned, Vec::new()).settle();
+        assert_eq!(
+            (ok.outcome, ok.exit_code(), ok.error),
+            (Outcome::Pruned, 0, None)
         );
     }
 

@@ -5,11 +5,17 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::docker::{DockerClient, DockerError, Removal};
-use crate::plan::{BuildCacheCandidate, ContainerCandidate, ImageCandidate, Plan};
+use crate::plan::{
+    has_no_digest, is_untagged, BuildCacheCandidate, ContainerCandidate, ImageCandidate,
+    ImageReason, Plan,
+};
 
 /// A removal step, in run order. Every gate is checked again right before each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     Containers,
     Images,
@@ -34,12 +40,12 @@ impl Step {
     }
 }
 
-/// One removal: one request to the daemon.
+/// One removal: one request to the daemon (an image: its re-inspection first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
     /// `DELETE /containers/{id}`, volumes kept, never forced.
     Container(&'a ContainerCandidate),
-    /// `DELETE /images/{id}`, never forced.
+    /// `GET /images/{id}/json`, then `DELETE /images/{id}`, never forced.
     Image(&'a ImageCandidate),
     /// `POST /build/prune` with the single filter `until`: the daemon picks the records.
     /// `predicted` are the records the plan expects it to pick (listed in a dry run only).
@@ -49,24 +55,48 @@ pub enum Item<'a> {
     },
 }
 
+impl Item<'_> {
+    /// The id a failure of this item is reported under (the build cache prune has none).
+    pub fn id(&self) -> &str {
+        match self {
+            Item::Container(c) => &c.id,
+            Item::Image(i) => &i.id,
+            Item::BuildCache { .. } => "",
+        }
+    }
+}
+
+/// Why an image of the plan was kept when its turn came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// 409 from the daemon: in use now (a container) or it has dependent images.
+    InUse(String),
+    /// Re-inspected right before its delete, it carries references it did not carry when it
+    /// was listed (tagged or pulled since): never deleted, since a delete by id would untag it.
+    Referenced(Vec<String>),
+}
+
 /// What removing one item did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
-    /// Removed. `ids`: what `removed` lists for it (build cache: the records the daemon
-    /// pruned); `bytes`: reclaimed (images: the daemon's `Size`; container sizes are not
-    /// counted); `parents`: further ids the daemon deleted with it (an image's untagged parents).
+    /// Removed. `ids`: what `removed` lists for it (an image: itself, then the untagged parent
+    /// images the daemon deleted with it; build cache: the records the daemon pruned);
+    /// `bytes`: reclaimed (images: the daemon's `Size`, which counts the parents' layers too;
+    /// container sizes are not counted); `untagged`: references the daemon removed that the
+    /// image did not carry when it was checked — an incident (it was tagged in between).
     Removed {
         ids: Vec<String>,
         bytes: u64,
-        parents: Vec<String>,
+        untagged: Vec<String>,
     },
-    /// Already deleted with an image it was an untagged parent of: counted as removed, no
-    /// request sent.
-    WentWithChild { id: String, bytes: u64 },
-    /// 409: in use now (or has dependents) — kept, never forced.
-    Kept(String),
+    /// Already deleted with an image it was an untagged parent of (listed there): no request.
+    WentWithChild,
+    /// Kept, never forced.
+    Kept(Kept),
     /// 404: already gone.
     Gone,
+    /// The daemon refused or failed; the run goes on with the next item.
+    Failed(String),
 }
 
 impl Done {
@@ -74,52 +104,134 @@ impl Done {
     pub fn removed(&self) -> (&[String], u64) {
         match self {
             Done::Removed { ids, bytes, .. } => (ids, *bytes),
-            Done::WentWithChild { id, bytes } => (std::slice::from_ref(id), *bytes),
-            Done::Kept(_) | Done::Gone => (&[], 0),
+            Done::WentWithChild | Done::Kept(_) | Done::Gone | Done::Failed(_) => (&[], 0),
         }
     }
+}
 
-    fn of(removal: Removal, id: &str, bytes: u64) -> Done {
+/// At most this many parents are followed up an image's chain.
+const MAX_PARENTS: usize = 256;
+
+/// The untagged ancestors of an image whose parent is `parent`, nearest first: the images the
+/// daemon may delete with it (it stops at a parent that carries a reference). Used to tell
+/// parent images from released layers among the ids a delete reports.
+async fn untagged_ancestors(client: &DockerClient, mut parent: String) -> Vec<String> {
+    let mut out = Vec::new();
+    while !parent.is_empty() && out.len() < MAX_PARENTS {
+        let Ok(Some(p)) = client.inspect_image(&parent).await else {
+            break;
+        };
+        if !is_untagged(&p.repo_tags) || !has_no_digest(&p.repo_digests) {
+            break;
+        }
+        out.push(std::mem::replace(&mut parent, p.parent));
+    }
+    out
+}
+
+/// References an image may carry now and still be deleted as planned: none for a build
+/// leftover; for a superseded cached pull, the repo digests it carries (the delete by id
+/// removes those, as planned).
+fn unexpected_refs(reason: &ImageReason, tags: &[String], digests: &[String]) -> Vec<String> {
+    let mut refs: Vec<String> = tags
+        .iter()
+        .filter(|t| !is_untagged(std::slice::from_ref(t)))
+        .cloned()
+        .collect();
+    if *reason == ImageReason::BuildLeftover {
+        refs.extend(
+            digests
+                .iter()
+                .filter(|d| !has_no_digest(std::slice::from_ref(d)))
+                .cloned(),
+        );
+    }
+    refs
+}
+
+impl Item<'_> {
+    /// Remove it. `deleted`: every id the daemon reported deleted earlier in the run. An error
+    /// is this item's failure ([`Done::Failed`]), never the run's.
+    pub async fn remove(&self, client: &DockerClient, deleted: &HashSet<String>) -> Done {
+        let r = match *self {
+            Item::Container(c) => client
+                .remove_container(&c.id)
+                .await
+                .map(|r| Done::of(r, vec![c.id.clone()], 0, &[])),
+            Item::Image(i) if deleted.contains(&i.id) => Ok(Done::WentWithChild),
+            Item::Image(i) => remove_image(client, i).await,
+            Item::BuildCache { until, .. } => {
+                client
+                    .prune_build_cache(until)
+                    .await
+                    .map(|pruned| Done::Removed {
+                        ids: pruned.ids,
+                        bytes: pruned.bytes,
+                        untagged: Vec::new(),
+                    })
+            }
+        };
+        r.unwrap_or_else(|e| Done::Failed(e.to_string()))
+    }
+}
+
+/// One image: re-inspected right before its delete, deleted only if it still is what the plan
+/// chose (no tag; a build leftover: no repo digest either). Containers are the daemon's own
+/// check: a delete without force of an image any container uses is a 409, checked by the
+/// daemon at the delete itself.
+async fn remove_image(client: &DockerClient, i: &ImageCandidate) -> Result<Done, DockerError> {
+    let Some(now) = client.inspect_image(&i.id).await? else {
+        return Ok(Done::Gone);
+    };
+    let refs = unexpected_refs(&i.reason, &now.repo_tags, &now.repo_digests);
+    if !refs.is_empty() {
+        return Ok(Done::Kept(Kept::Referenced(refs)));
+    }
+    let ancestors = untagged_ancestors(client, now.parent).await;
+    let removal = client.remove_image(&i.id).await?;
+    let mut ids = vec![i.id.clone()];
+    if let Removal::Removed { deleted, .. } = &removal {
+        ids.extend(
+            deleted
+                .iter()
+                .filter(|d| *d != &i.id && ancestors.contains(d))
+                .cloned(),
+        );
+    }
+    Ok(Done::of(
+        removal,
+        ids,
+        i.size.max(0) as u64,
+        &now.repo_digests,
+    ))
+}
+
+impl Done {
+    /// `ids`: what `removed` lists if it went; `expected`: references its delete may remove.
+    fn of(removal: Removal, ids: Vec<String>, bytes: u64, expected: &[String]) -> Done {
         match removal {
-            Removal::Removed(deleted) => Done::Removed {
-                ids: vec![id.to_string()],
+            Removal::Removed { untagged, .. } => Done::Removed {
+                ids,
                 bytes,
-                parents: deleted.into_iter().filter(|d| d != id).collect(),
+                untagged: untagged
+                    .into_iter()
+                    .filter(|u| !expected.iter().any(|e| same_ref(e, u)))
+                    .collect(),
             },
-            Removal::Conflict(msg) => Done::Kept(msg),
+            Removal::Conflict(msg) => Done::Kept(Kept::InUse(msg)),
             Removal::Gone => Done::Gone,
         }
     }
 }
 
-impl Item<'_> {
-    /// Remove it. `deleted`: every id the daemon reported deleted earlier in the run.
-    pub async fn remove(
-        &self,
-        client: &DockerClient,
-        deleted: &HashSet<String>,
-    ) -> Result<Done, DockerError> {
-        Ok(match *self {
-            Item::Container(c) => Done::of(client.remove_container(&c.id).await?, &c.id, 0),
-            Item::Image(i) if deleted.contains(&i.id) => Done::WentWithChild {
-                id: i.id.clone(),
-                bytes: i.size.max(0) as u64,
-            },
-            Item::Image(i) => Done::of(
-                client.remove_image(&i.id).await?,
-                &i.id,
-                i.size.max(0) as u64,
-            ),
-            Item::BuildCache { until, .. } => {
-                let pruned = client.prune_build_cache(until).await?;
-                Done::Removed {
-                    ids: pruned.ids,
-                    bytes: pruned.bytes,
-                    parents: Vec::new(),
-                }
-            }
-        })
-    }
+/// The daemon reports an untagged reference in its familiar form (`redis@sha256:…` for
+/// `docker.io/library/redis@sha256:…`); inspect lists `RepoDigests` in that form too, but compare
+/// the digest part as well so a host-qualified spelling cannot make an expected digest look
+/// like an incident.
+fn same_ref(expected: &str, untagged: &str) -> bool {
+    expected == untagged
+        || matches!((expected.split_once('@'), untagged.split_once('@')),
+            (Some((_, a)), Some((_, b))) if a == b)
 }
 
 #[cfg(test)]
@@ -175,23 +287,65 @@ mod tests {
         );
     }
 
+    fn removed(deleted: &[&str], untagged: &[&str]) -> Removal {
+        Removal::Removed {
+            deleted: deleted.iter().map(|s| s.to_string()).collect(),
+            untagged: untagged.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     #[test]
-    fn an_image_removal_counts_itself_and_remembers_its_parents() {
+    fn a_removal_lists_its_ids_and_flags_references_it_did_not_expect() {
+        let ids = vec!["sha256:i1".to_string(), "sha256:p".to_string()];
         let d = Done::of(
-            Removal::Removed(vec!["sha256:i1".into(), "sha256:p".into()]),
-            "sha256:i1",
+            removed(&["sha256:i1", "sha256:p", "sha256:layer"], &[]),
+            ids.clone(),
             10,
+            &[],
         );
-        assert_eq!(d.removed(), (&["sha256:i1".to_string()][..], 10));
-        assert!(matches!(&d, Done::Removed { parents, .. } if parents == &["sha256:p"]));
+        assert_eq!(d.removed(), (&ids[..], 10));
+        // a build leftover that the daemon untagged on the way: an incident
+        let d = Done::of(removed(&["sha256:i1"], &["app:1"]), ids.clone(), 10, &[]);
+        assert!(matches!(&d, Done::Removed { untagged, .. } if untagged == &["app:1"]));
+        // a superseded pull: its own digest is expected to go, a tag is not
+        let digest = "127.0.0.1:5000/r@sha256:aa".to_string();
+        let d = Done::of(
+            removed(&["sha256:i1"], &["127.0.0.1:5000/r@sha256:aa", "r:2"]),
+            ids,
+            10,
+            std::slice::from_ref(&digest),
+        );
+        assert!(matches!(&d, Done::Removed { untagged, .. } if untagged == &["r:2"]));
         assert_eq!(
-            Done::of(Removal::Conflict("in use".into()), "x", 10).removed(),
+            Done::of(Removal::Conflict("in use".into()), vec![], 10, &[]).removed(),
             (&[][..], 0)
         );
-        let gone = Done::WentWithChild {
-            id: "sha256:p".into(),
-            bytes: 5,
-        };
-        assert_eq!(gone.removed(), (&["sha256:p".to_string()][..], 5));
+        assert_eq!(Done::WentWithChild.removed(), (&[][..], 0));
+        assert_eq!(Done::Failed("boom".into()).removed(), (&[][..], 0));
+    }
+
+    #[test]
+    fn references_that_stop_an_image_delete() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let leftover = ImageReason::BuildLeftover;
+        assert!(unexpected_refs(
+            &leftover,
+            &tags(&["<none>:<none>"]),
+            &tags(&["<none>@<none>"])
+        )
+        .is_empty());
+        assert_eq!(
+            unexpected_refs(&leftover, &tags(&["app:1"]), &[]),
+            ["app:1"]
+        );
+        assert_eq!(
+            unexpected_refs(&leftover, &[], &tags(&["r@sha256:aa"])),
+            ["r@sha256:aa"]
+        );
+        let pull = ImageReason::SupersededPull { repo: "r".into() };
+        assert!(unexpected_refs(&pull, &[], &tags(&["r@sha256:aa"])).is_empty());
+        assert_eq!(unexpected_refs(&pull, &tags(&["r:2"]), &[]), ["r:2"]);
+        assert!(same_ref("docker.io/library/r@sha256:aa", "r@sha256:aa"));
+        assert!(!same_ref("r@sha256:aa", "r:2"));
     }
 }

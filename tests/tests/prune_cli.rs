@@ -29,6 +29,11 @@ fn bad_values_exit_2_naming_the_value() {
         (&["--threshold", "101"], "'101'"),
         (&["--threshold", "lots"], "'lots'"),
         (&["--until", "24 parsecs"], "'24 parsecs'"),
+        // sent to the daemon as 0s while a dry run would decide with 0.5 s
+        (&["--until", "500ms"], "'500ms'"),
+        // one second more than the daemon's Go duration holds (it answers 500)
+        (&["--until", "9223372037s"], "'9223372037s'"),
+        (&["--until", "300years"], "'300years'"),
         (&["--run-stack-pattern", "^(oops"], "'^(oops'"),
         (&["--docker-host", "ssh://ci@host"], "'ssh://ci@host'"),
         (&["--path", "relative"], "'relative'"),
@@ -39,12 +44,50 @@ fn bad_values_exit_2_naming_the_value() {
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (args, needle) in cases {
+        // no daemon there: a value that got through to a run would end in exit 1
         bin()
             .args(*args)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .assert()
             .code(2)
             .stderr(predicate::str::contains(*needle));
     }
+}
+
+/// Issue 11 item 4: `--json` prints one object on exit 2 too, `"outcome":"error"`, with the
+/// message; a usage error clap catches included.
+#[test]
+fn usage_errors_still_print_one_json_object() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--threshold", "101"], "invalid threshold '101'"),
+        (&["--until", "500ms"], "'500ms'"),
+        (
+            &["--threshold", "0", "--path", "/no/such/dir"],
+            "/no/such/dir",
+        ),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ];
+    for (args, needle) in cases {
+        let out = bin().args(*args).arg("--json").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one JSON line: {stdout}");
+        let j: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(j["version"], 1);
+        assert_eq!(j["outcome"], "error", "{j}");
+        assert!(
+            j["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "{args:?}: {j}"
+        );
+        assert_eq!(j["removed"]["images"], serde_json::json!([]));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{args:?}"
+        );
+    }
+    // help is help, not an error
+    bin().args(["--help", "--json"]).assert().success();
 }
 
 #[test]
@@ -119,14 +162,30 @@ fn unreachable_daemon_exits_1_with_a_clear_message() {
     let sock = dir.path().join("dead.sock");
     drop(UnixListener::bind(&sock).unwrap());
     let host = format!("unix://{}", sock.display());
-    bin()
+    // --json: one object on exit 1 too (issue 11 item 4), with the message
+    let out = bin()
         .args(["--threshold", "0", "--json", "--docker-host", &host])
-        .assert()
-        .code(1)
-        .stdout(predicate::str::is_empty())
-        .stderr(predicate::str::contains(format!(
-            "cannot reach Docker at {host}"
-        )));
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach Docker at {host}")),
+        "{stderr}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}", out.stdout));
+    assert_eq!(j["outcome"], "error", "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("cannot reach Docker at {host}"))),
+        "{j}"
+    );
+    // the disk gate was decided before the daemon was contacted
+    assert_eq!(j["gates"][0]["gate"], "disk", "{j}");
+    assert_eq!(j["gates"][0]["pass"], true, "{j}");
+    assert_eq!(j["removed"]["containers"], serde_json::json!([]));
     // DOCKER_HOST is honoured when no flag is given
     bin()
         .env("DOCKER_HOST", &host)

@@ -7,7 +7,6 @@ mod prune_common;
 use std::time::Duration;
 
 use ccci_sandbox::images::Layer;
-use ccci_tests::proxy::{violations, RecordingProxy};
 use ci_docker_prune::actions::{Hooks, Step};
 use ci_docker_prune::config::Threshold;
 use ci_docker_prune::{Gate, Outcome, Settings};
@@ -383,90 +382,517 @@ fn converging_service_skips_by_converge() {
     assert_eq!((count("/services"), count("/tasks")), (1, 1));
 }
 
-struct CreateRunStackBefore(Step, Vec<String>);
+/// Hooks that run `f` right before the gates are re-checked for `step`, and collect the log.
+struct Before<F: FnMut()> {
+    step: Step,
+    f: F,
+    log: Vec<String>,
+}
 
-impl Hooks for CreateRunStackBefore {
+impl<F: FnMut()> Before<F> {
+    fn new(step: Step, f: F) -> Self {
+        Before {
+            step,
+            f,
+            log: Vec::new(),
+        }
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log.iter().any(|l| l.contains(needle))
+    }
+}
+
+impl<F: FnMut()> Hooks for Before<F> {
     fn log(&mut self, line: &str) {
-        self.1.push(line.to_string());
+        self.log.push(line.to_string());
     }
     fn before_step(&mut self, step: Step) {
-        if step == self.0 {
-            docker_ok(&[
-                "service",
-                "create",
-                "-d",
-                "--no-resolve-image",
-                "--replicas",
-                "0",
-                "--name",
-                RUN_STACK_SERVICE,
-                "ccci-sandbox/systemd-host:none-needed",
-            ]);
+        if step == self.step {
+            (self.f)();
         }
     }
 }
 
-#[test]
+fn create_run_stack() {
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--replicas",
+        "0",
+        "--name",
+        RUN_STACK_SERVICE,
+        "ccci-sandbox/systemd-host:none-needed",
+    ]);
+}
+
+/// Every gate open, `--until 0s`, through a recording proxy.
+fn open_settings() -> Settings {
+    Settings {
+        threshold: Some(Threshold::Percent(0)),
+        until: Some("0s".into()),
+        ..Default::default()
+    }
+}
+
+/// A run-stack service appears right before one step: that step and every later one never
+/// run; the earlier ones did. `reclaimed_bytes` is exactly what the removed images weighed.
+#[rstest::rstest]
+#[case::before_containers(Step::Containers)]
+#[case::before_images(Step::Images)]
+#[case::before_build_cache(Step::BuildCache)]
 #[serial_test::file_serial(sandbox)]
-fn a_gate_closing_mid_run_stops_the_run() {
+fn a_gate_closing_before_a_step_stops_the_run_there(#[case] step: Step) {
     let s = seed("midrun");
     let mut clean = Cleanup::default();
     let leftover = load_image(&s, 3 * DAY, None);
-    let stopped = docker_ok(&["create", &leftover]);
-    clean.images.push(leftover.clone());
+    let stopped_img = load_image(&format!("{s}-c"), DAY, Some(&format!("ccci-test/c:{s}")));
+    let stopped = docker_ok(&["create", &stopped_img]);
+    clean.images.extend([leftover.clone(), stopped_img]);
     clean.containers.push(stopped.clone());
     clean.services.push(RUN_STACK_SERVICE.into());
     remove_service(RUN_STACK_SERVICE);
+    let sizes = image_sizes();
 
-    let proxy = RecordingProxy::start(&sb().socket_path()).unwrap();
-    let tagged = tagged_image_ids();
-    let cfg = Settings {
-        threshold: Some(Threshold::Percent(0)),
-        until: Some("0s".into()),
-        docker_host: Some(proxy.docker_host()),
-        ..Default::default()
-    }
-    .validate(None)
-    .unwrap();
-    // The run-stack service appears after the containers step, before the images step.
-    let mut hooks = CreateRunStackBefore(Step::Images, Vec::new());
-    let report = ccci_tests::block_on(ci_docker_prune::run(&cfg, false, &mut hooks))
-        .unwrap_or_else(|e| panic!("run: {e}"));
+    let mut hooks = Before::new(step, create_run_stack);
+    let (report, requests) = run_lib(open_settings(), &mut hooks);
     remove_service(RUN_STACK_SERVICE);
-    let bad = violations(&proxy.requests(), &tagged);
-    assert!(bad.is_empty(), "{bad:?}");
 
-    assert_eq!(report.outcome, Outcome::Skipped);
+    assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");
     assert_eq!(report.skipped_by, Some(Gate::Runs));
-    assert!(report.removed.containers.contains(&stopped), "{report:?}");
-    assert!(report.removed.images.is_empty(), "{report:?}");
-    assert!(report.removed.build_cache.is_empty());
     assert!(
-        image_exists(&leftover),
-        "the images step ran after the gate closed"
-    );
-    assert!(!container_exists(&stopped));
-    assert!(
-        hooks
-            .1
-            .iter()
-            .any(|l| l.contains("run stack live") && l.contains(RUN_STACK_SERVICE)),
+        hooks.logged("run stack live") && hooks.logged(RUN_STACK_SERVICE),
         "{:?}",
-        hooks.1
+        hooks.log
     );
-    assert!(
-        hooks
-            .1
+    let deletes = |prefix: &str| {
+        requests
             .iter()
-            .any(|l| l.starts_with("ci-docker-prune: stopped by gate runs")),
-        "{:?}",
-        hooks.1
+            .filter(|r| r.method == "DELETE" && r.path.starts_with(prefix))
+            .count()
+    };
+    let pruned_cache = requests.iter().any(|r| r.path == "/build/prune");
+    assert!(
+        !pruned_cache,
+        "the build cache step ran after the gate closed"
     );
-    // and no image delete was even attempted
-    assert!(!proxy
-        .requests()
+    match step {
+        Step::Containers => {
+            assert!(report.removed.is_empty(), "{report:?}");
+            assert_eq!(deletes("/containers/") + deletes("/images/"), 0);
+            assert!(container_exists(&stopped) && image_exists(&leftover));
+            assert!(hooks.logged("ci-docker-prune: skipped by gate runs, nothing removed"));
+        }
+        Step::Images => {
+            assert!(report.removed.containers.contains(&stopped), "{report:?}");
+            assert!(!container_exists(&stopped));
+            assert!(report.removed.images.is_empty(), "{report:?}");
+            assert_eq!(deletes("/images/"), 0, "an image delete was attempted");
+            assert!(image_exists(&leftover));
+            assert!(hooks.logged("ci-docker-prune: stopped by gate runs after removing"));
+        }
+        Step::BuildCache => {
+            assert!(report.removed.images.contains(&leftover), "{report:?}");
+            assert!(!image_exists(&leftover));
+            assert!(hooks.logged("ci-docker-prune: stopped by gate runs after removing"));
+        }
+    }
+    // what the removed images weighed, as the daemon listed them; no build cache was pruned
+    let weighed: u64 = report
+        .removed
+        .images
         .iter()
-        .any(|r| r.method == "DELETE" && r.path.starts_with("/images/")));
+        .filter_map(|id| sizes.get(id))
+        .sum();
+    assert_eq!(report.reclaimed_bytes, weighed, "{report:?}");
+    if step == Step::BuildCache {
+        assert!(weighed >= sizes[&leftover] && weighed > 0);
+    }
+}
+
+/// An image the plan chose gets a container between the listing and its delete: the daemon
+/// refuses (409), the image stays, the log says so, the run is not an error.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_image_used_since_the_listing_is_kept_in_use_now() {
+    let s = seed("inuse");
+    let mut clean = Cleanup::default();
+    let leftover = load_image(&s, 3 * DAY, None);
+    clean.images.push(leftover.clone());
+    let name = format!("ccci-inuse-{s}");
+    clean.containers.push(name.clone());
+    let mut hooks = Before::new(Step::Images, || {
+        docker_ok(&["create", "--name", &name, &leftover]);
+    });
+    let (report, _) = run_lib(
+        Settings {
+            run_stack_pattern: Some(NO_RUN_PATTERN.into()),
+            ..open_settings()
+        },
+        &mut hooks,
+    );
+    assert_eq!(report.outcome, Outcome::Pruned, "{report:?}");
+    assert!(!report.removed.images.contains(&leftover));
+    assert!(image_exists(&leftover), "an image in use was removed");
+    let want = format!(
+        "ci-docker-prune: kept image {}: in use now (",
+        &leftover["sha256:".len()..][..12]
+    );
+    assert!(hooks.logged(&want), "no '{want}' in {:#?}", hooks.log);
+}
+
+/// Item 1 of issue 11: an old leftover tagged between the listing and the delete (a rebuild
+/// with a full cache hit, `docker tag`) is re-inspected right before its delete and kept. A
+/// delete by id would untag and delete it (measured: `Untagged` + `Deleted`).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_image_tagged_after_the_listing_is_never_deleted() {
+    let s = seed("retag");
+    let mut clean = Cleanup::default();
+    let leftover = load_image(&s, 3 * DAY, None);
+    let tag = format!("ccci-test/retag:{s}");
+    clean.images.extend([tag.clone(), leftover.clone()]);
+    let (id, t) = (leftover.clone(), tag.clone());
+    let run = prune_with(
+        &[
+            "--threshold",
+            "0",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            proxy.before_first(after_image_listing, move || {
+                docker_ok(&["tag", &id, &t]);
+            })
+        },
+    );
+    assert!(
+        image_exists(&tag),
+        "the image tagged after the listing was deleted:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.removed("images").contains(&leftover));
+    let want = format!(
+        "ci-docker-prune: kept image {}: tagged or pulled since it was listed ({tag}), never deleted",
+        &leftover["sha256:".len()..][..12]
+    );
+    assert!(run.stderr.contains(&want), "{}", run.stderr);
+    // it was re-inspected, and never sent to DELETE
+    assert!(run
+        .requests
+        .iter()
+        .any(|r| r.method == "GET" && r.path == format!("/images/{leftover}/json")));
+    assert!(!run
+        .requests
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path == format!("/images/{leftover}")));
+}
+
+/// The rest of the race: tagged after the re-inspection, right before the delete. The daemon
+/// untags and deletes it; that is an incident: logged, in the JSON, exit 1.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_image_untagged_by_its_delete_is_an_incident() {
+    let s = seed("incident");
+    let mut clean = Cleanup::default();
+    let leftover = load_image(&s, 3 * DAY, None);
+    let tag = format!("ccci-test/incident:{s}");
+    clean.images.extend([tag.clone(), leftover.clone()]);
+    let (id, t) = (leftover.clone(), tag.clone());
+    let delete = format!("/images/{leftover}");
+    let run = prune_with(
+        &[
+            "--threshold",
+            "0",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            proxy.before_first(
+                move |r, _| r.method == "DELETE" && r.path == delete,
+                move || {
+                    docker_ok(&["tag", &id, &t]);
+                },
+            )
+        },
+    );
+    assert_eq!(run.code, 1, "an incident must not exit 0: {}", run.stderr);
+    let j = run.json();
+    assert_eq!(j["outcome"], "error", "{j}");
+    assert_eq!(j["incidents"][0]["image"], leftover.as_str(), "{j}");
+    assert_eq!(j["incidents"][0]["untagged"][0], tag.as_str(), "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("untagged by its delete")),
+        "{j}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "ci-docker-prune: INCIDENT: image {} was tagged {tag} after its last check",
+            &leftover["sha256:".len()..][..12]
+        )),
+        "{}",
+        run.stderr
+    );
+    // what happened, in full: the daemon did delete it
+    assert!(!image_exists(&leftover));
+    assert!(run.removed("images").contains(&leftover));
+}
+
+/// Item 2: one item the daemon fails to remove (a `dead` container whose filesystem cannot be
+/// removed, say) does not stop the run: the next items and steps run, the failure is logged
+/// and reported, exit 1, and `removed` lists everything that did go.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_failing_removal_is_reported_and_the_run_goes_on() {
+    let s = seed("itemfail");
+    let mut clean = Cleanup::default();
+    let img = load_image(&format!("{s}-c"), DAY, Some(&format!("ccci-test/f:{s}")));
+    let bad_ctr = docker_ok(&["create", &img]);
+    let good_ctr = docker_ok(&["create", &img]);
+    let bad_img = load_image(&format!("{s}-a"), 3 * DAY, None);
+    let good_img = load_image(&format!("{s}-b"), 3 * DAY, None);
+    clean
+        .images
+        .extend([img, bad_img.clone(), good_img.clone()]);
+    clean.containers.extend([bad_ctr.clone(), good_ctr.clone()]);
+    let (bc, bi) = (bad_ctr.clone(), bad_img.clone());
+    let run = prune_with(
+        &[
+            "--threshold",
+            "0",
+            "--until",
+            "0s",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            let msg = "driver \"overlay2\" failed to remove root filesystem: injected by the test";
+            proxy.answer(
+                move |r| r.method == "DELETE" && r.path == format!("/containers/{bc}"),
+                500,
+                msg,
+            );
+            proxy.answer(
+                move |r| r.method == "DELETE" && r.path == format!("/images/{bi}"),
+                500,
+                "injected by the test",
+            );
+        },
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let j = run.json();
+    assert_eq!(j["outcome"], "error", "{j}");
+    let failed: Vec<(String, String)> = j["failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no failures: {j}"))
+        .iter()
+        .map(|f| {
+            assert!(
+                f["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("injected by the test")),
+                "{f}"
+            );
+            (
+                f["step"].as_str().unwrap_or("").to_string(),
+                f["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("containers".to_string(), bad_ctr.clone()),
+            ("images".to_string(), bad_img.clone())
+        ]
+    );
+    // the run went on: the next container, the next image, the build cache step
+    assert!(run.removed("containers").contains(&good_ctr), "{j}");
+    assert!(!container_exists(&good_ctr));
+    assert!(run.removed("images").contains(&good_img), "{j}");
+    assert!(!image_exists(&good_img));
+    assert!(run.requests.iter().any(|r| r.path == "/build/prune"));
+    assert!(container_exists(&bad_ctr) && image_exists(&bad_img));
+    assert!(
+        run.stderr.contains(&format!(
+            "ci-docker-prune: failed to remove stopped container {}",
+            &bad_ctr[..12]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("ci-docker-prune: error: 2 removals failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// POST /build with the legacy builder (`version=1`): every instruction commits an
+/// intermediate image, the parent of the next. Untagged; returns the final image's id.
+fn legacy_build(seed: &str) -> String {
+    let ctx = Layer::new()
+        .file(
+            "Dockerfile",
+            0o644,
+            "FROM scratch\nCOPY a /a\nCOPY b /b\n".as_bytes().to_vec(),
+        )
+        .and_then(|l| l.file("a", 0o644, format!("a {seed}\n").into_bytes()))
+        .and_then(|l| l.file("b", 0o644, format!("b {seed}\n").into_bytes()))
+        .and_then(|l| l.tar())
+        .unwrap_or_else(|e| panic!("build context: {e}"));
+    let socket = sb().socket_path();
+    let out = ccci_tests::block_on(async move {
+        let mut s = tokio::net::UnixStream::connect(&socket).await?;
+        let head = format!(
+            "POST /v1.41/build?version=1&rm=1 HTTP/1.0\r\nHost: docker\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+            ctx.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(&ctx).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+    })
+    .unwrap_or_else(|e| panic!("legacy build: {e}"));
+    assert!(out.starts_with("HTTP/1.0 200"), "build failed: {out}");
+    let id = out
+        .split("Successfully built ")
+        .nth(1)
+        .and_then(|r| r.get(..12))
+        .unwrap_or_else(|| panic!("no image id in the build output: {out}"));
+    docker_ok(&["image", "inspect", "--format", "{{.Id}}", id])
+}
+
+/// The first layer's diff id of an image (taken before it is deleted).
+fn docker_layer0(id: &str) -> String {
+    docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RootFS.Layers 0}}",
+        id,
+    ])
+}
+
+/// Item 5: an untagged parent image the daemon deletes with its child is listed under
+/// `removed.images` (the layers it releases are not: the daemon reports both as `Deleted`).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn untagged_parents_deleted_with_an_image_are_listed() {
+    let s = seed("parents");
+    let mut clean = Cleanup::default();
+    let child = legacy_build(&s);
+    let parent = docker_ok(&["image", "inspect", "--format", "{{.Parent}}", &child]);
+    assert!(
+        parent.starts_with("sha256:"),
+        "precondition: a legacy build leaves a parent image ({parent:?})"
+    );
+    let refs = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RepoTags}} {{len .RepoDigests}}",
+        &parent,
+    ]);
+    assert_eq!(refs, "0 0", "precondition: the parent is untagged");
+    clean.images.extend([child.clone(), parent.clone()]);
+    let first_layer = docker_layer0(&parent);
+    let run = prune(&[
+        "--threshold",
+        "0",
+        "--until",
+        "0s",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!image_exists(&child) && !image_exists(&parent));
+    let removed = run.removed("images");
+    assert!(removed.contains(&child), "{removed:?}");
+    assert!(
+        removed.contains(&parent),
+        "the parent deleted with its child is not listed: {removed:?}"
+    );
+    // only images: the layer the parent released (its first layer's chain id is its diff id,
+    // reported `Deleted` as well) is not listed
+    assert!(
+        !removed.contains(&first_layer),
+        "a layer id listed as an image: {removed:?}"
+    );
+}
+
+/// Item 5: the longest `until` Docker takes is accepted by the daemon (and one second more is
+/// refused at parse time, exit 2: `prune_cli`). Before, it was refused by the daemon only at the
+/// build cache step, after two steps had run, on every run.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_longest_until_is_one_the_daemon_takes() {
+    let run = prune(&[
+        "--threshold",
+        "0",
+        "--until",
+        "9223372036s",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let prune_req = run
+        .requests
+        .iter()
+        .find(|r| r.path == "/build/prune")
+        .unwrap_or_else(|| panic!("no build prune request: {:?}", run.requests));
+    assert_eq!(prune_req.query, r#"filters={"until":["9223372036s"]}"#);
+    assert_eq!(run.json()["outcome"], "pruned");
+}
+
+/// Item 5: a `--path` that vanishes mid-run is a runtime error (exit 1, the JSON says what
+/// happened), not a usage error (exit 2 "invalid --path").
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_path_vanishing_mid_run_is_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("measured");
+    std::fs::create_dir(&path).unwrap();
+    let p = path.clone();
+    let run = prune_with(
+        &[
+            "--threshold",
+            "0",
+            "--path",
+            &path_str(&path),
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            proxy.before_first(after_image_listing, move || {
+                std::fs::remove_dir(&p).unwrap_or_else(|e| panic!("remove {}: {e}", p.display()))
+            })
+        },
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("invalid --path"), "{}", run.stderr);
+    let j = run.json();
+    assert_eq!(j["outcome"], "error", "{j}");
+    let e = j["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains(&format!("cannot measure disk usage of {}", path.display())),
+        "{j}"
+    );
+    // nothing was removed after the path vanished: no delete at all
+    assert!(!run.requests.iter().any(|r| r.method == "DELETE"));
 }
 
 /// The cache case that matters: a swarm deploy pulls by digest and leaves no tag; after the

@@ -150,9 +150,25 @@ impl Run {
 /// Run `ci-docker-prune ARGS --docker-host <proxy>` and assert the proxy saw no forbidden
 /// request (no `all`, no volumes, no delete of a tagged image or by name).
 pub fn prune(args: &[&str]) -> Run {
-    let proxy = RecordingProxy::start(&sb().socket_path())
-        .unwrap_or_else(|e| panic!("start recording proxy: {e}"));
-    let tagged = tagged_image_ids();
+    prune_with(args, |_| {})
+}
+
+/// [`prune`], with `setup` arming the proxy first (a change of the world at a chosen request,
+/// an error answer in the daemon's place).
+pub fn prune_with(args: &[&str], setup: impl FnOnce(&RecordingProxy)) -> Run {
+    prune_at(&sb().socket_path(), &tagged_image_ids(), args, setup)
+}
+
+/// [`prune_with`] against the daemon on `socket`; `tagged`: the ids of its tagged images.
+pub fn prune_at(
+    socket: &Path,
+    tagged: &[String],
+    args: &[&str],
+    setup: impl FnOnce(&RecordingProxy),
+) -> Run {
+    let proxy =
+        RecordingProxy::start(socket).unwrap_or_else(|e| panic!("start recording proxy: {e}"));
+    setup(&proxy);
     let bin = ccci_tests::prune_bin().unwrap_or_else(|e| panic!("prune binary: {e}"));
     let out = assert_cmd::Command::new(bin)
         .args(args)
@@ -163,7 +179,7 @@ pub fn prune(args: &[&str]) -> Run {
         .output()
         .unwrap_or_else(|e| panic!("run ci-docker-prune: {e}"));
     let requests = proxy.requests();
-    let bad = violations(&requests, &tagged);
+    let bad = violations(&requests, tagged);
     assert!(
         bad.is_empty(),
         "forbidden requests: {bad:#?}\nall requests: {requests:#?}"
@@ -174,6 +190,50 @@ pub fn prune(args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         requests,
     }
+}
+
+/// The library's run (`ci_docker_prune::run`) against the sandbox through a recording proxy,
+/// with `settings` (the proxy as docker host) and `hooks`; asserts no forbidden request.
+pub fn run_lib(
+    settings: ci_docker_prune::Settings,
+    hooks: &mut dyn ci_docker_prune::Hooks,
+) -> (ci_docker_prune::Report, Vec<Recorded>) {
+    let proxy = RecordingProxy::start(&sb().socket_path())
+        .unwrap_or_else(|e| panic!("start recording proxy: {e}"));
+    let tagged = tagged_image_ids();
+    let cfg = ci_docker_prune::Settings {
+        docker_host: Some(proxy.docker_host()),
+        ..settings
+    }
+    .validate(None)
+    .unwrap_or_else(|e| panic!("settings: {e}"));
+    let report = ccci_tests::block_on(ci_docker_prune::run(&cfg, false, hooks));
+    let requests = proxy.requests();
+    let bad = violations(&requests, &tagged);
+    assert!(bad.is_empty(), "forbidden requests: {bad:#?}");
+    (report, requests)
+}
+
+/// `RecordingProxy::before_first` matcher: the first request after the image listing (in a
+/// real run: after the plan was made, before any removal).
+pub fn after_image_listing(_: &Recorded, before: &[Recorded]) -> bool {
+    before.last().is_some_and(|p| p.path == "/images/json")
+}
+
+/// Top-level images' sizes as the daemon lists them (`Size`), by id.
+pub fn image_sizes() -> std::collections::HashMap<String, u64> {
+    ccci_tests::block_on(async {
+        let d = sb()
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+        d.list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .unwrap_or_else(|e| panic!("list images: {e}"))
+            .into_iter()
+            .map(|i| (i.id, i.size.max(0) as u64))
+            .collect()
+    })
 }
 
 pub fn data_root() -> String {
