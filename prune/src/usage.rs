@@ -210,7 +210,12 @@ impl UsageState {
             }
         }
         if lost {
-            let end = oldest.unwrap_or(o.now).min(o.now);
+            // No previous state: nothing is known, everything counts as used now. Otherwise the
+            // window before the oldest event the daemon still has (or before now) was lost.
+            let end = match self.cursor {
+                None => o.now,
+                Some(_) => oldest.unwrap_or(o.now).min(o.now),
+            };
             // Unknown counts as recently used: every image present may have been used, and its
             // repositories deployed, up to the end of the lost window.
             for img in o.images {

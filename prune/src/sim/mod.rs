@@ -188,6 +188,7 @@ pub fn simulate(trace: &Trace, policy: &mut dyn SimPolicy, threshold: u8) -> Sim
                     s.build(*version, t, *cache_bytes);
                 }
             }
+            Event::Leftover { version } => s.leftover(*version, t),
             Event::Timer => {
                 let pct = s.used as f64 * 100.0 / disk;
                 r.max_at_timer_pct = r.max_at_timer_pct.max(pct);

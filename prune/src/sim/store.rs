@@ -297,6 +297,12 @@ impl<'t> Store<'t> {
         }
     }
 
+    /// An untagged image with no repo digest appears (a build leftover).
+    pub fn leftover(&mut self, v: usize, t: i64) {
+        self.add_image(v, false);
+        self.last_use.insert(v, t);
+    }
+
     /// The reference a swarm service or a pull event names `v` by.
     pub fn reference(&self, v: usize) -> String {
         let ver = &self.trace.versions[v];

@@ -283,6 +283,8 @@ pub enum Event {
         base: usize,
         cache_bytes: u64,
     },
+    /// An untagged image with no repo digest appears (a build leftover, e.g. `docker load`).
+    Leftover { version: usize },
     /// The prune's timer fires.
     Timer,
 }
@@ -343,7 +345,7 @@ impl Trace {
                 }
                 Event::OneOff { version, .. } => u[*version].push(e.t),
                 Event::Build { base, .. } => u[*base].push(e.t),
-                Event::Teardown { .. } | Event::Timer => {}
+                Event::Teardown { .. } | Event::Leftover { .. } | Event::Timer => {}
             }
         }
         u
