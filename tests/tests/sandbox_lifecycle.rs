@@ -229,6 +229,39 @@ fn up_recovers_a_sandbox_killed_with_sigkill() {
 }
 
 #[test]
+fn a_run_dir_the_sandbox_did_not_make_is_never_cleaned() {
+    // a directory with someone else's files and a process whose command line names it: what a
+    // `CCCI_SANDBOX_RUN_DIR=/run` would point `down` at
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("keep"), "not the sandbox's").unwrap();
+    let mut bystander = std::process::Command::new("sh")
+        .args(["-c", "sleep 60"])
+        .arg(format!("{}/", run.display()))
+        .spawn()
+        .unwrap();
+    let mut cfg = SandboxConfig::named("ccci-guard");
+    cfg.run_dir = run.clone();
+    cfg.state_dir = t.path().join("state");
+    let err = block_on(ccci_sandbox::down_with(&cfg, true)).expect_err("down of an unmarked dir");
+    assert!(err.to_string().contains("refusing to clean up"), "{err}");
+    // up first clears a half-dead sandbox of that name: it refuses the same way
+    let err = block_on(ccci_sandbox::up(&cfg)).expect_err("up in an unmarked, non-empty dir");
+    assert!(err.to_string().contains("refusing to clean up"), "{err}");
+    assert!(
+        run.join("keep").exists(),
+        "the directory's files were removed"
+    );
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "a process naming the directory was killed"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
 fn invalid_names_are_rejected_before_touching_the_machine() {
     let bad = SandboxConfig::named("../etc");
     let err = block_on(ccci_sandbox::up(&bad)).expect_err("up with a bad name");

@@ -308,6 +308,37 @@ fn an_unknown_host_key_is_refused_exit_3() {
 }
 
 #[test]
+fn an_authentication_failure_exits_3() {
+    let sshd = Sshd::start();
+    // a key the server does not know, and no other way in (BatchMode: no password prompt)
+    let stranger = sshd.path("stranger_key");
+    keygen(&stranger);
+    let opts = sshd.opts().replace(
+        &sshd.path("client_key").display().to_string(),
+        &stranger.display().to_string(),
+    );
+    assert!(opts.contains("stranger_key"), "{opts}");
+    let r = run(verify()
+        .args([
+            "gate",
+            "2pc",
+            "--target",
+            &sshd.target(),
+            "--check",
+            "units.legacy-timer-absent",
+        ])
+        .env("CCCI_SSH_OPTS", &opts));
+    assert_eq!(r.code, Some(3), "{}", r.show());
+    assert!(r.stderr.contains(&sshd.target()), "{}", r.show());
+    assert!(
+        r.stderr.contains("Permission denied"),
+        "the message says why: {}",
+        r.show()
+    );
+    assert!(r.stdout.is_empty(), "{}", r.show());
+}
+
+#[test]
 fn a_closed_port_exits_3() {
     let port = free_port();
     let sshd = Sshd::start();

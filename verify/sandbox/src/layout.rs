@@ -31,6 +31,46 @@ pub fn default_run_dir(name: &str) -> PathBuf {
     Path::new(RUN_BASE).join(name)
 }
 
+/// The file that marks a directory as made by sandbox `name` (its content is the name). Only a
+/// marked directory, or the default one of the sandbox's name, is ever cleaned: a
+/// `CCCI_SANDBOX_RUN_DIR=/run` must not make `down` kill every process whose command line
+/// mentions `/run/` and delete `/run`.
+pub fn marker_file(dir: &Path) -> PathBuf {
+    dir.join(".ccci-sandbox")
+}
+
+/// Make `dir` the sandbox's own: create it, or take it when it is empty or already marked for
+/// `name`; a non-empty directory the sandbox did not make is refused.
+pub fn claim_dir(dir: &Path, name: &str) -> std::io::Result<()> {
+    let marker = marker_file(dir);
+    if dir.exists() {
+        if owns_dir(dir, name, None) {
+            return Ok(());
+        }
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists, is not empty and was not made by sandbox {name} (no {} naming it): choose a new or empty directory",
+                    dir.display(),
+                    marker.display()
+                ),
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&marker, name)
+}
+
+/// `dir` was made by sandbox `name`: it holds the marker naming it, or it is `default` (the
+/// sandbox's own default directory, also for sandboxes made before the marker existed).
+pub fn owns_dir(dir: &Path, name: &str, default: Option<&Path>) -> bool {
+    std::fs::read_to_string(marker_file(dir)).is_ok_and(|m| m.trim() == name)
+        || default.is_some_and(|d| d == dir)
+}
+
 /// The file of network namespace `netns` (what `nsenter --net=` and `setns` open).
 pub fn netns_file(netns: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(netns)
@@ -270,6 +310,41 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_marked_or_default_dirs_are_owned() {
+        let t = tempfile::tempdir().unwrap();
+        let fresh = t.path().join("fresh");
+        claim_dir(&fresh, "ccci-x").unwrap();
+        assert!(owns_dir(&fresh, "ccci-x", None));
+        assert!(!owns_dir(&fresh, "ccci-y", None), "another sandbox's dir");
+        claim_dir(&fresh, "ccci-x").unwrap(); // again: fine
+                                              // a directory with someone else's files is refused, and not owned
+        let busy = t.path().join("busy");
+        std::fs::create_dir(&busy).unwrap();
+        std::fs::write(busy.join("docker.pid"), "1").unwrap();
+        let e = claim_dir(&busy, "ccci-x").unwrap_err();
+        assert!(
+            e.to_string().contains("was not made by sandbox ccci-x"),
+            "{e}"
+        );
+        assert!(!owns_dir(&busy, "ccci-x", None));
+        assert!(!owns_dir(
+            Path::new("/run"),
+            "ccci",
+            Some(&default_run_dir("ccci"))
+        ));
+        assert!(owns_dir(
+            &default_run_dir("ccci"),
+            "ccci",
+            Some(&default_run_dir("ccci"))
+        ));
+        // an empty directory is taken
+        let empty = t.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        claim_dir(&empty, "ccci-x").unwrap();
+        assert!(owns_dir(&empty, "ccci-x", None));
+    }
 
     #[test]
     fn names_and_paths_of_the_default_sandbox() {

@@ -150,9 +150,11 @@ fn trace(step: &str, t0: Instant) {
 async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     let p = cfg.layout();
     let info = p.info();
+    // the state and run dirs are marked as this sandbox's: `down` cleans only marked dirs
+    for d in [p.state_dir(), p.run_dir()] {
+        crate::layout::claim_dir(d, &cfg.name).map_err(|e| SandboxError::io("claim dirs", d, e))?;
+    }
     for d in [
-        p.state_dir(),
-        p.run_dir(),
         &cfg.cache_dir,
         &p.registry_store(),
         &p.logs(),
@@ -390,6 +392,27 @@ async fn init_swarm(docker: &Docker, info: &SandboxInfo) -> Result<()> {
 /// that is healthy, half-dead or absent.
 async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
     let p = cfg.layout();
+    let name = cfg.name.clone();
+    // Only directories this sandbox made (marked, or its defaults) are searched for processes,
+    // unmounted and removed: a run dir of `/run` must not take the machine's dockerd with it.
+    let owns_run = crate::layout::owns_dir(
+        p.run_dir(),
+        &name,
+        Some(&crate::layout::default_run_dir(&name)),
+    );
+    let owns_state = crate::layout::owns_dir(
+        p.state_dir(),
+        &name,
+        Some(&crate::layout::default_state_dir(&name)),
+    );
+    if (p.run_dir().exists() && !owns_run) || (p.state_dir().exists() && !owns_state) {
+        return Err(SandboxError::Teardown(format!(
+            "refusing to clean up: {} and {} must be directories sandbox {name} made (with {} naming it); nothing was stopped or removed",
+            p.run_dir().display(),
+            p.state_dir().display(),
+            crate::layout::marker_file(Path::new("DIR")).display()
+        )));
+    }
     // Polite first: SIGTERM to dockerd lets it stop the containers (the systemd host gets
     // SIGRTMIN+3), shut containerd and the shims down and unmount its layers.
     blocking(move || {

@@ -17,8 +17,16 @@ fn fence_for(text: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
+/// Text outside code: `<`, `>` and `&` as entities, so a renderer neither drops `<on redeploy>`
+/// as an HTML tag nor reads `&amp;`-like runs.
+fn text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    text(s).replace('|', "\\|").replace('\n', " ")
 }
 
 /// Markdown for a status file: a summary table, then one section per check with its evidence
@@ -64,7 +72,7 @@ pub fn markdown(report: &Report) -> String {
             c.id,
             c.verdict.as_str().to_uppercase()
         );
-        let _ = writeln!(out, "{}\n\n{}", c.title, c.detail);
+        let _ = writeln!(out, "{}\n\n{}", text(&c.title), text(&c.detail));
         for e in &c.evidence {
             let body = format!(
                 "$ {}{}\n{}",
@@ -83,6 +91,16 @@ pub fn markdown(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::render::sample;
+
+    #[test]
+    fn text_outside_code_is_not_taken_for_html() {
+        let md = markdown(&sample::report());
+        assert!(
+            md.contains("3 layers pulled &lt;on redeploy&gt; &amp; \"more\""),
+            "{md}"
+        );
+        assert!(!md.contains("pulled <on redeploy>"), "{md}");
+    }
 
     #[test]
     fn markdown_snapshot() {
