@@ -12,13 +12,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError, ServiceInfo, Swarm};
+use crate::evict::{self, EvictPolicy};
+use crate::gates::DiskUsage;
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
 use crate::report::{
-    done_lines, gate_line, would_remove_lines, Failure, Incident, Outcome, Removed, Report,
+    done_lines, evict_lines, gate_line, would_remove_lines, Failure, Incident, Outcome, Removed,
+    RemovedImage, Report,
 };
-use crate::steps::Done;
 pub use crate::steps::Step;
+use crate::steps::{Done, Item};
+use crate::usage::{self, Observation, UsageState};
 
 /// Errors that stop a run. Every one is a runtime error (exit 1): a `--path` that does not
 /// exist when the run starts is refused before it ([`Config::check_paths_exist`], exit 2), so
@@ -162,6 +166,27 @@ pub async fn make_plan(
     services: Vec<ServiceInfo>,
     with_build_cache: bool,
 ) -> Result<Plan, PruneError> {
+    make_plan_with(cfg, client, services, with_build_cache, None).await
+}
+
+fn evict_policy(cfg: &Config) -> EvictPolicy {
+    EvictPolicy {
+        now: now(),
+        keep_recent: cfg.evict_keep_recent,
+        low_watermark: cfg.evict_low_watermark,
+    }
+}
+
+/// [`make_plan`], with the eviction tier's queue when the tier is on: ordered by `state`, or,
+/// without a state directory, by what this listing alone shows (everything counts as used
+/// now: only superseded cached pulls qualify, oldest first).
+pub async fn make_plan_with(
+    cfg: &Config,
+    client: &DockerClient,
+    services: Vec<ServiceInfo>,
+    with_build_cache: bool,
+    state: Option<&UsageState>,
+) -> Result<Plan, PruneError> {
     let containers = client.list_containers().await?;
     let images = client.list_images().await?;
     let build_cache = if with_build_cache {
@@ -175,7 +200,111 @@ pub async fn make_plan(
         images,
         build_cache,
     };
-    Ok(plan::build(&inv, &policy(cfg)))
+    let mut plan = plan::build(&inv, &policy(cfg));
+    if cfg.evict {
+        let p = evict_policy(cfg);
+        let fresh;
+        let state = match state {
+            Some(s) => s,
+            None => {
+                let mut s = UsageState::new();
+                s.observe(&Observation {
+                    now: p.now,
+                    boot_id: None,
+                    images: &inv.images,
+                    services: &inv.services,
+                    containers: &inv.containers,
+                    events: &[],
+                });
+                fresh = s;
+                &fresh
+            }
+        };
+        plan.evict = evict::queue(&plan, &inv, state, &p);
+    }
+    Ok(plan)
+}
+
+/// The highest usage over the `--path`s (what the disk gate and the low watermark compare).
+fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
+    cfg.paths
+        .iter()
+        .map(|p| {
+            disk_usage(p).map_err(|cause| PruneError::Disk {
+                path: p.clone(),
+                cause,
+            })
+        })
+        .collect()
+}
+
+fn max_percent(u: &[DiskUsage]) -> u8 {
+    u.iter().map(DiskUsage::percent).max().unwrap_or(0)
+}
+
+/// `/proc/sys/kernel/random/boot_id`: a reboot empties the daemon's event buffer.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Feed the usage state in `cfg.state_dir` with what the daemon shows now (images, services,
+/// containers, the events since the last run) and save it. Never fatal to the run: a state
+/// that cannot be read starts afresh, events that cannot be read count as lost (everything
+/// used now), a state that cannot be written is said in the log.
+pub async fn record_usage(
+    cfg: &Config,
+    client: &DockerClient,
+    hooks: &mut dyn Hooks,
+) -> Result<Option<UsageState>, PruneError> {
+    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.evict) else {
+        return Ok(None);
+    };
+    let path = usage::state_path(dir);
+    let mut state = UsageState::load(&path).unwrap_or_else(|e| {
+        hooks.log(&format!(
+            "ci-docker-prune: {e} — starting afresh: every image counts as used now"
+        ));
+        UsageState::new()
+    });
+    let now = now();
+    let images = client.list_images().await?;
+    let services = client.list_services().await?.listed_or_default();
+    let containers = client.list_containers().await?;
+    let events = match client.events_since(state.cursor, now).await {
+        Ok(e) => e,
+        Err(e) => {
+            hooks.log(&format!(
+                "ci-docker-prune: cannot read the daemon's events ({e}) — every image counts as used now"
+            ));
+            state.cursor = None;
+            Vec::new()
+        }
+    };
+    let boot = boot_id();
+    let observed = state.observe(&Observation {
+        now,
+        boot_id: boot.as_deref(),
+        images: &images,
+        services: &services,
+        containers: &containers,
+        events: &events,
+    });
+    if let Some(gap) = observed.gap.filter(|g| g.start.is_some()) {
+        hooks.log(&format!(
+            "ci-docker-prune: usage state: the daemon's events before {} are lost (it keeps its last {}) — every image counts as used then",
+            crate::report::when(gap.end),
+            usage::DAEMON_EVENT_BUFFER
+        ));
+    }
+    let keep = i64::try_from(cfg.evict_keep_recent.as_secs()).unwrap_or(i64::MAX);
+    state.forget_repos_before(now.saturating_sub(keep.saturating_mul(2)));
+    if let Err(e) = state.save(&path) {
+        hooks.log(&format!("ci-docker-prune: {e}"));
+    }
+    Ok(Some(state))
 }
 
 /// What a run did so far: kept across an error, so an aborted run still reports it.
@@ -190,6 +319,8 @@ struct Progress {
     deleted: HashSet<String>,
     failures: Vec<Failure>,
     incidents: Vec<Incident>,
+    /// Why each image in `removed.images` went.
+    image_reasons: Vec<RemovedImage>,
     /// The removal steps have started (a dry run: the plan was shown).
     started: bool,
 }
@@ -229,6 +360,7 @@ impl Progress {
         r.reclaimed_bytes = self.reclaimed;
         r.failures = self.failures;
         r.incidents = self.incidents;
+        r.image_reasons = self.image_reasons;
         r.error = error;
         r.settle()
     }
@@ -245,6 +377,11 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         progress.gates = vec![disk.clone()];
         if !disk.pass {
             progress.skipped_by = Some(Gate::Disk);
+            // With a state directory the tier learns usage at every run, pruning or not.
+            if cfg.evict && cfg.state_dir.is_some() {
+                let client = DockerClient::connect(&cfg.docker_host).await?;
+                record_usage(cfg, &client, hooks).await?;
+            }
             return Ok(Outcome::Skipped);
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;
@@ -294,6 +431,7 @@ async fn steps(
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
 ) -> Result<Outcome, PruneError> {
+    let state = record_usage(cfg, client, hooks).await?;
     let mut decisions = vec![disk];
     let (closed_by, services) = check_docker_gates(cfg, client, &mut decisions).await?;
     for d in &decisions[1..] {
@@ -308,18 +446,26 @@ async fn steps(
     if progress.gated(check).is_some() {
         return Ok(Outcome::Skipped);
     }
-    let plan = make_plan(cfg, client, services, dry_run).await?;
+    let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
     if dry_run {
-        show(cfg, &plan, hooks, progress);
+        show(cfg, &plan, hooks, progress)?;
         Ok(Outcome::DryRun)
     } else {
         execute(cfg, client, &plan, hooks, progress).await
     }
 }
 
-/// The dry run: every item of every step, as the real run would remove it.
-fn show(cfg: &Config, plan: &Plan, hooks: &mut dyn Hooks, progress: &mut Progress) {
-    for step in Step::ALL {
+/// The dry run: every item of every step, as the real run would remove it. The eviction
+/// tier's share is an estimate: the daemon's `Size` of each image (which counts layers shared
+/// with images that stay, so a real run may go further down the queue) taken off the usage
+/// the plan's removals leave.
+fn show(
+    cfg: &Config,
+    plan: &Plan,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<(), PruneError> {
+    for step in [Step::Containers, Step::Images, Step::BuildCache] {
         for item in step.items(plan, cfg.until) {
             for line in would_remove_lines(&item) {
                 hooks.log(&line);
@@ -327,11 +473,76 @@ fn show(cfg: &Config, plan: &Plan, hooks: &mut dyn Hooks, progress: &mut Progres
         }
     }
     progress.removed = Removed::from(plan);
+    progress.image_reasons = plan
+        .images
+        .iter()
+        .map(|i| RemovedImage {
+            id: i.id.clone(),
+            reason: i.reason.clone(),
+        })
+        .collect();
     progress.reclaimed = plan.bytes();
     progress.started = true;
+    if !cfg.evict {
+        return Ok(());
+    }
+    let Some(max) = usages(cfg)?.into_iter().max_by_key(DiskUsage::percent) else {
+        return Ok(());
+    };
+    let total = max.used + max.avail;
+    let at = |used: u64| {
+        DiskUsage {
+            path: max.path.clone(),
+            used,
+            avail: total.saturating_sub(used),
+        }
+        .percent()
+    };
+    let mut used = max.used.saturating_sub(plan.bytes());
+    let after = disk_gate(
+        cfg.threshold,
+        &[DiskUsage {
+            path: max.path.clone(),
+            used,
+            avail: total.saturating_sub(used),
+        }],
+    );
+    if !after.pass {
+        hooks.log(&evict_lines::idle(&after, plan.evict.len()));
+        return Ok(());
+    }
+    hooks.log(&evict_lines::start(
+        &after,
+        plan.evict.len(),
+        cfg.evict_low_watermark,
+    ));
+    let mut shown = 0;
+    for i in &plan.evict {
+        if evict::reached(at(used), &evict_policy(cfg)) {
+            break;
+        }
+        for line in would_remove_lines(&Item::Image(i)) {
+            hooks.log(&line);
+        }
+        used = used.saturating_sub(i.size.max(0) as u64);
+        progress.removed.images.push(i.id.clone());
+        progress.image_reasons.push(RemovedImage {
+            id: i.id.clone(),
+            reason: i.reason.clone(),
+        });
+        progress.reclaimed += i.size.max(0) as u64;
+        shown += 1;
+    }
+    if shown < plan.evict.len() {
+        hooks.log(&evict_lines::rest(plan.evict.len() - shown));
+    }
+    Ok(())
 }
 
-/// The real run: the plan's steps in order, each re-gated right before it runs.
+/// The real run: the plan's steps in order, each re-gated right before it runs, every item
+/// attempted (a failure is recorded and the run goes on). The eviction step runs only while
+/// usage is still at or above the threshold, and stops as soon as it is at or below the low
+/// watermark (re-measured after each image).
 async fn execute(
     cfg: &Config,
     client: &DockerClient,
@@ -341,6 +552,21 @@ async fn execute(
 ) -> Result<Outcome, PruneError> {
     progress.started = true;
     for step in Step::ALL {
+        if step == Step::Evict {
+            if !cfg.evict {
+                continue;
+            }
+            let after = disk_gate(cfg.threshold, &usages(cfg)?);
+            if !after.pass {
+                hooks.log(&evict_lines::idle(&after, plan.evict.len()));
+                continue;
+            }
+            hooks.log(&evict_lines::start(
+                &after,
+                plan.evict.len(),
+                cfg.evict_low_watermark,
+            ));
+        }
         hooks.before_step(step);
         let check = check_gates(cfg, client).await?;
         if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
@@ -349,12 +575,37 @@ async fn execute(
         if progress.gated(check).is_some() {
             return Ok(Outcome::Skipped);
         }
+        let mut reached = false;
         for item in step.items(plan, cfg.until) {
+            if step == Step::Evict {
+                let pct = max_percent(&usages(cfg)?);
+                if evict::reached(pct, &evict_policy(cfg)) {
+                    hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
+                    reached = true;
+                    break;
+                }
+            }
             let done = item.remove(client, &progress.deleted).await;
             for line in done_lines(&item, &done) {
                 hooks.log(&line);
             }
+            if let Item::Image(i) = item {
+                for id in done.removed().0 {
+                    progress.image_reasons.push(RemovedImage {
+                        id: id.clone(),
+                        reason: i.reason.clone(),
+                    });
+                }
+            }
             progress.record(step, item.id(), done);
+        }
+        if step == Step::Evict && !reached {
+            let pct = max_percent(&usages(cfg)?);
+            if evict::reached(pct, &evict_policy(cfg)) {
+                hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
+            } else {
+                hooks.log(&evict_lines::exhausted(pct, cfg.evict_low_watermark));
+            }
         }
     }
     Ok(Outcome::Pruned)

@@ -31,6 +31,14 @@ pub enum ConfigError {
     Path(String),
     #[error("invalid path '{path}': {cause}")]
     PathMissing { path: String, cause: std::io::Error },
+    #[error("invalid evict_low_watermark '{0}': expected a whole percentage from 0 to 100")]
+    LowWatermark(String),
+    #[error(
+        "invalid duration '{value}' for evict_keep_recent: {reason} (examples: 14d, 7days, 0s)"
+    )]
+    KeepRecent { value: String, reason: String },
+    #[error("invalid state_dir '{0}': must be an absolute path")]
+    StateDir(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
     DockerHost(String),
     #[error("cannot read config file {path}: {cause}")]
@@ -59,6 +67,16 @@ pub struct Settings {
     pub docker_host: Option<String>,
     /// Opt-in: also reclaim superseded cached pulls. Default false. Config file only.
     pub reclaim_superseded_pulls: Option<bool>,
+    /// The eviction tier (default on): when usage is still at or above the threshold after
+    /// the leftovers, evict unreferenced cached pulls, least recently used first.
+    pub evict: Option<bool>,
+    /// Evict down to this usage, percent (default 70). TOML: integer or string.
+    pub evict_low_watermark: Option<Threshold>,
+    /// The newest image of a repository deployed within this window is kept (default `14d`).
+    pub evict_keep_recent: Option<String>,
+    /// Where the usage state lives (default: `$STATE_DIRECTORY`, set by systemd's
+    /// `StateDirectory=`; none: the run learns what it can and forgets it).
+    pub state_dir: Option<String>,
 }
 
 impl Settings {
@@ -90,6 +108,10 @@ impl Settings {
             reclaim_superseded_pulls: over
                 .reclaim_superseded_pulls
                 .or(self.reclaim_superseded_pulls),
+            evict: over.evict.or(self.evict),
+            evict_low_watermark: over.evict_low_watermark.or(self.evict_low_watermark),
+            evict_keep_recent: over.evict_keep_recent.or(self.evict_keep_recent),
+            state_dir: over.state_dir.or(self.state_dir),
         }
     }
 
@@ -139,6 +161,26 @@ impl Settings {
             })
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
         let docker_host = DockerHost::parse(&host_text)?;
+        let evict_low_watermark = match self.evict_low_watermark {
+            None => crate::evict::DEFAULT_LOW_WATERMARK,
+            Some(v) => parse_threshold_value(&v).map_err(|e| match e {
+                ConfigError::Threshold(v) => ConfigError::LowWatermark(v),
+                e => e,
+            })?,
+        };
+        let keep_text = self
+            .evict_keep_recent
+            .unwrap_or_else(|| format!("{}d", crate::evict::DEFAULT_KEEP_RECENT_DAYS));
+        let evict_keep_recent =
+            humantime::parse_duration(keep_text.trim()).map_err(|e| ConfigError::KeepRecent {
+                value: keep_text.clone(),
+                reason: e.to_string(),
+            })?;
+        let state_dir = match self.state_dir.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if s.starts_with('/') => Some(PathBuf::from(s)),
+            Some(s) => return Err(ConfigError::StateDir(s)),
+        };
         Ok(Config {
             threshold,
             paths,
@@ -146,6 +188,10 @@ impl Settings {
             run_stack_pattern,
             docker_host,
             reclaim_superseded_pulls: self.reclaim_superseded_pulls.unwrap_or(false),
+            evict: self.evict.unwrap_or(true),
+            evict_low_watermark,
+            evict_keep_recent,
+            state_dir,
         })
     }
 }
@@ -252,6 +298,14 @@ pub struct Config {
     pub run_stack_pattern: Regex,
     pub docker_host: DockerHost,
     pub reclaim_superseded_pulls: bool,
+    /// The eviction tier is on.
+    pub evict: bool,
+    /// The tier evicts down to this usage (percent).
+    pub evict_low_watermark: u8,
+    /// The newest image of a repository deployed within this window is kept.
+    pub evict_keep_recent: Duration,
+    /// The usage state's directory, if any.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -280,6 +334,10 @@ impl Default for Config {
                 .unwrap_or_else(|_| unreachable!("default pattern is a valid regex")),
             docker_host: DockerHost::Unix(PathBuf::from("/var/run/docker.sock")),
             reclaim_superseded_pulls: false,
+            evict: true,
+            evict_low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
+            evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
+            state_dir: None,
         }
     }
 }
@@ -302,6 +360,33 @@ mod tests {
         assert_eq!(c.run_stack_pattern.as_str(), DEFAULT_RUN_STACK_PATTERN);
         assert_eq!(c.docker_host.to_string(), "unix:///var/run/docker.sock");
         assert!(!c.reclaim_superseded_pulls);
+        assert!(c.evict);
+        assert_eq!(c.evict_low_watermark, 70);
+        assert_eq!(c.evict_keep_recent, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.state_dir, None);
+    }
+
+    #[test]
+    fn eviction_keys_parse_and_name_bad_values() {
+        let s = Settings::from_toml(
+            "evict = false\nevict_low_watermark = 60\nevict_keep_recent = \"7days\"\nstate_dir = \"/var/lib/x\"\n",
+        )
+        .unwrap();
+        let c = s.validate(None).unwrap();
+        assert!(!c.evict);
+        assert_eq!(c.evict_low_watermark, 60);
+        assert_eq!(c.evict_keep_recent, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/x")));
+        let bad = |toml: &str| {
+            Settings::from_toml(toml)
+                .unwrap()
+                .validate(None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("evict_low_watermark = 101").contains("'101'"));
+        assert!(bad("evict_keep_recent = \"soon\"").contains("'soon'"));
+        assert!(bad("state_dir = \"rel\"").contains("'rel'"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
 //! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
 //! | [`DockerClient::inspect_image`] | `GET /images/{id}/json` (right before each image delete) |
+//! | [`DockerClient::events_since`] | `GET /events?since=<cursor>&until=<now>` (usage state; no filter) |
 //! | [`DockerClient::list_build_cache`] | `GET /system/df?type=build-cache` (dry run only) |
 //! | [`DockerClient::remove_container`] | `DELETE /containers/{id}?v=false&force=false&link=false` |
 //! | [`DockerClient::remove_image`] | `DELETE /images/{id}?force=false&noprune=false` |
@@ -28,7 +29,7 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::LocalNodeState;
 use bollard::query_parameters::{
-    ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions,
+    EventsOptions, ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions,
     PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
 };
 use bollard::Docker;
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{go_duration, DockerHost};
+use crate::usage::UsageEvent;
 
 /// Timeout of one API request, seconds.
 const TIMEOUT_SECS: u64 = 120;
@@ -374,6 +376,39 @@ impl DockerClient {
             .collect())
     }
 
+    /// The daemon's events from `since` (unix seconds; `None`: everything it still has) up to
+    /// `until`, reduced to what the usage state needs ([`UsageEvent`]). The daemon replays only
+    /// its last 256 events; every event counts, so no filter is sent (the state tells a full
+    /// buffer from a complete one).
+    pub async fn events_since(
+        &self,
+        since: Option<i64>,
+        until: i64,
+    ) -> Result<Vec<UsageEvent>, DockerError> {
+        use futures_util::StreamExt;
+        self.count();
+        let opts = EventsOptions {
+            since: Some(since.unwrap_or(0).to_string()),
+            until: Some(until.to_string()),
+            filters: None,
+        };
+        let mut stream = self.docker.events(Some(opts));
+        let mut out = Vec::new();
+        let read = async {
+            while let Some(e) = stream.next().await {
+                out.push(usage_event(e.map_err(api("read events"))?));
+            }
+            Ok::<(), DockerError>(())
+        };
+        tokio::time::timeout(Duration::from_secs(TIMEOUT_SECS), read)
+            .await
+            .map_err(|_| DockerError::Raw {
+                op: "read events",
+                message: "timed out".into(),
+            })??;
+        Ok(out)
+    }
+
     /// Top-level images (`all=false`: intermediate layers are not listed).
     pub async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerError> {
         self.count();
@@ -588,6 +623,32 @@ pub fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
         return Err("unexpected chunked response to an HTTP/1.0 request".into());
     }
     Ok((code, raw[split + 4..].to_vec()))
+}
+
+/// One daemon event as the usage state reads it: a container created from an image (its
+/// `image` attribute; a swarm task's container carries `com.docker.swarm.service.name`), an
+/// image pulled (its actor id is the reference), or anything else.
+fn usage_event(e: bollard::models::EventMessage) -> UsageEvent {
+    use bollard::models::EventMessageTypeEnum as T;
+    let time = e.time.unwrap_or(0);
+    let action = e.action.unwrap_or_default();
+    let actor = e.actor.unwrap_or_default();
+    let attrs = actor.attributes.unwrap_or_default();
+    match (e.typ, action.as_str()) {
+        (Some(T::CONTAINER), "create") => match attrs.get("image") {
+            Some(image) => UsageEvent::ContainerCreate {
+                time,
+                image: image.clone(),
+                swarm: attrs.contains_key("com.docker.swarm.service.name"),
+            },
+            None => UsageEvent::Other { time },
+        },
+        (Some(T::IMAGE), "pull") => match actor.id {
+            Some(reference) => UsageEvent::Pull { time, reference },
+            None => UsageEvent::Other { time },
+        },
+        _ => UsageEvent::Other { time },
+    }
 }
 
 /// Parse a raw HTTP/1.0 response of `/system/df` into build cache records.

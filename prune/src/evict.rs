@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
-use crate::plan::has_no_digest;
+use crate::plan::{has_no_digest, is_untagged, ImageCandidate, ImageReason, Inventory, Plan};
 use crate::usage::{repos_of_image, RefIndex, UsageState};
 
 /// Default low watermark: the tier evicts down to this usage (percent).
@@ -103,7 +103,10 @@ pub fn select<'a>(
     };
     let mut out = Vec::new();
     for img in images {
+        // A tagged image is never evicted: deleting it by id would untag it (someone pulled
+        // or built it by name); an untagged one without a digest is a leftover (the plan's).
         if has_no_digest(&img.repo_digests)
+            || !is_untagged(&img.repo_tags)
             || in_use.contains(img.id.as_str())
             || referenced.contains(img.id.as_str())
         {
@@ -133,6 +136,46 @@ pub fn select<'a>(
     }
     out.sort_by(|a, b| (a.last_used, a.created, &a.id).cmp(&(b.last_used, b.created, &b.id)));
     out
+}
+
+/// The plan's eviction queue: [`select`] over what stays once the plan's containers and
+/// images went, as the plan's image candidates (reasons `superseded`, `least_recently_used`).
+pub fn queue(
+    plan: &Plan,
+    inv: &Inventory,
+    state: &UsageState,
+    p: &EvictPolicy,
+) -> Vec<ImageCandidate> {
+    let going_c: HashSet<&str> = plan.containers.iter().map(|c| c.id.as_str()).collect();
+    let going_i: HashSet<&str> = plan.images.iter().map(|i| i.id.as_str()).collect();
+    let images: Vec<ImageInfo> = inv
+        .images
+        .iter()
+        .filter(|i| !going_i.contains(i.id.as_str()))
+        .cloned()
+        .collect();
+    let containers = inv
+        .containers
+        .iter()
+        .filter(|c| !going_c.contains(c.id.as_str()));
+    select(&images, containers, &inv.services, state, p)
+        .into_iter()
+        .map(|c| ImageCandidate {
+            id: c.id,
+            size: c.size,
+            created: c.created,
+            reason: match c.reason {
+                EvictReason::Superseded { repo } => ImageReason::Superseded {
+                    repo,
+                    last_used: c.last_used,
+                },
+                EvictReason::LeastRecentlyUsed { repo } => ImageReason::LeastRecentlyUsed {
+                    repo,
+                    last_used: c.last_used,
+                },
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -206,6 +249,7 @@ mod tests {
             img("db-v1", &[], &["db@sha256:1"], DAY),
             img("leftover", &[], &[], DAY),
             img("built", &["ci/build:latest"], &[], DAY),
+            img("tagged-pull", &["old:stable"], &["old@sha256:0"], 0),
             img("svc0", &[], &["zero@sha256:1"], DAY),
             img("ctr", &[], &["ctr@sha256:1"], DAY),
         ];

@@ -22,6 +22,12 @@ no tag AND no repo digest (build leftovers; anything pulled from a registry is k
 build cache. Never `all`, never volumes; images are deleted one by one without force. The
 gates are checked again before each removal step.
 
+Eviction tier (on unless --no-evict): when usage is still at or above --threshold after
+that, untagged cached pulls that no service references and no container uses go, least
+recently used first, down to --evict-low-watermark; the newest image of a repository
+deployed within --evict-keep-recent stays. When each image was last used is kept in
+$STATE_DIRECTORY/usage.json (systemd's StateDirectory=; config key state_dir).
+
 Exit: 0 done (pruned, skipped by a gate, or dry run); 1 runtime error (e.g. Docker
 unreachable, an item the daemon failed to remove: the run goes on with the next); 2 usage or
 config error. With --json, one object on stdout in every case (outcome \"error\" on exit 1 or 2).";
@@ -46,9 +52,19 @@ struct Cli {
     #[arg(long, value_name = "URI")]
     docker_host: Option<String>,
     /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
-    /// reclaim_superseded_pulls); flags override it
+    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, state_dir);
+    /// flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Eviction tier: evict down to this usage percent [default: 70]
+    #[arg(long, value_name = "PCT")]
+    evict_low_watermark: Option<String>,
+    /// Eviction tier: keep the newest image of a repository deployed within this window [default: 14d]
+    #[arg(long, value_name = "DURATION")]
+    evict_keep_recent: Option<String>,
+    /// Turn the eviction tier off: cached pulls are never removed
+    #[arg(long)]
+    no_evict: bool,
     /// Decide and list what would be removed; remove nothing
     #[arg(long)]
     dry_run: bool,
@@ -85,9 +101,23 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         run_stack_pattern: cli.run_stack_pattern.clone(),
         docker_host: cli.docker_host.clone(),
         reclaim_superseded_pulls: None,
+        evict: cli.no_evict.then_some(false),
+        evict_low_watermark: cli.evict_low_watermark.clone().map(config::Threshold::Text),
+        evict_keep_recent: cli.evict_keep_recent.clone(),
+        state_dir: None,
+    };
+    // systemd's StateDirectory= (the first entry, if several): below the file and the flags.
+    let env = Settings {
+        state_dir: std::env::var("STATE_DIRECTORY")
+            .ok()
+            .and_then(|s| s.split(':').next().map(str::to_string))
+            .filter(|s| !s.is_empty()),
+        ..Settings::default()
     };
     let env_host = std::env::var("DOCKER_HOST").ok();
-    file.overridden_by(flags).validate(env_host.as_deref())
+    env.overridden_by(file)
+        .overridden_by(flags)
+        .validate(env_host.as_deref())
 }
 
 /// Print the `--json` object of a run that could not start, and the message on stderr.

@@ -33,6 +33,22 @@ pub enum ImageReason {
     BuildLeftover,
     /// Opt-in only: an untagged cached pull of `repo` with a newer image of `repo` in the store.
     SupersededPull { repo: String },
+    /// Eviction tier ([`crate::evict`]): an older untagged cached pull of `repo` (a newer image
+    /// of it is in the store), last used at `last_used` (unix seconds).
+    Superseded { repo: String, last_used: i64 },
+    /// Eviction tier: the newest cached pull of `repo`, not deployed within `keep_recent`,
+    /// least recently used.
+    LeastRecentlyUsed { repo: String, last_used: i64 },
+}
+
+impl ImageReason {
+    /// True for the eviction tier's reasons.
+    pub fn is_eviction(&self) -> bool {
+        matches!(
+            self,
+            ImageReason::Superseded { .. } | ImageReason::LeastRecentlyUsed { .. }
+        )
+    }
 }
 
 /// An image to remove.
@@ -58,6 +74,11 @@ pub struct Plan {
     pub containers: Vec<ContainerCandidate>,
     pub images: Vec<ImageCandidate>,
     pub build_cache: Vec<BuildCacheCandidate>,
+    /// The eviction tier's queue (least recently used first), if the tier is on: a run
+    /// removes from its front, re-measuring the disk after each image, down to the low
+    /// watermark ([`crate::evict`]); only when usage is still at or above the threshold after
+    /// the steps before.
+    pub evict: Vec<ImageCandidate>,
 }
 
 impl Plan {
@@ -258,6 +279,7 @@ pub fn build(inv: &Inventory, p: &Policy) -> Plan {
         containers,
         images,
         build_cache,
+        evict: Vec::new(),
     }
 }
 

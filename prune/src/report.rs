@@ -60,8 +60,8 @@ impl Removed {
     pub fn of_step(&mut self, step: Step) -> &mut Vec<String> {
         match step {
             Step::Containers => &mut self.containers,
-            Step::Images => &mut self.images,
             Step::BuildCache => &mut self.build_cache,
+            Step::Images | Step::Evict => &mut self.images,
         }
     }
 
@@ -119,6 +119,18 @@ pub struct Report {
     pub failures: Vec<Failure>,
     /// Images the daemon untagged while deleting them.
     pub incidents: Vec<Incident>,
+    /// Why each image of `removed.images` went (or, in a dry run, would go): `build_leftover`,
+    /// `superseded_pull` (the opt-in), `superseded` and `least_recently_used` (the eviction
+    /// tier). Additive to v1; absent when no image is listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_reasons: Vec<RemovedImage>,
+}
+
+/// One image of `removed.images` and why it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemovedImage {
+    pub id: String,
+    pub reason: ImageReason,
 }
 
 impl Report {
@@ -133,6 +145,7 @@ impl Report {
             error: None,
             failures: Vec::new(),
             incidents: Vec::new(),
+            image_reasons: Vec::new(),
         }
     }
 
@@ -214,6 +227,47 @@ impl Report {
                 self.error.as_deref().unwrap_or("error")
             ),
         }
+    }
+}
+
+/// The eviction tier's own lines (its items' lines are [`would_remove_lines`] and
+/// [`done_lines`], with the tier's reasons).
+pub mod evict_lines {
+    use crate::gates::GateDecision;
+
+    /// Below the threshold once the steps before went: nothing to evict.
+    pub fn idle(after: &GateDecision, queued: usize) -> String {
+        format!(
+            "ci-docker-prune: {} after the leftovers — eviction tier idle, {queued} cached pull(s) kept",
+            after.detail
+        )
+    }
+
+    /// Still at or above the threshold: the tier starts.
+    pub fn start(after: &GateDecision, queued: usize, low: u8) -> String {
+        format!(
+            "ci-docker-prune: {} after the leftovers — eviction tier: {queued} unreferenced cached pull(s) may go, least recently used first, down to {low}%",
+            after.detail
+        )
+    }
+
+    /// The low watermark is reached.
+    pub fn reached(pct: u8, low: u8) -> String {
+        format!("ci-docker-prune: at {pct}% (≤ {low}%) — eviction done")
+    }
+
+    /// The queue ran out above the low watermark.
+    pub fn exhausted(pct: u8, low: u8) -> String {
+        format!(
+            "ci-docker-prune: at {pct}% (> {low}%) — nothing more may be evicted: the rest is referenced by a service, used by a container, tagged, or the newest image of a recently deployed repository"
+        )
+    }
+
+    /// A dry run's estimate stops before the end of the queue.
+    pub fn rest(more: usize) -> String {
+        format!(
+            "ci-docker-prune: {more} more cached pull(s) in the eviction queue, evicted only if the disk is still above the low watermark"
+        )
     }
 }
 
@@ -362,7 +416,22 @@ fn reason_text(r: &ImageReason) -> String {
         ImageReason::SupersededPull { repo } => {
             format!("superseded cached pull of {repo}, opt-in")
         }
+        ImageReason::Superseded { repo, last_used } => format!(
+            "eviction tier: superseded cached pull of {repo}, last used {}",
+            when(*last_used)
+        ),
+        ImageReason::LeastRecentlyUsed { repo, last_used } => format!(
+            "eviction tier: least recently used cached pull of {repo}, last used {}",
+            when(*last_used)
+        ),
     }
+}
+
+/// A unix time as the log shows it (UTC, to the minute).
+pub fn when(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// `1.5 MB` style (decimal units, as docker prints them).

@@ -20,11 +20,19 @@ pub enum Step {
     Containers,
     Images,
     BuildCache,
+    /// The eviction tier: only while usage is at or above the threshold, down to the low
+    /// watermark (see [`crate::actions`]).
+    Evict,
 }
 
 impl Step {
     /// Every step, in run order.
-    pub const ALL: [Step; 3] = [Step::Containers, Step::Images, Step::BuildCache];
+    pub const ALL: [Step; 4] = [
+        Step::Containers,
+        Step::Images,
+        Step::BuildCache,
+        Step::Evict,
+    ];
 
     /// What this step removes of `plan`, in order. The build cache step is always one item:
     /// the daemon's `until` prune.
@@ -36,6 +44,7 @@ impl Step {
                 until,
                 predicted: &plan.build_cache,
             }],
+            Step::Evict => plan.evict.iter().map(Item::Image).collect(),
         }
     }
 }
@@ -262,6 +271,7 @@ mod tests {
                 },
             ],
             build_cache: Vec::new(),
+            evict: Vec::new(),
         }
     }
 

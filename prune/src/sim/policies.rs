@@ -11,7 +11,7 @@ use regex::Regex;
 
 use crate::config::DEFAULT_RUN_STACK_PATTERN;
 use crate::docker::Swarm;
-use crate::evict::{self, EvictPolicy, EvictReason};
+use crate::evict::{self, EvictPolicy};
 use crate::gates::{converge_gate, disk_gate, runs_gate};
 use crate::plan::{self, ImageReason, Policy};
 use crate::steps::{Item, Step};
@@ -50,14 +50,33 @@ pub fn gates_pass(s: &Store, threshold: u8, pattern: &Regex) -> bool {
     converge_gate(&services, &Swarm::Listed(s.running_tasks())).pass
 }
 
-/// ci-docker-prune's run as `actions::run` does it: gates, `plan::build`, then the plan's
-/// steps in order, every gate re-checked before each. Returns whether the run got through.
-pub fn prune_run(s: &mut Store, t: i64, threshold: u8, pattern: &Regex, p: &Policy) -> bool {
+/// ci-docker-prune's run as `actions::run` does it: gates, `plan::build` (and, with the tier,
+/// `evict::queue`), then the plan's steps in order, every gate re-checked before each; the
+/// eviction step only while usage is at or above the threshold, removing from the queue's
+/// front until `evict::reached`. Returns whether the run got through.
+pub fn prune_run(
+    s: &mut Store,
+    t: i64,
+    threshold: u8,
+    pattern: &Regex,
+    p: &Policy,
+    tier: Option<(&UsageState, &EvictPolicy)>,
+) -> bool {
     if !gates_pass(s, threshold, pattern) {
         return false;
     }
-    let plan = plan::build(&s.inventory(), p);
+    let inv = s.inventory();
+    let mut plan = plan::build(&inv, p);
+    if let Some((state, ep)) = tier {
+        plan.evict = evict::queue(&plan, &inv, state, ep);
+    }
     for step in Step::ALL {
+        // below the threshold after the leftovers: nothing to evict
+        if step == Step::Evict
+            && (plan.evict.is_empty() || !disk_gate(threshold, &[s.disk_usage()]).pass)
+        {
+            continue;
+        }
         if !gates_pass(s, threshold, pattern) {
             return false;
         }
@@ -67,9 +86,17 @@ pub fn prune_run(s: &mut Store, t: i64, threshold: u8, pattern: &Regex, p: &Poli
                     s.remove_container(&c.id);
                 }
                 Item::Image(i) => {
+                    if let (Step::Evict, Some((_, ep))) = (step, tier) {
+                        if evict::reached(s.percent(), ep) {
+                            break;
+                        }
+                    }
                     let why = match i.reason {
                         ImageReason::BuildLeftover => Removal::Leftover,
-                        ImageReason::SupersededPull { .. } => Removal::Superseded,
+                        ImageReason::SupersededPull { .. } | ImageReason::Superseded { .. } => {
+                            Removal::Superseded
+                        }
+                        ImageReason::LeastRecentlyUsed { .. } => Removal::Lru,
                     };
                     s.remove_image(&i.id, why);
                 }
@@ -130,7 +157,14 @@ impl SimPolicy for CiDefault {
         }
     }
     fn on_timer(&mut self, s: &mut Store, t: i64) {
-        prune_run(s, t, self.threshold, &self.re, &policy(t, self.reclaim));
+        prune_run(
+            s,
+            t,
+            self.threshold,
+            &self.re,
+            &policy(t, self.reclaim),
+            None,
+        );
     }
 }
 
@@ -191,29 +225,20 @@ impl Tiered {
         if record_usage(&mut self.state, s, t) {
             self.gaps += 1;
         }
-        if !prune_run(s, t, self.threshold, &self.re, &policy(t, false)) {
-            return;
-        }
-        if s.percent() < self.threshold || !gates_pass(s, self.threshold, &self.re) {
-            return;
-        }
-        let inv = s.inventory();
         let p = EvictPolicy {
             now: EPOCH + t,
             keep_recent: self.evict.keep_recent,
             low_watermark: self.evict.low_watermark,
         };
-        let queue = evict::select(&inv.images, &inv.containers, &inv.services, &self.state, &p);
-        for c in queue {
-            if evict::reached(s.percent(), &p) {
-                break;
-            }
-            let why = match c.reason {
-                EvictReason::Superseded { .. } => Removal::Superseded,
-                EvictReason::LeastRecentlyUsed { .. } => Removal::Lru,
-            };
-            s.remove_image(&c.id, why);
-        }
+        let state = self.state.clone();
+        prune_run(
+            s,
+            t,
+            self.threshold,
+            &self.re,
+            &policy(t, false),
+            Some((&state, &p)),
+        );
     }
 }
 
@@ -276,7 +301,7 @@ impl SimPolicy for Belady {
         format!("clairvoyant (Belady, low {} %)", self.low_watermark)
     }
     fn on_timer(&mut self, s: &mut Store, t: i64) {
-        if !prune_run(s, t, self.threshold, &self.re, &policy(t, false)) {
+        if !prune_run(s, t, self.threshold, &self.re, &policy(t, false), None) {
             return;
         }
         if s.percent() < self.threshold {
