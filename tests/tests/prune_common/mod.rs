@@ -2,6 +2,8 @@
 //! running the prune binary through the recording proxy, a disk ballast.
 #![allow(dead_code)]
 
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
