@@ -40,9 +40,24 @@ pub fn sandbox_deploy(repo: &Path) -> Result<ccci_sandbox::Deploy, CliError> {
     bin.map(|_| deploy)
 }
 
-/// Bring the sandbox up and deploy into it.
-pub async fn sandbox_up(repo: &Path) -> Result<ccci_sandbox::SandboxInfo, CliError> {
-    let mut cfg = ccci_sandbox::SandboxConfig::from_env();
+/// The sandbox's configuration: the shape from `shape` (flags) where given, else from
+/// `CCCI_SANDBOX_FLAVOUR`/`_ENGINE`/`_IMAGE_STORE`; a variable that names nothing is exit 2.
+pub fn sandbox_config(
+    shape: Option<ccci_sandbox::Shape>,
+) -> Result<ccci_sandbox::SandboxConfig, CliError> {
+    match shape {
+        Some(s) => Ok(ccci_sandbox::SandboxConfig::from_env_with(s)),
+        None => {
+            ccci_sandbox::SandboxConfig::try_from_env().map_err(|e| CliError::Usage(anyhow!("{e}")))
+        }
+    }
+}
+
+/// Bring the sandbox `cfg` up and deploy into it.
+pub async fn sandbox_up(
+    repo: &Path,
+    mut cfg: ccci_sandbox::SandboxConfig,
+) -> Result<ccci_sandbox::SandboxInfo, CliError> {
     cfg.deploy = sandbox_deploy(repo)?;
     ccci_sandbox::up_and_deploy(&cfg)
         .await
@@ -53,14 +68,15 @@ pub async fn sandbox_up(repo: &Path) -> Result<ccci_sandbox::SandboxInfo, CliErr
 /// its real state), and brought up and deployed when it does not.
 pub async fn resolve(spec: &TargetSpec, repo: &Path) -> Result<GateTarget, CliError> {
     if let TargetSpec::Sandbox = spec {
-        let cfg = ccci_sandbox::SandboxConfig::from_env();
+        let cfg = sandbox_config(None)?;
         let info = match ccci_sandbox::status(&cfg).await {
             Ok(Some(info)) => info,
             Ok(None) => {
                 eprintln!(
-                    "ccci-verify: the sandbox is not running; bringing it up (see docs/sandbox.md)"
+                    "ccci-verify: the sandbox {} ({}) is not running; bringing it up (see docs/sandbox.md)",
+                    cfg.name, cfg.shape
                 );
-                sandbox_up(repo).await?
+                sandbox_up(repo, cfg).await?
             }
             Err(e) => return Err(CliError::Unreachable(anyhow!("sandbox status: {e}"))),
         };

@@ -303,6 +303,9 @@ impl Layout {
             data_root: self.data_root(),
             dockerd_log: self.dockerd_log(),
             state_dir: self.state_dir.clone(),
+            shape: Default::default(),
+            engine_version: String::new(),
+            api_version: String::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod images;
 pub mod layout;
 mod lifecycle;
 mod rootfs;
+pub mod shape;
 mod sys;
 pub mod target;
 
@@ -36,6 +37,7 @@ pub use error::{Result, SandboxError, UpAndDeployError};
 pub use host::exec_in_host;
 pub use layout::Layout;
 pub use lifecycle::{down, down_with, status, up};
+pub use shape::{Engine, Flavour, ImageStore, Shape};
 pub use sys::netns_connect;
 pub use target::gate_target;
 
@@ -61,6 +63,8 @@ pub struct SandboxConfig {
     pub data_size_bytes: u64,
     /// What `deploy` installs into the systemd host.
     pub deploy: Deploy,
+    /// The host shape this sandbox models (flavour, engine, image store).
+    pub shape: Shape,
 }
 
 /// Default data-root size: 6 GiB (sparse).
@@ -76,18 +80,37 @@ impl SandboxConfig {
             cache_dir: PathBuf::from(layout::CACHE_DIR),
             data_size_bytes: DEFAULT_DATA_SIZE,
             deploy: Deploy::default(),
+            shape: Shape::default(),
         }
     }
 
-    /// From the environment: `CCCI_SANDBOX_NAME` (default `ccci`), `CCCI_SANDBOX_STATE_DIR`,
+    /// The sandbox of `shape` under its default name (see [`Shape::default_name`]).
+    pub fn for_shape(shape: Shape) -> Self {
+        let mut cfg = Self::named(&shape.default_name());
+        cfg.shape = shape;
+        cfg
+    }
+
+    /// From the environment: the shape (`CCCI_SANDBOX_FLAVOUR`, `CCCI_SANDBOX_ENGINE`,
+    /// `CCCI_SANDBOX_IMAGE_STORE`; see [`Shape::from_env`]), `CCCI_SANDBOX_NAME` (default: the
+    /// shape's name, `ccci` for the default shape), `CCCI_SANDBOX_STATE_DIR`,
     /// `CCCI_SANDBOX_RUN_DIR`, `CCCI_SANDBOX_CACHE_DIR`, `CCCI_SANDBOX_DATA_SIZE` (bytes, or with
-    /// a `K`/`M`/`G` suffix). Unset or unparsable size falls back to the default.
-    pub fn from_env() -> Self {
+    /// a `K`/`M`/`G` suffix). Unset or unparsable size falls back to the default. A shape
+    /// variable that names nothing is an error.
+    pub fn try_from_env() -> Result<Self> {
+        let shape = Shape::from_env().map_err(SandboxError::Config)?;
+        Ok(Self::from_env_with(shape))
+    }
+
+    /// [`SandboxConfig::try_from_env`] with the shape given (flags), the rest from the
+    /// environment.
+    pub fn from_env_with(shape: Shape) -> Self {
         let name = std::env::var("CCCI_SANDBOX_NAME")
             .ok()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_NAME.to_string());
+            .unwrap_or_else(|| shape.default_name());
         let mut cfg = Self::named(&name);
+        cfg.shape = shape;
         if let Some(p) = std::env::var_os("CCCI_SANDBOX_STATE_DIR").filter(|s| !s.is_empty()) {
             cfg.state_dir = PathBuf::from(p);
         }
@@ -104,6 +127,12 @@ impl SandboxConfig {
             cfg.data_size_bytes = n;
         }
         cfg
+    }
+
+    /// [`SandboxConfig::try_from_env`], with a shape variable that names nothing taken as
+    /// unset (callers that can report errors use `try_from_env`).
+    pub fn from_env() -> Self {
+        Self::try_from_env().unwrap_or_else(|_| Self::from_env_with(Shape::default()))
     }
 
     /// Every name and path of this sandbox (see [`layout`]).
@@ -206,6 +235,15 @@ pub struct SandboxInfo {
     pub dockerd_log: PathBuf,
     /// Persistent state dir.
     pub state_dir: PathBuf,
+    /// The host shape it models (absent in the info of sandboxes made before shapes: the
+    /// default shape).
+    #[serde(default)]
+    pub shape: Shape,
+    /// The daemon's version and API version, as it reports them (`GET /version`).
+    #[serde(default)]
+    pub engine_version: String,
+    #[serde(default)]
+    pub api_version: String,
 }
 
 impl SandboxInfo {

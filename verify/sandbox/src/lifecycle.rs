@@ -25,6 +25,12 @@ pub async fn up(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     let lock_path = cfg.layout().lock();
     let _lock = blocking(move || sys::lock_file(&lock_path)).await?;
     if let Some(info) = healthy(cfg).await {
+        if info.shape != cfg.shape {
+            return Err(SandboxError::Config(format!(
+                "sandbox {} is running as {}, not {}: run `ccci-verify sandbox down` first, or give this shape its own name (unset CCCI_SANDBOX_NAME)",
+                cfg.name, info.shape, cfg.shape
+            )));
+        }
         return Ok(info);
     }
     cleanup(cfg, false).await?;
@@ -193,6 +199,14 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     host::start_host(&docker, cfg, &info, &rootfs).await?;
     trace("systemd host running", t0);
 
+    let mut info = info;
+    info.shape = cfg.shape.clone();
+    let version = docker
+        .version()
+        .await
+        .map_err(|e| SandboxError::docker("GET /version", e))?;
+    info.engine_version = version.version.unwrap_or_default();
+    info.api_version = version.api_version.unwrap_or_default();
     let json = serde_json::to_string_pretty(&info)
         .map_err(|e| SandboxError::Config(format!("serialising info: {e}")))?;
     std::fs::write(p.info_file(), json)
