@@ -161,8 +161,10 @@ in
 
     systemd.services.ci-docker-prune = {
       description = "Gated, surgical Docker prune (keeps the local image cache)";
+      # Ordered after Docker, never pulling it up (no requires/wants): a run below the
+      # threshold never contacts the daemon, so a deliberately stopped Docker stays stopped.
+      # The same as the portable unit; docs/prune-policy.md, "systemd".
       after = [ "docker.service" ];
-      requires = [ "docker.service" ];
       # A config switch must not start a prune; the timer decides when it runs.
       restartIfChanged = false;
       serviceConfig = {

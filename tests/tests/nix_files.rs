@@ -301,7 +301,8 @@ struct Side {
     persistent: bool,
     randomized_delay_secs: f64,
     after: BTreeSet<String>,
-    requires: BTreeSet<String>,
+    /// Units the service pulls up with it: `Requires=`, `Wants=`, `BindsTo=`, `Requisite=`.
+    pulls_up: BTreeSet<String>,
     service_type: String,
     /// Every other `[Service]` setting (hardening, logging, scheduling), normalised.
     service: BTreeMap<String, Vec<String>>,
@@ -475,7 +476,10 @@ fn module_side(eval: &Value) -> Result<Side, String> {
         persistent: tc["Persistent"].as_bool().unwrap_or(false),
         randomized_delay_secs: delay,
         after: strs(&svc["after"]),
-        requires: strs(&svc["requires"]),
+        pulls_up: ["requires", "wants", "bindsTo", "requisite"]
+            .iter()
+            .flat_map(|k| strs(&svc[*k]))
+            .collect(),
         service_type: sc["Type"].as_str().unwrap_or("simple").to_string(),
         service: nix_settings(sc),
         timer: nix_settings(tc),
@@ -574,7 +578,10 @@ fn portable_side(dir: &Path) -> Result<Side, String> {
             None => 0.0,
         },
         after: words(get(&svc, "Unit", "After")),
-        requires: words(get(&svc, "Unit", "Requires")),
+        pulls_up: ["Requires", "Wants", "BindsTo", "Requisite"]
+            .iter()
+            .flat_map(|k| words(get(&svc, "Unit", k)))
+            .collect(),
         service_type: get(&svc, "Service", "Type")
             .last()
             .cloned()
@@ -672,10 +679,16 @@ fn parity_problems(
                 side.origin, side.service_type
             ));
         }
-        for (what, set) in [("After", &side.after), ("Requires", &side.requires)] {
-            if !set.contains("docker.service") {
-                p.push(format!("{}: {what}= lacks docker.service", side.origin));
-            }
+        if !side.after.contains("docker.service") {
+            p.push(format!("{}: After= lacks docker.service", side.origin));
+        }
+        // Ordered after Docker, never pulling it up: a run below the threshold must not start
+        // a deliberately stopped Docker (issue 11 item 5; docs/prune-policy.md, "systemd").
+        if side.pulls_up.contains("docker.service") {
+            p.push(format!(
+                "{}: pulls docker.service up (Requires=/Wants=/BindsTo=/Requisite=)",
+                side.origin
+            ));
         }
     }
     if &module.units != extracted {
@@ -1005,7 +1018,13 @@ fn enabled_module_defines_the_service_and_an_explicit_timer() {
     let svc = &eval["services"]["ci-docker-prune"];
     assert_eq!(svc["serviceConfig"]["Type"], json!("oneshot"));
     assert_eq!(svc["after"], json!(["docker.service"]));
-    assert_eq!(svc["requires"], json!(["docker.service"]));
+    for pull in ["requires", "wants", "bindsTo", "requisite"] {
+        assert!(
+            svc[pull].as_array().is_none_or(Vec::is_empty),
+            "{pull}: {}",
+            svc[pull]
+        );
+    }
     assert_eq!(svc["restartIfChanged"], json!(false));
     assert!(
         svc.get("startAt").is_none(),
@@ -1246,6 +1265,38 @@ fn parity_fails_when_the_schedule_or_flags_differ() {
         problems
             .iter()
             .any(|p| p.starts_with("RandomizedDelaySec:")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn parity_fails_when_a_unit_pulls_docker_up() {
+    let nix = require_nix!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let u = mutated_units(
+        dir.path(),
+        "ci-docker-prune.service",
+        "\nAfter=docker.service",
+        "\nRequires=docker.service\nAfter=docker.service",
+    );
+    let problems = parity_for(&nix, None, &u, &gate_spec());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("(portable units): pulls docker.service up")),
+        "{problems:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = mutated_module(
+        dir.path(),
+        "after = [ \"docker.service\" ];",
+        "after = [ \"docker.service\" ];\n      wants = [ \"docker.service\" ];",
+    );
+    let problems = parity_for(&nix, Some(&m), &units_dir(), &gate_spec());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("(evaluated): pulls docker.service up")),
         "{problems:?}"
     );
 }

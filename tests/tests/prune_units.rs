@@ -142,3 +142,55 @@ fn starting_the_service_logs_its_decision_to_the_journal() {
         "{log}"
     );
 }
+
+/// Puts the stand-in `docker.service` back on drop, whatever the test did.
+struct StartDockerOnDrop;
+
+impl Drop for StartDockerOnDrop {
+    fn drop(&mut self) {
+        let _ = host(&["systemctl", "start", "docker.service"]);
+    }
+}
+
+/// Issue 11 item 5: the service is ordered after `docker.service` but never pulls it up. A
+/// deliberately stopped Docker stays stopped through a timer run below the threshold (with
+/// `Requires=docker.service`, starting the prune started Docker).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_run_below_the_threshold_leaves_a_stopped_docker_stopped() {
+    redeploy();
+    let _restore = StartDockerOnDrop;
+    let show = |p: &str| {
+        host_ok(&[
+            "systemctl",
+            "show",
+            "ci-docker-prune.service",
+            "-p",
+            p,
+            "--value",
+        ])
+    };
+    assert!(show("After")
+        .split_whitespace()
+        .any(|u| u == "docker.service"));
+    for p in ["Requires", "Wants", "BindsTo", "Requisite"] {
+        assert!(
+            !show(p).split_whitespace().any(|u| u == "docker.service"),
+            "{p}={}",
+            show(p)
+        );
+    }
+    host_ok(&["systemctl", "stop", "docker.service"]);
+    let state = || host(&["systemctl", "is-active", "docker.service"]).1;
+    assert_eq!(state().trim(), "inactive", "precondition: Docker stopped");
+    let since = host_now();
+    host_ok(&["systemctl", "start", "ci-docker-prune.service"]);
+    assert_eq!(show("Result"), "success");
+    let log = journal_since(&since, "keeping local image cache");
+    assert!(log.contains("keeping local image cache"), "{log}");
+    assert_eq!(
+        state().trim(),
+        "inactive",
+        "the prune started a deliberately stopped Docker"
+    );
+}
