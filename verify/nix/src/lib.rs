@@ -56,6 +56,11 @@ pub struct Unresolved {
 pub struct FileUnits {
     pub units: Vec<UnitDecl>,
     pub unresolved: Vec<Unresolved>,
+    /// Units switched off with `enable = false`: NixOS links them to `/dev/null` (masked), so
+    /// they are not declared present (a conditional `enable = false` leaves the unit listed,
+    /// conditional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<UnitDecl>,
 }
 
 /// Units declared by the Nix files of a repository at a revision (`units --json`).
@@ -67,6 +72,9 @@ pub struct Declared {
     pub units: Vec<UnitDecl>,
     /// Sorted by file, then line, then text.
     pub unresolved: Vec<Unresolved>,
+    /// Units masked with an unconditional `enable = false` (additive field: absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<UnitDecl>,
 }
 
 impl Declared {
@@ -142,11 +150,17 @@ pub fn units_report(
         let one = extract_units(path, &text)?;
         all.units.extend(one.units);
         all.unresolved.extend(one.unresolved);
+        all.masked.extend(one.masked);
     }
-    let FileUnits { units, unresolved } = extract::normalise(all);
+    let FileUnits {
+        units,
+        unresolved,
+        masked,
+    } = extract::normalise(all);
     Ok(Declared {
         rev: sha,
         units,
         unresolved,
+        masked,
     })
 }

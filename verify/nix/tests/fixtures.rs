@@ -22,6 +22,7 @@ fn declared(name: &str) -> Declared {
         rev: "<fixture>".to_string(),
         units: fu.units,
         unresolved: fu.unresolved,
+        masked: fu.masked,
     }
 }
 

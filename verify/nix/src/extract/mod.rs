@@ -144,8 +144,15 @@ fn extract_on_this_thread(file: &str, src: &str) -> Result<FileUnits, NixError> 
 }
 
 /// Sort, and merge duplicate declarations of one unit in one file: the first line wins,
-/// and the unit is conditional only if every declaration is.
+/// and the unit is conditional only if every declaration is. A unit masked by an
+/// unconditional `enable = false` (NixOS links it to `/dev/null`) is not declared: it moves
+/// to `masked`.
 pub(crate) fn normalise(mut fu: FileUnits) -> FileUnits {
+    let mut masked: Vec<UnitDecl> = fu.masked.drain(..).filter(|m| !m.conditional).collect();
+    masked.sort_by(|a, b| (&a.name, &a.file, a.line).cmp(&(&b.name, &b.file, b.line)));
+    masked.dedup_by(|a, b| a.name == b.name && a.file == b.file);
+    fu.units
+        .retain(|u| !masked.iter().any(|m| m.name == u.name && m.file == u.file));
     let mut merged: HashMap<(String, String), UnitDecl> = HashMap::new();
     for u in fu.units.drain(..) {
         merged
@@ -161,7 +168,11 @@ pub(crate) fn normalise(mut fu: FileUnits) -> FileUnits {
     let mut unresolved = fu.unresolved;
     unresolved.sort();
     unresolved.dedup();
-    FileUnits { units, unresolved }
+    FileUnits {
+        units,
+        unresolved,
+        masked,
+    }
 }
 
 fn describe_parse_error(err: &rnix::ParseError, len: usize) -> (usize, String) {

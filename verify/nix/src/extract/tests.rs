@@ -162,3 +162,23 @@ fn lines_are_one_based() {
     let lines: Vec<u32> = fu.units.iter().map(|u| u.line).collect();
     assert_eq!(lines, vec![3, 5]);
 }
+
+#[test]
+fn enable_false_masks_the_unit() {
+    // NixOS links a unit with `enable = false` to /dev/null: it is not a present unit
+    let got = names(
+        r#"{ ... }: {
+          systemd.services."getty@tty1".enable = false;
+          systemd.services.kept = { enable = true; };
+          systemd.services.off = { enable = false; serviceConfig.X = 1; };
+          systemd.timers.maybe.enable = lib.mkIf cfg.x false;
+        }"#,
+    );
+    assert_eq!(
+        got,
+        vec![
+            ("kept.service".to_string(), false),
+            ("maybe.timer".to_string(), false)
+        ]
+    );
+}

@@ -433,7 +433,7 @@ impl Walker<'_> {
             Pos::Root => String::new(),
             p => p.describe(),
         };
-        for attr in attrs.iter() {
+        for (i, attr) in attrs.iter().enumerate() {
             let seg = attr.syntax().text().to_string();
             text_path = if text_path.is_empty() {
                 seg
@@ -483,6 +483,25 @@ impl Walker<'_> {
                         path_text: excerpt(&base),
                         line,
                     }))
+                }
+                // `enable = false`: NixOS masks the unit (a link to /dev/null), it is not
+                // a unit present on the host.
+                Pos::Unit(u)
+                    if i + 1 == attrs.len()
+                        && attr_name(attr, scope, b).as_deref() == Some("enable")
+                        && apv
+                            .value()
+                            .is_some_and(|v| v.syntax().text().to_string().trim() == "false") =>
+                {
+                    if let Some(name) = &u.name {
+                        self.out.masked.push(UnitDecl {
+                            name: name.clone(),
+                            file: self.file.to_string(),
+                            line: u.line,
+                            conditional: cond,
+                        });
+                    }
+                    None
                 }
                 Pos::Unit(u) if u.kind == Kind::Service => {
                     match attr_name(attr, scope, b).as_deref() {
