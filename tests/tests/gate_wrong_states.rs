@@ -151,10 +151,6 @@ fn check<'r>(r: &'r Report, id: &str) -> &'r ccci_core::CheckResult {
         .unwrap_or_else(|| panic!("{id} is not in the report"))
 }
 
-fn verdict(r: &Report, id: &str) -> Verdict {
-    check(r, id).verdict
-}
-
 /// Deploy the correct files again (the deploy marker is dropped first: the sandbox skips a
 /// deploy it believes is already there).
 fn redeploy() {
