@@ -45,7 +45,12 @@ let
       cfg.until
       "--run-stack-pattern"
       cfg.runStackPattern
-    ];
+      "--evict-low-watermark"
+      (toString cfg.evictLowWatermark)
+      "--evict-keep-recent"
+      cfg.evictKeepRecent
+    ]
+    ++ lib.optional (!cfg.evict) "--no-evict";
 in
 {
   options.services.ci-docker-prune = {
@@ -112,6 +117,39 @@ in
         Regular expression (Rust `regex` syntax) matching swarm service names of live CI
         runs (`--run-stack-pattern`). While any service matches, the run is skipped:
         never prune mid-run.
+      '';
+    };
+
+    evict = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        The eviction tier: when disk usage is still at or above `threshold` after the
+        leftovers went, evict untagged cached pulls that no service references (scaled to
+        zero included) and no container uses, least recently used first, down to
+        `evictLowWatermark`. `false` renders `--no-evict`: cached pulls are never removed
+        and the disk may fill on a host whose recipes release often (docs/prune-policy.md).
+      '';
+    };
+
+    evictLowWatermark = mkOption {
+      type = types.ints.between 0 100;
+      default = 70;
+      example = 60;
+      description = ''
+        Usage in percent down to which the eviction tier evicts (`--evict-low-watermark`);
+        the disk is re-measured after each image.
+      '';
+    };
+
+    evictKeepRecent = mkOption {
+      type = types.str;
+      default = "14d";
+      example = "30d";
+      description = ''
+        The newest image of a repository deployed within this window is never evicted
+        (`--evict-keep-recent`, a duration like `14d` or `7days`): the next CI run of that
+        recipe deploys it.
       '';
     };
 

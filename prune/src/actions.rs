@@ -377,11 +377,8 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         progress.gates = vec![disk.clone()];
         if !disk.pass {
             progress.skipped_by = Some(Gate::Disk);
-            // With a state directory the tier learns usage at every run, pruning or not.
-            if cfg.evict && cfg.state_dir.is_some() {
-                let client = DockerClient::connect(&cfg.docker_host).await?;
-                record_usage(cfg, &client, hooks).await?;
-            }
+            // Below the threshold the daemon is never contacted (a stopped or socket-activated
+            // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;

@@ -427,10 +427,10 @@ fn reason_text(r: &ImageReason) -> String {
     }
 }
 
-/// A unix time as the log shows it (UTC, to the minute).
+/// A unix time as the log shows it (UTC, to the second).
 pub fn when(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| t.to_string())
 }
 

@@ -956,6 +956,9 @@ fn module_declares_the_options_of_issue_6_with_types_descriptions_defaults() {
         "paths",
         "until",
         "runStackPattern",
+        "evict",
+        "evictLowWatermark",
+        "evictKeepRecent",
         "schedule",
         "randomizedDelaySec",
         "persistent",
@@ -1052,7 +1055,11 @@ fn enabled_module_defines_the_service_and_an_explicit_timer() {
             "--until",
             "24h",
             "--run-stack-pattern",
-            DEFAULT_RUN_STACK_PATTERN
+            DEFAULT_RUN_STACK_PATTERN,
+            "--evict-low-watermark",
+            "70",
+            "--evict-keep-recent",
+            "14d"
         ]
     );
 }
@@ -1068,7 +1075,8 @@ fn options_flow_into_the_units_and_survive_systemd_quoting() {
         &json!({"services": {"ci-docker-prune": {
             "enable": true, "threshold": 90, "paths": ["/", "/var/lib/docker"],
             "until": "48h", "runStackPattern": pattern, "schedule": "*-*-* 03:00:00",
-            "randomizedDelaySec": "45min", "persistent": false}}}),
+            "randomizedDelaySec": "45min", "persistent": false,
+            "evict": false, "evictLowWatermark": 60, "evictKeepRecent": "30d"}}}),
     )
     .expect("module evaluates");
     let argv = systemd_argv(
@@ -1082,7 +1090,16 @@ fn options_flow_into_the_units_and_survive_systemd_quoting() {
     assert_eq!(inv.paths, ["/", "/var/lib/docker"]);
     assert_eq!(inv.until, "48h");
     assert_eq!(inv.run_stack_pattern, pattern);
-    assert!(inv.other.is_empty(), "{:?}", inv.other);
+    assert_eq!(
+        inv.other,
+        [
+            "--evict-low-watermark",
+            "60",
+            "--evict-keep-recent",
+            "30d",
+            "--no-evict"
+        ]
+    );
     let tc = &eval["timers"]["ci-docker-prune"]["timerConfig"];
     assert_eq!(tc["OnCalendar"], json!("*-*-* 03:00:00"));
     assert_eq!(tc["RandomizedDelaySec"], json!("45min"));

@@ -222,6 +222,10 @@ impl Tiered {
     }
 
     fn fire(&mut self, s: &mut Store, t: i64) {
+        // as the binary: below the threshold the daemon is not contacted, nothing is learnt
+        if !disk_gate(self.threshold, &[s.disk_usage()]).pass {
+            return;
+        }
         if record_usage(&mut self.state, s, t) {
             self.gaps += 1;
         }
