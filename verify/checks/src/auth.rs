@@ -150,8 +150,16 @@ pub fn read_credential(
     Ok((cred, masked))
 }
 
-/// The decision from the credential and the file's `stat` (mode in octal, owner).
-pub fn decide(cred: &Credential, expected_user: &str, mode: &str, registry: &str) -> Outcome {
+/// The decision from the credential and the `stat` of the file the path resolves to (mode in
+/// octal, owner): 0600 or 0400 (sops-nix renders secrets 0400) owned by `owner`.
+pub fn decide(
+    cred: &Credential,
+    expected_user: &str,
+    mode: &str,
+    file_owner: &str,
+    owner: &str,
+    registry: &str,
+) -> Outcome {
     let mut bad = Vec::new();
     match (&cred.user, cred.has_secret) {
         (Some(u), true) if u == expected_user => {}
@@ -166,7 +174,12 @@ pub fn decide(cred: &Credential, expected_user: &str, mode: &str, registry: &str
     }
     if mode != "600" && mode != "400" {
         bad.push(format!(
-            "the file's mode is {mode}, expected 600 (only the owner may read it)"
+            "the file's mode is {mode}, expected 600 or 400 (only the owner may read it)"
+        ));
+    }
+    if file_owner != owner {
+        bad.push(format!(
+            "the file is owned by `{file_owner}`, expected `{owner}` (the daemon's user)"
         ));
     }
     if bad.is_empty() {
@@ -185,7 +198,7 @@ impl Check<Ctx> for DaemonAuthenticated {
         "auth.daemon-authenticated"
     }
     fn title(&self) -> &'static str {
-        "the daemon user's Docker Hub credential exists for the expected user, the file is 0600, the secret never printed"
+        "the daemon user's Docker Hub credential exists for the expected user, the file (links followed) is 0600 or 0400 and the daemon user's, the secret never printed"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
         let mut t = Trail::new();
@@ -202,17 +215,46 @@ async fn daemon_authenticated(ctx: &Ctx, t: &mut Trail) -> Decided {
         ));
     };
     let path = a.config_path.as_str();
+    // Follow the path link by link (sops-nix renders the secret under /run/secrets-rendered/
+    // and links the config to it): each hop is evidence, and the mode and owner that count
+    // are those of the file at the end, not the link's own 0777.
+    let mut chain = vec![path.to_string()];
+    let mut cur = path.to_string();
+    for _ in 0..MAX_LINKS {
+        let link = ctx
+            .cmd(t, &["readlink", "--", &cur])
+            .await
+            .map_err(|_| Halt::error(format!("cannot read {cur}")))?;
+        if !link.ok() {
+            break; // not a link (or missing: stat says which)
+        }
+        let target = link.stdout_str().trim().to_string();
+        cur = resolve_link(&cur, &target);
+        if chain.contains(&cur) {
+            return Err(Halt::fail(format!(
+                "{path} is a symlink loop: {}",
+                chain.join(" -> ")
+            )));
+        }
+        chain.push(cur.clone());
+    }
+    if chain.len() > 1 {
+        t.note("symlink chain", chain.join(" -> "));
+    }
     let stat = ctx
-        .cmd(t, &["stat", "-c", "%a %U", "--", path])
+        .cmd(t, &["stat", "-L", "-c", "%a %U", "--", path])
         .await
         .map_err(|_| Halt::error(format!("cannot stat {path}")))?;
     if !stat.ok() {
         return Err(Halt::fail(format!(
-            "{path} does not exist or cannot be read: the daemon pulls anonymously"
+            "{} does not exist or cannot be read: the daemon pulls anonymously",
+            chain.join(" -> ")
         )));
     }
     let stat_s = stat.stdout_str();
-    let mode = stat_s.split_whitespace().next().unwrap_or("").to_string();
+    let mut words = stat_s.split_whitespace();
+    let mode = words.next().unwrap_or("").to_string();
+    let file_owner = words.next().unwrap_or("").to_string();
     let bytes = match ctx.target.read_file(path).await {
         Ok(Some(b)) => b,
         Ok(None) => return Err(Halt::fail(format!("{path} does not exist"))),
@@ -234,7 +276,37 @@ async fn daemon_authenticated(ctx: &Ctx, t: &mut Trail) -> Decided {
             if cred.has_secret { MASK } else { "(empty)" }
         ),
     );
-    Ok(decide(&cred, expected, &mode, &a.registry))
+    let mut o = decide(&cred, expected, &mode, &file_owner, &a.owner, &a.registry);
+    if chain.len() > 1 {
+        o.detail = format!("{} ({})", o.detail, chain.join(" -> "));
+    }
+    Ok(o)
+}
+
+/// How many links a credential path may go through.
+const MAX_LINKS: usize = 16;
+
+/// Where a link at `link` pointing at `target` leads (a relative target is relative to the
+/// link's directory; `.` and `..` are resolved textually, as the kernel does for a path whose
+/// parents are directories).
+pub fn resolve_link(link: &str, target: &str) -> String {
+    let joined = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        let dir = link.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        format!("{dir}/{target}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -307,14 +379,57 @@ mod tests {
         let r = Redactor::new();
         let reg = "https://index.docker.io/v1/";
         let (c, _) = read_credential(&config("nptest2"), reg, &r).unwrap();
-        assert_eq!(decide(&c, "nptest2", "600", reg).verdict, Pass);
-        assert_eq!(decide(&c, "nptest2", "644", reg).verdict, Fail);
-        assert_eq!(decide(&c, "someone", "600", reg).verdict, Fail);
+        assert_eq!(
+            decide(&c, "nptest2", "600", "root", "root", reg).verdict,
+            Pass
+        );
+        // sops-nix renders secrets 0400
+        assert_eq!(
+            decide(&c, "nptest2", "400", "root", "root", reg).verdict,
+            Pass
+        );
+        for bad in ["644", "640", "604", "440", "777"] {
+            assert_eq!(
+                decide(&c, "nptest2", bad, "root", "root", reg).verdict,
+                Fail,
+                "{bad}"
+            );
+        }
+        let o = decide(&c, "nptest2", "400", "nobody", "root", reg);
+        assert_eq!(o.verdict, Fail);
+        assert!(
+            o.detail.contains("owned by `nobody`, expected `root`"),
+            "{}",
+            o.detail
+        );
+        assert_eq!(
+            decide(&c, "someone", "600", "root", "root", reg).verdict,
+            Fail
+        );
         let (c, _) = read_credential(r#"{"auths":{}}"#, reg, &r).unwrap();
-        assert_eq!(decide(&c, "nptest2", "600", reg).verdict, Fail);
+        assert_eq!(
+            decide(&c, "nptest2", "600", "root", "root", reg).verdict,
+            Fail
+        );
         let (c, _) = read_credential(r#"{"credsStore":"pass"}"#, reg, &r).unwrap();
-        let o = decide(&c, "nptest2", "600", reg);
+        let o = decide(&c, "nptest2", "600", "root", "root", reg);
         assert!(o.detail.contains("credential helper `pass`"));
         assert!(read_credential("{not json", reg, &r).is_err());
+    }
+
+    #[test]
+    fn links_resolve_like_the_kernel() {
+        assert_eq!(
+            resolve_link(
+                "/root/.docker/config.json",
+                "/run/secrets-rendered/docker-config.json"
+            ),
+            "/run/secrets-rendered/docker-config.json"
+        );
+        assert_eq!(
+            resolve_link("/root/.docker/config.json", "../../run/secrets/x"),
+            "/run/secrets/x"
+        );
+        assert_eq!(resolve_link("/a/b", "c"), "/a/c");
     }
 }

@@ -124,6 +124,13 @@ pub struct AuthParams {
     /// The registry key in `auths`.
     #[serde(default = "d_registry")]
     pub registry: String,
+    /// The user the credential file must belong to: the daemon's (and the prune's) user.
+    #[serde(default = "d_owner")]
+    pub owner: String,
+}
+
+fn d_owner() -> String {
+    "root".into()
 }
 
 impl Default for AuthParams {
@@ -132,6 +139,7 @@ impl Default for AuthParams {
             expected_user: None,
             config_path: d_config_path(),
             registry: d_registry(),
+            owner: d_owner(),
         }
     }
 }
@@ -156,6 +164,18 @@ fn d_families() -> Vec<String> {
 fn d_docs() -> Vec<String> {
     vec!["docs".into(), "README.md".into()]
 }
+fn d_module_settings() -> String {
+    r#"{"services":{"ci-docker-prune":{"enable":true}}}"#.into()
+}
+fn d_portable_units() -> Vec<String> {
+    vec![
+        "prune/systemd/ci-docker-prune.service".into(),
+        "prune/systemd/ci-docker-prune.timer".into(),
+    ]
+}
+fn d_system_flake() -> String {
+    ".".into()
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +193,25 @@ pub struct ReproParams {
     /// commands must name declared units.
     #[serde(default = "d_docs")]
     pub docs: Vec<String>,
+    /// Units the platform itself declares (on NixOS, the docker module's
+    /// `docker-prune.service`): on a NixOS host they may exist, loaded and inert (triggered,
+    /// wanted and required by nothing), even when they are legacy names.
+    #[serde(default)]
+    pub platform_units: Vec<String>,
+    /// `repro.unit-config-git-eq-host` on NixOS: the option values the deploy gives the module
+    /// (NixOS option values as JSON), evaluated with the module at REV.
+    #[serde(default = "d_module_settings")]
+    pub module_settings: String,
+    /// `repro.unit-config-git-eq-host` elsewhere: the portable unit files at REV the host runs.
+    #[serde(default = "d_portable_units")]
+    pub portable_units: Vec<String>,
+    /// `repro.system-git-eq-host`: the flake's directory in the repository (`.` = the root).
+    #[serde(default = "d_system_flake")]
+    pub system_flake: String,
+    /// `repro.system-git-eq-host`: the flake attribute of the system toplevel, e.g.
+    /// `nixosConfigurations.cc-ci.config.system.build.toplevel`.
+    #[serde(default)]
+    pub system_attr: Option<String>,
 }
 
 impl Default for ReproParams {
@@ -182,6 +221,11 @@ impl Default for ReproParams {
             deployed_tree: d_deployed_tree(),
             families: d_families(),
             docs: d_docs(),
+            platform_units: vec![],
+            module_settings: d_module_settings(),
+            portable_units: d_portable_units(),
+            system_flake: d_system_flake(),
+            system_attr: None,
         }
     }
 }

@@ -77,17 +77,39 @@ fn stale_reason(s: &UnitState) -> Option<String> {
     None
 }
 
+/// What the platform itself declares, as the host shows it: on NixOS, nixpkgs' docker module
+/// defines `docker-prune.service` whenever Docker is enabled (only its timer depends on
+/// `autoPrune.enable`), so a right host has that service loaded, linked and inert.
+#[derive(Debug, Clone, Default)]
+pub struct Platform {
+    /// The host is NixOS (`/etc/NIXOS` exists): its platform units may be present.
+    pub nixos: bool,
+    /// The gate spec's `platform_units`.
+    pub units: Vec<String>,
+    /// For each platform unit present: the units that trigger, want or require it.
+    pub pulled_in_by: BTreeMap<String, Vec<String>>,
+}
+
+impl Platform {
+    /// `name` is a platform unit and the host is one where the platform declares it.
+    fn owns(&self, name: &str) -> bool {
+        self.nixos && self.units.iter().any(|u| u == name)
+    }
+}
+
 /// Decision of `repro.units-git-eq-host`.
 ///
 /// - `declared`: the units the module files declare at REV;
 /// - `listed`: the names of the family the host's `list-units`/`list-unit-files` show;
 /// - `states`: `systemctl show` of every declared, listed and legacy name;
-/// - `legacy`: names that must be not-found.
+/// - `legacy`: names that must be not-found, except the platform's own units on the platform
+///   (`platform`), which must be present as the platform makes them and inert.
 pub fn decide_units(
     declared: &Declared,
     listed: &BTreeSet<String>,
     states: &BTreeMap<String, UnitState>,
     legacy: &[String],
+    platform: &Platform,
 ) -> Outcome {
     let want: BTreeSet<String> = declared.names();
     let mut problems = Vec::new();
@@ -129,15 +151,37 @@ pub fn decide_units(
         .filter(|n| states.get(*n).is_some_and(|s| !absent(s)))
         .collect();
     for name in &present {
-        if !want.contains(*name) {
+        if !want.contains(*name) && !platform.owns(name) {
             let st = states.get(*name).map(|s| s.summary()).unwrap_or_default();
             problems.push(format!(
                 "{name} exists on the host but git does not declare it ({st})"
             ));
         }
     }
+    for name in &platform.units {
+        if !platform.owns(name) || want.contains(name) {
+            continue;
+        }
+        match states.get(name) {
+            None => problems.push(format!("no state reported for platform unit {name}")),
+            Some(s) if absent(s) => {}
+            Some(s) if !s.is_loaded() => problems.push(format!(
+                "platform unit {name} is not as the platform makes it: {}",
+                s.summary()
+            )),
+            Some(_) => {
+                let by = platform.pulled_in_by.get(name).cloned().unwrap_or_default();
+                if !by.is_empty() {
+                    problems.push(format!(
+                        "platform unit {name} must be inert, but {} pulls it in (triggered, wanted or required by it)",
+                        by.join(", ")
+                    ));
+                }
+            }
+        }
+    }
     for name in legacy {
-        if want.contains(name) {
+        if want.contains(name) || platform.owns(name) {
             continue; // reported above
         }
         match states.get(name) {
@@ -152,17 +196,35 @@ pub fn decide_units(
     let mut stale: Vec<String> = Vec::new();
     for (name, s) in states {
         if let Some(r) = stale_reason(s) {
+            // a platform unit is judged above, by the platform's rule
+            if platform.owns(name) && !want.contains(name) && s.is_loaded() {
+                continue;
+            }
             stale.push(format!("stale leftover {name}: {r}"));
         }
     }
     problems.extend(stale);
     problems.dedup();
     if problems.is_empty() {
+        let inert: Vec<&String> = platform
+            .units
+            .iter()
+            .filter(|n| platform.owns(n) && states.get(*n).is_some_and(|s| !absent(s)))
+            .collect();
+        let absent_legacy: Vec<&String> = legacy.iter().filter(|n| !inert.contains(n)).collect();
         Outcome::pass(format!(
-            "git at {} declares {} and the host has exactly those units of the family; legacy {} not-found",
+            "git at {} declares {} and the host has exactly those units of the family; legacy {} not-found{}",
             short(&declared.rev),
             join(want.iter()),
-            join(legacy.iter())
+            join(absent_legacy.into_iter()),
+            if inert.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} present as the platform declares it (NixOS docker module) and inert",
+                    join(inert.into_iter())
+                )
+            }
         ))
     } else {
         Outcome::fail(problems.join("; "))
@@ -374,7 +436,65 @@ async fn units_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
         "git ⟷ host, side by side",
         side_by_side(&declared, &listed, &states, &legacy),
     );
-    Ok(decide_units(&declared, &listed, &states, &legacy))
+    let platform = platform_facts(ctx, t, &states).await?;
+    Ok(decide_units(
+        &declared, &listed, &states, &legacy, &platform,
+    ))
+}
+
+/// Is the target NixOS (`/etc/NIXOS`, which NixOS's activation creates)? Recorded.
+pub async fn host_is_nixos(ctx: &Ctx, t: &mut Trail) -> Result<bool, Halt> {
+    let o = ctx.cmd(t, &["test", "-e", "/etc/NIXOS"]).await?;
+    Ok(o.ok())
+}
+
+/// The platform's own units on this host: whether it is NixOS, and what pulls in each
+/// platform unit that is present.
+async fn platform_facts(
+    ctx: &Ctx,
+    t: &mut Trail,
+    states: &BTreeMap<String, UnitState>,
+) -> Result<Platform, Halt> {
+    let mut p = Platform {
+        nixos: false,
+        units: ctx.params.repro.platform_units.clone(),
+        pulled_in_by: BTreeMap::new(),
+    };
+    if p.units.is_empty() {
+        return Ok(p);
+    }
+    p.nixos = host_is_nixos(ctx, t).await?;
+    let present: Vec<String> = p
+        .units
+        .iter()
+        .filter(|n| states.get(*n).is_some_and(|s| !absent(s)))
+        .cloned()
+        .collect();
+    if !p.nixos || present.is_empty() {
+        return Ok(p);
+    }
+    let mut argv = vec![
+        "systemctl".to_string(),
+        "show".into(),
+        "-p".into(),
+        ccci_host::PULLED_IN_PROPERTIES.join(","),
+        "--".into(),
+    ];
+    argv.extend(present.iter().cloned());
+    let out = ctx.cmd_owned(t, &argv).await?;
+    if !out.ok() {
+        return Err(Halt::error(format!(
+            "systemctl show of the platform units exited {}",
+            out.status
+        )));
+    }
+    let names: Vec<&str> = present.iter().map(String::as_str).collect();
+    let shown = ccci_host::parse_show(&out.stdout_str(), &names)
+        .map_err(|e| Halt::error(format!("cannot read the platform units: {e}")))?;
+    for s in shown {
+        p.pulled_in_by.insert(s.name.clone(), s.pulled_in_by());
+    }
+    Ok(p)
 }
 
 /// A file's bytes at REV, or why git has none.
@@ -785,6 +905,7 @@ mod tests {
                 })
                 .collect(),
             unresolved: vec![],
+            masked: vec![],
         }
     }
 
@@ -814,7 +935,7 @@ mod tests {
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        let o = decide_units(&d, &listed, &st, &legacy());
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
         assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
     }
 
@@ -829,7 +950,7 @@ mod tests {
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        let o = decide_units(&d, &listed, &st, &legacy());
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
         assert_eq!(o.verdict, Verdict::Fail);
         for needle in [
             "docker-prune.timer is declared in git but not loaded",
@@ -864,7 +985,7 @@ mod tests {
             not_found("docker-prune.service"),
             loaded("docker-prune.timer"),
         ]);
-        let o = decide_units(&d, &listed, &st, &legacy());
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
         assert_eq!(o.verdict, Verdict::Fail);
         assert!(
             o.detail
@@ -880,7 +1001,7 @@ mod tests {
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        let o = decide_units(&d, &listed, &st, &legacy());
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
         assert_eq!(o.verdict, Verdict::Fail);
         assert!(
             o.detail.contains("stale leftover ci-docker-prune.timer"),
@@ -888,22 +1009,39 @@ mod tests {
             o.detail
         );
 
-        // linked unit file
+        // a linked unit file is how NixOS installs units: not stale
+        let st = states(vec![
+            state(
+                "ci-docker-prune.service",
+                "loaded",
+                "inactive",
+                "linked",
+                "/etc/systemd/system/ci-docker-prune.service",
+            ),
+            loaded("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        // a masked one is
         let st = states(vec![
             loaded("ci-docker-prune.service"),
             state(
                 "ci-docker-prune.timer",
                 "loaded",
                 "active",
-                "linked",
-                "/tmp/x.timer",
+                "masked",
+                "/etc/systemd/system/ci-docker-prune.timer",
             ),
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        assert!(decide_units(&d, &listed, &st, &legacy())
-            .detail
-            .contains("stale leftover"));
+        assert!(
+            decide_units(&d, &listed, &st, &legacy(), &Platform::default())
+                .detail
+                .contains("stale leftover")
+        );
 
         // declared but not loaded
         let st = states(vec![
@@ -912,7 +1050,7 @@ mod tests {
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        let o = decide_units(&d, &listed, &st, &legacy());
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
         assert!(
             o.detail
                 .contains("ci-docker-prune.timer is declared in git but not loaded"),
@@ -929,9 +1067,118 @@ mod tests {
             not_found("docker-prune.service"),
             not_found("docker-prune.timer"),
         ]);
-        assert!(decide_units(&d, &listed, &st, &legacy())
-            .detail
-            .contains("NeedDaemonReload=yes"));
+        assert!(
+            decide_units(&d, &listed, &st, &legacy(), &Platform::default())
+                .detail
+                .contains("NeedDaemonReload=yes")
+        );
+    }
+
+    fn nixos(pulled: &[(&str, &[&str])]) -> Platform {
+        Platform {
+            nixos: true,
+            units: vec!["docker-prune.service".into()],
+            pulled_in_by: pulled
+                .iter()
+                .map(|(n, by)| (n.to_string(), by.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn units_on_nixos_the_docker_modules_service_present_and_inert_passes() {
+        let d = declared(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let listed = set(&[
+            "ci-docker-prune.service",
+            "ci-docker-prune.timer",
+            "docker-prune.service",
+        ]);
+        let linked = |n: &str| {
+            state(
+                n,
+                "loaded",
+                "inactive",
+                "linked",
+                &format!("/etc/systemd/system/{n}"),
+            )
+        };
+        let st = states(vec![
+            linked("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            linked("docker-prune.service"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(
+            &d,
+            &listed,
+            &st,
+            &legacy(),
+            &nixos(&[("docker-prune.service", &[])]),
+        );
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        assert!(
+            o.detail
+                .contains("docker-prune.service present as the platform declares it"),
+            "{}",
+            o.detail
+        );
+
+        // the same host state off NixOS: the service is a leftover
+        let o = decide_units(
+            &d,
+            &listed,
+            &st,
+            &legacy(),
+            &Platform {
+                nixos: false,
+                ..nixos(&[])
+            },
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail
+                .contains("legacy docker-prune.service is still known"),
+            "{}",
+            o.detail
+        );
+
+        // autoPrune's timer beside it: the timer is legacy, and it triggers the service
+        let mut listed2 = listed.clone();
+        listed2.insert("docker-prune.timer".into());
+        let st2 = states(vec![
+            linked("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            linked("docker-prune.service"),
+            loaded("docker-prune.timer"),
+        ]);
+        let o = decide_units(
+            &d,
+            &listed2,
+            &st2,
+            &legacy(),
+            &nixos(&[("docker-prune.service", &["docker-prune.timer"])]),
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        for needle in [
+            "legacy docker-prune.timer is still known",
+            "platform unit docker-prune.service must be inert, but docker-prune.timer pulls it in",
+        ] {
+            assert!(o.detail.contains(needle), "{needle} not in {}", o.detail);
+        }
+        // wanted by a target
+        let o = decide_units(
+            &d,
+            &listed,
+            &st,
+            &legacy(),
+            &nixos(&[("docker-prune.service", &["multi-user.target"])]),
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains("multi-user.target pulls it in"),
+            "{}",
+            o.detail
+        );
     }
 
     #[test]
@@ -943,10 +1190,16 @@ mod tests {
             text: "systemd.services.${cfg.name}".into(),
         });
         let st = states(vec![loaded("ci-docker-prune.service")]);
-        let o = decide_units(&d, &BTreeSet::new(), &st, &[]);
+        let o = decide_units(&d, &BTreeSet::new(), &st, &[], &Platform::default());
         assert_eq!(o.verdict, Verdict::Error);
         assert!(o.detail.contains("${cfg.name}"));
-        let o = decide_units(&declared(&[]), &BTreeSet::new(), &BTreeMap::new(), &[]);
+        let o = decide_units(
+            &declared(&[]),
+            &BTreeSet::new(),
+            &BTreeMap::new(),
+            &[],
+            &Platform::default(),
+        );
         assert_eq!(o.verdict, Verdict::Fail);
     }
 

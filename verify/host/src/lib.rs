@@ -11,7 +11,8 @@ pub mod target;
 pub mod transport;
 
 pub use systemd::{
-    parse_exec_lines, parse_show, ExecLine, UnitState, EXEC_PROPERTIES, SHOW_PROPERTIES,
+    parse_exec_lines, parse_show, ExecLine, UnitState, EXEC_PROPERTIES, PULLED_IN_PROPERTIES,
+    SHOW_PROPERTIES,
 };
 pub use target::{Target, TargetSpec};
 pub use transport::{CmdOutput, Transport};

@@ -26,6 +26,18 @@ pub const SHOW_PROPERTIES: &[&str] = &[
     "NeedDaemonReload",
 ];
 
+/// What a `systemctl show` asks for to learn what pulls a unit in ([`UnitState::pulled_in_by`]).
+pub const PULLED_IN_PROPERTIES: &[&str] = &[
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "UnitFileState",
+    "FragmentPath",
+    "TriggeredBy",
+    "WantedBy",
+    "RequiredBy",
+];
+
 /// One unit's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnitState {
@@ -86,15 +98,28 @@ impl UnitState {
     pub fn last_run_failed(&self) -> bool {
         self.active_state == "failed" || (!self.result.is_empty() && self.result != "success")
     }
-    /// A unit that systemd still knows but whose file is gone or was never installed the usual
-    /// way: loaded/active without a fragment, or `linked`/`masked` files.
+    /// A unit that systemd still knows but whose file is gone, masked or broken: loaded/active
+    /// without a fragment, or a `masked`/`bad` file. A `linked` file is not stale: NixOS
+    /// installs every unit as a link into the store (`/etc/systemd/system/X ->
+    /// /etc/static/systemd/system/X -> /nix/store/…`), and one no target wants reports
+    /// `linked`.
     pub fn is_stale_leftover(&self) -> bool {
         (self.load_state != "not-found" && self.fragment_path.is_empty())
             || matches!(
                 self.unit_file_state.as_str(),
-                "linked" | "linked-runtime" | "masked" | "masked-runtime" | "bad"
+                "masked" | "masked-runtime" | "bad"
             )
             || self.load_state == "masked"
+    }
+    /// Units that trigger this one (`TriggeredBy=`: timers, paths, sockets), and targets or
+    /// units that want or require it (`WantedBy=`, `RequiredBy=`), from a `systemctl show`
+    /// that asked for those properties ([`PULLED_IN_PROPERTIES`]).
+    pub fn pulled_in_by(&self) -> Vec<String> {
+        ["TriggeredBy", "WantedBy", "RequiredBy"]
+            .iter()
+            .filter_map(|k| self.raw.get(*k))
+            .flat_map(|v| v.split_whitespace().map(String::from))
+            .collect()
     }
     /// A compact `key=value` summary for evidence.
     pub fn summary(&self) -> String {

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, SandboxError};
 use crate::host::exec;
 use crate::layout::{in_host, Layout};
-use crate::{sys, SandboxInfo};
+use crate::nixos::Entry;
+use crate::{sys, Flavour, SandboxInfo};
 
 /// The portable units, built in so a sandbox gets what this build ships: `(file name, text)`.
 pub const PORTABLE_UNITS: &[(&str, &str)] = &[
@@ -59,6 +60,12 @@ pub struct Deploy {
     pub deployed_tree: String,
     /// Contents of `/root/.docker/config.json` (mode 0600), or none.
     pub docker_config: Option<String>,
+    /// The repository the `nixos` flavour renders its units from (its module, with
+    /// `nix/eval/nixos-units.nix`) and builds its system stand-in from; unused on `debian`.
+    pub repo: Option<PathBuf>,
+    /// `nixos` flavour only: also install autoPrune's `docker-prune.timer`, as
+    /// `virtualisation.docker.autoPrune.enable = true` would (a wrong state for tests).
+    pub nixos_auto_prune: bool,
 }
 
 impl Default for Deploy {
@@ -69,6 +76,8 @@ impl Default for Deploy {
             source_tree: Vec::new(),
             deployed_tree: in_host::DEPLOYED_TREE.to_string(),
             docker_config: None,
+            repo: None,
+            nixos_auto_prune: false,
         }
     }
 }
@@ -91,6 +100,7 @@ impl Deploy {
             units: Self::portable_units(),
             source_tree,
             docker_config: Some(Self::sandbox_docker_config()),
+            repo: Some(repo.to_path_buf()),
             ..Default::default()
         })
     }
@@ -240,6 +250,111 @@ fn deploy_tar(d: &Deploy) -> Result<Vec<u8>> {
         .map_err(|e| SandboxError::Image(format!("deploy tar: {e}")))
 }
 
+/// The `nixos` flavour's files ([`crate::nixos::entries`]) and the deployed source tree.
+fn nixos_tar(d: &Deploy, entries: &[Entry]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut dirs_done = std::collections::BTreeSet::new();
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(now);
+        // parents of store paths and links: plain 0755 directories
+        let path = match e {
+            Entry::File { path, .. } | Entry::Dir { path, .. } | Entry::Link { path, .. } => path,
+        };
+        let mut parent = std::path::Path::new(path).parent();
+        let mut parents = Vec::new();
+        while let Some(p) = parent.filter(|p| p.as_os_str().len() > 1) {
+            parents.push(p.to_string_lossy().to_string());
+            parent = p.parent();
+        }
+        for p in parents.into_iter().rev() {
+            let explicit = entries
+                .iter()
+                .any(|x| matches!(x, Entry::Dir { path, .. } if *path == p));
+            if !explicit
+                && dirs_done.insert(p.clone())
+                && !matches!(
+                    p.as_str(),
+                    "/etc" | "/root" | "/run" | "/etc/systemd" | "/etc/systemd/system"
+                )
+            {
+                let mut hd = tar::Header::new_gnu();
+                hd.set_mode(0o755);
+                hd.set_mtime(now);
+                hd.set_entry_type(tar::EntryType::Directory);
+                hd.set_size(0);
+                b.append_data(&mut hd, entry(&p), std::io::empty())
+                    .map_err(|e| SandboxError::Image(format!("deploy tar {p}: {e}")))?;
+            }
+        }
+        let r = match e {
+            Entry::File { path, mode, data } => {
+                h.set_mode(*mode);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, entry(path), data.as_slice())
+            }
+            Entry::Dir { path, mode } => {
+                dirs_done.insert(path.clone());
+                h.set_mode(*mode);
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, entry(path), std::io::empty())
+            }
+            Entry::Link { path, target } => {
+                h.set_mode(0o777);
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, entry(path), target)
+            }
+        };
+        r.map_err(|e| SandboxError::Image(format!("deploy tar {path}: {e}")))?;
+    }
+    let tree = d.deployed_tree.trim_matches('/');
+    for (rel, data) in &d.source_tree {
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(SandboxError::Config(format!("bad source path {rel:?}")));
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_mtime(now);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, format!("{tree}/{rel}"), data.as_slice())
+            .map_err(|e| SandboxError::Image(format!("deploy tar {rel}: {e}")))?;
+    }
+    b.into_inner()
+        .map_err(|e| SandboxError::Image(format!("deploy tar: {e}")))
+}
+
+fn entries_digest(d: &Deploy, entries: &[Entry]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"nixos\0");
+    for e in entries {
+        match e {
+            Entry::File { path, mode, data } => {
+                h.update(format!("f\0{path}\0{mode:o}\0{}\0", data.len()).as_bytes());
+                h.update(Sha256::digest(data));
+            }
+            Entry::Dir { path, mode } => h.update(format!("d\0{path}\0{mode:o}\0").as_bytes()),
+            Entry::Link { path, target } => h.update(format!("l\0{path}\0{target}\0").as_bytes()),
+        }
+    }
+    h.update(format!("tree\0{}\0", d.deployed_tree).as_bytes());
+    for (p, b) in &d.source_tree {
+        h.update(format!("file\0{p}\0{}\0", b.len()).as_bytes());
+        h.update(b);
+    }
+    hex::encode(h.finalize())
+}
+
 fn deploy_digest(d: &Deploy) -> Result<String> {
     let mut h = Sha256::new();
     if let Some(bin) = &d.prune_bin {
@@ -273,7 +388,34 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
         .await
         .map_err(|e| SandboxError::Config(format!("lock task: {e}")))??;
     let docker = info.docker_negotiated().await?;
-    let digest = deploy_digest(d)?;
+    let nixos = match info.shape.flavour {
+        Flavour::Debian => None,
+        Flavour::Nixos => {
+            let repo = d.repo.clone().ok_or_else(|| {
+                SandboxError::Config(
+                    "the nixos flavour renders its units from a repository: Deploy.repo is not set"
+                        .into(),
+                )
+            })?;
+            let bin = match &d.prune_bin {
+                Some(p) => Some(std::fs::read(p).map_err(|e| SandboxError::io("deploy", p, e))?),
+                None => None,
+            };
+            let cfg = d.docker_config.clone();
+            let auto = d.nixos_auto_prune;
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    crate::nixos::entries(&repo, bin.as_deref(), cfg.as_deref(), auto)
+                })
+                .await
+                .map_err(|e| SandboxError::Config(format!("render task: {e}")))??,
+            )
+        }
+    };
+    let digest = match &nixos {
+        None => deploy_digest(d)?,
+        Some((entries, _)) => entries_digest(d, entries),
+    };
     let (_, have) = exec(
         &docker,
         &info.host_container,
@@ -281,7 +423,26 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
     )
     .await?;
     if have.trim() != digest {
-        let tar = deploy_tar(d)?;
+        let tar = match &nixos {
+            None => deploy_tar(d)?,
+            Some((entries, _)) => {
+                // what an earlier deploy with other units linked (autoPrune's timer) goes
+                run_checked(
+                    &docker,
+                    info,
+                    &[
+                        "sh",
+                        "-c",
+                        "find /etc/systemd/system /etc/static/systemd/system -xtype l -lname '/etc/static/*' -delete 2>/dev/null; \
+                         rm -f /etc/systemd/system/docker-prune.timer /etc/static/systemd/system/docker-prune.timer \
+                               /etc/systemd/system/timers.target.wants/docker-prune.timer /etc/static/systemd/system/timers.target.wants/docker-prune.timer; \
+                         systemctl stop docker-prune.timer 2>/dev/null; true",
+                    ],
+                )
+                .await?;
+                nixos_tar(d, entries)?
+            }
+        };
         let tree = format!("/{}", d.deployed_tree.trim_matches('/'));
         // Replace the deployed tree as a whole, so files deleted in git disappear here too.
         if !d.source_tree.is_empty() {
@@ -296,10 +457,24 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
             .await
             .map_err(|e| SandboxError::docker("deploy upload", e))?;
         run_checked(&docker, info, &["systemctl", "daemon-reload"]).await?;
+        if nixos.is_some() {
+            let script = crate::nixos::activate_script();
+            run_checked(&docker, info, &["sh", "-c", &script]).await?;
+        }
     }
-    for (name, _) in &d.units {
-        if name.ends_with(".timer") {
-            run_checked(&docker, info, &["systemctl", "enable", "--now", name]).await?;
+    match &nixos {
+        None => {
+            for (name, _) in &d.units {
+                if name.ends_with(".timer") {
+                    run_checked(&docker, info, &["systemctl", "enable", "--now", name]).await?;
+                }
+            }
+        }
+        // NixOS's switch starts what a target wants; units carry no [Install] to enable
+        Some((_, timers)) => {
+            for name in timers {
+                run_checked(&docker, info, &["systemctl", "start", name]).await?;
+            }
         }
     }
     if have.trim() != digest {

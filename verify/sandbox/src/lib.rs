@@ -27,6 +27,7 @@ mod host;
 pub mod images;
 pub mod layout;
 mod lifecycle;
+pub mod nixos;
 mod rootfs;
 pub mod shape;
 mod sys;

@@ -12,9 +12,18 @@ use crate::error::{Result, SandboxError};
 use crate::{images, layout, sys};
 
 /// Bump when the rootfs recipe (post-processing below) changes: it is part of the cache key.
-const RECIPE_VERSION: &str = "3";
+const RECIPE_VERSION: &str = "4";
 const SUITE: &str = "bookworm";
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,procps,ca-certificates";
+/// Installed with apt in the debootstrap'ed tree (debootstrap's own configure step fails on
+/// nix-bin's Perl dependencies): `nix-bin`, so the `nixos` flavour's host has a real Nix (it
+/// builds the system stand-in and evaluates flakes); the `debian` flavour never runs it.
+const APT_PACKAGES: &[&str] = &["nix-bin"];
+
+/// `/etc/nix/nix.conf` of the host: single-user Nix as root (no `nixbld` build users, no
+/// build sandbox: a container cannot make the namespaces), flakes on.
+const NIX_CONF: &str =
+    "build-users-group =\nsandbox = false\nexperimental-features = nix-command flakes\n";
 
 /// Units that cannot work in a container (no udev, no kernel modules, read-only /proc/sys,
 /// no consoles) or that would only add noise; masked in the rootfs.
@@ -77,7 +86,12 @@ fn recipe_hash() -> String {
         PACKAGES,
         DOCKER_SERVICE_STANDIN,
         README,
+        NIX_CONF,
     ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for part in APT_PACKAGES {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -167,6 +181,7 @@ fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
             &mirror,
         ],
     )?;
+    apt_install(&rootfs)?;
     post_process(&rootfs)?;
     if std::env::var_os("CCCI_SANDBOX_TRACE").is_some() {
         eprintln!(
@@ -200,6 +215,32 @@ fn build_rootfs_archive(work: &Path, out: &Path, tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// `apt-get install` of [`APT_PACKAGES`] inside the new tree (chroot, /proc mounted for the
+/// duration; the build dir's clean-up unmounts it on any error path too).
+fn apt_install(rootfs: &Path) -> Result<()> {
+    let r = rootfs.to_string_lossy().to_string();
+    let proc_dir = format!("{r}/proc");
+    sys::run(
+        "rootfs (mount proc)",
+        &["mount", "-t", "proc", "proc", &proc_dir],
+    )?;
+    let mut argv = vec![
+        "chroot",
+        r.as_str(),
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+    ];
+    argv.extend(APT_PACKAGES.iter().copied());
+    let res = sys::run("rootfs (apt-get install)", &argv);
+    let _ = sys::run("rootfs (umount proc)", &["umount", &proc_dir]);
+    res.map(|_| ())
+}
+
 fn post_process(rootfs: &Path) -> Result<()> {
     let w = |rel: &str, text: &str| -> Result<()> {
         let p = rootfs.join(rel);
@@ -230,6 +271,7 @@ fn post_process(rootfs: &Path) -> Result<()> {
         "/lib/systemd/system/multi-user.target",
     )?;
     w("usr/share/doc/ccci-sandbox/README", README)?;
+    w("etc/nix/nix.conf", NIX_CONF)?;
     w("etc/hostname", "ccci-host\n")?;
     // A fixed machine id: an empty one would make systemd run first-boot presets.
     w(
