@@ -71,6 +71,10 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub detail: String,
     pub evidence: Vec<Evidence>,
+    /// The check does not apply to this target (a `skip` that is not a failure to test the
+    /// claim): the runner reports it `blocking: false`. Every other skip fails the gate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_applicable: bool,
 }
 
 impl Outcome {
@@ -79,6 +83,15 @@ impl Outcome {
             verdict,
             detail: detail.into(),
             evidence: Vec::new(),
+            not_applicable: false,
+        }
+    }
+    /// A `skip` because the check does not apply to this target (the detail says why): not
+    /// blocking, whatever the spec says.
+    pub fn not_applicable(detail: impl Into<String>) -> Self {
+        Outcome {
+            not_applicable: true,
+            ..Self::new(Verdict::Skip, detail)
         }
     }
     pub fn pass(detail: impl Into<String>) -> Self {

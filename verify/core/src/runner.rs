@@ -81,7 +81,8 @@ async fn run_one<C: Send + Sync + ?Sized + 'static>(
         id,
         title: p.check.title().to_string(),
         verdict: outcome.verdict,
-        blocking: p.spec.blocking,
+        // a check that does not apply here does not hold the gate (and only a skip can say so)
+        blocking: p.spec.blocking && !(outcome.verdict == Verdict::Skip && outcome.not_applicable),
         duration_ms: start.elapsed().as_millis() as u64,
         detail: redactor.scrub(&outcome.detail),
         evidence: outcome
@@ -269,6 +270,47 @@ mod tests {
             "{}",
             res[0].detail
         );
+    }
+
+    struct Skips(&'static str, bool);
+    #[async_trait]
+    impl Check<Ctx> for Skips {
+        fn id(&self) -> &'static str {
+            self.0
+        }
+        fn title(&self) -> &'static str {
+            "skips"
+        }
+        async fn run(&self, _: &Ctx) -> Outcome {
+            if self.1 {
+                Outcome::not_applicable("not NixOS")
+            } else {
+                Outcome::skip("could not test it now")
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_does_not_apply_is_not_blocking_any_other_skip_is() {
+        let planned: Vec<Planned<Ctx>> = vec![
+            Planned {
+                spec: spec("na", None, 5, 0),
+                check: Arc::new(Skips("na", true)),
+            },
+            Planned {
+                spec: spec("skip", None, 5, 0),
+                check: Arc::new(Skips("skip", false)),
+            },
+        ];
+        let res = run_checks(planned, ctx(), Redactor::new(), Arc::new(|_| {})).await;
+        assert_eq!(res[0].verdict, Verdict::Skip);
+        assert!(!res[0].blocking, "a non-applicable skip must not block");
+        assert_eq!(res[1].verdict, Verdict::Skip);
+        assert!(res[1].blocking, "any other skip blocks");
+        let report = crate::Report::new("g", "t", "r", vec![res[0].clone()]);
+        assert_eq!(report.exit_code(), 0);
+        let report = crate::Report::new("g", "t", "r", res);
+        assert_eq!(report.exit_code(), 1);
     }
 
     #[tokio::test]
