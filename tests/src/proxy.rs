@@ -284,15 +284,16 @@ impl RecordingProxy {
     }
 
     /// Answer every request that `when` matches with `status` and `{"message": message}`
-    /// instead of forwarding it: the daemon failing on purpose. The request is still recorded.
+    /// instead of forwarding it: the daemon failing on purpose. `when` sees the request and
+    /// every request recorded before it. The request is still recorded.
     pub fn answer(
         &self,
-        when: impl Fn(&Recorded) -> bool + Send + 'static,
+        when: impl Fn(&Recorded, &[Recorded]) -> bool + Send + 'static,
         status: u16,
         message: &str,
     ) {
         self.add(Rule {
-            when: Box::new(move |r, _| when(r)),
+            when: Box::new(when),
             action: Action::Answer {
                 status,
                 message: message.to_string(),
@@ -533,7 +534,7 @@ mod tests {
             },
         );
         proxy.answer(
-            |r| r.method == "DELETE" && r.path == "/containers/bad",
+            |r, _| r.method == "DELETE" && r.path == "/containers/bad",
             500,
             "injected",
         );

@@ -678,12 +678,12 @@ fn a_failing_removal_is_reported_and_the_run_goes_on() {
         move |proxy| {
             let msg = "driver \"overlay2\" failed to remove root filesystem: injected by the test";
             proxy.answer(
-                move |r| r.method == "DELETE" && r.path == format!("/containers/{bc}"),
+                move |r, _| r.method == "DELETE" && r.path == format!("/containers/{bc}"),
                 500,
                 msg,
             );
             proxy.answer(
-                move |r| r.method == "DELETE" && r.path == format!("/images/{bi}"),
+                move |r, _| r.method == "DELETE" && r.path == format!("/images/{bi}"),
                 500,
                 "injected by the test",
             );
@@ -734,6 +734,63 @@ fn a_failing_removal_is_reported_and_the_run_goes_on() {
     assert!(
         run.stderr
             .contains("ci-docker-prune: error: 2 removals failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// An API error that leaves the run unable to gate (here the daemon answers 500 to the
+/// services listing and to `/info` once the containers step removed something) stops the run
+/// there: exit 1, `prune aborted, nothing further removed`, and the JSON lists what went before.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_api_error_mid_run_stops_the_run_with_exit_1() {
+    let s = seed("apierr");
+    let mut clean = Cleanup::default();
+    let img = load_image(&format!("{s}-c"), DAY, Some(&format!("ccci-test/e:{s}")));
+    let stopped = docker_ok(&["create", &img]);
+    let leftover = load_image(&s, 3 * DAY, None);
+    clean.images.extend([img, leftover.clone()]);
+    clean.containers.push(stopped.clone());
+    let run = prune_with(
+        &[
+            "--threshold",
+            "0",
+            "--until",
+            "0s",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        |proxy| {
+            proxy.answer(
+                |r, before| {
+                    (r.path == "/services" || r.path == "/info")
+                        && before.iter().any(|p| p.method == "DELETE")
+                },
+                500,
+                "injected by the test: the daemon broke mid-run",
+            )
+        },
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let j = run.json();
+    assert_eq!(j["outcome"], "error", "{j}");
+    let e = j["error"].as_str().unwrap_or_default();
+    assert!(
+        e.starts_with("prune aborted, nothing further removed:") && e.contains("injected"),
+        "{j}"
+    );
+    assert!(run.removed("containers").contains(&stopped), "{j}");
+    assert!(!container_exists(&stopped));
+    // nothing after the error: no image delete, no build cache prune
+    assert!(!run
+        .requests
+        .iter()
+        .any(|r| r.path.starts_with("/images/sha256:") || r.path == "/build/prune"));
+    assert!(image_exists(&leftover));
+    assert!(
+        run.stderr.contains("ci-docker-prune: error: prune aborted"),
         "{}",
         run.stderr
     );
