@@ -16,6 +16,8 @@
 //! ([`decide_units`], [`decide_files`], [`decide_docs`]) so their every branch is unit-tested.
 
 pub mod docs;
+pub mod system;
+pub mod unit_config;
 
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
@@ -32,7 +34,47 @@ pub fn checks() -> Vec<DynCheck> {
         Arc::new(UnitsGitEqHost),
         Arc::new(FilesGitEqHost),
         Arc::new(DocsReferenceDeclaredUnits),
+        Arc::new(UnitConfigGitEqHost),
+        Arc::new(SystemGitEqHost),
     ]
+}
+
+struct UnitConfigGitEqHost;
+#[async_trait]
+impl Check<Ctx> for UnitConfigGitEqHost {
+    fn id(&self) -> &'static str {
+        "repro.unit-config-git-eq-host"
+    }
+    fn title(&self) -> &'static str {
+        "the live units' effective settings (schedule, Persistent, random delay, triggered unit, every Exec* line, drop-ins included) equal what git declares at REV for the host's flavour"
+    }
+    fn reads_git(&self) -> bool {
+        true
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let mut t = Trail::new();
+        let r = unit_config::unit_config_git_eq_host(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+struct SystemGitEqHost;
+#[async_trait]
+impl Check<Ctx> for SystemGitEqHost {
+    fn id(&self) -> &'static str {
+        "repro.system-git-eq-host"
+    }
+    fn title(&self) -> &'static str {
+        "on NixOS: /run/current-system is the toplevel git at REV evaluates to (elsewhere it does not apply)"
+    }
+    fn reads_git(&self) -> bool {
+        true
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let mut t = Trail::new();
+        let r = system::system_git_eq_host(ctx, &mut t).await;
+        t.conclude(r)
+    }
 }
 
 /// Lines of a diff shown in evidence before it is cut.

@@ -1,0 +1,796 @@
+//! `repro.unit-config-git-eq-host`: the live units' effective settings (drop-ins included, as
+//! systemd reports them) equal what git declares at REV for the host's flavour.
+//!
+//! Compared: the timer's `OnCalendar` (each, in systemd's normalised form), `Persistent`,
+//! `RandomizedDelaySec` and the unit it triggers; every `Exec*` command of the service.
+//!
+//! What git declares:
+//! - on NixOS (`/etc/NIXOS`): the module file at REV evaluated with the module options the
+//!   deploy uses (`[params.repro] module_settings`), by the stand-in module system at REV
+//!   (`nix/eval/eval-module.nix` + `standin.nix`, read from git at REV, run with this machine's
+//!   `nix-instantiate`). The package's store path is the build's (and
+//!   `repro.system-git-eq-host`'s) business: a command's program must be
+//!   `/nix/store/…/bin/<the same name>`, its arguments equal;
+//! - elsewhere: the portable unit files at REV (`[params.repro] portable_units`).
+
+use super::blocking;
+use crate::Ctx;
+use ccci_core::{short, Decided, Evidence, Halt, Outcome, Trail};
+use ccci_nix::GitRepo;
+use std::collections::BTreeMap;
+
+/// The settings compared, of one timer and one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `OnCalendar` values, normalised (`daily` → `*-*-* 00:00:00`).
+    pub on_calendar: Vec<String>,
+    pub persistent: Option<bool>,
+    /// `RandomizedDelaySec` in microseconds.
+    pub randomized_delay_us: Option<u64>,
+    /// The unit the timer triggers.
+    pub unit: Option<String>,
+    /// `(property, argv)` of every command of the service, in order.
+    pub exec: Vec<(String, Vec<String>)>,
+}
+
+/// Split a systemd command line (`ExecStart=` value) into words: double and single quotes,
+/// backslash escapes inside double quotes, `%%` → `%`, `$$` → `$`; a leading `-@:+!` prefix is
+/// dropped (it changes how systemd runs the command, not what runs).
+pub fn split_command(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                in_word = true;
+                while let Some(d) = chars.next() {
+                    if d == c {
+                        break;
+                    }
+                    if d == '\\' && c == '"' {
+                        if let Some(e) = chars.next() {
+                            cur.push(match e {
+                                'n' => '\n',
+                                't' => '\t',
+                                other => other,
+                            });
+                        }
+                    } else {
+                        cur.push(d);
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(e) = chars.next() {
+                    cur.push(e);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    for w in words.iter_mut() {
+        *w = w.replace("%%", "%").replace("$$", "$");
+    }
+    if let Some(first) = words.first_mut() {
+        let trimmed = first
+            .trim_start_matches(['-', '@', ':', '+', '!'])
+            .to_string();
+        *first = trimmed;
+    }
+    words
+}
+
+/// A systemd time span (`1h`, `30min`, `1h 30min`, `90`, `2d`, `500ms`) in microseconds.
+pub fn timespan_us(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if s == "infinity" {
+        return Some(u64::MAX);
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.trim_start().is_empty() {
+        rest = rest.trim_start();
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = rest[num_end..].trim_start();
+        let unit_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_end];
+        rest = &rest[unit_end..];
+        let mult: f64 = match unit {
+            "" | "s" | "sec" | "second" | "seconds" => 1e6,
+            "us" | "usec" | "µs" => 1.0,
+            "ms" | "msec" => 1e3,
+            "m" | "min" | "minute" | "minutes" => 60e6,
+            "h" | "hr" | "hour" | "hours" => 3600e6,
+            "d" | "day" | "days" => 86400e6,
+            "w" | "week" | "weeks" => 604800e6,
+            "M" | "month" | "months" => 2629800e6,
+            "y" | "year" | "years" => 31557600e6,
+            _ => return None,
+        };
+        total = total.saturating_add((n * mult) as u64);
+    }
+    Some(total)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `[Section]` → key → values (in order; an empty value resets the list, as systemd does).
+pub fn parse_unit_file(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut section = String::new();
+    let mut pending = String::new();
+    for raw in text.lines() {
+        let line = if pending.is_empty() {
+            raw.trim().to_string()
+        } else {
+            format!("{pending} {}", raw.trim())
+        };
+        if let Some(cont) = line.strip_suffix('\\') {
+            pending = cont.trim_end().to_string();
+            continue;
+        }
+        pending.clear();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line[1..line.len() - 1].to_string();
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let values = out
+                .entry(section.clone())
+                .or_default()
+                .entry(k.trim().to_string())
+                .or_default();
+            let v = v.trim();
+            if v.is_empty() {
+                values.clear();
+            } else {
+                values.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The settings git declares in portable unit files (`timer` and `service` texts).
+pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Settings {
+    let t = parse_unit_file(timer);
+    let sv = parse_unit_file(service);
+    let tk = |k: &str| -> Vec<String> {
+        t.get("Timer")
+            .and_then(|m| m.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let default_unit = format!(
+        "{}.service",
+        timer_name.strip_suffix(".timer").unwrap_or(timer_name)
+    );
+    let mut exec = Vec::new();
+    if let Some(s) = sv.get("Service") {
+        for p in ccci_host::EXEC_PROPERTIES {
+            for line in s.get(*p).cloned().unwrap_or_default() {
+                exec.push((p.to_string(), split_command(&line)));
+            }
+        }
+    }
+    Settings {
+        on_calendar: tk("OnCalendar"),
+        persistent: tk("Persistent").last().and_then(|v| parse_bool(v)),
+        randomized_delay_us: tk("RandomizedDelaySec").last().and_then(|v| timespan_us(v)),
+        unit: Some(tk("Unit").last().cloned().unwrap_or(default_unit)),
+        exec,
+    }
+}
+
+/// The settings git declares through the module, from `eval-module.nix`'s JSON (`services`,
+/// `timers`).
+pub fn from_module_eval(
+    eval: &serde_json::Value,
+    timer_name: &str,
+    service_name: &str,
+) -> Result<Settings, String> {
+    let tstem = timer_name.strip_suffix(".timer").unwrap_or(timer_name);
+    let sstem = service_name
+        .strip_suffix(".service")
+        .unwrap_or(service_name);
+    let timer = eval
+        .get("timers")
+        .and_then(|t| t.get(tstem))
+        .ok_or_else(|| format!("the module defines no systemd.timers.{tstem}"))?;
+    let service = eval
+        .get("services")
+        .and_then(|s| s.get(sstem))
+        .ok_or_else(|| format!("the module defines no systemd.services.{sstem}"))?;
+    let tc = timer.get("timerConfig").cloned().unwrap_or_default();
+    let list = |v: Option<&serde_json::Value>| -> Vec<String> {
+        match v {
+            Some(serde_json::Value::Array(a)) => a.iter().map(value_text).collect(),
+            Some(serde_json::Value::Null) | None => vec![],
+            Some(other) => vec![value_text(other)],
+        }
+    };
+    let mut on_calendar = list(tc.get("OnCalendar"));
+    // `startAt` on the service is NixOS's shorthand for OnCalendar
+    if on_calendar.is_empty() {
+        on_calendar = list(service.get("startAt"));
+    }
+    let sc = service.get("serviceConfig").cloned().unwrap_or_default();
+    let mut exec = Vec::new();
+    for p in ccci_host::EXEC_PROPERTIES {
+        for line in list(sc.get(*p)) {
+            exec.push((p.to_string(), split_command(&line)));
+        }
+    }
+    if let Some(script) = service.get("script").and_then(|s| s.as_str()) {
+        if !script.trim().is_empty() {
+            return Err(
+                "the service is defined by `script`: its command is a store path only a real NixOS evaluation gives"
+                    .into(),
+            );
+        }
+    }
+    Ok(Settings {
+        on_calendar,
+        persistent: list(tc.get("Persistent"))
+            .last()
+            .and_then(|v| parse_bool(v)),
+        randomized_delay_us: list(tc.get("RandomizedDelaySec"))
+            .last()
+            .and_then(|v| timespan_us(v)),
+        unit: Some(
+            list(tc.get("Unit"))
+                .last()
+                .cloned()
+                .unwrap_or_else(|| format!("{tstem}.service")),
+        ),
+        exec,
+    })
+}
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The live settings from `systemctl show` of the timer (`TimersCalendar`, `Persistent`,
+/// `RandomizedDelayUSec`, `Triggers`) and of the service (the `Exec*` properties).
+pub fn from_host(timer_show: &str, service_show: &str) -> Settings {
+    let kv: BTreeMap<&str, &str> = timer_show
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let mut on_calendar = Vec::new();
+    if let Some(v) = kv.get("TimersCalendar") {
+        let mut rest = *v;
+        while let Some(i) = rest.find("OnCalendar=") {
+            rest = &rest[i + "OnCalendar=".len()..];
+            let end = rest.find(" ;").unwrap_or(rest.len());
+            on_calendar.push(rest[..end].trim().to_string());
+            rest = &rest[end..];
+        }
+    }
+    Settings {
+        on_calendar,
+        persistent: kv.get("Persistent").and_then(|v| parse_bool(v)),
+        randomized_delay_us: kv.get("RandomizedDelayUSec").and_then(|v| timespan_us(v)),
+        unit: kv
+            .get("Triggers")
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")),
+        exec: ccci_host::parse_exec_lines(service_show)
+            .into_iter()
+            .map(|l| (l.property, l.argv))
+            .collect(),
+    }
+}
+
+/// How a command's program is compared: exactly, or (NixOS) as any store path ending in the
+/// same `/bin/<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    Exact,
+    AnyStorePath,
+}
+
+fn same_program(git: &str, host: &str, how: Program) -> bool {
+    match how {
+        Program::Exact => git == host,
+        Program::AnyStorePath => {
+            let tail = |p: &str| p.rsplit_once("/bin/").map(|(_, n)| n.to_string());
+            host.starts_with("/nix/store/") && tail(git).is_some() && tail(git) == tail(host)
+        }
+    }
+}
+
+/// systemd shows argv joined by spaces, unquoted: an argument with a space cannot be told
+/// apart from two, so git's argv is compared as systemd shows it.
+fn as_shown(argv: &[String]) -> Vec<String> {
+    argv.join(" ")
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+fn cmd_text(argv: &[String]) -> String {
+    argv.join(" ")
+}
+
+/// Decision: every setting of git's (`git`, calendars already normalised) against the host's,
+/// one row each, side by side. Returns the outcome and the table.
+pub fn decide(
+    git: &Settings,
+    host: &Settings,
+    timer: &str,
+    service: &str,
+    how: Program,
+) -> (Outcome, String) {
+    let mut rows: Vec<(String, String, String, bool)> = Vec::new();
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(unset)".into());
+    rows.push((
+        format!("{timer} OnCalendar"),
+        git.on_calendar.join(" | "),
+        host.on_calendar.join(" | "),
+        git.on_calendar == host.on_calendar,
+    ));
+    let b = |v: Option<bool>| v.map(|b| b.to_string()).unwrap_or_else(|| "(unset)".into());
+    rows.push((
+        format!("{timer} Persistent"),
+        b(git.persistent),
+        b(host.persistent),
+        git.persistent.unwrap_or(false) == host.persistent.unwrap_or(false),
+    ));
+    let us = |v: Option<u64>| {
+        v.map(|u| format!("{}s", u as f64 / 1e6))
+            .unwrap_or_else(|| "(unset)".into())
+    };
+    rows.push((
+        format!("{timer} RandomizedDelaySec"),
+        us(git.randomized_delay_us),
+        us(host.randomized_delay_us),
+        git.randomized_delay_us.unwrap_or(0) == host.randomized_delay_us.unwrap_or(0),
+    ));
+    rows.push((
+        format!("{timer} Unit (triggers)"),
+        opt(&git.unit),
+        opt(&host.unit),
+        git.unit == host.unit,
+    ));
+    let n = git.exec.len().max(host.exec.len());
+    for i in 0..n {
+        let g = git.exec.get(i);
+        let h = host.exec.get(i);
+        let equal = match (g, h) {
+            (Some((gp, ga)), Some((hp, ha))) => {
+                let ga = as_shown(ga);
+                gp == hp
+                    && ga.len() == ha.len()
+                    && !ga.is_empty()
+                    && same_program(&ga[0], &ha[0], how)
+                    && ga[1..] == ha[1..]
+            }
+            _ => false,
+        };
+        let label = g.or(h).map(|(p, _)| p.clone()).unwrap_or_default();
+        rows.push((
+            format!("{service} {label}"),
+            g.map(|(p, a)| format!("{p}={}", cmd_text(a)))
+                .unwrap_or_else(|| "(none)".into()),
+            h.map(|(p, a)| format!("{p}={}", cmd_text(a)))
+                .unwrap_or_else(|| "(none)".into()),
+            equal,
+        ));
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(8);
+    let mut table = format!("{:<w$}  {}\n", "setting", "git | host");
+    for (name, g, h, eq) in &rows {
+        table.push_str(&format!(
+            "{} {name:<w$}  git:  {g}\n{}{:<w$}  host: {h}\n",
+            if *eq { " " } else { "≠" },
+            " ",
+            ""
+        ));
+    }
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.3)
+        .map(|(name, g, h, _)| format!("{name}: git `{g}`, host `{h}`"))
+        .collect();
+    let o = if bad.is_empty() {
+        Outcome::pass(format!(
+            "{timer} and {service} run with the settings git declares ({} command(s), schedule {})",
+            git.exec.len(),
+            git.on_calendar.join(" | ")
+        ))
+    } else {
+        Outcome::fail(bad.join("; "))
+    };
+    (o, table)
+}
+
+/// Normalise calendar expressions with the target's own `systemd-analyze calendar` (its
+/// "Normalized form"), recorded.
+async fn normalise_calendars(
+    ctx: &Ctx,
+    t: &mut Trail,
+    specs: &[String],
+) -> Result<Vec<String>, Halt> {
+    let mut out = Vec::new();
+    for s in specs {
+        let o = ctx
+            .cmd(t, &["systemd-analyze", "calendar", "--", s])
+            .await?;
+        let text = o.stdout_str();
+        let norm = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Normalized form:"))
+            .map(|v| v.trim().to_string());
+        match norm {
+            Some(n) if o.ok() => out.push(n),
+            _ => {
+                return Err(Halt::fail(format!(
+                    "git's OnCalendar `{s}` is not a calendar expression systemd accepts: {}",
+                    o.combined().trim()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Git's settings at REV for a NixOS host: the module evaluated by the stand-in at REV.
+fn module_settings_at(
+    repo: &std::path::Path,
+    rev: &str,
+    module_file: &str,
+    settings: &str,
+) -> Result<(serde_json::Value, String), String> {
+    let g = GitRepo::open(repo).map_err(|e| e.to_string())?;
+    let sha = g.resolve(rev).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    for (rel, dest) in [
+        ("nix/eval/standin.nix", "eval/standin.nix"),
+        ("nix/eval/eval-module.nix", "eval/eval-module.nix"),
+        (module_file, "module.nix"),
+    ] {
+        let bytes = g
+            .read_file_at_commit(&sha, rel)
+            .map_err(|e| format!("{rel} at {}: {e}", short(&sha)))?;
+        let p = dir.path().join(dest);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&p, bytes).map_err(|e| e.to_string())?;
+    }
+    let module = dir.path().join("module.nix");
+    let argv = [
+        "nix-instantiate".to_string(),
+        "--eval".into(),
+        "--strict".into(),
+        "--json".into(),
+        dir.path()
+            .join("eval/eval-module.nix")
+            .display()
+            .to_string(),
+        "--arg".into(),
+        "module".into(),
+        module.display().to_string(),
+        "--argstr".into(),
+        "settings".into(),
+        settings.to_string(),
+    ];
+    let shown = format!(
+        "git show {}:{module_file} > module.nix; nix-instantiate --eval --strict --json nix/eval/eval-module.nix (at REV) --arg module ./module.nix --argstr settings '{settings}'",
+        short(&sha)
+    );
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|e| {
+            format!("cannot run nix-instantiate on the verifier (Debian: nix-bin): {e}")
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{shown}: not JSON: {e}"))?;
+    Ok((v, shown))
+}
+
+pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let timer = ctx.params.prune_timer.clone();
+    let service = ctx.params.prune_service.clone();
+    let nixos = super::host_is_nixos(ctx, t).await?;
+    let repro = ctx.params.repro.clone();
+    let (git, how) = if nixos {
+        let Some(module_file) = repro.module_files.first().cloned() else {
+            return Err(Halt::error("[params.repro] module_files is empty"));
+        };
+        let (repo, rev, settings) = (ctx.repo.clone(), ctx.rev.clone(), repro.module_settings);
+        let (eval, shown) =
+            blocking(move || module_settings_at(&repo, &rev, &module_file, &settings))
+                .await?
+                .map_err(|e| Halt::error(format!("cannot evaluate the module at REV: {e}")))?;
+        let s = from_module_eval(&eval, &timer, &service).map_err(Halt::fail)?;
+        t.note(
+            shown,
+            serde_json::to_string_pretty(&serde_json::json!({
+                "timers": eval.get("timers"),
+                "services": eval.get("services").map(|s| s.get(service.trim_end_matches(".service")))
+            }))
+            .unwrap_or_default(),
+        );
+        (s, Program::AnyStorePath)
+    } else {
+        let files = repro.portable_units.clone();
+        let find = |suffix: &str| files.iter().find(|f| f.ends_with(suffix)).cloned();
+        let (Some(tf), Some(sf)) = (find(&timer), find(&service)) else {
+            return Err(Halt::error(format!(
+                "[params.repro] portable_units names no {timer} and {service}"
+            )));
+        };
+        let (repo, rev) = (ctx.repo.clone(), ctx.rev.clone());
+        let (tf2, sf2) = (tf.clone(), sf.clone());
+        let texts = blocking(move || -> Result<(String, String), String> {
+            let g = GitRepo::open(&repo).map_err(|e| e.to_string())?;
+            let sha = g.resolve(&rev).map_err(|e| e.to_string())?;
+            let read = |f: &str| {
+                g.read_file_at_commit(&sha, f)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map_err(|e| e.to_string())
+            };
+            Ok((read(&tf2)?, read(&sf2)?))
+        })
+        .await?
+        .map_err(|e| Halt::fail(format!("the portable units at {}: {e}", short(&ctx.rev))))?;
+        t.note(
+            format!("git show {}:{tf}", short(&ctx.rev)),
+            texts.0.clone(),
+        );
+        t.note(
+            format!("git show {}:{sf}", short(&ctx.rev)),
+            texts.1.clone(),
+        );
+        (from_unit_files(&texts.0, &timer, &texts.1), Program::Exact)
+    };
+    let mut git = git;
+    git.on_calendar = normalise_calendars(ctx, t, &git.on_calendar).await?;
+    let tshow = ctx
+        .cmd(
+            t,
+            &[
+                "systemctl",
+                "show",
+                "-p",
+                "TimersCalendar,Persistent,RandomizedDelayUSec,Triggers,DropInPaths,FragmentPath",
+                "--",
+                &timer,
+            ],
+        )
+        .await?;
+    let mut props = vec!["DropInPaths".to_string(), "FragmentPath".into()];
+    props.extend(ccci_host::EXEC_PROPERTIES.iter().map(|s| s.to_string()));
+    let sshow = ctx
+        .cmd(
+            t,
+            &["systemctl", "show", "-p", &props.join(","), "--", &service],
+        )
+        .await?;
+    if !tshow.ok() || !sshow.ok() {
+        return Err(Halt::error("systemctl show of the prune units failed"));
+    }
+    let host = from_host(&tshow.stdout_str(), &sshow.stdout_str());
+    let (o, table) = decide(&git, &host, &timer, &service, how);
+    t.push(Evidence::note("git ⟷ host, setting by setting", table));
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccci_core::Verdict;
+
+    const TIMER: &str = "[Unit]\nDescription=x\n[Timer]\nOnCalendar=daily\nPersistent=true\nRandomizedDelaySec=1h\nAccuracySec=1min\n[Install]\nWantedBy=timers.target\n";
+    const SERVICE: &str = "[Service]\nType=oneshot\nExecStart=/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h\n";
+
+    fn host_timer(cal: &str, delay: &str) -> String {
+        format!("TimersCalendar={{ OnCalendar={cal} ; next_elapse=Tue 2026-12-01 00:00:00 UTC }}\nPersistent=yes\nRandomizedDelayUSec={delay}\nTriggers=ci-docker-prune.service\n")
+    }
+    fn host_service(cmd: &str) -> String {
+        format!("ExecStart={{ path={} ; argv[]={cmd} ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}\n", cmd.split(' ').next().unwrap_or(""))
+    }
+    fn git() -> Settings {
+        let mut g = from_unit_files(TIMER, "ci-docker-prune.timer", SERVICE);
+        g.on_calendar = vec!["*-*-* 00:00:00".into()];
+        g
+    }
+
+    #[test]
+    fn debian_units_equal_pass() {
+        let host = from_host(
+            &host_timer("*-*-* 00:00:00", "1h"),
+            &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
+        );
+        let (o, table) = decide(
+            &git(),
+            &host,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Pass, "{}\n{table}", o.detail);
+    }
+
+    #[test]
+    fn a_schedule_drop_in_and_an_added_flag_fail_by_name_with_both_values() {
+        let host = from_host(
+            &host_timer("*-*-* 06:00:00", "1h"),
+            &host_service(
+                "/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h --all",
+            ),
+        );
+        let (o, table) = decide(
+            &git(),
+            &host,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains(
+                "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* 06:00:00`"
+            ),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail.contains("ci-docker-prune.service ExecStart")
+                && o.detail.contains("--until 24h --all`"),
+            "{}",
+            o.detail
+        );
+        assert!(table.contains('≠'), "{table}");
+        // a delay changed, another unit triggered
+        let mut h = from_host(
+            &host_timer("*-*-* 00:00:00", "30min"),
+            &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
+        );
+        h.unit = Some("other.service".into());
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert!(
+            o.detail
+                .contains("RandomizedDelaySec: git `3600s`, host `1800s`"),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail
+                .contains("Unit (triggers): git `ci-docker-prune.service`, host `other.service`"),
+            "{}",
+            o.detail
+        );
+        // an extra ExecStartPost line
+        let mut svc =
+            host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h");
+        svc.push_str("ExecStartPost={ path=/bin/sh ; argv[]=/bin/sh -c docker system prune -af ; ignore_errors=no }\n");
+        let h = from_host(&host_timer("*-*-* 00:00:00", "1h"), &svc);
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert!(o.detail.contains("ExecStartPost: git `(none)`, host `ExecStartPost=/bin/sh -c docker system prune -af`"), "{}", o.detail);
+    }
+
+    #[test]
+    fn nixos_program_is_any_store_path_with_the_same_name() {
+        let eval = serde_json::json!({
+            "timers": {"ci-docker-prune": {"timerConfig": {"OnCalendar": "daily", "Persistent": true, "RandomizedDelaySec": "1h", "Unit": "ci-docker-prune.service"}}},
+            "services": {"ci-docker-prune": {"serviceConfig": {"ExecStart": "\"/nix/store/0000-ci-docker-prune-0.1.0/bin/ci-docker-prune\" \"--threshold\" \"80\" \"--run-stack-pattern\" \"^x$$\""}}}
+        });
+        let mut g =
+            from_module_eval(&eval, "ci-docker-prune.timer", "ci-docker-prune.service").unwrap();
+        g.on_calendar = vec!["*-*-* 00:00:00".into()];
+        assert_eq!(
+            g.exec[0].1,
+            vec![
+                "/nix/store/0000-ci-docker-prune-0.1.0/bin/ci-docker-prune",
+                "--threshold",
+                "80",
+                "--run-stack-pattern",
+                "^x$"
+            ]
+        );
+        let host = from_host(
+            &host_timer("*-*-* 00:00:00", "1h"),
+            &host_service("/nix/store/abcd-ci-docker-prune-0.1.0/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
+        );
+        let (o, _) = decide(
+            &g,
+            &host,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::AnyStorePath,
+        );
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        let host = from_host(
+            &host_timer("*-*-* 00:00:00", "1h"),
+            &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
+        );
+        let (o, _) = decide(
+            &g,
+            &host,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::AnyStorePath,
+        );
+        assert_eq!(
+            o.verdict,
+            Verdict::Fail,
+            "a program outside the store is not the package"
+        );
+    }
+
+    #[test]
+    fn parsing() {
+        assert_eq!(
+            split_command(r#"-/bin/x "a b" 'c d' e\ f 100%% $$HOME"#),
+            vec!["/bin/x", "a b", "c d", "e f", "100%", "$HOME"]
+        );
+        assert_eq!(timespan_us("1h"), Some(3_600_000_000));
+        assert_eq!(timespan_us("1h 30min"), Some(5_400_000_000));
+        assert_eq!(timespan_us("90"), Some(90_000_000));
+        assert_eq!(timespan_us("0"), Some(0));
+        assert_eq!(timespan_us("x"), None);
+        let u = parse_unit_file("[Service]\nExecStart=/a\nExecStart=\nExecStart=/b \\\n  --c\n");
+        assert_eq!(u["Service"]["ExecStart"], vec!["/b --c"]);
+    }
+}
