@@ -498,6 +498,10 @@ fn the_simulator_predicts_removals_and_pulls_on_the_real_daemon() {
                 clean.images.push(leftover_id.clone());
             }
             Step::Timer => {
+                // Usage times have one-second resolution: keep a "day"'s events, the run and
+                // the next day's events in different seconds, as they are hours apart in the
+                // simulator (a tie would fall back to the creation order).
+                std::thread::sleep(Duration::from_millis(1100));
                 let r = prune_env(
                     &[
                         "--path",
@@ -521,6 +525,7 @@ fn the_simulator_predicts_removals_and_pulls_on_the_real_daemon() {
                     .unwrap_or_else(|e| format!("no state file: {e}"));
                 log.push(format!("{}state: {state_json}", r.stderr));
                 got_removed.push(names);
+                std::thread::sleep(Duration::from_millis(1100));
             }
         }
     }
