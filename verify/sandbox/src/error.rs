@@ -40,6 +40,14 @@ pub enum SandboxError {
         /// The last lines of that log.
         log_tail: String,
     },
+    /// A Docker engine could not be fetched from Debian's archive.
+    #[error("cannot fetch the engine: {what}: {reason}")]
+    EngineFetch {
+        /// The packages, versions, suite and mirror that were asked for.
+        what: String,
+        /// What apt said.
+        reason: String,
+    },
     /// The sandbox host cannot be made a gate target.
     #[error("the sandbox host as a target: {0}")]
     Target(String),

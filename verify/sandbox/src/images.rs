@@ -399,12 +399,36 @@ pub async fn load_archive(docker: &Docker, archive: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Build `spec` and load it; returns the image id.
+/// Build `spec` and load it; returns the image id as the daemon lists it. On the legacy store
+/// that is the config digest the builder computed; the containerd store lists an image by the
+/// digest of its manifest, which it writes at load and reports in the load stream
+/// (`Loaded image ID: sha256:…`, or `Loaded image: NAME` for a tagged one, looked up).
 pub async fn load(docker: &Docker, spec: &ImageSpec) -> Result<String> {
     let built = spec.build()?;
-    let id = built.id.clone();
-    load_archive(docker, built.archive).await?;
-    Ok(id)
+    let opts = ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut stream = docker.import_image(opts, bollard::body_full(built.archive.into()), None);
+    let mut lines = Vec::new();
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(|e| SandboxError::docker("load image", e))?;
+        lines.extend(item.stream);
+    }
+    for line in &lines {
+        if let Some(id) = line.trim().strip_prefix("Loaded image ID: ") {
+            return Ok(id.to_string());
+        }
+    }
+    for line in &lines {
+        if let Some(name) = line.trim().strip_prefix("Loaded image: ") {
+            let img = docker
+                .inspect_image(name)
+                .await
+                .map_err(|e| SandboxError::docker("load image", e))?;
+            if let Some(id) = img.id {
+                return Ok(id);
+            }
+        }
+    }
+    Ok(built.id)
 }
 
 /// Load a docker-archive file by streaming it from disk.

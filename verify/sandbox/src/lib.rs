@@ -21,6 +21,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 mod deploy;
+pub mod engine;
 mod error;
 pub mod fixture;
 mod host;

@@ -179,13 +179,18 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     });
 
     let daemons = async {
+        // The engine's binaries (fetched from Debian trixie/sid into the cache when needed).
+        let (engine, cache) = (cfg.shape.engine.clone(), cfg.cache_dir.clone());
+        let bins =
+            blocking(move || crate::engine::ensure(&engine, &cache, &engine_mirror())).await?;
+        trace(&format!("engine: {}", bins.description), t0);
         let cfg2 = cfg.clone();
         blocking(move || start_netns_and_disk(&cfg2)).await?;
         trace("netns + data-root", t0);
         let cfg2 = cfg.clone();
         blocking(move || start_registry(&cfg2)).await?;
         trace("registry answering", t0);
-        let docker = start_dockerd(cfg).await?;
+        let docker = start_dockerd(cfg, &bins).await?;
         trace("dockerd answering", t0);
         init_swarm(&docker, &info).await?;
         trace("swarm active", t0);
@@ -309,20 +314,44 @@ fn start_registry(cfg: &SandboxConfig) -> Result<()> {
     }
 }
 
-async fn start_dockerd(cfg: &SandboxConfig) -> Result<Docker> {
+/// The Debian mirror engines are fetched from (`CCCI_SANDBOX_MIRROR`, as for the rootfs).
+fn engine_mirror() -> String {
+    std::env::var("CCCI_SANDBOX_MIRROR")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
+}
+
+/// The daemon's config: the trust key out of /etc/docker, and the image store of the shape.
+pub(crate) fn daemon_config(cfg: &SandboxConfig) -> serde_json::Value {
+    let p = cfg.layout();
+    let mut daemon_json = serde_json::json!({
+        "deprecated-key-path": p.dockerd_key(),
+    });
+    if cfg.shape.image_store == crate::ImageStore::Containerd {
+        // dockerd's managed containerd keeps its root under the data-root
+        // (`<data-root>/containerd/daemon`) and its state under the exec-root, so the image
+        // content and snapshots land on the sandbox's loop ext4 and go with `down`.
+        daemon_json["features"] = serde_json::json!({ "containerd-snapshotter": true });
+    }
+    daemon_json
+}
+
+async fn start_dockerd(cfg: &SandboxConfig, bins: &crate::engine::EngineBins) -> Result<Docker> {
     let p = cfg.layout();
     let info = p.info();
     // An explicit daemon config so the machine's /etc/docker/daemon.json never applies; it
     // also moves the daemon's trust key out of /etc/docker (20.10 writes key.json there).
-    let daemon_json = serde_json::json!({
-        "deprecated-key-path": p.dockerd_key(),
-    });
+    let daemon_json = daemon_config(cfg);
     std::fs::write(p.daemon_json(), format!("{daemon_json}\n"))
         .map_err(|e| SandboxError::io("dockerd", p.daemon_json(), e))?;
-    let bin = sys::which("dockerd").unwrap_or_else(|| "dockerd".into());
     let s = |x: &Path| x.to_string_lossy().to_string();
+    // `env PATH=…`: dockerd finds the engine's `containerd` (and containerd its shim) first,
+    // bookworm's `runc` and `docker-init` after them.
     let argv = vec![
-        s(&bin),
+        "env".into(),
+        format!("PATH={}", bins.path_env()),
+        s(&bins.dockerd),
         "--config-file".into(),
         s(&p.daemon_json()),
         "-H".into(),
