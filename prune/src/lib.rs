@@ -18,6 +18,7 @@ pub mod evict;
 pub mod gates;
 pub mod plan;
 pub mod report;
+pub mod roots;
 pub mod sim;
 pub mod steps;
 pub mod usage;

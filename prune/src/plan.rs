@@ -116,9 +116,45 @@ impl Policy {
     }
 }
 
-/// A tag list that is empty or only `<none>:<none>`.
+/// A tag list that holds no tag a user gave: empty, only `<none>:<none>`, or only
+/// digest-pinned references (`repo:tag@sha256:…`).
+///
+/// The containerd image store lists an image a swarm service pulled by digest with a RepoTag
+/// `redis:7-alpine@sha256:…` (the legacy store lists it untagged, with a repo digest). That
+/// name pins a digest: nobody can `docker tag` to it, no later pull moves it, and it is what
+/// the service asked for — the cached pull, exactly as on the legacy store. Counting it as
+/// untagged gives both stores one classification ([`ImageKind`]).
 pub fn is_untagged(tags: &[String]) -> bool {
-    tags.iter().all(|t| t.is_empty() || t == "<none>:<none>")
+    tags.iter()
+        .all(|t| t.is_empty() || t == "<none>:<none>" || t.contains('@'))
+}
+
+/// What an image is to the policy, the same on both image stores (docs/prune-policy.md,
+/// "The image stores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageKind {
+    /// A tag a user gave (a local build or a pull by tag, on either store): kept, any age.
+    Tagged,
+    /// No tag, a repo digest (legacy) or a digest-pinned name (containerd): it came from a
+    /// registry — the cache. Only the opt-in and the eviction tier may take it.
+    CachedPull,
+    /// No tag, no digest: a build leftover (an untagged build, or a build whose tag moved on).
+    /// On the containerd store also a pull *by tag* whose tag moved to a newer pull: that
+    /// store keeps no reference for a dangling image, and the API reports it exactly like a
+    /// build (measured on Docker 28.5; see the policy doc).
+    Leftover,
+}
+
+/// The kind of `img` ([`ImageKind`]).
+pub fn kind_of(img: &ImageInfo) -> ImageKind {
+    if !is_untagged(&img.repo_tags) {
+        ImageKind::Tagged
+    } else if has_no_digest(&img.repo_digests) && !img.repo_tags.iter().any(|t| t.contains('@')) {
+        ImageKind::Leftover
+    } else {
+        ImageKind::CachedPull
+    }
 }
 
 /// A digest list that is empty or only `<none>@<none>`.
@@ -180,7 +216,7 @@ pub fn select_images<'a>(
         if !is_untagged(&img.repo_tags) || img.created > cutoff || used.contains(img.id.as_str()) {
             continue;
         }
-        if has_no_digest(&img.repo_digests) {
+        if kind_of(img) == ImageKind::Leftover {
             out.push(ImageCandidate {
                 id: img.id.clone(),
                 size: img.size,
@@ -355,6 +391,68 @@ mod tests {
         assert_eq!(c, ["old-exited", "old-created", "old-dead"]);
         assert_eq!(i, ["old-leftover", "none-none", "used-by-going"]);
         assert_eq!(plan.bytes(), 3000);
+    }
+
+    /// The same scenarios as each store lists them (measured on Docker 28.5 with the containerd
+    /// store; 20.10 with the legacy store): one classification.
+    #[test]
+    fn both_stores_classify_alike() {
+        let d = "sha256:25156cfb3f279e4e5e041ae8e2f695dc2821c6c693c666bb004714008838da7b";
+        let cases = [
+            // swarm pull by digest, service gone
+            (
+                image("a", &[], &[&format!("redis@{d}")], 0),
+                ImageKind::CachedPull,
+            ),
+            (
+                image(
+                    "b",
+                    &[&format!("redis:7-alpine@{d}")],
+                    &[&format!("redis@{d}")],
+                    0,
+                ),
+                ImageKind::CachedPull,
+            ),
+            // `docker pull repo@sha256:…`: the containerd store names it by that reference
+            (
+                image(
+                    "c",
+                    &[&format!("127.0.0.1:5000/t/sup@{d}")],
+                    &[&format!("127.0.0.1:5000/t/sup@{d}")],
+                    0,
+                ),
+                ImageKind::CachedPull,
+            ),
+            // tagged local build: no digest (legacy), its own digest (containerd)
+            (image("d", &["app:1"], &[], 0), ImageKind::Tagged),
+            (
+                image("e", &["app:1"], &[&format!("app@{d}")], 0),
+                ImageKind::Tagged,
+            ),
+            // untagged build, or a build whose tag moved on: nothing on either store
+            (image("f", &[], &[], 0), ImageKind::Leftover),
+            (
+                image("g", &["<none>:<none>"], &["<none>@<none>"], 0),
+                ImageKind::Leftover,
+            ),
+        ];
+        for (img, want) in &cases {
+            assert_eq!(kind_of(img), *want, "{img:?}");
+        }
+        let inv = Inventory {
+            images: cases
+                .iter()
+                .map(|(i, _)| {
+                    let mut i = i.clone();
+                    i.created = NOW - 30 * DAY;
+                    i
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let plan = build(&inv, &policy());
+        let (_, i) = ids(&plan);
+        assert_eq!(i, ["f", "g"]);
     }
 
     #[test]

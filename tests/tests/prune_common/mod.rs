@@ -67,6 +67,33 @@ pub fn load_image(seed: &str, age_secs: u64, tag: Option<&str>) -> String {
     })
 }
 
+/// The sandbox runs the containerd image store (`CCCI_SANDBOX_IMAGE_STORE=containerd`).
+pub fn containerd_store() -> bool {
+    sb().shape.image_store == ccci_sandbox::ImageStore::Containerd
+}
+
+/// An image pulled by digest, as each store lists it: the legacy store gives it no tag and one
+/// repo digest; the containerd store names it by the digest-pinned reference it was pulled by
+/// (a RepoTag `repo:tag@sha256:…` for a swarm pull, none for `docker pull repo@sha256:…`)
+/// and one repo digest. Either way: no tag a user gave, one digest — a cached pull.
+pub fn assert_pulled_by_digest(id: &str, what: &str) {
+    let tags = docker_ok(&["image", "inspect", "--format", "{{json .RepoTags}}", id]);
+    let digests = docker_ok(&["image", "inspect", "--format", "{{len .RepoDigests}}", id]);
+    let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+    assert_eq!(digests, "1", "precondition: {what}: one repo digest");
+    if containerd_store() {
+        assert!(
+            tags.iter().all(|t| t.contains('@')),
+            "precondition: {what}: only digest-pinned names on the containerd store, got {tags:?}"
+        );
+    } else {
+        assert!(
+            tags.is_empty(),
+            "precondition: {what}: no tag, got {tags:?}"
+        );
+    }
+}
+
 pub fn image_exists(id: &str) -> bool {
     docker(&["image", "inspect", id]).0
 }
