@@ -690,6 +690,47 @@ mod tests {
     }
 
     #[test]
+    fn eviction_reasons_and_lines() {
+        let i = crate::plan::ImageCandidate {
+            id: "sha256:0cb13ed57b03ffff".into(),
+            size: 189_000_000,
+            created: 0,
+            reason: ImageReason::Superseded {
+                repo: "coop-cloud/app".into(),
+                last_used: 1_796_066_800,
+            },
+        };
+        assert_eq!(
+            would_remove_lines(&Item::Image(&i)),
+            ["ci-docker-prune: would remove image 0cb13ed57b03 (eviction tier: superseded cached pull of coop-cloud/app, last used 2026-11-30 19:26:40 UTC, 189.0 MB)"]
+        );
+        let mut r = Report::new(Outcome::Pruned, Vec::new());
+        assert!(!r.to_json().contains("image_reasons"));
+        r.removed.images.push(i.id.clone());
+        r.image_reasons.push(RemovedImage {
+            id: i.id.clone(),
+            reason: ImageReason::LeastRecentlyUsed {
+                repo: "library/postgres".into(),
+                last_used: 5,
+            },
+        });
+        assert!(r.to_json().contains(r#""image_reasons":[{"id":"sha256:0cb13ed57b03ffff","reason":{"kind":"least_recently_used","repo":"library/postgres","last_used":5}}]"#), "{}", r.to_json());
+        let d = GateDecision {
+            gate: Gate::Disk,
+            pass: true,
+            detail: "/ at 84% (≥ 80%)".into(),
+        };
+        assert_eq!(
+            evict_lines::start(&d, 12, 70),
+            "ci-docker-prune: / at 84% (≥ 80%) after the leftovers — eviction tier: 12 unreferenced cached pull(s) may go, least recently used first, down to 70%"
+        );
+        assert_eq!(
+            evict_lines::reached(70, 70),
+            "ci-docker-prune: at 70% (≤ 70%) — eviction done"
+        );
+    }
+
+    #[test]
     fn bytes_are_human() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(999), "999 B");
