@@ -486,7 +486,10 @@ fn gate_2pc_passes_and_json_matches_the_contract() {
             assert_eq!(c["verdict"], "skip", "{id}: {c}");
             assert_eq!(c["blocking"], false, "{id}: {c}");
             assert!(
-                c["detail"].as_str().unwrap_or_default().contains("not NixOS"),
+                c["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not NixOS"),
                 "{c}"
             );
             continue;
