@@ -99,7 +99,7 @@ async fn health(cfg: &SandboxConfig) -> Health {
     else {
         return Health::Down;
     };
-    if info != p.info() {
+    if !info_matches(&p.info(), &info) {
         return Health::Down;
     }
     let alive = |f: &Path| sys::read_pidfile(f).map(sys::pid_alive).unwrap_or(false);
@@ -141,6 +141,18 @@ async fn health(cfg: &SandboxConfig) -> Health {
         return Health::NotAnswering;
     }
     Health::Up(Box::new(info))
+}
+
+/// The info a sandbox wrote is this layout's: every path and name matches; shape and versions
+/// are what `start` found (a layout knows neither), so they are not compared.
+fn info_matches(layout: &SandboxInfo, written: &SandboxInfo) -> bool {
+    let expected = SandboxInfo {
+        shape: written.shape.clone(),
+        engine_version: written.engine_version.clone(),
+        api_version: written.api_version.clone(),
+        ..layout.clone()
+    };
+    *written == expected
 }
 
 /// With `CCCI_SANDBOX_TRACE` set, print when each start step finished (to stderr).
@@ -557,4 +569,37 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_info_with_shape_and_versions_is_the_layouts() {
+        let cfg = SandboxConfig::for_shape(crate::Shape {
+            engine: crate::Engine::Sid,
+            image_store: crate::ImageStore::Containerd,
+            ..Default::default()
+        });
+        let layout = cfg.layout().info();
+        let mut written = layout.clone();
+        written.shape = cfg.shape.clone();
+        written.engine_version = "28.5.2+dfsg4".into();
+        written.api_version = "1.51".into();
+        assert!(info_matches(&layout, &written));
+        written.data_root = "/elsewhere".into();
+        assert!(!info_matches(&layout, &written));
+    }
+
+    #[test]
+    fn the_containerd_store_is_a_daemon_feature() {
+        let mut cfg = SandboxConfig::named("x");
+        assert!(daemon_config(&cfg).get("features").is_none());
+        cfg.shape.image_store = crate::ImageStore::Containerd;
+        assert_eq!(
+            daemon_config(&cfg)["features"]["containerd-snapshotter"],
+            serde_json::json!(true)
+        );
+    }
 }
