@@ -19,18 +19,15 @@
 let
   workspace = lib.importTOML ../Cargo.toml;
   fs = lib.fileset;
-  # Only what cargo needs to build the workspace: manifests, the lock file and the crates'
-  # sources (every workspace member must be present for cargo to load the workspace).
+  # Only what cargo needs to build the workspace: the paths in ./package-files.json
+  # (manifests, the lock file, what the crates embed with include_str! from outside their own
+  # folder: fixtures/, verify/gates/) and every workspace member (cargo loads them all).
   # Docs, nix/, vm-tests/ and the like stay out, so editing them does not rebuild.
+  # tests/tests/package_fileset.rs builds from exactly this list (`cargo check --offline`).
   src = fs.toSource {
     root = ../.;
     fileset = fs.unions (
-      [
-        ../Cargo.toml
-        ../Cargo.lock
-        # tests may embed fixture files (include_str!)
-        (fs.maybeMissing ../fixtures)
-      ]
+      map (p: fs.maybeMissing (../. + "/${p}")) (lib.importJSON ./package-files.json)
       ++ map (member: ../. + "/${member}") workspace.workspace.members
     );
   };

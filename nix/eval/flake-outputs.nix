@@ -20,6 +20,7 @@ let
 
   lib = standin.lib // {
     importTOML = file: builtins.fromTOML (builtins.readFile file);
+    importJSON = file: builtins.fromJSON (builtins.readFile file);
     licenses = {
       mit = "MIT";
       asl20 = "Apache-2.0";

@@ -3,6 +3,11 @@
 //! not pass. Every test restores the correct state afterwards (on failure too).
 //!
 //! Fixtures for the wrong states are in `fixtures/wrong-states/`.
+//!
+//! Every test runs on the sandbox's flavour (`CCCI_SANDBOX_FLAVOUR`: `debian` or `nixos`), with
+//! the wrong state made the way that host makes it (on NixOS: units linked from the store,
+//! autoPrune's timer as a NixOS unit, the sops-rendered secret); the README's test command runs
+//! this file on both.
 
 use ccci_checks::Params;
 use ccci_core::{Report, Verdict};
@@ -10,7 +15,7 @@ use ccci_tests::gate::{
     builtin_spec, explain, host_sh, host_sh_quiet, prepare, run_prepared, sandbox_gate_target,
     upload,
 };
-use ccci_tests::{sandbox, workspace_root};
+use ccci_tests::{ccci_sandbox, sandbox, workspace_root};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
@@ -20,6 +25,30 @@ const SANDBOX_SECRET: &str = "sandbox-not-a-real-secret";
 fn fixture(name: &str) -> Vec<u8> {
     let p = workspace_root().join("fixtures/wrong-states").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The sandbox host is the `nixos` flavour.
+fn nixos() -> bool {
+    sandbox().shape.flavour == ccci_sandbox::Flavour::Nixos
+}
+
+/// The deployed prune binary: `/usr/local/bin/ci-docker-prune` on Debian, its store path on
+/// NixOS (read from the unit, as a reviewer would).
+fn deployed_prune_path() -> String {
+    if !nixos() {
+        return "/usr/local/bin/ci-docker-prune".into();
+    }
+    let p = host_sh(
+        sandbox(),
+        "systemctl show -p ExecStart --value ci-docker-prune.service | sed -n 's/^{ path=\\([^ ;]*\\).*/\\1/p'",
+    )
+    .trim()
+    .to_string();
+    assert!(
+        p.starts_with("/nix/store/"),
+        "the deployed prune is not in the store: {p:?}"
+    );
+    p
 }
 
 /// The docker CLI inside the host (a CI host has one; the wrong states use it).
@@ -54,11 +83,23 @@ fn host_state(set: &str, restore: &'static str) -> Restore<impl FnMut()> {
 
 const DROPIN_DIR: &str = "/etc/systemd/system/ci-docker-prune.service.d";
 
-/// Install the fixture `name` as a drop-in of the prune service; the guard removes it again.
+/// Install the fixture `name` as a drop-in of the prune service (its commands pointed at the
+/// deployed prune, wherever the flavour keeps it); the guard removes it again.
 fn prune_dropin(name: &'static str) -> Restore<impl FnMut()> {
     let info = sandbox();
     host_sh(info, &format!("mkdir -p {DROPIN_DIR}"));
-    upload(info, &format!("{DROPIN_DIR}/{name}"), &fixture(name), 0o644);
+    let text = String::from_utf8(fixture(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .replace(
+            "/usr/local/bin/ci-docker-prune ",
+            &format!("{} ", deployed_prune_path()),
+        );
+    upload(
+        info,
+        &format!("{DROPIN_DIR}/{name}"),
+        text.as_bytes(),
+        0o644,
+    );
     Restore(move || {
         host_sh_quiet(
             info,
@@ -154,9 +195,15 @@ fn check<'r>(r: &'r Report, id: &str) -> &'r ccci_core::CheckResult {
 /// Deploy the correct files again (the deploy marker is dropped first: the sandbox skips a
 /// deploy it believes is already there).
 fn redeploy() {
+    redeploy_with(|_| {});
+}
+
+/// [`redeploy`] with the deploy changed by `f` (a wrong state made by the deploy itself).
+fn redeploy_with(f: impl FnOnce(&mut ccci_sandbox::Deploy)) {
     host_sh_quiet(sandbox(), "rm -f /var/lib/ccci-sandbox/deployed.sha256");
     match ccci_tests::default_deploy() {
-        Ok(d) => {
+        Ok(mut d) => {
+            f(&mut d);
             if let Err(e) = ccci_tests::block_on(ccci_sandbox::deploy(sandbox(), &d)) {
                 eprintln!("clean-up: redeploy failed: {e}");
             }
@@ -168,6 +215,40 @@ fn redeploy() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn legacy_docker_prune_timer_installed_and_enabled() {
+    if nixos() {
+        // on NixOS: virtualisation.docker.autoPrune.enable adds the docker module's timer, a
+        // NixOS unit (store-linked, wanted by timers.target) beside its always-defined service
+        let _restore = Restore(redeploy);
+        redeploy_with(|d| d.nixos_auto_prune = true);
+        host_sh(
+            sandbox(),
+            "test -L /etc/systemd/system/docker-prune.timer && systemctl is-active docker-prune.timer",
+        );
+        let r = gate(params());
+        assert_only(
+            &r,
+            &[
+                (
+                    "units.legacy-timer-absent",
+                    Verdict::Fail,
+                    "docker-prune.timer still exists",
+                ),
+                (
+                    "repro.units-git-eq-host",
+                    Verdict::Fail,
+                    "platform unit docker-prune.service must be inert, but docker-prune.timer pulls it in",
+                ),
+            ],
+        );
+        assert!(
+            check(&r, "repro.units-git-eq-host")
+                .detail
+                .contains("legacy docker-prune.timer is still known"),
+            "{}",
+            explain(&r, "repro.units-git-eq-host")
+        );
+        return;
+    }
     let info = sandbox();
     upload(
         info,
@@ -210,6 +291,9 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
     );
 }
 
+/// NixOS units have no [Install]: "disabled" there is the module's `wantedBy` link gone.
+const NIXOS_WANTS: &str = "/etc/systemd/system/timers.target.wants/ci-docker-prune.timer";
+
 #[rstest::rstest]
 #[case::disabled_and_stopped(
     "systemctl disable --now ci-docker-prune.timer",
@@ -221,7 +305,14 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
 )]
 #[serial_test::file_serial(sandbox)]
 fn prune_timer_not_running(#[case] set: &str, #[case] restore: &'static str) {
-    let _state = host_state(set, restore);
+    let (set, restore) = match (nixos(), set.contains("disable")) {
+        (true, true) => (
+            format!("rm {NIXOS_WANTS} && systemctl daemon-reload && systemctl stop ci-docker-prune.timer"),
+            "ln -sfn /etc/static/systemd/system/timers.target.wants/ci-docker-prune.timer /etc/systemd/system/timers.target.wants/ci-docker-prune.timer; systemctl daemon-reload; systemctl start ci-docker-prune.timer",
+        ),
+        _ => (set.to_string(), restore),
+    };
+    let _state = host_state(&set, restore);
     let r = gate(params());
     assert_only(
         &r,
@@ -275,7 +366,20 @@ fn prune_unit_asks_for_all() {
                 Verdict::Error,
                 "dry run gave no report",
             ),
+            // the drop-in's command is not git's
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service ExecStart: git `",
+            ),
         ],
+    );
+    assert!(
+        check(&r, "repro.unit-config-git-eq-host").detail.contains(
+            "host `ExecStart=/usr/bin/docker system prune --force --all --filter until=24h`"
+        ),
+        "{}",
+        explain(&r, "repro.unit-config-git-eq-host")
     );
 }
 
@@ -343,7 +447,7 @@ fn prune_uses_the_daemons_dangling_filter() {
     let _restore = Restore(redeploy);
     upload(
         info,
-        "/usr/local/bin/ci-docker-prune",
+        &deployed_prune_path(),
         &fixture("dangling-prune.sh"),
         0o755,
     );
@@ -365,14 +469,56 @@ fn prune_uses_the_daemons_dangling_filter() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn credentials_file_world_readable() {
-    let _state = host_state(
-        "chmod 644 /root/.docker/config.json",
-        "chmod 600 /root/.docker/config.json",
-    );
+    // on NixOS: the sops secret rendered with mode 0444 (`sops.templates.….mode`), reached
+    // through the config's link
+    let (set, restore, mode) = if nixos() {
+        (
+            "chmod 444 /run/secrets-rendered/docker-config.json",
+            "chmod 400 /run/secrets-rendered/docker-config.json",
+            "mode is 444",
+        )
+    } else {
+        (
+            "chmod 644 /root/.docker/config.json",
+            "chmod 600 /root/.docker/config.json",
+            "mode is 644",
+        )
+    };
+    let _state = host_state(set, restore);
     let r = gate(params());
+    assert_only(&r, &[("auth.daemon-authenticated", Verdict::Fail, mode)]);
+    if nixos() {
+        // the chain is the evidence, and the link's own 0777 is not what was judged
+        let c = check(&r, "auth.daemon-authenticated");
+        assert!(
+            c.detail
+                .contains("/root/.docker/config.json -> /run/secrets-rendered/docker-config.json"),
+            "{}",
+            explain(&r, "auth.daemon-authenticated")
+        );
+    }
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn credentials_owned_by_another_user() {
+    let path = if nixos() {
+        "/run/secrets-rendered/docker-config.json"
+    } else {
+        "/root/.docker/config.json"
+    };
+    let info = sandbox();
+    let guard = Restore(move || host_sh_quiet(info, &format!("chown root:root {path}")));
+    host_sh(info, &format!("chown nobody:nogroup {path}"));
+    let r = gate(params());
+    drop(guard);
     assert_only(
         &r,
-        &[("auth.daemon-authenticated", Verdict::Fail, "mode is 644")],
+        &[(
+            "auth.daemon-authenticated",
+            Verdict::Fail,
+            "owned by `nobody`, expected `root`",
+        )],
     );
 }
 
@@ -481,13 +627,165 @@ fn prune_timer_triggers_another_unit() {
         "systemctl daemon-reload && systemctl restart ci-docker-prune.timer",
     );
     let r = gate(params());
+    if nixos() {
+        // NixOS writes `Unit=` into the timer itself, and systemd ignores a second `Unit=`
+        // ("Multiple units to trigger specified, ignoring"): a drop-in cannot point a NixOS
+        // timer elsewhere, so this wrong state does not exist there and the gate passes
+        assert_only(&r, &[]);
+        assert!(
+            check(&r, "units.prune-timer-active")
+                .evidence
+                .iter()
+                .any(|e| e.output.contains("Triggers=ci-docker-prune.service")),
+            "{}",
+            explain(&r, "units.prune-timer-active")
+        );
+        return;
+    }
+    assert_only(
+        &r,
+        &[
+            (
+                "units.prune-timer-active",
+                Verdict::Fail,
+                "Triggers=ccci-other.service (want ci-docker-prune.service)",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.timer Unit (triggers): git `ci-docker-prune.service`, host `ccci-other.service`",
+            ),
+        ],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_schedule_drop_in() {
+    let _dropin = timer_dropin("timer-schedule.conf");
+    host_sh(
+        sandbox(),
+        "systemctl daemon-reload && systemctl restart ci-docker-prune.timer",
+    );
+    let r = gate(params());
+    // the timer still runs the prune, daily: only the comparison with git sees it
     assert_only(
         &r,
         &[(
-            "units.prune-timer-active",
+            "repro.unit-config-git-eq-host",
             Verdict::Fail,
-            "Triggers=ccci-other.service (want ci-docker-prune.service)",
+            "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* 06:00:00`",
         )],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn current_system_is_not_gits() {
+    let info = sandbox();
+    if !nixos() {
+        // off NixOS the check does not apply: a skip that does not hold the gate
+        let r = gate(params());
+        let c = check(&r, "repro.system-git-eq-host");
+        assert_eq!(c.verdict, Verdict::Skip, "{}", explain(&r, &c.id));
+        assert!(!c.blocking && c.detail.contains("not NixOS"), "{c:?}");
+        return;
+    }
+    let orig = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    let _restore =
+        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
+    // another system: the stand-in built with a change the commit does not have
+    host_sh(
+        info,
+        "set -e; d=$(mktemp -d); sed 's/echo sandbox/echo drifted/' /root/ccci-system/flake.nix > $d/flake.nix;          a=path:$d#nixosConfigurations.ccci-host.config.system.build.toplevel; out=$(nix eval --raw $a.outPath); nix build --no-link $a;          ln -sfn $out /run/current-system; rm -rf $d",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "repro.system-git-eq-host",
+            Verdict::Fail,
+            "-nixos-system-ccci-host-sandbox, but git at",
+        )],
+    );
+    let c = check(&r, "repro.system-git-eq-host");
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.command.contains("store diff-closures")),
+        "no closure diff: {}",
+        explain(&r, &c.id)
+    );
+}
+
+/// The system check follows the commit: a fixture flake at one commit, built on the host and
+/// made current, passes; the next commit changes the toplevel and fails with both paths.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn system_check_follows_the_commit() {
+    if !nixos() {
+        return; // the debian flavour's skip is current_system_is_not_gits
+    }
+    let info = sandbox();
+    let orig = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    let _restore =
+        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
+    let flake = |msg: &str| {
+        format!(
+            "{{ outputs = {{ self }}: {{ nixosConfigurations.t.config.system.build.toplevel = derivation {{ name = \"nixos-system-t\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"/bin/mkdir $out; echo {msg} > $out/v\" ]; }}; }}; }}\n"
+        )
+    };
+    let repo = ccci_tests::git::Repo::new();
+    let a = repo.commit(&[("sys/flake.nix", flake("one").as_bytes())], "one");
+    // the host builds commit a's system and switches to it
+    host_sh(info, "mkdir -p /root/ccci-t");
+    upload(
+        info,
+        "/root/ccci-t/flake.nix",
+        flake("one").as_bytes(),
+        0o644,
+    );
+    host_sh(
+        info,
+        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
+    );
+    let run = |rev: &str| {
+        let spec = builtin_spec("2pc");
+        let mut run = ccci_tests::gate::prepare_at(
+            &spec,
+            "sandbox",
+            &["repro.system-git-eq-host".to_string()],
+            repo.path(),
+            rev,
+        );
+        let target = run.bind(sandbox_gate_target(sandbox()));
+        run.params.repro.system_flake = "sys".into();
+        run.params.repro.system_attr =
+            Some("nixosConfigurations.t.config.system.build.toplevel".into());
+        run_prepared(run, target)
+    };
+    let r = run(&a);
+    assert_eq!(
+        check(&r, "repro.system-git-eq-host").verdict,
+        Verdict::Pass,
+        "{}",
+        explain(&r, "repro.system-git-eq-host")
+    );
+    let b = repo.commit(&[("sys/flake.nix", flake("two").as_bytes())], "two");
+    let r = run(&b);
+    let c = check(&r, "repro.system-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
+    let host_path = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    assert!(
+        c.detail.contains(&host_path) && c.detail.matches("/nix/store/").count() == 2,
+        "both paths: {}",
+        c.detail
     );
 }
 
@@ -499,11 +797,18 @@ fn an_exec_start_post_shell_line_prunes_all() {
     let r = gate(params());
     assert_only(
         &r,
-        &[(
-            "prune.never-all-never-volumes",
-            Verdict::Fail,
-            "ExecStartPost: ExecStartPost -c",
-        )],
+        &[
+            (
+                "prune.never-all-never-volumes",
+                Verdict::Fail,
+                "ExecStartPost: ExecStartPost -c",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service ExecStartPost: git `(none)`",
+            ),
+        ],
     );
     let c = check(&r, "prune.never-all-never-volumes");
     assert!(c.detail.contains("-af"), "{}", c.detail);
@@ -518,11 +823,18 @@ fn deployed_threshold_below_the_usage() {
     // a failure naming the threshold, not "cannot be shown now"
     assert_only(
         &r,
-        &[(
-            "prune.noop-below-threshold",
-            Verdict::Fail,
-            "uses a threshold of 1%, the gate expects 80%",
-        )],
+        &[
+            (
+                "prune.noop-below-threshold",
+                Verdict::Fail,
+                "uses a threshold of 1%, the gate expects 80%",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "--threshold 1",
+            ),
+        ],
     );
 }
 
@@ -538,18 +850,15 @@ fn a_prune_that_says_it_keeps_the_cache_but_removes_a_container() {
         );
         redeploy();
     });
-    // a stopped container for the lying prune to remove (from any image in the store)
+    // a stopped container for the lying prune to remove (from any image in the store: the
+    // systemd host's, so the probe's image is not pulled by tag, which would tag it)
+    let deployed = deployed_prune_path();
     host_sh(
         info,
-        "docker pull -q redis:7-alpine >/dev/null && docker create --name ccci-lying-victim redis:7-alpine >/dev/null \
-         && cp /usr/local/bin/ci-docker-prune /usr/local/bin/ci-docker-prune.real",
+        &format!("docker create --name ccci-lying-victim $(docker image ls -q ccci-sandbox/systemd-host | head -n1) >/dev/null \
+         && cp {deployed} /usr/local/bin/ci-docker-prune.real"),
     );
-    upload(
-        info,
-        "/usr/local/bin/ci-docker-prune",
-        &fixture("lying-prune.sh"),
-        0o755,
-    );
+    upload(info, &deployed, &fixture("lying-prune.sh"), 0o755);
     let r = gate(params());
     untag_probe_image();
     assert_only(
