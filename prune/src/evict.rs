@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
-use crate::plan::{has_no_digest, is_untagged, ImageCandidate, ImageReason, Inventory, Plan};
+use crate::plan::{kind_of, ImageCandidate, ImageKind, ImageReason, Inventory, Plan};
 use crate::usage::{repos_of_image, RefIndex, UsageState};
 
 /// Default low watermark: the tier evicts down to this usage (percent).
@@ -103,10 +103,10 @@ pub fn select<'a>(
     };
     let mut out = Vec::new();
     for img in images {
-        // A tagged image is never evicted: deleting it by id would untag it (someone pulled
-        // or built it by name); an untagged one without a digest is a leftover (the plan's).
-        if has_no_digest(&img.repo_digests)
-            || !is_untagged(&img.repo_tags)
+        // Only a cached pull (no tag; a repo digest, or on the containerd store a
+        // digest-pinned name): a tagged image is never evicted (deleting it by id would untag
+        // it: someone pulled or built it by name), a leftover is the plan's.
+        if kind_of(img) != ImageKind::CachedPull
             || in_use.contains(img.id.as_str())
             || referenced.contains(img.id.as_str())
         {
@@ -311,6 +311,19 @@ mod tests {
         // without an entry, "known" counts as used now: last
         assert_eq!(ids(&select(&images, [], &[], &s2, &p)), ["newer", "known"]);
         assert_eq!(select(&images, [], &[], &s2, &p)[1].last_used, NOW);
+    }
+
+    #[test]
+    fn a_containerd_store_swarm_pull_is_a_cached_pull() {
+        // the containerd store lists a swarm pull with a digest-pinned RepoTag
+        let images = vec![
+            img("c-v1", &["app:1@sha256:1"], &[], DAY),
+            img("c-v2", &["app:2@sha256:2"], &[], 2 * DAY),
+        ];
+        let s = state(&images, &[("app:2@sha256:2", NOW - DAY)]);
+        let q = select(&images, [], &[], &s, &policy());
+        assert_eq!(ids(&q), ["c-v1"]);
+        assert_eq!(q[0].reason, EvictReason::Superseded { repo: "app".into() });
     }
 
     #[test]
