@@ -76,19 +76,37 @@ pub struct GateCheck {
     pub services: Vec<ServiceInfo>,
 }
 
-/// `disk` gate: measure every path (no API call).
+/// `disk` gate: measure every path (no API call): the `--path`s and, with the containerd
+/// image store, the daemon's data-root and containerd's root as remembered in the state dir
+/// ([`crate::roots`]; learnt from the daemon's `GET /info`). The log line names the roots.
 pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
-    let usages = cfg
-        .paths
-        .iter()
-        .map(|p| {
-            disk_usage(p).map_err(|cause| PruneError::Disk {
-                path: p.clone(),
-                cause,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(disk_gate(cfg.threshold, &usages))
+    let mut d = disk_gate(cfg.threshold, &usages(cfg)?);
+    if let Some(r) = remembered_roots(cfg).filter(|r| !r.gate_paths().is_empty()) {
+        d.detail = format!("{} ({})", d.detail, r.describe());
+    }
+    Ok(d)
+}
+
+/// The daemon's roots remembered in the state dir, if there is one.
+fn remembered_roots(cfg: &Config) -> Option<crate::roots::DaemonRoots> {
+    cfg.state_dir.as_deref().and_then(crate::roots::load)
+}
+
+/// Learn where the daemon keeps its data (`GET /info`) and remember it in the state dir (no
+/// state dir: nothing to remember it in, the disk gate measures the `--path`s only).
+async fn learn_roots(cfg: &Config, client: &DockerClient) -> Result<(), PruneError> {
+    let Some(dir) = cfg.state_dir.as_deref() else {
+        return Ok(());
+    };
+    let roots = crate::roots::of_host(&client.info_raw().await?);
+    if remembered_roots(cfg).as_ref() != Some(&roots) {
+        let _ = std::fs::create_dir_all(dir);
+        crate::roots::save(dir, &roots).map_err(|cause| PruneError::Disk {
+            path: dir.join(crate::roots::STATE_FILE),
+            cause,
+        })?;
+    }
+    Ok(())
 }
 
 /// `runs` and `converge`: two API calls whatever the number of services (an error answer
@@ -225,9 +243,12 @@ pub async fn make_plan_with(
     Ok(plan)
 }
 
-/// The highest usage over the `--path`s (what the disk gate and the low watermark compare).
+/// The usage of the `--path`s and of the daemon's remembered roots (containerd store): what
+/// the disk gate and the low watermark compare. A `--path` that cannot be measured is an
+/// error; a remembered root that is not there (the daemon moved it) is left out.
 fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
-    cfg.paths
+    let mut out = cfg
+        .paths
         .iter()
         .map(|p| {
             disk_usage(p).map_err(|cause| PruneError::Disk {
@@ -235,7 +256,16 @@ fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
                 cause,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in remembered_roots(cfg)
+        .map(|r| r.gate_paths())
+        .unwrap_or_default()
+    {
+        if !cfg.paths.contains(&p) {
+            out.extend(disk_usage(&p).ok());
+        }
+    }
+    Ok(out)
 }
 
 fn max_percent(u: &[DiskUsage]) -> u8 {
@@ -372,6 +402,23 @@ impl Progress {
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
     let mut progress = Progress::default();
     let result = async {
+        // A state dir that does not know the daemon's roots yet learns them once (the one
+        // contact with the daemon a run below the threshold may make; a daemon that does not
+        // answer leaves the `--path`s measured alone).
+        if cfg.state_dir.is_some() && remembered_roots(cfg).is_none() {
+            match DockerClient::connect(&cfg.docker_host).await {
+                Ok(client) => {
+                    if let Err(e) = learn_roots(cfg, &client).await {
+                        hooks.log(&format!(
+                            "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
+                        ));
+                    }
+                }
+                Err(e) => hooks.log(&format!(
+                    "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
+                )),
+            }
+        }
         let disk = check_disk(cfg)?;
         hooks.log(&gate_line(&disk));
         progress.gates = vec![disk.clone()];
@@ -382,6 +429,8 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
             return Ok(Outcome::Skipped);
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;
+        // a run that contacts the daemon refreshes what the state dir knows of its roots
+        learn_roots(cfg, &client).await?;
         steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
     }
     .await;

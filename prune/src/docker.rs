@@ -440,15 +440,6 @@ impl DockerClient {
     /// One image as it is now; `None` when it is gone (404). Read raw, like the build cache
     /// list: bollard 0.21 models the API ≥1.52 inspect, which has no `Parent`.
     pub async fn inspect_image(&self, id: &str) -> Result<Option<ImageState>, DockerError> {
-        #[derive(Deserialize)]
-        struct Inspect {
-            #[serde(rename = "RepoTags", default)]
-            repo_tags: Option<Vec<String>>,
-            #[serde(rename = "RepoDigests", default)]
-            repo_digests: Option<Vec<String>>,
-            #[serde(rename = "Parent", default)]
-            parent: Option<String>,
-        }
         const OP: &str = "inspect image";
         let hex = id.strip_prefix("sha256:").unwrap_or("");
         if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -459,17 +450,9 @@ impl DockerClient {
         }
         let (code, body) = self.raw_get(OP, &format!("/images/{id}/json")).await?;
         match code {
-            200 => {
-                let i: Inspect = serde_json::from_slice(&body).map_err(|e| DockerError::Raw {
-                    op: OP,
-                    message: format!("invalid JSON: {e}"),
-                })?;
-                Ok(Some(ImageState {
-                    repo_tags: i.repo_tags.unwrap_or_default(),
-                    repo_digests: i.repo_digests.unwrap_or_default(),
-                    parent: i.parent.unwrap_or_default(),
-                }))
-            }
+            200 => parse_image_state(&body)
+                .map(Some)
+                .map_err(|message| DockerError::Raw { op: OP, message }),
             404 => Ok(None),
             _ => Err(DockerError::Raw {
                 op: OP,
@@ -492,6 +475,21 @@ impl DockerClient {
             )));
         }
         parse_df_body(&body).map_err(raw)
+    }
+
+    /// `GET /info`, raw (every API version reads the same): where the daemon keeps its data
+    /// ([`crate::roots`]).
+    pub async fn info_raw(&self) -> Result<serde_json::Value, DockerError> {
+        const OP: &str = "info";
+        let (code, body) = self.raw_get(OP, "/info").await?;
+        let raw = |message: String| DockerError::Raw { op: OP, message };
+        if code != 200 {
+            return Err(raw(format!(
+                "HTTP {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| raw(e.to_string()))
     }
 
     /// `GET <path>` on the negotiated API version over HTTP/1.0: (status code, body). Only for
@@ -651,6 +649,26 @@ fn usage_event(e: bollard::models::EventMessage) -> UsageEvent {
     }
 }
 
+/// An image inspect body (`GET /images/{id}/json`) as [`ImageState`]: every API version
+/// (Docker 29 omits an empty `Parent`).
+pub fn parse_image_state(body: &[u8]) -> Result<ImageState, String> {
+    #[derive(Deserialize)]
+    struct Inspect {
+        #[serde(rename = "RepoTags", default)]
+        repo_tags: Option<Vec<String>>,
+        #[serde(rename = "RepoDigests", default)]
+        repo_digests: Option<Vec<String>>,
+        #[serde(rename = "Parent", default)]
+        parent: Option<String>,
+    }
+    let i: Inspect = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok(ImageState {
+        repo_tags: i.repo_tags.unwrap_or_default(),
+        repo_digests: i.repo_digests.unwrap_or_default(),
+        parent: i.parent.unwrap_or_default(),
+    })
+}
+
 /// Parse a raw HTTP/1.0 response of `/system/df` into build cache records.
 pub fn parse_df_response(raw: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
     let (code, body) = split_response(raw)?;
@@ -687,6 +705,41 @@ pub fn parse_df_body(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/docker-api")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// Docker 29 (API 1.52+) answers, recorded as fixtures (no such engine runs here).
+    #[test]
+    fn api_1_52_and_later_answers() {
+        // /system/df: 1.52 sends both shapes, 1.53 only BuildCacheUsage.Items
+        let both = parse_df_body(&fixture("system-df-1.52-build-cache.json")).unwrap();
+        assert_eq!(both.len(), 1, "the legacy list wins while it is there");
+        let new = parse_df_body(&fixture("system-df-1.53-build-cache.json")).unwrap();
+        assert_eq!(new.len(), 2);
+        assert!(new[1].shared && !new[0].shared);
+        // image inspect without Parent
+        let i = parse_image_state(&fixture("image-inspect-29.0-api1.52-containerd.json")).unwrap();
+        assert_eq!(i.parent, "");
+        assert!(crate::plan::is_untagged(&i.repo_tags), "{:?}", i.repo_tags);
+        // events without the top-level id: the reference is Actor.ID
+        let text = String::from_utf8(fixture("events-29.0-api1.52.jsonl")).unwrap();
+        let events: Vec<UsageEvent> = text
+            .lines()
+            .map(|l| usage_event(serde_json::from_str(l).unwrap()))
+            .collect();
+        assert!(matches!(&events[0], UsageEvent::Pull { reference, .. }
+            if reference.starts_with("127.0.0.1:5000/t/cold@sha256:")));
+        assert!(
+            matches!(&events[1], UsageEvent::ContainerCreate { image, swarm: true, .. }
+            if image.starts_with("redis:7-alpine@sha256:"))
+        );
+        assert!(matches!(events[2], UsageEvent::Other { .. }));
+    }
 
     #[test]
     fn df_legacy_and_new_shapes() {

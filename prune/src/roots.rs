@@ -15,10 +15,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which image store the daemon uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageStore {
     Legacy,
@@ -26,7 +26,7 @@ pub enum ImageStore {
 }
 
 /// The daemon's data directories, and how each was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonRoots {
     pub store: ImageStore,
     /// `DockerRootDir` (empty when the daemon reports none).
@@ -153,6 +153,45 @@ impl DaemonRoots {
                 "legacy image store under Docker root {}",
                 self.docker_root.display()
             ),
+        }
+    }
+}
+
+/// The file in the state directory that remembers the daemon's roots between runs, so a run
+/// below the threshold measures them without contacting the daemon.
+pub const STATE_FILE: &str = "daemon-roots.json";
+
+/// The remembered roots in `state_dir`, if any (an unreadable file counts as none).
+pub fn load(state_dir: &Path) -> Option<DaemonRoots> {
+    let text = std::fs::read_to_string(state_dir.join(STATE_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Remember `roots` in `state_dir` (written whole, then renamed).
+pub fn save(state_dir: &Path, roots: &DaemonRoots) -> std::io::Result<()> {
+    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(roots).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, state_dir.join(STATE_FILE))
+}
+
+/// The roots of a live host's `GET /info` answer: the filesystem facts from this host.
+pub fn of_host(info: &serde_json::Value) -> DaemonRoots {
+    from_info(
+        info,
+        |p| p.exists(),
+        || std::fs::read_to_string(CONTAINERD_CONFIG).ok(),
+    )
+}
+
+impl DaemonRoots {
+    /// The directories the disk gate measures besides `--path`: Docker's data-root and
+    /// containerd's root with the containerd store; none with the legacy store (its data
+    /// lives under the data-root the operator names with `--path`, as before).
+    pub fn gate_paths(&self) -> Vec<PathBuf> {
+        match self.store {
+            ImageStore::Containerd => self.paths(),
+            ImageStore::Legacy => Vec::new(),
         }
     }
 }

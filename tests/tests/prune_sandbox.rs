@@ -1191,3 +1191,87 @@ fn an_image_in_use_is_a_conflict_never_forced() {
     }
     assert!(image_exists(&leftover), "an image in use was removed");
 }
+
+/// Issue 12 item 3: with the containerd image store, the disk gate also measures the
+/// filesystems of the daemon's data-root and containerd's root, found from the daemon
+/// (`GET /info`, once, remembered in the state dir) and named in the log line; a run that
+/// knows them measures them below the threshold without contacting the daemon. With the
+/// legacy store only the `--path`s count, as before.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_disk_gate_measures_where_the_daemon_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, format!("state_dir = \"{}\"\n", state.display())).unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    // `--path` is this machine's root, well below the threshold; the data-root goes above it
+    let calm = ci_docker_prune::gates::disk_usage(std::path::Path::new("/")).unwrap();
+    assert!(calm.percent() < 80, "/ already at {}%", calm.percent());
+    let ballast = sb().ballast(85).unwrap();
+    let args = [
+        "--path",
+        "/",
+        "--config",
+        &conf,
+        "--dry-run",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+    ];
+    let run = prune(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.requests.iter().any(|r| r.path == "/info"),
+        "the roots were not asked for: {:?}",
+        run.requests
+    );
+    let remembered = ci_docker_prune::roots::load(&state).expect("roots remembered");
+    let data_root = data_root();
+    if containerd_store() {
+        let ctrd = format!("{data_root}/containerd/daemon");
+        assert_eq!(
+            remembered.gate_paths(),
+            [
+                std::path::PathBuf::from(&data_root),
+                std::path::PathBuf::from(&ctrd)
+            ]
+        );
+        // the data-root (and containerd's root on it) at 85 %, `/` far below: the gate passes
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.ends_with("— disk under pressure"))
+            .unwrap_or_else(|| panic!("the disk gate did not pass: {}", run.stdout));
+        assert!(
+            line.contains(&format!("{data_root} at 8"))
+                && line.contains(&format!(
+                    "containerd root {ctrd} (dockerd's own containerd at "
+                )),
+            "{line}"
+        );
+    } else {
+        assert!(remembered.gate_paths().is_empty(), "{remembered:?}");
+        assert!(
+            run.stdout.contains("keeping local image cache"),
+            "legacy store: only --path counts: {}",
+            run.stdout
+        );
+    }
+    // Known roots: below the threshold the daemon is not contacted, the roots still measured.
+    ballast.remove().unwrap();
+    let run = prune(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.requests.is_empty(), "{:?}", run.requests);
+    assert!(
+        run.stdout.contains("keeping local image cache"),
+        "{}",
+        run.stdout
+    );
+    if containerd_store() {
+        assert!(
+            run.stdout.contains("containerd image store: Docker root"),
+            "{}",
+            run.stdout
+        );
+    }
+}
