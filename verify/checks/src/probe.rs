@@ -43,6 +43,8 @@ pub struct ProbeRun {
     pub image_id: Option<String>,
     /// Tags the image carried after the deploy (a swarm deploy adds none; a tag left by an
     /// earlier `docker pull` by tag makes the image non-dangling, a weaker test of the prune).
+    /// The containerd store names a swarm pull by the digest-pinned reference it pulled
+    /// (`redis:7-alpine@sha256:…`): that is no tag (the prune's rule, `plan::is_untagged`).
     pub tags: Vec<String>,
     /// After teardown: the id found in the store (None = gone).
     pub after_teardown: Option<Option<String>>,
@@ -692,7 +694,7 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .filter(|t| t != "<none>:<none>")
+            .filter(|t| !ci_docker_prune::plan::is_untagged(std::slice::from_ref(t)))
             .collect();
         p.trail.push(Evidence::api(
             format!("GET /images/{}/json (after deploy)", short(&id)),
@@ -862,5 +864,39 @@ mod tests {
             ev(None, "Status: Image is up to date for redis@sha256:x"),
         ];
         assert!(count_layers(&warm).downloaded.is_empty());
+    }
+
+    /// The containerd store's pull stream (Docker 28.5, recorded): a cold pull reports each
+    /// layer (`Pulling fs layer`, `Download complete`, `Pull complete`, no `Downloading` for a
+    /// small one), a warm one no layer at all; the final status is what both stores say.
+    #[test]
+    fn counts_layers_from_the_containerd_stores_pull_stream() {
+        let read = |name: &str| -> Vec<(Option<String>, String)> {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/docker-api")
+                .join(name);
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (
+                        v["id"].as_str().map(String::from),
+                        v["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let cold = count_layers(&read("pull-28.5-containerd-cold.jsonl"));
+        assert_eq!(cold.downloaded.len(), 1, "{cold:?}");
+        assert!(cold
+            .final_status
+            .starts_with("Status: Downloaded newer image"));
+        let warm = count_layers(&read("pull-28.5-containerd-warm.jsonl"));
+        assert!(
+            warm.downloaded.is_empty() && warm.already.is_empty(),
+            "{warm:?}"
+        );
+        assert!(warm.final_status.starts_with("Status: Image is up to date"));
     }
 }
