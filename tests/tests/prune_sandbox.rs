@@ -1012,6 +1012,13 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
     // Teardown as CI does it: the service goes (no volumes/secrets here), images stay.
     remove_service(&name);
     assert_pulled_by_digest(&image_id, "the deployed image");
+    let digest_ref = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &image_id,
+    ]);
     let dangling = docker_ok(&[
         "image",
         "ls",
@@ -1075,8 +1082,9 @@ fn swarm_deployed_image_survives_teardown_and_prune() {
         !image_exists(&image_id),
         "the daemon's own prune kept it: the reason for our own selection is gone"
     );
-    // Leave the store warm for whoever comes next.
-    docker_ok(&["pull", "redis:7-alpine"]);
+    // Leave the store warm for whoever comes next, as a swarm deploy leaves it: pulled by
+    // digest, no tag (a pull by tag would make the gate's probe image a tagged one).
+    docker_ok(&["pull", &digest_ref]);
 }
 
 /// Push `tag` (an image already loaded under it) and pull it back by digest only; returns
