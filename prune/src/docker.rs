@@ -41,6 +41,11 @@ use crate::usage::UsageEvent;
 
 /// Timeout of one API request, seconds.
 const TIMEOUT_SECS: u64 = 120;
+/// The dry run's build cache listing: API ≥ 1.42 answers `type=build-cache` alone; 1.41
+/// (Docker 20.10) ignores `type` and sizes every container and volume first, linear in the files
+/// they hold (measured on 20.10 here: 0.035 s with none, 0.15 s with 300 volumes of 100
+/// files). A host whose volumes take longer gets a dry run that says so instead of waiting.
+const BUILD_CACHE_LIST_SECS: u64 = 20;
 
 /// Errors talking to the daemon. Every one is a runtime error (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -466,7 +471,18 @@ impl DockerClient {
     /// both shapes (`BuildCache` and `BuildCacheUsage.Items`) are understood.
     pub async fn list_build_cache(&self) -> Result<Vec<BuildCacheRecord>, DockerError> {
         const OP: &str = "list build cache";
-        let (code, body) = self.raw_get(OP, "/system/df?type=build-cache").await?;
+        let (code, body) = self
+            .raw_get_within(OP, "/system/df?type=build-cache", BUILD_CACHE_LIST_SECS)
+            .await
+            .map_err(|e| match e {
+                DockerError::Raw { op, message } if message == "timed out" => DockerError::Raw {
+                    op,
+                    message: format!(
+                        "no answer within {BUILD_CACHE_LIST_SECS} s (before API 1.42 the daemon sizes every container and volume for /system/df)"
+                    ),
+                },
+                e => e,
+            })?;
         let raw = |message: String| DockerError::Raw { op: OP, message };
         if code != 200 {
             return Err(raw(format!(
@@ -495,6 +511,16 @@ impl DockerClient {
     /// `GET <path>` on the negotiated API version over HTTP/1.0: (status code, body). Only for
     /// the requests whose answer bollard 0.21 cannot read from older daemons.
     async fn raw_get(&self, op: &'static str, path: &str) -> Result<(u16, Vec<u8>), DockerError> {
+        self.raw_get_within(op, path, TIMEOUT_SECS).await
+    }
+
+    /// [`Self::raw_get`] with its own time limit.
+    async fn raw_get_within(
+        &self,
+        op: &'static str,
+        path: &str,
+        secs: u64,
+    ) -> Result<(u16, Vec<u8>), DockerError> {
         self.count();
         let raw = |message: String| DockerError::Raw { op, message };
         let path = format!("/v{}{path}", self.api_version());
@@ -516,7 +542,7 @@ impl DockerClient {
             }
             Ok::<(), std::io::Error>(())
         };
-        tokio::time::timeout(Duration::from_secs(TIMEOUT_SECS), io)
+        tokio::time::timeout(Duration::from_secs(secs), io)
             .await
             .map_err(|_| raw("timed out".into()))?
             .map_err(|e| raw(e.to_string()))?;
