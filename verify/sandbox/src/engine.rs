@@ -233,7 +233,13 @@ fn fetch(suite: &str, cache_dir: &Path, mirror: &str) -> Result<EngineBins> {
         .map_err(|e| SandboxError::io("engine fetch", &list, e))?;
     let opts = apt_options(&apt_root);
     let what = || format!("{} from Debian {suite} at {mirror}", PACKAGES.join(" and "));
-    if let Err(e) = apt("engine fetch", "apt-get", &opts, &["update"], &apt_root) {
+    if let Err(e) = apt(
+        "engine fetch",
+        "apt-get",
+        &opts,
+        &["update", "--error-on=any"],
+        &apt_root,
+    ) {
         // offline: the newest complete extraction of this suite, if any
         if let Some((dir, versions)) = newest_complete(cache_dir, suite) {
             eprintln!(
@@ -393,6 +399,25 @@ mod tests {
             "{o}"
         );
         assert!(o.contains("Dir::Cache=/c/engines/apt-sid/cache"), "{o}");
+    }
+
+    /// A mirror that does not answer and an empty cache: the error names the packages, the
+    /// suite and the mirror, and what apt said.
+    #[test]
+    fn an_unreachable_mirror_names_what_could_not_be_fetched() {
+        if sys::which("apt-get").is_none() {
+            return; // not a Debian machine: nothing to fetch with
+        }
+        let t = tempfile::tempdir().unwrap();
+        let e = ensure(&Engine::Sid, t.path(), "http://127.0.0.1:9/debian").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "cannot fetch the engine: docker.io and containerd from Debian sid at http://127.0.0.1:9/debian: "
+            ),
+            "{msg}"
+        );
+        assert!(matches!(e, SandboxError::EngineFetch { .. }));
     }
 
     #[test]
