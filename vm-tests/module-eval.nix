@@ -1,6 +1,8 @@
 # Evaluation check (no VM): the module against the real nixpkgs module system.
 #  - good: docker + services.ci-docker-prune evaluate to a system; the units are named
-#    ci-docker-prune.{service,timer}, nothing is named docker-prune, ExecStart has no --all;
+#    ci-docker-prune.{service,timer}; no docker-prune timer, and the docker module's own
+#    docker-prune.service (always defined) has no schedule and no target wants it;
+#    ExecStart has no --all;
 #  - failing side: the same system with virtualisation.docker.autoPrune.enable = true fails
 #    evaluation on our assertion, whose message names `--all` (checked on the message itself,
 #    and the toplevel fails under builtins.tryEval).
@@ -62,8 +64,15 @@ let
     ++ lib.optional (failedMessages goodSys != [ ]) "the good configuration has failed assertions"
     ++ lib.optional (!(svc ? ci-docker-prune)) "no systemd.services.ci-docker-prune"
     ++ lib.optional (!(tmr ? ci-docker-prune)) "no systemd.timers.ci-docker-prune"
-    ++ lib.optional (svc ? docker-prune) "systemd.services.docker-prune exists"
+    # nixpkgs' docker module always defines systemd.services.docker-prune (Docker is on);
+    # only its timer (autoPrune) must be absent, and nothing may start the service
     ++ lib.optional (tmr ? docker-prune) "systemd.timers.docker-prune exists"
+    ++ lib.optional (
+      (svc.docker-prune.startAt or [ ]) != [ ]
+    ) "systemd.services.docker-prune has a startAt (autoPrune's schedule)"
+    ++ lib.optional (
+      (svc.docker-prune.wantedBy or [ ]) != [ ] || (svc.docker-prune.requiredBy or [ ]) != [ ]
+    ) "systemd.services.docker-prune is wanted or required by a target"
     ++ lib.optional (lib.any asksForAll execWords) "ExecStart asks for --all"
     ++ lib.optional (lib.any asksForVolumes execWords) "ExecStart asks for volumes"
     ++ lib.optional (tmr.ci-docker-prune.timerConfig.OnCalendar != "daily") "timer is not daily"

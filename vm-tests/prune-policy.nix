@@ -1,5 +1,6 @@
 # VM test (a): the prune policy as deployed by the module.
-#  - the NixOS autoPrune units (`docker-prune.{service,timer}`) do not exist (LoadState=not-found);
+#  - autoPrune's `docker-prune.timer` does not exist (LoadState=not-found) and nothing triggers,
+#    wants or requires the docker module's own (always defined) `docker-prune.service`;
 #  - `ci-docker-prune.timer` is loaded, enabled, active, with a next elapse;
 #  - a run below the threshold removes nothing (same image ids, a stopped container and an
 #    untagged build leftover stay) and its journal says it keeps the local image cache;
@@ -15,11 +16,17 @@
     start_all()
     ${common.setup}
 
-    with subtest("legacy autoPrune units are absent, decided from LoadState"):
-        for unit in ["docker-prune.timer", "docker-prune.service"]:
-            state = machine.succeed(f"systemctl show -P LoadState {unit}").strip()
-            assert state == "not-found", f"{unit}: LoadState={state}"
-            machine.fail(f"test -e /etc/systemd/system/{unit}")
+    with subtest("autoPrune's timer is absent and nothing triggers the docker module's service"):
+        state = machine.succeed("systemctl show -P LoadState docker-prune.timer").strip()
+        assert state == "not-found", f"docker-prune.timer: LoadState={state}"
+        machine.fail("test -e /etc/systemd/system/docker-prune.timer")
+        # nixpkgs' docker module defines docker-prune.service whenever Docker is enabled (only
+        # its timer depends on autoPrune.enable): present and inert is right
+        for prop in ["TriggeredBy", "WantedBy", "RequiredBy"]:
+            by = machine.succeed(f"systemctl show -P {prop} docker-prune.service").strip()
+            assert by == "", f"docker-prune.service is pulled in: {prop}={by}"
+        active = machine.succeed("systemctl show -P ActiveState docker-prune.service").strip()
+        assert active != "active", f"docker-prune.service ran: ActiveState={active}"
 
     with subtest("ci-docker-prune.timer is loaded, enabled, active, scheduled"):
         machine.wait_for_unit("ci-docker-prune.timer")
