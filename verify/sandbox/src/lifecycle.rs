@@ -194,7 +194,7 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
         // The engine's binaries (fetched from Debian trixie/sid into the cache when needed).
         let (engine, cache) = (cfg.shape.engine.clone(), cfg.cache_dir.clone());
         let bins =
-            blocking(move || crate::engine::ensure(&engine, &cache, &engine_mirror())).await?;
+            blocking(move || crate::engine::ensure(&engine, &cache, &rootfs::mirror())).await?;
         trace(&format!("engine: {}", bins.description), t0);
         let cfg2 = cfg.clone();
         blocking(move || start_netns_and_disk(&cfg2)).await?;
@@ -324,14 +324,6 @@ fn start_registry(cfg: &SandboxConfig) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The Debian mirror engines are fetched from (`CCCI_SANDBOX_MIRROR`, as for the rootfs).
-fn engine_mirror() -> String {
-    std::env::var("CCCI_SANDBOX_MIRROR")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
 }
 
 /// The daemon's config: the trust key out of /etc/docker, and the image store of the shape.

@@ -102,7 +102,9 @@ fn recipe_hash() -> String {
     hex::encode(h.finalize())[..16].to_string()
 }
 
-fn mirror() -> String {
+/// The Debian mirror (`CCCI_SANDBOX_MIRROR`, default `http://deb.debian.org/debian`): the
+/// rootfs is debootstrap'ed from it and newer engines are fetched from it.
+pub(crate) fn mirror() -> String {
     std::env::var("CCCI_SANDBOX_MIRROR")
         .ok()
         .filter(|s| !s.is_empty())
