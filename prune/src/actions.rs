@@ -405,9 +405,11 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         // A state dir that does not know the daemon's roots yet learns them once (the one
         // contact with the daemon a run below the threshold may make; a daemon that does not
         // answer leaves the `--path`s measured alone).
+        let mut learnt = false;
         if cfg.state_dir.is_some() && remembered_roots(cfg).is_none() {
             match DockerClient::connect(&cfg.docker_host).await {
                 Ok(client) => {
+                    learnt = true;
                     if let Err(e) = learn_roots(cfg, &client).await {
                         hooks.log(&format!(
                             "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
@@ -430,7 +432,9 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;
         // a run that contacts the daemon refreshes what the state dir knows of its roots
-        learn_roots(cfg, &client).await?;
+        if !learnt {
+            learn_roots(cfg, &client).await?;
+        }
         steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
     }
     .await;
