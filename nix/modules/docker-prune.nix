@@ -1,7 +1,9 @@
 # NixOS module: a gated, surgical Docker prune that keeps the local image cache.
 #
-# Replaces `virtualisation.docker.autoPrune` (which runs `docker system prune --all`,
-# evicting every image no running container uses: the base images every CI run needs).
+# Replaces `virtualisation.docker.autoPrune` (which runs `docker system prune -f` plus
+# `autoPrune.flags`: by default it deletes dangling images, and a swarm-pulled image is
+# dangling once its service is gone; with `--all`, the flag users commonly add, every image
+# no running container uses: the base images every CI run needs).
 # The binary `ci-docker-prune` prunes only under disk pressure, never while a CI run is
 # live or a swarm service converges, and never asks the daemon for `--all` or volumes.
 #
@@ -190,9 +192,11 @@ in
         message = ''
           services.ci-docker-prune replaces virtualisation.docker.autoPrune; set
           virtualisation.docker.autoPrune.enable = false. autoPrune runs
-          `docker system prune --all`, which evicts every image no running container uses
-          (the local image cache), so the next CI run re-pulls everything and hits the
-          registry's pull rate limit.
+          `docker system prune -f` plus autoPrune.flags: by default that deletes dangling
+          images, and an image a swarm service pulled by digest is dangling once the service
+          is gone; with `--all` (the flag commonly added) it evicts every image no running
+          container uses. Either way the local image cache goes, the next CI run re-pulls
+          and hits the registry's pull rate limit.
         '';
       }
     ];
