@@ -179,7 +179,7 @@ fn gate(p: Params) -> Report {
 fn not_passing(r: &Report) -> BTreeSet<String> {
     r.checks
         .iter()
-        .filter(|c| c.verdict != Verdict::Pass && !(c.verdict == Verdict::Skip && !c.blocking))
+        .filter(|c| c.verdict != Verdict::Pass && (c.blocking || c.verdict != Verdict::Skip))
         .map(|c| c.id.clone())
         .collect()
 }
