@@ -37,15 +37,43 @@
             " \"$(printf '${hubUser}:not-a-real-token' | base64 -w0)\" > /root/.docker/config.json"
         )
 
+    with subtest("the system: a stand-in toplevel git evaluates to"):
+        # repro.system-git-eq-host compares /run/current-system with the toplevel git at REV
+        # evaluates to. This VM's own system comes from the VM test, which no flake attribute
+        # of the repo names, so the gate runs with a spec copy pointing the check at the
+        # sandbox's stand-in flake, built here by the VM's Nix and made current.
+        attr = "nixosConfigurations.ccci-host.config.system.build.toplevel"
+        flake = "path:/root/repo/fixtures/nix/system"
+        nix = "nix --extra-experimental-features 'nix-command flakes'"
+        out = machine.succeed(f"{nix} eval --raw {flake}#{attr}.outPath").strip()
+        machine.succeed(f"{nix} build --no-link {flake}#{attr} && ln -sfn {out} /run/current-system")
+        machine.succeed(
+            "cp /root/repo/verify/gates/2pc.toml /root/2pc-vm.toml"
+            " && printf '\\n[targets.local.params.repro]\\nsystem_flake = \"fixtures/nix/system\"\\n"
+            f"system_attr = \"{attr}\"\\n' >> /root/2pc-vm.toml"
+        )
+
     with subtest("ccci-verify gate 2pc --target local passes"):
         machine.succeed(
-            "cd /root/repo && ccci-verify gate 2pc --target local --repo /root/repo"
+            "cd /root/repo && ccci-verify gate /root/2pc-vm.toml --target local --repo /root/repo"
             " --format junit --output /tmp/2pc-junit.xml"
         )
         machine.copy_from_vm("/tmp/2pc-junit.xml", "")
         junit = machine.succeed("cat /tmp/2pc-junit.xml")
         assert "<testsuite" in junit and "failures=\"0\"" in junit and "errors=\"0\"" in junit, junit
         assert "not-a-real-token" not in junit, "the secret leaked into the report"
+        # the issue-10 checks ran and passed inside a real NixOS
+        for check_id in ["repro.unit-config-git-eq-host", "repro.system-git-eq-host", "repro.units-git-eq-host"]:
+            assert check_id in junit, f"{check_id} missing from the report"
+        report = machine.succeed(
+            "cd /root/repo && ccci-verify gate /root/2pc-vm.toml --target local --repo /root/repo"
+            " --check repro.unit-config-git-eq-host --check repro.system-git-eq-host"
+            " --check repro.units-git-eq-host --check auth.daemon-authenticated --format json"
+        )
+        import json
+        verdicts = {c["id"]: (c["verdict"], c["blocking"]) for c in json.loads(report)["checks"]}
+        for check_id, (verdict, blocking) in verdicts.items():
+            assert verdict == "pass" and blocking, f"{check_id}: {verdict}: {report}"
 
     with subtest("failing side: a legacy docker-prune.timer fails the gate"):
         machine.succeed(
