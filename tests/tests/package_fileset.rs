@@ -25,12 +25,7 @@ fn file_set() -> Vec<String> {
     let members = manifest["workspace"]["members"]
         .as_array()
         .unwrap_or_else(|| panic!("workspace.members"));
-    paths.extend(
-        members
-            .iter()
-            .filter_map(|m| m.as_str())
-            .map(String::from),
-    );
+    paths.extend(members.iter().filter_map(|m| m.as_str()).map(String::from));
     paths
 }
 
@@ -55,10 +50,7 @@ fn every_embedded_file_is_in_the_package_file_set() {
     for f in String::from_utf8_lossy(&files.stdout).lines() {
         let text = std::fs::read_to_string(root().join(f)).unwrap_or_default();
         for cap in re.captures_iter(&text) {
-            let target = Path::new(f)
-                .parent()
-                .unwrap_or(Path::new(""))
-                .join(&cap[1]);
+            let target = Path::new(f).parent().unwrap_or(Path::new("")).join(&cap[1]);
             let mut parts: Vec<String> = Vec::new();
             for c in target.components() {
                 match c {
