@@ -209,6 +209,9 @@ in
       after = [ "docker.service" ];
       # A config switch must not start a prune; the timer decides when it runs.
       restartIfChanged = false;
+      # …and a switch that removes the unit does not stop a prune mid-run (as nixpkgs' own
+      # docker-prune.service is marked)
+      unitConfig.X-StopOnRemoval = false;
       serviceConfig = {
         Type = "oneshot";
         ExecStart = escapeSystemdExecArgs argv;
