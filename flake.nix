@@ -1,9 +1,11 @@
 {
   description = "ci-docker-prune (gated, surgical Docker prune that keeps the local image cache) and ccci-verify";
 
-  # nixpkgs is not pinned in a committed flake.lock yet: these files were written on machines
-  # that cannot fetch nixpkgs. The first `nix flake check` writes flake.lock; commit it.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  # The workspace needs rustc >= 1.89 (Cargo.toml rust-version: std::fs::File::lock):
+  # nixos-25.11 ships a new enough Rust, nixos-25.05 (1.86) does not. Pinned to the release
+  # branch; flake.lock is not committed yet because these files were written on machines that
+  # cannot fetch nixpkgs: the first `nix flake check` writes it, commit it (docs/nixos.md).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
     { self, nixpkgs }:
