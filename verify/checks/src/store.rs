@@ -4,7 +4,7 @@
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
 use ccci_core::{Check, Decided, Halt, Outcome, Trail};
-use ci_docker_prune::roots::{from_info, DaemonRoots, ImageStore, CONTAINERD_CONFIG};
+use ci_docker_prune::roots::{from_info, image_store, DaemonRoots, ImageStore, CONTAINERD_CONFIG};
 use std::sync::Arc;
 
 pub fn checks() -> Vec<DynCheck> {
@@ -109,12 +109,33 @@ async fn docker_root_persistent(ctx: &Ctx, t: &mut Trail) -> Decided {
         .map_err(|e| Halt::error(format!("GET /info: {e}")))?;
     let root = info.docker_root_dir.clone().unwrap_or_default();
     let driver = info.driver.clone().unwrap_or_default();
-    // the same reading of /info as the prune's disk gate (`ci_docker_prune::roots`)
+    // the same reading of /info as the prune's disk gate (`ci_docker_prune::roots`), with the
+    // host facts it needs for the containerd store read through the target
     let raw = serde_json::to_value(&info).unwrap_or_default();
+    let (managed_exists, containerd_config) = if image_store(&raw) == ImageStore::Containerd {
+        let managed = format!("{root}/containerd/daemon");
+        let exists = ctx
+            .cmd(t, &["test", "-d", &managed])
+            .await
+            .is_ok_and(|o| o.ok());
+        let conf = ctx
+            .cmd(t, &["cat", CONTAINERD_CONFIG])
+            .await
+            .ok()
+            .filter(|o| o.ok())
+            .map(|o| o.stdout_str());
+        (exists.then_some(managed), conf)
+    } else {
+        (None, None)
+    };
     let roots = from_info(
         &raw,
-        |_| false,
-        || None, // the host's containerd config is read below, through the target
+        |p| {
+            managed_exists
+                .as_deref()
+                .is_some_and(|m| p == std::path::Path::new(m))
+        },
+        || containerd_config.clone(),
     );
     t.api(
         "GET /info",
@@ -127,33 +148,6 @@ async fn docker_root_persistent(ctx: &Ctx, t: &mut Trail) -> Decided {
     if root.is_empty() {
         return Err(Halt::error("the daemon reports no DockerRootDir"));
     }
-    // a system containerd: its root as the host's config sets it
-    let roots = if roots.store == ImageStore::Containerd
-        && roots.containerd_how.starts_with("system containerd")
-    {
-        let conf = ctx
-            .cmd(t, &["cat", CONTAINERD_CONFIG])
-            .await
-            .ok()
-            .filter(|o| o.ok())
-            .map(|o| o.stdout_str());
-        from_info(&raw, |_| false, || conf.clone())
-    } else if roots.store == ImageStore::Containerd
-        && roots.containerd_how.contains("reports no address")
-    {
-        let managed = format!("{root}/containerd/daemon");
-        let exists = ctx
-            .cmd(t, &["test", "-d", &managed])
-            .await
-            .is_ok_and(|o| o.ok());
-        from_info(
-            &raw,
-            |p| exists && p == std::path::Path::new(&managed),
-            || None,
-        )
-    } else {
-        roots
-    };
     let mut holders = Vec::new();
     for dir in roots.paths() {
         let dir = dir.to_string_lossy().to_string();
