@@ -39,13 +39,17 @@ pub fn marker_file(dir: &Path) -> PathBuf {
     dir.join(".ccci-sandbox")
 }
 
-/// Make `dir` the sandbox's own: create it, or take it when it is empty or already marked for
-/// `name`; a non-empty directory the sandbox did not make is refused.
-pub fn claim_dir(dir: &Path, name: &str) -> std::io::Result<()> {
+/// Make `dir` the sandbox's own: create it, or take it when it is empty, already marked for
+/// `name`, or the sandbox's own `default` directory (sandboxes made before the marker existed
+/// have unmarked default dirs); a non-empty directory the sandbox did not make is refused.
+pub fn claim_dir(dir: &Path, name: &str, default: Option<&Path>) -> std::io::Result<()> {
     let marker = marker_file(dir);
     if dir.exists() {
         if owns_dir(dir, name, None) {
             return Ok(());
+        }
+        if owns_dir(dir, name, default) {
+            return std::fs::write(&marker, name);
         }
         let empty = std::fs::read_dir(dir)?.next().is_none();
         if !empty {
@@ -318,15 +322,15 @@ mod tests {
     fn only_marked_or_default_dirs_are_owned() {
         let t = tempfile::tempdir().unwrap();
         let fresh = t.path().join("fresh");
-        claim_dir(&fresh, "ccci-x").unwrap();
+        claim_dir(&fresh, "ccci-x", None).unwrap();
         assert!(owns_dir(&fresh, "ccci-x", None));
         assert!(!owns_dir(&fresh, "ccci-y", None), "another sandbox's dir");
-        claim_dir(&fresh, "ccci-x").unwrap(); // again: fine
-                                              // a directory with someone else's files is refused, and not owned
+        claim_dir(&fresh, "ccci-x", None).unwrap(); // again: fine
+                                                    // a directory with someone else's files is refused, and not owned
         let busy = t.path().join("busy");
         std::fs::create_dir(&busy).unwrap();
         std::fs::write(busy.join("docker.pid"), "1").unwrap();
-        let e = claim_dir(&busy, "ccci-x").unwrap_err();
+        let e = claim_dir(&busy, "ccci-x", None).unwrap_err();
         assert!(
             e.to_string().contains("was not made by sandbox ccci-x"),
             "{e}"
@@ -345,8 +349,14 @@ mod tests {
         // an empty directory is taken
         let empty = t.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
-        claim_dir(&empty, "ccci-x").unwrap();
+        claim_dir(&empty, "ccci-x", None).unwrap();
         assert!(owns_dir(&empty, "ccci-x", None));
+        // the sandbox's own default dir from before the marker: taken, and marked now
+        let legacy = t.path().join("legacy");
+        std::fs::create_dir(&legacy).unwrap();
+        std::fs::write(legacy.join("data.img"), "x").unwrap();
+        claim_dir(&legacy, "ccci-x", Some(&legacy)).unwrap();
+        assert!(owns_dir(&legacy, "ccci-x", None), "marked on claim");
     }
 
     #[test]

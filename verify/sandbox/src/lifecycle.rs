@@ -169,8 +169,12 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     let p = cfg.layout();
     let info = p.info();
     // the state and run dirs are marked as this sandbox's: `down` cleans only marked dirs
-    for d in [p.state_dir(), p.run_dir()] {
-        crate::layout::claim_dir(d, &cfg.name).map_err(|e| SandboxError::io("claim dirs", d, e))?;
+    for (d, default) in [
+        (p.state_dir(), crate::layout::default_state_dir(&cfg.name)),
+        (p.run_dir(), crate::layout::default_run_dir(&cfg.name)),
+    ] {
+        crate::layout::claim_dir(d, &cfg.name, Some(&default))
+            .map_err(|e| SandboxError::io("claim dirs", d, e))?;
     }
     for d in [
         &cfg.cache_dir,
