@@ -724,7 +724,7 @@ fn current_system_is_not_gits() {
     // another system: the stand-in built with a change the commit does not have
     host_sh(
         info,
-        "set -e; d=$(mktemp -d); sed 's/echo sandbox/echo drifted/' /root/ccci-system/flake.nix > $d/flake.nix;          a=path:$d#nixosConfigurations.ccci-host.config.system.build.toplevel; out=$(nix eval --raw $a.outPath); nix build --no-link $a;          ln -sfn $out /run/current-system; rm -rf $d",
+        "set -e; d=$(mktemp -d); sed 's/echo sandbox/echo drifted/' /root/ccci-system/flake.nix > $d/flake.nix;          a=path:$d#nixosConfigurations.ccci-host.config.system.build.toplevel; out=$(nix eval --raw $a.outPath); nix build --no-link --option substituters '' $a;          ln -sfn $out /run/current-system; rm -rf $d",
     );
     let r = gate(params());
     assert_only(
@@ -776,7 +776,7 @@ fn system_check_follows_the_commit() {
     );
     host_sh(
         info,
-        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
+        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link --option substituters '' $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
     );
     let run = |rev: &str| {
         let spec = builtin_spec("2pc");

@@ -219,7 +219,7 @@ pub fn entries(
 /// built with the host's Nix and `/run/current-system` pointed at it.
 pub fn activate_script() -> String {
     format!(
-        "set -e; if [ -f {STAGED_SECRET} ]; then mkdir -p -m 0751 /run/secrets-rendered; install -m 0400 -o root -g root {STAGED_SECRET} {RENDERED_SECRET}; rm -f {STAGED_SECRET}; fi; a='path:{SYSTEM_FLAKE_DIR}#{SYSTEM_ATTR}'; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link \"$a\"; test -d \"$out\"; ln -sfn \"$out\" /run/current-system"
+        "set -e; if [ -f {STAGED_SECRET} ]; then mkdir -p -m 0751 /run/secrets-rendered; install -m 0400 -o root -g root {STAGED_SECRET} {RENDERED_SECRET}; rm -f {STAGED_SECRET}; fi; a='path:{SYSTEM_FLAKE_DIR}#{SYSTEM_ATTR}'; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; test -e \"$out\"; ln -sfn \"$out\" /run/current-system"
     )
 }
 
