@@ -481,6 +481,13 @@ fn prune_uses_the_daemons_dangling_filter() {
     // not dangling to the daemon)
     untag_probe_image();
     let r = gate(params());
+    if sandbox().shape.image_store == ccci_sandbox::ImageStore::Containerd {
+        // The containerd store names a swarm pull `redis:7-alpine@sha256:…`: it is not dangling
+        // there, the daemon's dangling prune keeps it (docs/prune-policy.md, "The image
+        // stores"), and the gate rightly finds nothing wrong with the probe's image.
+        assert_only(&r, &[]);
+        return;
+    }
     assert_only(
         &r,
         &[(
