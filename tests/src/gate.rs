@@ -164,3 +164,28 @@ pub fn host_sh_quiet(info: &ccci_sandbox::SandboxInfo, script: &str) {
         Err(e) => eprintln!("clean-up `{script}` could not run: {e}"),
     }
 }
+
+/// The probe's image as a CI host has it: by digest, no tag. An earlier pull by tag (another
+/// test's, a person's) makes `prune.keeps-deployed-images` skip — the untagged case cannot be
+/// shown — so a test that runs the whole gate on the sandbox starts by removing the tag; a tag a
+/// container holds stays (the test that made that container removes it).
+pub fn untag_probe_image_if_free(info: &ccci_sandbox::SandboxInfo) {
+    crate::block_on(async {
+        let docker = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = docker
+            .remove_image(
+                ccci_sandbox::FIXTURE_IMAGE,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            if !ccci_host::docker_error::is_not_found(&e) {
+                eprintln!("note: {} keeps its tag: {e}", ccci_sandbox::FIXTURE_IMAGE);
+            }
+        }
+    });
+}

@@ -468,7 +468,7 @@ fn sandbox_status_json_says_how_to_reach_it() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn gate_2pc_passes_and_json_matches_the_contract() {
-    sandbox();
+    ccci_tests::gate::untag_probe_image_if_free(sandbox());
     let rev = head();
     let r = run(verify().args(["gate", "2pc", "--format", "json", "--rev", &rev]));
     assert_eq!(
@@ -523,7 +523,7 @@ fn gate_2pc_passes_and_json_matches_the_contract() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn gate_2pc_junit_to_output_file() {
-    sandbox();
+    ccci_tests::gate::untag_probe_image_if_free(sandbox());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.xml");
     let r = run(verify()
@@ -573,7 +573,7 @@ fn gate_2pc_junit_to_output_file() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn gate_2pc_markdown_has_an_evidence_block_per_check() {
-    sandbox();
+    ccci_tests::gate::untag_probe_image_if_free(sandbox());
     let rev = head();
     let r = run(verify().args(["gate", "2pc", "--format", "markdown", "--rev", &rev]));
     assert_eq!(r.code, Some(0), "{}", r.show());

@@ -110,28 +110,6 @@ fn prune_dropin(name: &'static str) -> Restore<impl FnMut()> {
     })
 }
 
-/// The probe's image as a CI host has it: by digest, no tag. An earlier pull by tag (another
-/// test's, a person's) would make `prune.keeps-deployed-images` skip on every gate run, so
-/// each run starts by removing the tag; a tag a container holds stays (the test that made
-/// that container removes it).
-fn untag_probe_image_if_free() {
-    ccci_tests::block_on(async {
-        let docker = sandbox().docker_negotiated().await.unwrap();
-        if let Err(e) = docker
-            .remove_image(
-                "redis:7-alpine",
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
-            if !e.to_string().contains("No such image") {
-                eprintln!("note: redis:7-alpine keeps its tag: {e}");
-            }
-        }
-    });
-}
-
 /// Remove the `redis:7-alpine` tag if some earlier pull by tag left one (the image goes with
 /// it unless something else holds it; the probe then pulls it by digest, untagged).
 fn untag_probe_image() {
@@ -161,7 +139,7 @@ fn params() -> Params {
 
 /// The whole gate on the sandbox with `p`.
 fn gate(p: Params) -> Report {
-    untag_probe_image_if_free();
+    ccci_tests::gate::untag_probe_image_if_free(sandbox());
     let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[]);
     let target = run.bind(sandbox_gate_target(sandbox()));
     run.params = p;
