@@ -232,40 +232,12 @@ fn unescape_specifiers(raw: &str, line: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// A systemd time span in seconds (systemd.time(7)): `1h`, `60min`, `3600`, `1h 30min`.
+/// A systemd time span in seconds (systemd.time(7)): `1h`, `60min`, `3600`, `1h 30min` — with
+/// the parser `repro.unit-config-git-eq-host` reads the host's units with (one definition).
 fn timespan_secs(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<f64>() {
-        return Ok(n);
-    }
-    let mut total = 0.0;
-    let mut rest = s;
-    while !rest.trim_start().is_empty() {
-        rest = rest.trim_start();
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("bad time span {s:?}"))?;
-        rest = rest[num_end..].trim_start();
-        let unit_end = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "us" | "usec" => 1e-6,
-            "ms" | "msec" => 1e-3,
-            "" | "s" | "sec" | "second" | "seconds" => 1.0,
-            "m" | "min" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => 86400.0,
-            "w" | "week" | "weeks" => 604800.0,
-            u => return Err(format!("unknown time unit {u:?} in {s:?}")),
-        };
-        total += n * factor;
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
+    ccci_checks::repro::unit_config::timespan_us(s)
+        .map(|us| us as f64 / 1e6)
+        .ok_or_else(|| format!("bad time span {s:?}"))
 }
 
 fn systemd_bool(s: &str) -> Result<bool, String> {
