@@ -165,9 +165,40 @@ pub fn host_sh_quiet(info: &ccci_sandbox::SandboxInfo, script: &str) {
     }
 }
 
-/// The probe's image as a CI host has it: by digest, no tag. An earlier pull by tag (another
-/// test's, a person's) makes `prune.keeps-deployed-images` skip — the untagged case cannot be
-/// shown — so a test that runs the whole gate on the sandbox starts by removing the tag; a tag a
+/// Pull the probe's image by tag (`docker pull redis:7-alpine`, through the sandbox's registry
+/// mirror), as a person or an earlier test leaves it: tagged.
+pub fn pull_probe_image_by_tag(info: &ccci_sandbox::SandboxInfo) {
+    use futures_util::StreamExt;
+    crate::block_on(async {
+        let docker = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (repo, tag) = ccci_sandbox::FIXTURE_IMAGE
+            .split_once(':')
+            .expect("the fixture is repo:tag");
+        let mut pull = docker.create_image(
+            Some(
+                bollard::query_parameters::CreateImageOptionsBuilder::default()
+                    .from_image(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+            None,
+            None,
+        );
+        while let Some(item) = pull.next().await {
+            let item = item.unwrap_or_else(|e| panic!("pull {}: {e}", ccci_sandbox::FIXTURE_IMAGE));
+            if let Some(err) = item.error_detail.and_then(|d| d.message) {
+                panic!("pull {}: {err}", ccci_sandbox::FIXTURE_IMAGE);
+            }
+        }
+    });
+}
+
+/// The probe's image as a CI host has it: by digest, no tag (`ccci_sandbox::fixture::untag_local`,
+/// which `up_and_deploy` runs once per process). A test in the same binary may have pulled it by
+/// tag since, so a test that runs the whole gate on the sandbox starts with this; a tag a
 /// container holds stays (the test that made that container removes it).
 pub fn untag_probe_image_if_free(info: &ccci_sandbox::SandboxInfo) {
     crate::block_on(async {
@@ -175,17 +206,12 @@ pub fn untag_probe_image_if_free(info: &ccci_sandbox::SandboxInfo) {
             .docker_negotiated()
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        if let Err(e) = docker
-            .remove_image(
-                ccci_sandbox::FIXTURE_IMAGE,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
-            if !ccci_host::docker_error::is_not_found(&e) {
-                eprintln!("note: {} keeps its tag: {e}", ccci_sandbox::FIXTURE_IMAGE);
+        match ccci_sandbox::fixture::untag_local(&docker).await {
+            Ok(ccci_sandbox::fixture::LocalTag::Held(why)) => {
+                eprintln!("note: {} keeps its tag: {why}", ccci_sandbox::FIXTURE_IMAGE)
             }
+            Ok(_) => {}
+            Err(e) => panic!("untag {}: {e}", ccci_sandbox::FIXTURE_IMAGE),
         }
     });
 }

@@ -468,7 +468,12 @@ fn sandbox_status_json_says_how_to_reach_it() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn gate_2pc_passes_and_json_matches_the_contract() {
-    ccci_tests::gate::untag_probe_image_if_free(sandbox());
+    // A sandbox a person (or a test) pulled the probe image into by tag: `sandbox up` makes it
+    // a right host again (the image as a CI host has it: untagged), and the gate passes whole.
+    // Without that, `prune.keeps-deployed-images` skips (a running sandbox is gated as it is).
+    ccci_tests::gate::pull_probe_image_by_tag(sandbox());
+    let up = run(verify().args(["sandbox", "up"]));
+    assert_eq!(up.code, Some(0), "{}", up.show());
     let rev = head();
     let r = run(verify().args(["gate", "2pc", "--format", "json", "--rev", &rev]));
     assert_eq!(

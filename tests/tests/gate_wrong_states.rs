@@ -110,26 +110,6 @@ fn prune_dropin(name: &'static str) -> Restore<impl FnMut()> {
     })
 }
 
-/// Remove the `redis:7-alpine` tag if some earlier pull by tag left one (the image goes with
-/// it unless something else holds it; the probe then pulls it by digest, untagged).
-fn untag_probe_image() {
-    ccci_tests::block_on(async {
-        let docker = sandbox().docker_negotiated().await.unwrap();
-        match docker
-            .remove_image(
-                "redis:7-alpine",
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("No such image") => {}
-            Err(e) => panic!("untag redis:7-alpine: {e}"),
-        }
-    });
-}
-
 /// The parameters of gate 2pc for the sandbox, as a gate run on it has them.
 fn params() -> Params {
     let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[]);
@@ -456,8 +436,7 @@ fn prune_uses_the_daemons_dangling_filter() {
     );
     // as on a CI host, the image is in the store only as swarm left it: by digest, no tag (a
     // `docker pull redis:7-alpine` by another test would have tagged it, and a tagged image is
-    // not dangling to the daemon)
-    untag_probe_image();
+    // not dangling to the daemon): `gate` starts from there
     let r = gate(params());
     if sandbox().shape.image_store == ccci_sandbox::ImageStore::Containerd {
         // The containerd store names a swarm pull `redis:7-alpine@sha256:…`: it is not dangling
@@ -870,7 +849,7 @@ fn a_prune_that_says_it_keeps_the_cache_but_removes_a_container() {
     );
     upload(info, &deployed, &fixture("lying-prune.sh"), 0o755);
     let r = gate(params());
-    untag_probe_image();
+    ccci_tests::gate::untag_probe_image_if_free(sandbox());
     assert_only(
         &r,
         &[(

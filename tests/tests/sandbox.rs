@@ -100,6 +100,11 @@ fn cold_pull_downloads_every_layer_and_warm_pull_none() {
             served.is_empty(),
             "warm pull fetched blobs from the registry: {served:?}"
         );
+        // leave the sandbox as a CI host has it (a pull by tag tagged it): a gate run after the
+        // suite (`.ci/gate`) would otherwise skip `prune.keeps-deployed-images`
+        fixture::untag_local(&docker)
+            .await
+            .expect("untag the fixture");
     });
 }
 
@@ -124,11 +129,20 @@ fn swarm_service_from_the_fixture_converges_and_answers_ping() {
     let _guard = ServiceGuard(name.clone());
     let container_id = block_on(async {
         let docker = client().await;
+        // pinned by digest, as `docker service create` / `stack deploy` do (the daemon would
+        // pull a bare tag by tag and leave `redis:7-alpine` tagged, which no CI host has)
+        let digest = docker
+            .inspect_registry_image(ccci_sandbox::FIXTURE_IMAGE, None)
+            .await
+            .expect("GET /distribution")
+            .descriptor
+            .digest
+            .expect("the registry names a digest");
         let spec = ServiceSpec {
             name: Some(name.clone()),
             task_template: Some(TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
-                    image: Some("redis:7-alpine".into()),
+                    image: Some(format!("{}@{digest}", ccci_sandbox::FIXTURE_IMAGE)),
                     ..Default::default()
                 }),
                 ..Default::default()

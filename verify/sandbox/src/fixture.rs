@@ -15,7 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{
-    ListImagesOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+    ListImagesOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions,
+    RemoveImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -189,6 +190,34 @@ pub async fn remove_local(docker: &Docker, id: &str) -> Result<()> {
             status_code: 404, ..
         }) => Ok(()),
         Err(e) => Err(SandboxError::docker("remove image", e)),
+    }
+}
+
+/// What [`untag_local`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalTag {
+    /// No local `redis:7-alpine` tag: the state a swarm deploy leaves.
+    Absent,
+    /// The tag was there and is gone (with the image, when nothing else names it).
+    Removed,
+    /// A container holds the tag; it stays (the daemon's answer).
+    Held(String),
+}
+
+/// The fixture as a CI host has it: pulled by digest by a swarm deploy, with no tag. A pull by
+/// tag (a test's, a person's `docker pull redis:7-alpine`) leaves `redis:7-alpine` tagged, and
+/// on a host where the image is tagged `prune.keeps-deployed-images` cannot show its case (it
+/// skips, by design). This removes the tag unless a container holds it. Every gate run on the
+/// sandbox starts from here: `up_and_deploy` calls it, and the tests before each whole-gate run.
+pub async fn untag_local(docker: &Docker) -> Result<LocalTag> {
+    match docker
+        .remove_image(crate::FIXTURE_IMAGE, None::<RemoveImageOptions>, None)
+        .await
+    {
+        Ok(_) => Ok(LocalTag::Removed),
+        Err(e) if ccci_host::docker_error::is_not_found(&e) => Ok(LocalTag::Absent),
+        Err(e) if ccci_host::docker_error::is_conflict(&e) => Ok(LocalTag::Held(e.to_string())),
+        Err(e) => Err(SandboxError::docker("untag the fixture", e)),
     }
 }
 

@@ -363,13 +363,23 @@ pub async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
     deploy::deploy(info, d).await
 }
 
-/// Bring the sandbox up and install `cfg.deploy` into it: what `ccci-verify sandbox up` and
-/// the tests' shared sandbox both do. The error says which of the two steps failed.
+/// Bring the sandbox up and install `cfg.deploy` into it: what `ccci-verify sandbox up`, the
+/// gate's `--target sandbox` and the tests' shared sandbox all do. The fixture image is left as
+/// a CI host has it (by digest, no tag: [`fixture::untag_local`]), so a sandbox an earlier test
+/// or person pulled `redis:7-alpine` into by tag is a right host again. The error says which
+/// step failed.
 pub async fn up_and_deploy(
     cfg: &SandboxConfig,
 ) -> std::result::Result<SandboxInfo, UpAndDeployError> {
     let info = up(cfg).await.map_err(UpAndDeployError::Up)?;
     deploy(&info, &cfg.deploy)
+        .await
+        .map_err(UpAndDeployError::Deploy)?;
+    let docker = info
+        .docker_negotiated()
+        .await
+        .map_err(UpAndDeployError::Deploy)?;
+    fixture::untag_local(&docker)
         .await
         .map_err(UpAndDeployError::Deploy)?;
     Ok(info)
