@@ -198,7 +198,8 @@ pub async fn remove_local(docker: &Docker, id: &str) -> Result<()> {
 pub enum LocalTag {
     /// No local `redis:7-alpine` tag: the state a swarm deploy leaves.
     Absent,
-    /// The tag was there and is gone (with the image, when nothing else names it).
+    /// The tag was there and is gone (the image may have gone with it: the next deploy pulls
+    /// it by digest).
     Removed,
     /// A container holds the tag; it stays (the daemon's answer).
     Held(String),
@@ -207,8 +208,8 @@ pub enum LocalTag {
 /// The fixture as a CI host has it: pulled by digest by a swarm deploy, with no tag. A pull by
 /// tag (a test's, a person's `docker pull redis:7-alpine`) leaves `redis:7-alpine` tagged, and
 /// on a host where the image is tagged `prune.keeps-deployed-images` cannot show its case (it
-/// skips, by design). This removes the tag unless a container holds it. Every gate run on the
-/// sandbox starts from here: `up_and_deploy` calls it, and the tests before each whole-gate run.
+/// skips, by design). This removes the tag unless a container holds it. `up_and_deploy` calls
+/// it, and the tests before each whole-gate run on the sandbox.
 pub async fn untag_local(docker: &Docker) -> Result<LocalTag> {
     match docker
         .remove_image(crate::FIXTURE_IMAGE, None::<RemoveImageOptions>, None)

@@ -364,7 +364,7 @@ pub async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
 }
 
 /// Bring the sandbox up and install `cfg.deploy` into it: what `ccci-verify sandbox up`, the
-/// gate's `--target sandbox` and the tests' shared sandbox all do. The fixture image is left as
+/// gate's `--target sandbox` when the sandbox is down, and the tests' shared sandbox do. The fixture image is left as
 /// a CI host has it (by digest, no tag: [`fixture::untag_local`]), so a sandbox an earlier test
 /// or person pulled `redis:7-alpine` into by tag is a right host again. The error says which
 /// step failed.
