@@ -13,8 +13,10 @@ use ci_docker_prune::{Gate, Outcome, Settings};
 use prune_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Build with BuildKit through the API (context in the request body), leaving build cache.
-fn buildkit_build(tag: &str, seed: &str) {
+/// POST `/v1.41/build?{query}` with a two-file `FROM scratch` context unique to `seed`, raw
+/// over the daemon's socket (the context in the request body, as the CLI sends it); returns the
+/// whole answer after checking its status.
+fn post_build(query: &str, seed: &str) -> String {
     let ctx = Layer::new()
         .file(
             "Dockerfile",
@@ -26,21 +28,26 @@ fn buildkit_build(tag: &str, seed: &str) {
         .and_then(|l| l.tar())
         .unwrap_or_else(|e| panic!("build context: {e}"));
     let socket = sb().socket_path();
-    let tag = tag.to_string();
+    let head = format!(
+        "POST /v1.41/build?{query} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        ctx.len()
+    );
     let out = ccci_tests::block_on(async move {
         let mut s = tokio::net::UnixStream::connect(&socket).await?;
-        let head = format!(
-            "POST /v1.41/build?version=2&t={tag} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
-            ctx.len()
-        );
         s.write_all(head.as_bytes()).await?;
         s.write_all(&ctx).await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
     })
-    .unwrap_or_else(|e| panic!("buildkit build: {e}"));
+    .unwrap_or_else(|e| panic!("build ({query}): {e}"));
     assert!(out.starts_with("HTTP/1.0 200"), "build failed: {out}");
+    out
+}
+
+/// Build with BuildKit through the API (context in the request body), leaving build cache.
+fn buildkit_build(tag: &str, seed: &str) {
+    let out = post_build(&format!("version=2&t={tag}"), seed);
     assert!(!out.contains("\"error\""), "build failed: {out}");
 }
 
@@ -802,31 +809,7 @@ fn an_api_error_mid_run_stops_the_run_with_exit_1() {
 /// POST /build with the legacy builder (`version=1`): every instruction commits an
 /// intermediate image, the parent of the next. Untagged; returns the final image's id.
 fn legacy_build(seed: &str) -> String {
-    let ctx = Layer::new()
-        .file(
-            "Dockerfile",
-            0o644,
-            "FROM scratch\nCOPY a /a\nCOPY b /b\n".as_bytes().to_vec(),
-        )
-        .and_then(|l| l.file("a", 0o644, format!("a {seed}\n").into_bytes()))
-        .and_then(|l| l.file("b", 0o644, format!("b {seed}\n").into_bytes()))
-        .and_then(|l| l.tar())
-        .unwrap_or_else(|e| panic!("build context: {e}"));
-    let socket = sb().socket_path();
-    let out = ccci_tests::block_on(async move {
-        let mut s = tokio::net::UnixStream::connect(&socket).await?;
-        let head = format!(
-            "POST /v1.41/build?version=1&rm=1 HTTP/1.0\r\nHost: docker\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
-            ctx.len()
-        );
-        s.write_all(head.as_bytes()).await?;
-        s.write_all(&ctx).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
-    })
-    .unwrap_or_else(|e| panic!("legacy build: {e}"));
-    assert!(out.starts_with("HTTP/1.0 200"), "build failed: {out}");
+    let out = post_build("version=1&rm=1", seed);
     let id = out
         .split("Successfully built ")
         .nth(1)
