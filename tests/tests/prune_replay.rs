@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use ccci_sandbox::fixture::{registry_blob_downloads, registry_log_offset};
 use ccci_sandbox::images::{self, created_secs_ago, ImageSpec, Layer};
-use ccci_tests::proxy::{violations, RecordingProxy};
 use ci_docker_prune::gates::disk_usage;
 use ci_docker_prune::sim::policies::{EvictSettings, Tiered};
 use ci_docker_prune::sim::simulate;
@@ -502,7 +501,7 @@ fn the_simulator_predicts_removals_and_pulls_on_the_real_daemon() {
                 // the next day's events in different seconds, as they are hours apart in the
                 // simulator (a tie would fall back to the creation order).
                 std::thread::sleep(Duration::from_millis(1100));
-                let r = prune_env(
+                let r = prune_with_state_dir(
                     &[
                         "--path",
                         &data_root(),
@@ -578,32 +577,6 @@ fn deploy(name: &str, digest_ref: &str, id: &str) {
         digest_ref,
     ]);
     wait_running(name, id);
-}
-
-/// [`prune_common::prune`] with `STATE_DIRECTORY` set, as systemd sets it for the unit.
-fn prune_env(args: &[&str], state_dir: &std::path::Path) -> Run {
-    let proxy = RecordingProxy::start(&sb().socket_path())
-        .unwrap_or_else(|e| panic!("start recording proxy: {e}"));
-    let tagged = tagged_image_ids();
-    let bin = ccci_tests::prune_bin().unwrap_or_else(|e| panic!("prune binary: {e}"));
-    let out = assert_cmd::Command::new(bin)
-        .args(args)
-        .arg("--docker-host")
-        .arg(proxy.docker_host())
-        .env_remove("DOCKER_HOST")
-        .env("STATE_DIRECTORY", state_dir)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap_or_else(|e| panic!("run ci-docker-prune: {e}"));
-    let requests = proxy.requests();
-    let bad = violations(&requests, &tagged);
-    assert!(bad.is_empty(), "forbidden requests: {bad:#?}");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        requests,
-    }
 }
 
 /// Wait until a task container of `service` runs image `id`.

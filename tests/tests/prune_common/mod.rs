@@ -195,6 +195,28 @@ pub fn prune_at(
     args: &[&str],
     setup: impl FnOnce(&RecordingProxy),
 ) -> Run {
+    prune_at_with_env(socket, tagged, args, setup, &[])
+}
+
+/// [`prune`] with `STATE_DIRECTORY` set, as systemd sets it for the unit.
+pub fn prune_with_state_dir(args: &[&str], state_dir: &Path) -> Run {
+    prune_at_with_env(
+        &sb().socket_path(),
+        &tagged_image_ids(),
+        args,
+        |_| {},
+        &[("STATE_DIRECTORY", state_dir.as_os_str())],
+    )
+}
+
+/// [`prune_at`] with `env` added to the binary's environment.
+pub fn prune_at_with_env(
+    socket: &Path,
+    tagged: &[String],
+    args: &[&str],
+    setup: impl FnOnce(&RecordingProxy),
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Run {
     let proxy =
         RecordingProxy::start(socket).unwrap_or_else(|e| panic!("start recording proxy: {e}"));
     setup(&proxy);
@@ -204,6 +226,7 @@ pub fn prune_at(
         .arg("--docker-host")
         .arg(proxy.docker_host())
         .env_remove("DOCKER_HOST")
+        .envs(env.iter().copied())
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap_or_else(|e| panic!("run ci-docker-prune: {e}"));
