@@ -143,6 +143,9 @@ pub(crate) async fn ensure_pushed(docker: &Docker, info: &SandboxInfo) -> Result
     let marker = marker_path(info);
     let have = std::fs::read_to_string(&marker).unwrap_or_default();
     if have.trim() == built.id && !registry_manifest_layers(info, REPOSITORY, TAG)?.is_empty() {
+        // nothing was loaded; still make sure the store has no name of it (cold or warm, the
+        // first pull after `up` is cold)
+        remove_local_fixture(docker).await?;
         return Ok(());
     }
     let id = built.id.clone();
@@ -168,29 +171,114 @@ pub(crate) async fn ensure_pushed(docker: &Docker, info: &SandboxInfo) -> Result
             });
         }
     }
+    // by the id we loaded, then by every name the daemon gave it (on the containerd store the
+    // pushed `127.0.0.1:5000/library/redis:7-alpine` is a name of its own), checked empty
     remove_local(docker, &id).await?;
+    remove_local_fixture(docker).await?;
     std::fs::write(&marker, format!("{id}\n"))
         .map_err(|e| SandboxError::io("fixture", &marker, e))?;
     Ok(())
 }
 
 /// Remove image `id` from the daemon's store under every name it has (tags and digests), so
-/// the next pull of it is cold. Absent is fine.
+/// the next pull of it is cold. Absent is fine. Each of its tags is removed by name first: on
+/// the containerd image store an image *is* its names, and deleting one id can leave another
+/// name (measured on Docker 28.5: the pushed `127.0.0.1:5000/library/redis:7-alpine` stayed
+/// after a forced delete by the config id). Afterwards the image must be gone under every name
+/// it had: one that stays is an error naming it.
 pub async fn remove_local(docker: &Docker, id: &str) -> Result<()> {
+    let names = local_names(docker, |img| same_id(&img.id, id)).await?;
+    for name in names.iter().filter(|n| !n.contains('@')) {
+        remove_name(docker, name).await?;
+    }
+    remove_name(docker, id).await?;
+    let left = local_names(docker, |img| same_id(&img.id, id)).await?;
+    if left.is_empty() && !image_exists(docker, id).await? {
+        return Ok(());
+    }
+    Err(SandboxError::Image(format!(
+        "image {id} is still in the daemon's store after its removal{}",
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(", as {}", left.join(", "))
+        }
+    )))
+}
+
+/// `true` when `listed` (an id as the image list gives it) is image `id` (with or without the
+/// `sha256:` prefix).
+fn same_id(listed: &str, id: &str) -> bool {
+    listed.trim_start_matches("sha256:") == id.trim_start_matches("sha256:")
+}
+
+/// Remove one name (or id) from the local store, forced; absent is fine.
+async fn remove_name(docker: &Docker, name: &str) -> Result<()> {
     match docker
         .remove_image(
-            id,
+            name,
             Some(RemoveImageOptionsBuilder::default().force(true).build()),
             None,
         )
         .await
     {
         Ok(_) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(()),
+        Err(e) if ccci_host::docker_error::is_not_found(&e) => Ok(()),
         Err(e) => Err(SandboxError::docker("remove image", e)),
     }
+}
+
+async fn image_exists(docker: &Docker, id: &str) -> Result<bool> {
+    match docker.inspect_image(id).await {
+        Ok(_) => Ok(true),
+        Err(e) if ccci_host::docker_error::is_not_found(&e) => Ok(false),
+        Err(e) => Err(SandboxError::docker("inspect image", e)),
+    }
+}
+
+/// Every name (tags, then repo digests) and the id of each local image `pick` selects.
+async fn local_names(
+    docker: &Docker,
+    pick: impl Fn(&bollard::models::ImageSummary) -> bool,
+) -> Result<Vec<String>> {
+    let list = docker
+        .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
+        .await
+        .map_err(|e| SandboxError::docker("list images", e))?;
+    Ok(list
+        .iter()
+        .filter(|img| pick(img))
+        .flat_map(|img| {
+            img.repo_tags
+                .iter()
+                .chain(img.repo_digests.iter())
+                .filter(|n| n.as_str() != "<none>:<none>" && n.as_str() != "<none>@<none>")
+                .cloned()
+                .chain(std::iter::once(img.id.clone()))
+        })
+        .collect())
+}
+
+/// Is this local image the fixture: a `redis` name (tag or digest, any registry) or the
+/// fixture's label.
+fn is_fixture(img: &bollard::models::ImageSummary) -> bool {
+    let named = img
+        .repo_tags
+        .iter()
+        .chain(img.repo_digests.iter())
+        .any(|n| {
+            n.starts_with("redis:")
+                || n.starts_with("redis@")
+                || n.contains("/redis:")
+                || n.contains("/redis@")
+        });
+    named || img.labels.contains_key("io.ccci.fixture")
+}
+
+/// Every name under which the daemon's local store has the fixture (empty: a pull of
+/// `redis:7-alpine` is cold).
+pub async fn local_fixture_names(docker: &Docker) -> Result<Vec<String>> {
+    local_names(docker, is_fixture).await
 }
 
 /// What [`untag_local`] found.
@@ -223,29 +311,25 @@ pub async fn untag_local(docker: &Docker) -> Result<LocalTag> {
 }
 
 /// Remove every local image that carries a `redis:7-alpine` name (tag or digest) of the
-/// fixture, by id; returns the ids removed.
+/// fixture or its label, under every name it has; returns the ids removed. Afterwards no local
+/// name of the fixture may remain: one that does is an error naming it.
 pub async fn remove_local_fixture(docker: &Docker) -> Result<Vec<String>> {
     let list = docker
         .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
         .await
         .map_err(|e| SandboxError::docker("list images", e))?;
     let mut removed = Vec::new();
-    for img in list {
-        let named = img
-            .repo_tags
-            .iter()
-            .chain(img.repo_digests.iter())
-            .any(|n| {
-                n.starts_with("redis:")
-                    || n.starts_with("redis@")
-                    || n.contains("/redis:")
-                    || n.contains("/redis@")
-            });
-        let fixture = img.labels.contains_key("io.ccci.fixture");
-        if named || fixture {
-            remove_local(docker, &img.id).await?;
-            removed.push(img.id);
-        }
+    for img in list.into_iter().filter(is_fixture) {
+        remove_local(docker, &img.id).await?;
+        removed.push(img.id);
+    }
+    let left = local_fixture_names(docker).await?;
+    if !left.is_empty() {
+        return Err(SandboxError::Image(format!(
+            "the fixture is still in the daemon's local store after its removal, as {}: \
+             the first pull of redis:7-alpine would not be cold",
+            left.join(", ")
+        )));
     }
     Ok(removed)
 }
