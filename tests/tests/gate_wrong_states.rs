@@ -859,3 +859,41 @@ fn a_prune_that_says_it_keeps_the_cache_but_removes_a_container() {
         )],
     );
 }
+
+/// NixOS is decided from three signals (`/etc/os-release` `ID=nixos`, `/etc/NIXOS`,
+/// `/run/current-system`), never from one file: on NixOS a missing `/etc/NIXOS` once turned the
+/// whole-system comparison into "not applicable" and the gate passed; on Debian a stray
+/// `/etc/NIXOS` would make it judge the host by NixOS's facts. A mix of signals is an error in
+/// every check that asks, naming each signal.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn nixos_signals_that_disagree() {
+    let (set, restore) = if nixos() {
+        ("rm /etc/NIXOS", "touch /etc/NIXOS")
+    } else {
+        ("touch /etc/NIXOS", "rm -f /etc/NIXOS")
+    };
+    let _restore = host_state(set, restore);
+    let r = gate(params());
+    let reason = "the host's NixOS signals disagree";
+    assert_only(
+        &r,
+        &[
+            ("repro.units-git-eq-host", Verdict::Error, reason),
+            ("repro.unit-config-git-eq-host", Verdict::Error, reason),
+            ("repro.system-git-eq-host", Verdict::Error, reason),
+        ],
+    );
+    let c = check(&r, "repro.system-git-eq-host");
+    for cmd in [
+        "/etc/os-release",
+        "test -e /etc/NIXOS",
+        "test -e /run/current-system",
+    ] {
+        assert!(
+            c.evidence.iter().any(|e| e.command.contains(cmd)),
+            "the evidence shows the signal `{cmd}`: {}",
+            explain(&r, &c.id)
+        );
+    }
+}

@@ -484,10 +484,51 @@ async fn units_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     ))
 }
 
-/// Is the target NixOS (`/etc/NIXOS`, which NixOS's activation creates)? Recorded.
+/// Is the target NixOS? Decided from three signals a NixOS system has: `/etc/os-release`
+/// saying `ID=nixos`, the `/etc/NIXOS` marker its activation creates, and
+/// `/run/current-system` (the running system's toplevel). All three: NixOS; none: not; any
+/// other mix is an error naming each signal — one missing marker must never quietly turn the
+/// whole-system comparison into "not applicable". Recorded.
 pub async fn host_is_nixos(ctx: &Ctx, t: &mut Trail) -> Result<bool, Halt> {
-    let o = ctx.cmd(t, &["test", "-e", "/etc/NIXOS"]).await?;
-    Ok(o.ok())
+    let os = ctx.cmd(t, &["cat", "/etc/os-release"]).await?;
+    let id = if os.ok() {
+        os_release_id(&os.stdout_str())
+    } else {
+        None
+    };
+    let marker = ctx.cmd(t, &["test", "-e", "/etc/NIXOS"]).await?.ok();
+    let current = ctx
+        .cmd(t, &["test", "-e", "/run/current-system"])
+        .await?
+        .ok();
+    decide_nixos(id.as_deref(), marker, current).map_err(Halt::error)
+}
+
+/// The `ID=` of an os-release file (quotes removed), if it has one.
+fn os_release_id(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("ID="))
+        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+        .next_back()
+}
+
+/// NixOS from its three signals (see [`host_is_nixos`]).
+fn decide_nixos(os_id: Option<&str>, marker: bool, current_system: bool) -> Result<bool, String> {
+    let os_nixos = os_id == Some("nixos");
+    match (os_nixos, marker, current_system) {
+        (true, true, true) => Ok(true),
+        (false, false, false) => Ok(false),
+        _ => Err(format!(
+            "the host's NixOS signals disagree: /etc/os-release {}, /etc/NIXOS {}, /run/current-system {}: \
+             cannot tell whether it is NixOS",
+            match os_id {
+                Some(id) => format!("says ID={id}"),
+                None => "has no ID (missing or unreadable)".into(),
+            },
+            if marker { "present" } else { "absent" },
+            if current_system { "present" } else { "absent" },
+        )),
+    }
 }
 
 /// The platform's own units on this host: whether it is NixOS, and what pulls in each
@@ -902,6 +943,45 @@ mod tests {
     use super::*;
     use ccci_core::Verdict;
     use ccci_nix::Unresolved;
+
+    #[test]
+    fn os_release_id_is_read_as_systemd_does() {
+        // NixOS 25.11's /etc/os-release (abridged), Debian 12's, a quoted value, none
+        let nixos = "ANSI_COLOR=\"0;38;2;126;186;228\"\nBUILD_ID=\"25.11.20251201.abcdef0\"\nID=nixos\nID_LIKE=\"\"\nNAME=NixOS\n";
+        assert_eq!(os_release_id(nixos).as_deref(), Some("nixos"));
+        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+        assert_eq!(os_release_id(debian).as_deref(), Some("debian"));
+        assert_eq!(os_release_id("ID=\"nixos\"\n").as_deref(), Some("nixos"));
+        assert_eq!(os_release_id("NAME=x\nVERSION_ID=1\n"), None);
+    }
+
+    #[test]
+    fn nixos_needs_all_three_signals_and_a_mix_is_an_error() {
+        // hand-derived: every combination of the three signals
+        for os in [Some("nixos"), Some("debian"), None] {
+            for marker in [false, true] {
+                for current in [false, true] {
+                    let got = decide_nixos(os, marker, current);
+                    let all = os == Some("nixos") && marker && current;
+                    let none = os != Some("nixos") && !marker && !current;
+                    match got {
+                        Ok(true) => assert!(all, "{os:?} {marker} {current}"),
+                        Ok(false) => assert!(none, "{os:?} {marker} {current}"),
+                        Err(e) => {
+                            assert!(!all && !none, "{os:?} {marker} {current}: {e}");
+                            assert!(
+                                e.contains("/etc/NIXOS") && e.contains("/run/current-system"),
+                                "{e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // the case the issue names: a NixOS host whose /etc/NIXOS is gone is an error, not
+        // "not NixOS"
+        assert!(decide_nixos(Some("nixos"), false, true).is_err());
+    }
 
     fn state(name: &str, load: &str, active: &str, file_state: &str, fragment: &str) -> UnitState {
         UnitState {

@@ -33,6 +33,27 @@ pub const SYSTEM_ATTR: &str = "nixosConfigurations.ccci-host.config.system.build
 pub const RENDERED_SECRET: &str = "/run/secrets-rendered/docker-config.json";
 /// Where the deploy stages the secret until the activation moves it under /run.
 pub const STAGED_SECRET: &str = "/var/lib/ccci-sandbox/sops/docker-config.json";
+/// `/etc/os-release` of NixOS 25.11 as nixpkgs' `nixos/modules/misc/version.nix` writes it
+/// (the build id is the stand-in's).
+pub const OS_RELEASE: &str = "ANSI_COLOR=\"0;38;2;126;186;228\"
+BUG_REPORT_URL=\"https://github.com/NixOS/nixpkgs/issues\"
+BUILD_ID=\"25.11.20251201.0000000\"
+CPE_NAME=\"cpe:/o:nixos:nixos:25.11\"
+DEFAULT_HOSTNAME=nixos
+DOCUMENTATION_URL=\"https://nixos.org/learn.html\"
+HOME_URL=\"https://nixos.org/\"
+ID=nixos
+ID_LIKE=\"\"
+IMAGE_ID=\"\"
+IMAGE_VERSION=\"\"
+LOGO=\"nix-snowflake\"
+NAME=NixOS
+PRETTY_NAME=\"NixOS 25.11 (Xantusia)\"
+SUPPORT_URL=\"https://nixos.org/community.html\"
+VERSION=\"25.11 (Xantusia)\"
+VERSION_CODENAME=xantusia
+VERSION_ID=\"25.11\"
+";
 /// The `ci-docker-prune` version in its store path name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -201,6 +222,22 @@ pub fn entries(
         path: "/etc/NIXOS".into(),
         mode: 0o644,
         data: Vec::new(),
+    });
+    // /etc/os-release as NixOS links it: /etc/os-release -> /etc/static/os-release -> the store
+    // (the checks decide NixOS from it, /etc/NIXOS and /run/current-system together)
+    let os_release = store_path("etc-os-release", OS_RELEASE.as_bytes());
+    v.push(Entry::File {
+        path: os_release.clone(),
+        mode: 0o444,
+        data: OS_RELEASE.as_bytes().to_vec(),
+    });
+    v.push(Entry::Link {
+        path: "/etc/static/os-release".into(),
+        target: os_release,
+    });
+    v.push(Entry::Link {
+        path: "/etc/os-release".into(),
+        target: "/etc/static/os-release".into(),
     });
     let flake = std::fs::read(repo.join(SYSTEM_FLAKE))
         .map_err(|e| SandboxError::io("nixos flavour", repo.join(SYSTEM_FLAKE), e))?;
