@@ -897,3 +897,38 @@ fn nixos_signals_that_disagree() {
         );
     }
 }
+
+/// A masked legacy unit is a right host, stricter than an absent one: git declaring
+/// `systemd.services.docker-prune.enable = false` (NixOS renders it as a link to `/dev/null`,
+/// masked) or Debian's `systemctl mask docker-prune.timer` leaves a unit systemd can never
+/// start. The whole gate passes (it failed `units.legacy-timer-absent` and
+/// `repro.units-git-eq-host` before).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn masked_legacy_units_are_absent() {
+    let (set, restore) = if nixos() {
+        // as a NixOS system whose configuration masks both: the store unit tree links each to
+        // /dev/null, /etc/systemd/system links into it
+        (
+            "set -e; s=/etc/static/systemd/system; cp -P $s/docker-prune.service /root/docker-prune.service.link; \
+             ln -sfn /dev/null $s/docker-prune.service; ln -sfn /dev/null $s/docker-prune.timer; \
+             ln -sfn $s/docker-prune.timer /etc/systemd/system/docker-prune.timer; systemctl daemon-reload; \
+             test \"$(systemctl show -p LoadState --value docker-prune.service docker-prune.timer | grep . | sort -u)\" = masked",
+            "s=/etc/static/systemd/system; mv -f /root/docker-prune.service.link $s/docker-prune.service; \
+             rm -f $s/docker-prune.timer /etc/systemd/system/docker-prune.timer; systemctl daemon-reload",
+        )
+    } else {
+        (
+            "set -e; systemctl mask docker-prune.timer docker-prune.service; systemctl daemon-reload; \
+             test \"$(systemctl show -p LoadState --value docker-prune.service docker-prune.timer | grep . | sort -u)\" = masked",
+            "systemctl unmask docker-prune.timer docker-prune.service; systemctl daemon-reload",
+        )
+    };
+    let _restore = host_state(set, restore);
+    let r = gate(params());
+    assert_only(&r, &[]);
+    let c = check(&r, "units.legacy-timer-absent");
+    assert!(c.detail.contains("masked"), "{}", explain(&r, &c.id));
+    let c = check(&r, "repro.units-git-eq-host");
+    assert!(c.detail.contains("masked"), "{}", explain(&r, &c.id));
+}

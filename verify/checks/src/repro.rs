@@ -100,8 +100,10 @@ pub fn legacy_names(ctx: &Ctx) -> Vec<String> {
 
 /// The host does not have the unit at all (the state systemd reports for a name it knows
 /// nothing of). A unit that is merely listed because another unit references it is absent.
+/// Absent for a name that must not run: not found with no unit file, or masked and inactive
+/// (systemd can never start it; NixOS renders `enable = false` as a link to `/dev/null`).
 fn absent(s: &UnitState) -> bool {
-    s.is_not_found() && !s.has_unit_file()
+    (s.is_not_found() && !s.has_unit_file()) || s.is_masked_inert()
 }
 
 /// A unit systemd still knows in a way a deploy from git does not produce: loaded without a
@@ -254,11 +256,30 @@ pub fn decide_units(
             .filter(|n| platform.owns(n) && states.get(*n).is_some_and(|s| !absent(s)))
             .collect();
         let absent_legacy: Vec<&String> = legacy.iter().filter(|n| !inert.contains(n)).collect();
+        let masked: Vec<&String> = absent_legacy
+            .iter()
+            .copied()
+            .filter(|n| states.get(*n).is_some_and(UnitState::is_masked_inert))
+            .collect();
+        let not_found: Vec<&String> = absent_legacy
+            .iter()
+            .copied()
+            .filter(|n| !masked.contains(n))
+            .collect();
+        let legacy_text = match (not_found.is_empty(), masked.is_empty()) {
+            (_, true) => format!("{} not-found", join(not_found.into_iter())),
+            (true, false) => format!("{} masked (never started)", join(masked.into_iter())),
+            (false, false) => format!(
+                "{} not-found, {} masked (never started)",
+                join(not_found.into_iter()),
+                join(masked.into_iter())
+            ),
+        };
         Outcome::pass(format!(
-            "git at {} declares {} and the host has exactly those units of the family; legacy {} not-found{}",
+            "git at {} declares {} and the host has exactly those units of the family; legacy {}{}",
             short(&declared.rev),
             join(want.iter()),
-            join(absent_legacy.into_iter()),
+            legacy_text,
             if inert.is_empty() {
                 String::new()
             } else {
@@ -1089,6 +1110,55 @@ mod tests {
         assert!(
             table.contains("docker-prune.timer") && table.contains("not-found"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn a_masked_inactive_legacy_unit_is_absent_a_masked_running_one_is_not() {
+        let d = declared(&["ci-docker-prune.service", "ci-docker-prune.timer"]);
+        let listed = set(&[
+            "ci-docker-prune.service",
+            "ci-docker-prune.timer",
+            "docker-prune.service",
+            "docker-prune.timer",
+        ]);
+        let masked = |name: &str, active: &str| {
+            state(
+                name,
+                "masked",
+                active,
+                "masked",
+                &format!("/etc/systemd/system/{name}"),
+            )
+        };
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            masked("docker-prune.service", "inactive"),
+            not_found("docker-prune.timer"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        assert!(
+            o.detail
+                .contains("docker-prune.timer not-found, docker-prune.service masked"),
+            "{}",
+            o.detail
+        );
+        // masked while it runs: systemd still runs it until it stops
+        let st = states(vec![
+            loaded("ci-docker-prune.service"),
+            loaded("ci-docker-prune.timer"),
+            not_found("docker-prune.service"),
+            masked("docker-prune.timer", "active"),
+        ]);
+        let o = decide_units(&d, &listed, &st, &legacy(), &Platform::default());
+        assert_eq!(o.verdict, Verdict::Fail, "{}", o.detail);
+        assert!(
+            o.detail
+                .contains("legacy docker-prune.timer is still known"),
+            "{}",
+            o.detail
         );
     }
 

@@ -19,6 +19,15 @@ pub fn checks() -> Vec<DynCheck> {
 pub fn decide_legacy_absent(s: &UnitState) -> Outcome {
     if s.is_not_found() && !s.has_unit_file() {
         Outcome::pass(format!("{}: LoadState=not-found and no unit file", s.name))
+    } else if s.is_masked_inert() {
+        // masked is absent, stricter: systemd can never start it (NixOS renders
+        // `enable = false` this way; Debian's `systemctl mask`)
+        Outcome::pass(format!(
+            "{}: masked and inactive (LoadState=masked ActiveState={} FragmentPath={}): systemd can never start it",
+            s.name,
+            s.active_state,
+            if s.fragment_path.is_empty() { "(none)" } else { &s.fragment_path }
+        ))
     } else {
         Outcome::fail(format!(
             "{} still exists: {} — remove it (on NixOS: virtualisation.docker.autoPrune.enable = false)",
@@ -168,8 +177,25 @@ mod tests {
                 .verdict,
             Pass
         );
+        // masked and inactive is absent, stricter (recorded from systemd 252)
+        let masked =
+            decide_legacy_absent(&fixture("legacy-timer-masked.txt", "docker-prune.timer"));
+        assert_eq!(masked.verdict, Pass, "{}", masked.detail);
+        assert!(masked.detail.contains("masked"), "{}", masked.detail);
+        // masked after it was started: systemd 252 fails the timer at the reload (it can no
+        // longer fire): inert
+        let o = decide_legacy_absent(&fixture(
+            "legacy-timer-masked-after-start.txt",
+            "docker-prune.timer",
+        ));
+        assert_eq!(o.verdict, Pass, "{}", o.detail);
+        // a service masked while it runs keeps running: not absent
+        let o = decide_legacy_absent(&fixture(
+            "legacy-service-masked-running.txt",
+            "docker-prune.service",
+        ));
+        assert_eq!(o.verdict, Fail, "{}", o.detail);
         for f in [
-            "legacy-timer-masked.txt",
             "legacy-timer-linked.txt",
             "legacy-timer-stale-file-gone.txt",
         ] {

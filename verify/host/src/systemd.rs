@@ -98,6 +98,17 @@ impl UnitState {
     pub fn last_run_failed(&self) -> bool {
         self.active_state == "failed" || (!self.result.is_empty() && self.result != "success")
     }
+    /// Masked (its unit file a link to `/dev/null`, as `systemctl mask` or NixOS's
+    /// `systemd.services.X.enable = false` make it) and not running: systemd can never start
+    /// it, so for a name that must be absent it is as good as absent — stricter, even. A masked
+    /// unit still running (masked while active) is not.
+    pub fn is_masked_inert(&self) -> bool {
+        self.load_state == "masked"
+            && !matches!(
+                self.active_state.as_str(),
+                "active" | "activating" | "reloading" | "deactivating" | "refreshing"
+            )
+    }
     /// A unit that systemd still knows but whose file is gone, masked or broken: loaded/active
     /// without a fragment, or a `masked`/`bad` file. A `linked` file is not stale: NixOS
     /// installs every unit as a link into the store (`/etc/systemd/system/X ->
