@@ -46,12 +46,18 @@
         flake = "path:/root/repo/fixtures/nix/system"
         nix = "nix --extra-experimental-features 'nix-command flakes'"
         out = machine.succeed(f"{nix} eval --raw {flake}#{attr}.outPath").strip()
-        machine.succeed(f"{nix} build --no-link {flake}#{attr} && ln -sfn {out} /run/current-system")
+        # The VM's own /run/current-system stays as it is: the driver reaches bash, base64,
+        # git, docker and ccci-verify through /run/current-system/sw/bin, and repointing it at
+        # the stand-in (a plain file) made every later command exit 127. The stand-in gets a
+        # link of its own, which the spec copy names (`current_system`).
+        machine.succeed(f"{nix} build --no-link {flake}#{attr} && ln -sfn {out} /run/ccci-standin-system")
         machine.succeed(
             "cp /root/repo/verify/gates/2pc.toml /root/2pc-vm.toml"
             " && printf '\\n[targets.local.params.repro]\\nsystem_flake = \"fixtures/nix/system\"\\n"
-            f"system_attr = \"{attr}\"\\n' >> /root/2pc-vm.toml"
+            f"system_attr = \"{attr}\"\\ncurrent_system = \"/run/ccci-standin-system\"\\n' >> /root/2pc-vm.toml"
         )
+        # the running system is untouched: the driver's tools still resolve
+        machine.succeed("test -x /run/current-system/sw/bin/bash && bash -c true")
 
     with subtest("ccci-verify gate 2pc --target local passes"):
         machine.succeed(

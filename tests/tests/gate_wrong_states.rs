@@ -707,6 +707,36 @@ fn current_system_is_not_gits() {
         "no closure diff: {}",
         explain(&r, &c.id)
     );
+    // the spec can name the running system's link (`current_system`): a link to git's
+    // toplevel passes while /run/current-system is still the drifted one, and the verdict
+    // names the link it read (the VM test keeps its /run/current-system this way)
+    host_sh(
+        info,
+        &format!("ln -sfn {} /run/ccci-standin-system", orig_for_link()),
+    );
+    let _rm = Restore(move || host_sh_quiet(info, "rm -f /run/ccci-standin-system"));
+    let mut p = params();
+    p.repro.current_system = "/run/ccci-standin-system".into();
+    let r = gate(p);
+    let c = check(&r, "repro.system-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Pass, "{}", explain(&r, &c.id));
+    assert!(
+        c.detail
+            .starts_with("/run/ccci-standin-system is /nix/store/"),
+        "{}",
+        explain(&r, &c.id)
+    );
+}
+
+/// The toplevel the nixos flavour's deploy made current (git's), read from the store link the
+/// activation keeps for it.
+fn orig_for_link() -> String {
+    host_sh(
+        sandbox(),
+        "nix --extra-experimental-features 'nix-command flakes' eval --raw 'path:/root/ccci-system#nixosConfigurations.ccci-host.config.system.build.toplevel.outPath' 2>/dev/null",
+    )
+    .trim()
+    .to_string()
 }
 
 /// The system check follows the commit: a fixture flake at one commit, built on the host and

@@ -176,6 +176,9 @@ fn d_portable_units() -> Vec<String> {
 fn d_system_flake() -> String {
     ".".into()
 }
+fn d_current_system() -> String {
+    "/run/current-system".into()
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +215,12 @@ pub struct ReproParams {
     /// `nixosConfigurations.cc-ci.config.system.build.toplevel`.
     #[serde(default)]
     pub system_attr: Option<String>,
+    /// `repro.system-git-eq-host`: the link to the system the host runs (default
+    /// `/run/current-system`). A test that must not repoint the running system's link (a
+    /// NixOS VM test whose driver reaches every tool through `/run/current-system/sw/bin`)
+    /// names another link here.
+    #[serde(default = "d_current_system")]
+    pub current_system: String,
 }
 
 impl Default for ReproParams {
@@ -226,6 +235,7 @@ impl Default for ReproParams {
             portable_units: d_portable_units(),
             system_flake: d_system_flake(),
             system_attr: None,
+            current_system: d_current_system(),
         }
     }
 }

@@ -21,15 +21,15 @@ const CHUNK: usize = 48 * 1024;
 const NIX: &[&str] = &["nix", "--extra-experimental-features", "nix-command flakes"];
 
 /// Decision from both store paths.
-pub fn decide(host: &str, git: &str, rev: &str, attr: &str) -> Outcome {
+pub fn decide(current: &str, host: &str, git: &str, rev: &str, attr: &str) -> Outcome {
     if host == git {
         Outcome::pass(format!(
-            "/run/current-system is {host}, the toplevel git at {} evaluates to ({attr})",
+            "{current} is {host}, the toplevel git at {} evaluates to ({attr})",
             short(rev)
         ))
     } else {
         Outcome::fail(format!(
-            "/run/current-system is {host}, but git at {} evaluates {attr} to {git}",
+            "{current} is {host}, but git at {} evaluates {attr} to {git}",
             short(rev)
         ))
     }
@@ -68,13 +68,12 @@ pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
             "[params.repro] system_attr is not set: the gate spec must name the flake attribute of the system toplevel",
         ));
     };
-    let cur = ctx
-        .cmd(t, &["readlink", "-f", "/run/current-system"])
-        .await?;
+    let current = ctx.params.repro.current_system.clone();
+    let cur = ctx.cmd(t, &["readlink", "-f", "--", &current]).await?;
     let host_path = cur.stdout_str().trim().to_string();
     if !cur.ok() || !host_path.starts_with("/nix/store/") {
         return Err(Halt::fail(format!(
-            "/run/current-system is not a store path: `{host_path}`"
+            "{current} is not a store path: `{host_path}`"
         )));
     }
     // git at REV: the flake's directory, copied to the host
@@ -185,11 +184,18 @@ async fn evaluate_and_compare(
     t.note(
         "store paths",
         format!(
-            "host (/run/current-system): {host_path}\ngit at {}: {git_path}",
+            "host ({}): {host_path}\ngit at {}: {git_path}",
+            ctx.params.repro.current_system,
             short(&ctx.rev)
         ),
     );
-    let o = decide(host_path, &git_path, &ctx.rev, attr);
+    let o = decide(
+        &ctx.params.repro.current_system,
+        host_path,
+        &git_path,
+        &ctx.rev,
+        attr,
+    );
     if o.verdict == ccci_core::Verdict::Fail {
         // what differs: build git's toplevel and diff the closures (evidence only)
         let mut build: Vec<String> = NIX.iter().map(|s| s.to_string()).collect();
@@ -220,9 +226,28 @@ mod tests {
 
     #[test]
     fn both_paths_in_the_detail() {
-        let o = decide("/nix/store/a-x", "/nix/store/a-x", "0123456789abcdef", "t");
+        let cur = "/run/current-system";
+        let o = decide(
+            cur,
+            "/nix/store/a-x",
+            "/nix/store/a-x",
+            "0123456789abcdef",
+            "t",
+        );
         assert_eq!(o.verdict, Verdict::Pass);
-        let o = decide("/nix/store/a-x", "/nix/store/b-x", "0123456789abcdef", "t");
+        assert!(
+            o.detail
+                .starts_with("/run/current-system is /nix/store/a-x"),
+            "{}",
+            o.detail
+        );
+        let o = decide(
+            cur,
+            "/nix/store/a-x",
+            "/nix/store/b-x",
+            "0123456789abcdef",
+            "t",
+        );
         assert_eq!(o.verdict, Verdict::Fail);
         assert!(o.detail.contains("/nix/store/a-x") && o.detail.contains("/nix/store/b-x"));
     }
