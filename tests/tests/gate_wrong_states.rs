@@ -962,3 +962,90 @@ fn masked_legacy_units_are_absent() {
     let c = check(&r, "repro.units-git-eq-host");
     assert!(c.detail.contains("masked"), "{}", explain(&r, &c.id));
 }
+
+/// A right NixOS host built the way cc-ci is: `nixos-rebuild switch --flake CHECKOUT#HOST` from
+/// a clean git checkout, with a configuration whose toplevel reads `self.rev` (as
+/// `system.configurationRevision = self.rev or self.dirtyRev or null` does). Git at REV must
+/// be evaluated as that `git+file` flake: evaluated as a `path:` copy (no `self.rev`) it gave
+/// another toplevel and the check failed a right host. A commit after it fails, naming both.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn system_built_from_a_git_checkout_whose_toplevel_reads_self_rev() {
+    if !nixos() {
+        eprintln!("ignored: the system check applies to the nixos flavour only");
+        return;
+    }
+    let info = sandbox();
+    let orig = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    let _restore = Restore(move || {
+        host_sh_quiet(
+            info,
+            &format!(
+                "ln -sfn {orig} /run/current-system; rm -rf /root/ccci-self /root/ccci-self.tgz"
+            ),
+        )
+    });
+    let flake = |msg: &str| {
+        format!(
+            "{{ outputs = {{ self }}: {{ nixosConfigurations.t.config.system.build.toplevel = derivation {{ name = \"nixos-system-t\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo {msg} ${{self.rev or self.dirtyRev or \"unknown\"}} > $out\" ]; }}; }}; }}\n"
+        )
+    };
+    let repo = ccci_tests::git::Repo::new();
+    let a = repo.commit(&[("sys/flake.nix", flake("one").as_bytes())], "one");
+    // the host's checkout at a (a copy of the repository, work tree and history), built as
+    // nixos-rebuild builds it: the checkout as a git+file flake, clean, so self.rev = a
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(repo.path())
+        .args(["-czf", "-", "."])
+        .output()
+        .expect("tar the checkout");
+    assert!(out.status.success());
+    upload(info, "/root/ccci-self.tgz", &out.stdout, 0o644);
+    let built = host_sh(
+        info,
+        "set -e; mkdir /root/ccci-self; tar -xzf /root/ccci-self.tgz -C /root/ccci-self; \
+         git -C /root/ccci-self update-index -q --refresh; test -z \"$(git -C /root/ccci-self status --porcelain)\"; \
+         a='git+file:///root/ccci-self?dir=sys#nixosConfigurations.t.config.system.build.toplevel'; \
+         out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; \
+         ln -sfn \"$out\" /run/current-system; cat \"$out\"",
+    );
+    assert!(
+        built.contains(&format!("one {a}")),
+        "the host's system reads self.rev = {a}: {built}"
+    );
+    let run = |rev: &str| {
+        let spec = builtin_spec("2pc");
+        let mut run = ccci_tests::gate::prepare_at(
+            &spec,
+            "sandbox",
+            &["repro.system-git-eq-host".to_string()],
+            repo.path(),
+            rev,
+        );
+        let target = run.bind(sandbox_gate_target(sandbox()));
+        run.params.repro.system_flake = "sys".into();
+        run.params.repro.system_attr =
+            Some("nixosConfigurations.t.config.system.build.toplevel".into());
+        run_prepared(run, target)
+    };
+    let r = run(&a);
+    let c = check(&r, "repro.system-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Pass, "{}", explain(&r, &c.id));
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.command.contains("git+file:///tmp/ccci-system-")
+                && e.command.contains(&format!("rev={a}"))),
+        "git at REV is evaluated as a git+file flake at REV: {}",
+        explain(&r, &c.id)
+    );
+    // the next commit changes only what self.rev is: another toplevel, a FAIL with both paths
+    let b = repo.commit(&[("sys/other", b"x")], "two");
+    let r = run(&b);
+    let c = check(&r, "repro.system-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
+    assert_eq!(c.detail.matches("/nix/store/").count(), 2, "{}", c.detail);
+}

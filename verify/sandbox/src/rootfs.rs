@@ -17,8 +17,11 @@ const SUITE: &str = "bookworm";
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,procps,ca-certificates";
 /// Installed with apt in the debootstrap'ed tree (debootstrap's own configure step fails on
 /// nix-bin's Perl dependencies): `nix-bin`, so the `nixos` flavour's host has a real Nix (it
-/// builds the system stand-in and evaluates flakes); the `debian` flavour never runs it.
-const APT_PACKAGES: &[&str] = &["nix-bin"];
+/// builds the system stand-in and evaluates flakes); the `debian` flavour never runs it. And
+/// `git`: Nix 2.8 reads a `git+file` flake (what `nixos-rebuild --flake` evaluates, and what
+/// `repro.system-git-eq-host` evaluates git at REV as) with the git binary; NixOS's own Nix
+/// reads it with libgit2.
+const APT_PACKAGES: &[&str] = &["nix-bin", "git"];
 
 /// `/etc/nix/nix.conf` of the host: single-user Nix as root (no `nixbld` build users, no
 /// build sandbox: a container cannot make the namespaces), flakes on.

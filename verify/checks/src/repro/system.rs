@@ -1,14 +1,20 @@
-//! `repro.system-git-eq-host`: on a NixOS host, `/run/current-system` is the system toplevel
-//! that git at REV evaluates to. The flake (`[params.repro] system_flake`, a directory of the
-//! repository) and its attribute (`system_attr`) come from the gate spec.
+//! `repro.system-git-eq-host`: on a NixOS host, `/run/current-system` (the spec's
+//! `current_system`) is the system toplevel that git at REV evaluates to. The flake
+//! (`[params.repro] system_flake`, a directory of the repository) and its attribute
+//! (`system_attr`) come from the gate spec.
 //!
-//! Git is evaluated where the flake's inputs already are: on the host. The flake's directory
-//! at REV (`git archive`, its `flake.lock` pinning the inputs the host already has in its
-//! store) is copied to a temporary directory on the host through the target's own transport
-//! (base64 chunks, so ssh and docker exec alike) and `nix eval --raw path:DIR#ATTR.outPath`
-//! runs there: evaluation only, nothing is built to decide. On a mismatch git's toplevel is
-//! built and `nix store diff-closures` shows what differs. A host that is not NixOS: the
-//! check does not apply (skip, not blocking).
+//! Git at REV is evaluated exactly as `nixos-rebuild --flake CHECKOUT#HOST` on a clean
+//! checkout at REV evaluates it: as a `git+file` flake, so `self.rev`, `self.shortRev`,
+//! `self.lastModified`, `self.revCount` and `narHash` are REV's (a configuration that sets
+//! `system.configurationRevision = self.rev or self.dirtyRev or null` gets REV), and nothing
+//! else is in its tree. A fresh repository holding REV and its history (named by the ref
+//! `ccci-rev`) is copied to a temporary directory on the host through the target's own
+//! transport (base64 chunks, so ssh and docker exec alike; the upload lands beside the
+//! repository, never inside it) and `nix eval --raw git+file://DIR/repo?ref=ccci-rev&rev=REV
+//! [&dir=SUB]#ATTR.outPath` runs there, where the flake's inputs already are: evaluation only,
+//! nothing is built to decide. On a mismatch git's toplevel is built and `nix store
+//! diff-closures` shows what differs. A host that is not NixOS: the check does not apply
+//! (skip, not blocking).
 
 use super::blocking;
 use crate::Ctx;
@@ -35,26 +41,86 @@ pub fn decide(current: &str, host: &str, git: &str, rev: &str, attr: &str) -> Ou
     }
 }
 
-/// The flake's directory at REV as a gzipped tar (paths relative to the repository).
-fn archive(repo: &std::path::Path, rev: &str, dir: &str) -> Result<Vec<u8>, String> {
-    let mut cmd = std::process::Command::new("git");
-    cmd.arg("-C")
-        .arg(repo)
-        .args(["archive", "--format=tar.gz", rev, "--"]);
-    let dir = dir.trim_matches('/');
-    if !dir.is_empty() && dir != "." {
-        cmd.arg(dir);
-    }
-    let out = cmd
+/// The ref the shipped repository names REV by (Nix 2.8's git fetcher fetches a ref, then
+/// looks for the rev in it).
+const REV_REF: &str = "ccci-rev";
+
+fn git(dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
         .output()
-        .map_err(|e| format!("cannot run git archive: {e}"))?;
+        .map_err(|e| format!("cannot run git: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "git archive {rev} -- {dir}: {}",
+            "git {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(out.stdout)
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Git at REV as `nixos-rebuild --flake CHECKOUT#HOST` reads it: a repository holding REV and
+/// its whole history (so `self.rev`, `self.shortRev`, `self.lastModified`, `self.revCount` and
+/// the tree's `narHash` are the checkout's), REV named by the ref [`REV_REF`], nothing else in
+/// it. Returns the full commit id and the repository's `.git` as a gzipped tar.
+fn repo_at_rev(repo: &std::path::Path, rev: &str) -> Result<(String, Vec<u8>), String> {
+    let commit = git(
+        repo,
+        &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
+    )?;
+    // fetched from another directory: a relative repository path (`--repo .`) must not name
+    // the new repository itself
+    let src = std::fs::canonicalize(repo)
+        .map_err(|e| format!("{}: {e}", repo.display()))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let dir = tmp.path();
+    git(dir, &["init", "-q"])?;
+    git(
+        dir,
+        &[
+            "-c",
+            "protocol.version=2",
+            "fetch",
+            "-q",
+            "--no-tags",
+            &src,
+            &format!("{commit}:refs/heads/{REV_REF}"),
+        ],
+    )?;
+    git(
+        dir,
+        &["symbolic-ref", "HEAD", &format!("refs/heads/{REV_REF}")],
+    )?;
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["-czf", "-", ".git"])
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tar of the repository at REV: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((commit, out.stdout))
+}
+
+/// The flake reference `nixos-rebuild` evaluates for a checkout at `repo_dir` at `commit`, the
+/// flake in `sub` (`.` or empty: the root).
+pub fn flake_ref(repo_dir: &str, commit: &str, sub: &str) -> String {
+    let sub = sub.trim_matches('/');
+    let dir = if sub.is_empty() || sub == "." {
+        String::new()
+    } else {
+        format!("&dir={sub}")
+    };
+    format!("git+file://{repo_dir}?ref={REV_REF}&rev={commit}{dir}")
 }
 
 pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
@@ -76,12 +142,13 @@ pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
             "{current} is not a store path: `{host_path}`"
         )));
     }
-    // git at REV: the flake's directory, copied to the host
+    // git at REV: a repository holding REV and its history, copied to the host and evaluated
+    // there as a git+file flake (what nixos-rebuild evaluates), nothing added to its tree
     let flake_dir = ctx.params.repro.system_flake.clone();
-    let (repo, rev, fd) = (ctx.repo.clone(), ctx.rev.clone(), flake_dir.clone());
-    let tarball = blocking(move || archive(&repo, &rev, &fd))
+    let (repo, rev) = (ctx.repo.clone(), ctx.rev.clone());
+    let (commit, tarball) = blocking(move || repo_at_rev(&repo, &rev))
         .await?
-        .map_err(|e| Halt::error(format!("cannot read the flake at REV: {e}")))?;
+        .map_err(|e| Halt::error(format!("cannot read git at REV: {e}")))?;
     let tmp = ctx
         .cmd(t, &["mktemp", "-d", "/tmp/ccci-system-XXXXXX"])
         .await?;
@@ -89,22 +156,29 @@ pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     if !tmp.ok() || !dir.starts_with("/tmp/ccci-system-") {
         return Err(Halt::error(format!("mktemp on the host gave `{dir}`")));
     }
-    let r = evaluate_and_compare(ctx, t, &dir, &tarball, &flake_dir, &attr, &host_path).await;
+    let r = evaluate_and_compare(
+        ctx, t, &dir, &commit, &tarball, &flake_dir, &attr, &host_path,
+    )
+    .await;
     let _ = ctx.target.run(&["rm", "-rf", "--", &dir]).await;
     r
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn evaluate_and_compare(
     ctx: &Ctx,
     t: &mut Trail,
     dir: &str,
+    commit: &str,
     tarball: &[u8],
     flake_dir: &str,
     attr: &str,
     host_path: &str,
 ) -> Decided {
     let b64 = base64::engine::general_purpose::STANDARD.encode(tarball);
-    let file = format!("{dir}/src.tar.gz");
+    // the upload sits beside the repository, never inside the tree that is evaluated
+    let file = format!("{dir}/upload.tar.gz");
+    let repo_dir = format!("{dir}/repo");
     let mut chunks = 0;
     for chunk in b64.as_bytes().chunks(CHUNK) {
         let chunk = std::str::from_utf8(chunk).unwrap_or_default();
@@ -119,10 +193,10 @@ async fn evaluate_and_compare(
                 &format!("{file}.b64"),
             ])
             .await
-            .map_err(|e| Halt::error(format!("cannot copy the flake to the host: {e}")))?;
+            .map_err(|e| Halt::error(format!("cannot copy git at REV to the host: {e}")))?;
         if !o.ok() {
             return Err(Halt::error(format!(
-                "cannot copy the flake to the host: {}",
+                "cannot copy git at REV to the host: {}",
                 o.combined()
             )));
         }
@@ -130,12 +204,11 @@ async fn evaluate_and_compare(
     }
     t.push(Evidence::new(
         format!(
-            "git archive --format=tar.gz {} -- {flake_dir} | base64 > (host) {file}.b64",
-            short(&ctx.rev)
+            "git init; git fetch --no-tags REPO {commit}:refs/heads/{REV_REF}; tar -czf - .git | base64 > (host) {file}.b64"
         ),
         Some(0),
         format!(
-            "{} bytes in {chunks} chunk(s) of base64 through the target's transport",
+            "{} bytes (REV and its history, nothing else) in {chunks} chunk(s) of base64 through the target's transport",
             tarball.len()
         ),
     ));
@@ -145,22 +218,17 @@ async fn evaluate_and_compare(
             &[
                 "sh",
                 "-c",
-                "base64 -d < \"$1.b64\" > \"$1\" && tar -xzf \"$1\" -C \"$2\"",
+                "base64 -d < \"$1.b64\" > \"$1\" && mkdir \"$2\" && tar -xzf \"$1\" -C \"$2\" && rm -f \"$1\" \"$1.b64\"",
                 "sh",
                 &file,
-                dir,
+                &repo_dir,
             ],
         )
         .await?;
     if !x.ok() {
-        return Err(Halt::error("cannot unpack the flake on the host"));
+        return Err(Halt::error("cannot unpack git at REV on the host"));
     }
-    let sub = flake_dir.trim_matches('/');
-    let flake = if sub.is_empty() || sub == "." {
-        format!("path:{dir}")
-    } else {
-        format!("path:{dir}/{sub}")
-    };
+    let flake = flake_ref(&repo_dir, commit, flake_dir);
     let mut argv: Vec<String> = NIX.iter().map(|s| s.to_string()).collect();
     argv.extend([
         "eval".into(),
@@ -223,6 +291,91 @@ async fn evaluate_and_compare(
 mod tests {
     use super::*;
     use ccci_core::Verdict;
+
+    /// `path` relative to `base` (both absolute): `../..` up to their common prefix, then down.
+    fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+        let p: Vec<_> = path.components().collect();
+        let b: Vec<_> = base.components().collect();
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = std::path::PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn the_flake_ref_is_git_file_at_rev_with_the_subdirectory() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            flake_ref("/tmp/ccci-system-x/repo", c, "."),
+            format!("git+file:///tmp/ccci-system-x/repo?ref=ccci-rev&rev={c}")
+        );
+        assert_eq!(
+            flake_ref("/tmp/ccci-system-x/repo", c, "/fixtures/nix/system/"),
+            format!(
+                "git+file:///tmp/ccci-system-x/repo?ref=ccci-rev&rev={c}&dir=fixtures/nix/system"
+            )
+        );
+    }
+
+    /// The shipped repository holds REV and its history, and nothing else: the same
+    /// `self.revCount` a checkout gives, no other branch.
+    #[test]
+    fn the_repository_at_rev_has_its_history_and_nothing_else() {
+        let src = tempfile::tempdir().unwrap();
+        let g = |args: &[&str]| git(src.path(), args).unwrap();
+        g(&["init", "-q"]);
+        let commit = |msg: &str| {
+            std::fs::write(src.path().join("f"), msg).unwrap();
+            g(&["add", "f"]);
+            g(&[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                msg,
+            ]);
+            g(&["rev-parse", "HEAD"])
+        };
+        commit("one");
+        let two = commit("two");
+        commit("three");
+        // a relative repository path, as `--repo .` gives it
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(src.path(), &cwd);
+        let (full, tar) = repo_at_rev(&rel, &two[..10]).unwrap();
+        assert_eq!(full, two);
+        let out = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(out.path())
+            .arg("-xzf")
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&tar)?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(st.success());
+        let r = |args: &[&str]| git(out.path(), args).unwrap();
+        assert_eq!(r(&["rev-parse", "refs/heads/ccci-rev"]), two);
+        assert_eq!(r(&["rev-list", "--count", "ccci-rev"]), "2");
+        assert_eq!(
+            r(&["for-each-ref", "--format=%(refname)"]),
+            "refs/heads/ccci-rev"
+        );
+        // the third commit is not in it
+        assert_eq!(r(&["rev-list", "--all", "--count"]), "2");
+    }
 
     #[test]
     fn both_paths_in_the_detail() {
