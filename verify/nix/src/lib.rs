@@ -143,8 +143,8 @@ pub fn units_report(
             .collect(),
     };
     let mut all = FileUnits::default();
-    for path in &paths {
-        let bytes = git.read_file_at_commit(&sha, path)?;
+    let contents = git.read_files_at_commit(&sha, &paths)?;
+    for (path, bytes) in paths.iter().zip(contents) {
         let text =
             String::from_utf8(bytes).map_err(|_| NixError::NotUtf8 { file: path.clone() })?;
         let one = extract_units(path, &text)?;
