@@ -16,7 +16,7 @@ use super::text::{excerpt, LineIndex};
 use super::walk::Reached;
 use super::wrappers::{flatten_apply, head_name};
 use super::Budget;
-use crate::Unresolved;
+use crate::{Reason, Unresolved};
 
 /// Unit-like definitions under `root` that the walk neither interpreted nor covered,
 /// outside strings, one entry per outermost such definition.
@@ -75,9 +75,52 @@ pub(super) fn sweep(
             file: file.to_string(),
             line: lines.line_of(apv.syntax()),
             text,
+            reason: reason_of(&node, b),
         });
     }
     out
+}
+
+/// Why the definition at `node` was not reached: the option path around it (outermost
+/// first) names a container's configuration, a test's node, the initrd or a user's
+/// manager; else it sits in the argument of a function call; else the walk does not go
+/// there.
+fn reason_of(node: &SyntaxNode, b: &Budget) -> Reason {
+    let mut path: Vec<Option<String>> = Vec::new();
+    let mut in_argument = false;
+    let mut child = node.clone();
+    for anc in node.ancestors() {
+        if let Some(apv) = ast::AttrpathValue::cast(anc.clone()) {
+            if let Some(p) = apv.attrpath() {
+                let names: Vec<Option<String>> = p.attrs().map(|a| plain_name(&a, b)).collect();
+                path.splice(0..0, names);
+            }
+        }
+        if let Some(app) = ast::Apply::cast(anc.clone()) {
+            if app
+                .argument()
+                .is_some_and(|a| a.syntax().text_range() == child.text_range())
+            {
+                in_argument = true;
+            }
+        }
+        child = anc;
+    }
+    let seg = |i: usize| path.get(i).and_then(|s| s.as_deref());
+    for i in 0..path.len() {
+        match seg(i) {
+            Some("containers") if seg(i + 2) == Some("config") => return Reason::ContainerConfig,
+            Some("nodes") => return Reason::TestNode,
+            Some("boot") if seg(i + 1) == Some("initrd") => return Reason::Initrd,
+            Some("systemd") if seg(i + 1) == Some("user") => return Reason::User,
+            _ => {}
+        }
+    }
+    if in_argument {
+        Reason::FunctionResult
+    } else {
+        Reason::NotReached
+    }
 }
 
 /// `systemd.services.x = …`, `foo.systemd.timers = …`, or `services.x = …` directly
