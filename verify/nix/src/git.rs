@@ -5,7 +5,8 @@
 //! under test was cloned with it), the plumbing commands used here (`rev-parse`,
 //! `ls-tree`, `cat-file`, `status --porcelain`) are stable machine interfaces, and a
 //! reviewer can rerun each one by hand from the evidence. `gix` would add a large
-//! dependency tree for four read-only calls.
+//! dependency tree for a few read-only calls. A scan reads all its files with one
+//! `cat-file --batch` process ([`GitRepo::read_files_at_commit`]), not two processes per file.
 //!
 //! Nothing here writes: objects are read from the object database, never checked out.
 //! `GIT_OPTIONAL_LOCKS=0` keeps `git status` from refreshing the index.

@@ -140,48 +140,69 @@ fn looks_like_unit_definition(apv: &ast::AttrpathValue, b: &Budget) -> bool {
         }
     }
     let names: Vec<Option<String>> = path.attrs().map(|a| plain_name(&a, b)).collect();
-    let adjacent = names.windows(2).any(|w| {
-        w[0].as_deref() == Some("systemd") && w[1].as_deref().and_then(Kind::from_option).is_some()
+    let is_kind = |n: Option<&Option<String>>| {
+        n.and_then(|n| n.as_deref())
+            .and_then(Kind::from_option)
+            .is_some()
+    };
+    // `systemd.<kind>` or `systemd.user.<kind>`.
+    let adjacent = (0..names.len()).any(|i| {
+        names[i].as_deref() == Some("systemd")
+            && (is_kind(names.get(i + 1))
+                || names.get(i + 1).and_then(|n| n.as_deref()) == Some("user")
+                    && is_kind(names.get(i + 2)))
     });
     if adjacent {
         return true;
     }
-    if names
-        .first()
-        .and_then(|n| n.as_deref())
-        .and_then(Kind::from_option)
-        .is_none()
-    {
-        // `systemd = <something defining units>`.
-        return names.last().and_then(|n| n.as_deref()) == Some("systemd")
+    if !starts_with_kind(&names) {
+        // `systemd = <something defining units>`, or `systemd.user = …`.
+        return ends_in_manager(&names)
             && apv
                 .value()
                 .map(|v| {
                     v.syntax().descendants().any(|d| {
                         ast::AttrpathValue::cast(d).is_some_and(|inner| {
-                            inner
+                            let first: Vec<Option<String>> = inner
                                 .attrpath()
-                                .and_then(|p| p.attrs().next())
-                                .and_then(|a| plain_name(&a, b))
-                                .as_deref()
-                                .and_then(Kind::from_option)
-                                .is_some()
+                                .map(|p| p.attrs().take(2).map(|a| plain_name(&a, b)).collect())
+                                .unwrap_or_default();
+                            starts_with_kind(&first)
                         })
                     })
                 })
                 .unwrap_or(false);
     }
-    // `services.x = …` whose enclosing definition is `… systemd = { … }`.
+    // `services.x = …` (or `user.services.x = …`) whose enclosing definition is
+    // `… systemd = { … }` (or `… systemd.user = { … }`).
     let parent_def = apv
         .syntax()
         .parent()
         .filter(|p| p.kind() == SyntaxKind::NODE_ATTR_SET)
         .and_then(|set| set.parent())
         .and_then(ast::AttrpathValue::cast);
-    parent_def
-        .and_then(|d| d.attrpath())
-        .and_then(|p| p.attrs().last())
-        .and_then(|a| plain_name(&a, b))
-        .as_deref()
-        == Some("systemd")
+    parent_def.and_then(|d| d.attrpath()).is_some_and(|p| {
+        let outer: Vec<Option<String>> = p.attrs().map(|a| plain_name(&a, b)).collect();
+        ends_in_manager(&outer)
+    })
+}
+
+/// `<kind>…` or `user.<kind>…`.
+fn starts_with_kind(names: &[Option<String>]) -> bool {
+    let kind = |i: usize| {
+        names
+            .get(i)
+            .and_then(|n| n.as_deref())
+            .and_then(Kind::from_option)
+            .is_some()
+    };
+    kind(0) || names.first().and_then(|n| n.as_deref()) == Some("user") && kind(1)
+}
+
+/// `…systemd` or `…systemd.user`.
+fn ends_in_manager(names: &[Option<String>]) -> bool {
+    let at = |i: usize| names.get(i).and_then(|n| n.as_deref());
+    let n = names.len();
+    n >= 1 && at(n - 1) == Some("systemd")
+        || n >= 2 && at(n - 2) == Some("systemd") && at(n - 1) == Some("user")
 }

@@ -347,3 +347,20 @@ fn enable_false_masks_the_unit() {
         ]
     );
 }
+
+#[test]
+fn user_units_the_walk_does_not_reach_are_listed_as_user() {
+    // home-manager's per-user configuration and an unknown function's argument: units of a
+    // user's manager that the walk does not follow, listed rather than skipped.
+    let src = r#"{ lib, ... }: {
+      home-manager.users.alice.systemd.user.services.sync = { };
+      home-manager.users.bob = { systemd.user = { timers.tick = { }; }; };
+      x = lib.something { systemd.user.services.hidden = { }; };
+    }"#;
+    let (system, user, initrd) = managed(src);
+    assert!(system.is_empty() && user.is_empty() && initrd.is_empty());
+    assert_eq!(
+        reasons(src),
+        vec![(2, Reason::User), (3, Reason::User), (4, Reason::User)]
+    );
+}
