@@ -117,15 +117,16 @@ fn json_reports_user_initrd_override_and_reasons() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = tmp.path();
     git(d, &["init", "-q", "-b", "main"]);
-    let module = r#"{ config, lib, ... }:
+    let module = r#"{ config, lib, helpers, ... }:
 let mkFetcher = name: { startAt = "hourly"; script = "fetch ${name}"; };
 in {
-  systemd.services.fetch = mkFetcher "a";
+  systemd.services.fetch = helpers.mkFetcher "a";
   systemd.services.gated = { enable = config.x.on; script = "g"; };
   systemd.services.nginx.serviceConfig.LimitNOFILE = 4096;
   systemd.user.services.agent = { startAt = "daily"; };
   boot.initrd.systemd.services.unlock = { script = "u"; };
   containers.web.config.systemd.services.inner = { };
+  systemd.services.local = mkFetcher "b";
 }
 "#;
     std::fs::write(d.join("host.nix"), module).unwrap_or_else(|e| panic!("{e}"));
@@ -151,6 +152,9 @@ in {
         vec![
             ("fetch.service".to_string(), false, false),
             ("gated.service".to_string(), true, false),
+            // mkFetcher is defined in the file: its startAt is read
+            ("local.service".to_string(), false, false),
+            ("local.timer".to_string(), false, false),
             ("nginx.service".to_string(), false, true),
         ]
     );

@@ -38,39 +38,50 @@ fn managed(src: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 
 #[test]
 fn start_at_set_by_a_helper_function_is_listed_not_dropped() {
-    // mkFetcher's body sets startAt, so NixOS makes f.timer: the reader cannot see
-    // through the call and must say so instead of reporting f.service alone.
-    let src = r#"{ lib, ... }:
+    // mkFetcher's body sets startAt, so NixOS makes <unit>.timer for every unit it
+    // defines: a function defined in the file is read (its parameters unknown), one the
+    // reader cannot see into is listed instead of reporting the service alone.
+    let src = r#"{ lib, helpers, ... }:
 let
-  mkFetcher = name: { startAt = "hourly"; script = "fetch ${name}"; };
+  mkFetcher = name: cmd: { startAt = "hourly"; script = "fetch ${name} ${cmd}"; };
+  mkWorker = (name: { script = "work ${name}"; });
 in {
-  systemd.services.f = mkFetcher "a";
-  systemd.services.g = lib.recursiveUpdate (mkFetcher "b") { };
-  systemd.services.h = mkFetcher "c" // { after = [ ]; };
+  systemd.services.f = mkFetcher "a" "x";
+  systemd.services.g = lib.recursiveUpdate (mkFetcher "b" "y") { };
+  systemd.services.h = mkFetcher "c" "z" // { after = [ ]; };
+  systemd.services.w = mkWorker "w";
+  systemd.services.i = helpers.mkFetcher "d";
   systemd.services.plain = { script = "x"; };
 }"#;
     assert_eq!(
         names(src),
         vec![
             ("f.service".into(), false),
+            ("f.timer".into(), false),
             ("g.service".into(), false),
             ("h.service".into(), false),
+            ("h.timer".into(), false),
+            ("i.service".into(), false),
             ("plain.service".into(), false),
+            ("w.service".into(), false),
         ]
     );
     assert_eq!(
         reasons(src),
-        vec![
-            (5, Reason::FunctionResult),
-            (6, Reason::FunctionResult),
-            (7, Reason::FunctionResult),
-        ]
+        vec![(7, Reason::FunctionResult), (10, Reason::FunctionResult)]
     );
     let u = unresolved(src);
     assert!(
-        u[0].starts_with("systemd.services.f = mkFetcher \"a\""),
+        u[0].starts_with("systemd.services.g = lib.recursiveUpdate (mkFetcher"),
         "{u:?}"
     );
+}
+
+#[test]
+fn a_local_function_that_calls_itself_stops_at_the_depth_bound() {
+    let src = r#"{ ... }: let f = x: f x; in { systemd.services.loop = f 1; }"#;
+    assert_eq!(names(src), vec![("loop.service".into(), false)]);
+    assert_eq!(reasons(src), vec![(1, Reason::AnalysisLimit)]);
 }
 
 #[test]

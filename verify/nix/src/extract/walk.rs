@@ -22,12 +22,30 @@ use rowan::ast::AstNode;
 
 use super::option_tree::{Kind, Manager, Pos, UnitRef};
 use super::resolve::{attr_name, classify_enable, classify_start_at, resolve_str, Enable};
-use super::scope::{push_lambda_frame, set_scope, Scope};
+use super::scope::{lookup, push_lambda_frame, set_scope, Scope};
 use super::text::{excerpt, LineIndex};
-use super::wrappers::{descend, Descent, Shape, Wrappers};
+use super::wrappers::{descend, flatten_apply, Descent, Shape, Wrappers};
 use super::{Budget, MAX_DEPTH, MAX_RESOLVE_DEPTH};
 use crate::escape::escape_path;
 use crate::{FileUnits, Reason, UnitDecl, Unresolved};
+
+/// `f a b` where `f` is a name bound by a `let` (or `rec`) in scope to a function
+/// literal: that function, and the scope it is defined in.
+fn local_function(app: &ast::Apply, scope: &Scope) -> Option<(Expr, Scope)> {
+    let (mut head, _) = flatten_apply(app)?;
+    while let Expr::Paren(p) = &head {
+        head = p.expr()?;
+    }
+    let Expr::Ident(id) = head else { return None };
+    let (mut bound, frame) = lookup(scope, id.ident_token()?.text())?;
+    while let Expr::Paren(p) = &bound {
+        bound = p.expr()?;
+    }
+    match bound {
+        Expr::Lambda(_) => Some((bound, Some(frame))),
+        _ => None,
+    }
+}
 
 /// What the structured walk accounted for; the sweep reports what lies outside it.
 #[derive(Default)]
@@ -180,6 +198,19 @@ impl Walker<'_> {
             Descent::Call(app, Shape::GenAttrs(names, f)) if set_of_units => {
                 self.gen_attrs(&app, names, f, pos, cond, scope, depth + 1)
             }
+            Descent::Call(app, Shape::Unknown) => match local_function(&app, scope) {
+                // A function defined in this file (`let mkFetcher = name: { … };`): its
+                // body defines here, its parameters unknown.
+                Some((f, fscope)) => {
+                    // The unit exists whatever its body turns out to be.
+                    if let Pos::Unit(u) = pos {
+                        self.record(u, cond);
+                    }
+                    self.reached.covered.insert(app.syntax().text_range());
+                    self.walk(f, pos, cond, &fscope, depth + 1)
+                }
+                None => self.opaque(&Expr::Apply(app), pos, cond),
+            },
             Descent::Call(app, _) => self.opaque(&Expr::Apply(app), pos, cond),
             Descent::Core(Expr::AttrSet(set)) => {
                 if let Pos::Unit(u) = pos {
