@@ -9,8 +9,10 @@
 //! Static analysis is not evaluation: the extractor follows the shapes modules are
 //! written in (nested attribute sets, quoted and `let`-bound names, `mkIf`/`mkMerge`/
 //! `mkDefault`/`mkForce`/`optionalAttrs` wrappers, `with lib;`, `config = mkIf …`,
-//! `startAt`, `systemd.mounts` lists). Whatever it cannot resolve to a literal name is
-//! listed in `unresolved` with its source text, never silently dropped.
+//! `startAt`, `systemd.mounts` lists, functions defined in the file). Whatever it cannot
+//! resolve to a literal name is listed in `unresolved` with its source text and a
+//! [`Reason`], never silently dropped. Users' units (`systemd.user`) and the initrd's
+//! (`boot.initrd.systemd`) are reported in their own lists, apart from the host's.
 
 mod escape;
 mod extract;

@@ -15,6 +15,11 @@
 //! at), [`scope`] (`let`/`rec`/lambda bindings), [`resolve`] (names and `startAt`
 //! values, statically), [`wrappers`] (wrapper shapes, and the one step through a
 //! transparent wrapper that every walker takes) and [`text`] (lines and excerpts).
+//! [`normalise`] marks the units [`nixpkgs_units`] lists as overrides.
+//!
+//! Units go to one list per systemd manager: the host's (`systemd.<kind>`), users'
+//! (`systemd.user.<kind>`) and the initrd's (`boot.initrd.systemd.<kind>`). Every
+//! `unresolved` entry says why ([`crate::Reason`]).
 //!
 //! Comments never reach the syntax tree's expressions; string contents are only ever
 //! read as names (`"foo-bar"`, `where = "/a/b"`), and definitions inside a string
