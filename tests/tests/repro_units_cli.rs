@@ -109,3 +109,98 @@ fn bad_repo_or_revision_exits_2() {
         .code(2)
         .stderr(predicate::str::contains("broken.nix:2:"));
 }
+
+/// A module in the shapes real configurations use, and the JSON each must give (derived
+/// by hand from how NixOS merges the module, not from the reader).
+#[test]
+fn json_reports_user_initrd_override_and_reasons() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    let module = r#"{ config, lib, helpers, ... }:
+let mkFetcher = name: { startAt = "hourly"; script = "fetch ${name}"; };
+in {
+  systemd.services.fetch = helpers.mkFetcher "a";
+  systemd.services.gated = { enable = config.x.on; script = "g"; };
+  systemd.services.nginx.serviceConfig.LimitNOFILE = 4096;
+  systemd.user.services.agent = { startAt = "daily"; };
+  boot.initrd.systemd.services.unlock = { script = "u"; };
+  containers.web.config.systemd.services.inner = { };
+  systemd.services.local = mkFetcher "b";
+}
+"#;
+    std::fs::write(d.join("host.nix"), module).unwrap_or_else(|e| panic!("{e}"));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "host"]);
+    let v = units_json(d, "HEAD");
+    let units: Vec<(String, bool, bool)> = v["units"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| {
+                    (
+                        u["name"].as_str().unwrap_or("?").to_string(),
+                        u["conditional"] == true,
+                        u["override"] == true,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        units,
+        vec![
+            ("fetch.service".to_string(), false, false),
+            ("gated.service".to_string(), true, false),
+            // mkFetcher is defined in the file: its startAt is read
+            ("local.service".to_string(), false, false),
+            ("local.timer".to_string(), false, false),
+            ("nginx.service".to_string(), false, true),
+        ]
+    );
+    let names = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|u| u["name"].as_str().unwrap_or("?").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names("user_units"), ["agent.service", "agent.timer"]);
+    assert_eq!(names("initrd_units"), ["unlock.service"]);
+    let unresolved: Vec<(u64, String)> = v["unresolved"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| {
+                    (
+                        u["line"].as_u64().unwrap_or(0),
+                        u["reason"].as_str().unwrap_or("?").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        unresolved,
+        vec![
+            (4, "function-result".to_string()),
+            (9, "container-config".to_string())
+        ]
+    );
+    // every unresolved entry keeps the fields it always had
+    for u in v["unresolved"].as_array().into_iter().flatten() {
+        assert!(u["file"].is_string() && u["text"].is_string(), "{u}");
+    }
+    Command::new(verify_bin())
+        .args(["units", "--repo"])
+        .arg(d)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("override of a nixpkgs unit"))
+        .stdout(predicate::str::contains("initrd units"))
+        .stdout(predicate::str::contains("user units"))
+        .stdout(predicate::str::contains("[function-result]"));
+}

@@ -1045,10 +1045,13 @@ mod tests {
                     file: "nix/modules/docker-prune.nix".into(),
                     line: 10 + i as u32,
                     conditional: true,
+                    overrides: false,
                 })
                 .collect(),
             unresolved: vec![],
             masked: vec![],
+            user_units: vec![],
+            initrd_units: vec![],
         }
     }
 
@@ -1380,6 +1383,7 @@ mod tests {
             file: "m.nix".into(),
             line: 3,
             text: "systemd.services.${cfg.name}".into(),
+            reason: ccci_nix::Reason::ComputedName,
         });
         let st = states(vec![loaded("ci-docker-prune.service")]);
         let o = decide_units(&d, &BTreeSet::new(), &st, &[], &Platform::default());

@@ -29,23 +29,53 @@ pub fn run(repo: &Path, rev: &str, json: bool) -> Result<u8, CliError> {
         return Ok(0);
     }
     println!("units declared at {}:", declared.rev);
-    for u in &declared.units {
-        println!(
-            "  {:<36} {}:{}{}",
-            u.name,
-            u.file,
-            u.line,
-            if u.conditional { "  (conditional)" } else { "" }
-        );
-    }
+    print_units(&declared.units);
     if declared.units.is_empty() {
         println!("  (none)");
+    }
+    if !declared.user_units.is_empty() {
+        println!("user units (systemd.user: users' managers, not the system's):");
+        print_units(&declared.user_units);
+    }
+    if !declared.initrd_units.is_empty() {
+        println!(
+            "initrd units (boot.initrd.systemd: before the switch to the host, not host units):"
+        );
+        print_units(&declared.initrd_units);
+    }
+    if !declared.masked.is_empty() {
+        println!("masked (enable = false: linked to /dev/null, not present):");
+        print_units(&declared.masked);
     }
     if !declared.unresolved.is_empty() {
         println!("unresolved (names the static analysis cannot decide):");
         for u in &declared.unresolved {
-            println!("  {}:{}  {}", u.file, u.line, u.text);
+            println!(
+                "  {}:{}  [{}] {}",
+                u.file,
+                u.line,
+                u.reason.as_str(),
+                u.text
+            );
         }
     }
     Ok(0)
+}
+
+fn print_units(units: &[ccci_nix::UnitDecl]) {
+    for u in units {
+        let mut marks = Vec::new();
+        if u.conditional {
+            marks.push("conditional");
+        }
+        if u.overrides {
+            marks.push("override of a nixpkgs unit");
+        }
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", marks.join(", "))
+        };
+        println!("  {:<36} {}:{}{marks}", u.name, u.file, u.line);
+    }
 }

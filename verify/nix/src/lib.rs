@@ -9,8 +9,10 @@
 //! Static analysis is not evaluation: the extractor follows the shapes modules are
 //! written in (nested attribute sets, quoted and `let`-bound names, `mkIf`/`mkMerge`/
 //! `mkDefault`/`mkForce`/`optionalAttrs` wrappers, `with lib;`, `config = mkIf …`,
-//! `startAt`, `systemd.mounts` lists). Whatever it cannot resolve to a literal name is
-//! listed in `unresolved` with its source text, never silently dropped.
+//! `startAt`, `systemd.mounts` lists, functions defined in the file). Whatever it cannot
+//! resolve to a literal name is listed in `unresolved` with its source text and a
+//! [`Reason`], never silently dropped. Users' units (`systemd.user`) and the initrd's
+//! (`boot.initrd.systemd`) are reported in their own lists, apart from the host's.
 
 mod escape;
 mod extract;
@@ -19,7 +21,7 @@ pub mod git;
 use std::path::Path;
 
 pub use escape::escape_path;
-pub use extract::{extract_units, MAX_FILE_BYTES};
+pub use extract::{extract_units, nixpkgs_defines, MAX_FILE_BYTES};
 pub use git::{GitError, GitRepo, TreeEntry};
 
 /// A unit declared in a Nix file.
@@ -34,8 +36,86 @@ pub struct UnitDecl {
     /// 1-based line of the declaration (the unit's name, or its `startAt`, or `where`).
     pub line: u32,
     /// True when the declaration sits under a condition (`mkIf`, `optionalAttrs`, `if`,
-    /// a conditional `startAt`): the unit exists only for some configurations.
+    /// a conditional `startAt`, an `enable` that is not a literal): the unit exists only
+    /// for some configurations.
     pub conditional: bool,
+    /// True when nixpkgs (one of its modules, or systemd's own units that NixOS installs)
+    /// already defines this unit: the definition here amends it rather than creating it
+    /// (additive field: absent when false). Decided from a list taken from nixpkgs
+    /// ([`nixpkgs_defines`]).
+    #[serde(
+        default,
+        rename = "override",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub overrides: bool,
+}
+
+/// Why a definition is listed under `unresolved` (additive field `reason` of the JSON).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// A unit's name (or a `where`) is computed: from an option, a lambda parameter, a
+    /// function over names (`mapAttrs'`, `listToAttrs`).
+    ComputedName,
+    /// A definition passed through, or returned by, a function the analysis does not
+    /// know (`systemd.services.x = mkFetcher "a";` may set a `startAt`, or `enable`).
+    FunctionResult,
+    /// Inside a NixOS container's configuration (`containers.<name>.config`): a unit of
+    /// the container, not of the host.
+    ContainerConfig,
+    /// Inside a node of a NixOS test (`nodes.<name>`): a unit of a test VM.
+    TestNode,
+    /// Of the initrd's systemd (`boot.initrd.systemd`), not of the booted host.
+    Initrd,
+    /// Of a user's systemd (`systemd.user`), not of the system manager.
+    User,
+    /// An `inherit`ed value: defined elsewhere, not seen.
+    Inherited,
+    /// The file exceeded the analysis' depth or step bounds.
+    AnalysisLimit,
+    /// A unit-like definition in a place the walk does not follow (another option path, a
+    /// `let` binding, a `nixosSystem { modules = …; }`).
+    #[default]
+    NotReached,
+}
+
+impl Reason {
+    /// The JSON spelling, e.g. `computed-name`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ComputedName => "computed-name",
+            Reason::FunctionResult => "function-result",
+            Reason::ContainerConfig => "container-config",
+            Reason::TestNode => "test-node",
+            Reason::Initrd => "initrd",
+            Reason::User => "user",
+            Reason::Inherited => "inherited",
+            Reason::AnalysisLimit => "analysis-limit",
+            Reason::NotReached => "not-reached",
+        }
+    }
+
+    /// Whether what is unresolved could be a unit of the booted host's system manager
+    /// (a container's, a test VM's, the initrd's or a user's unit cannot).
+    pub fn may_be_host_unit(self) -> bool {
+        !matches!(
+            self,
+            Reason::ContainerConfig | Reason::TestNode | Reason::Initrd | Reason::User
+        )
+    }
 }
 
 /// Something that may declare a unit but whose name the analysis cannot resolve.
@@ -49,6 +129,9 @@ pub struct Unresolved {
     pub line: u32,
     /// The source text (whitespace collapsed, long text shortened with `…`).
     pub text: String,
+    /// Why it is unresolved (additive field).
+    #[serde(default)]
+    pub reason: Reason,
 }
 
 /// The units of one file (or of many, merged).
@@ -61,6 +144,12 @@ pub struct FileUnits {
     /// conditional).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<UnitDecl>,
+    /// Units of users' systemd (`systemd.user.<kind>.<name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_units: Vec<UnitDecl>,
+    /// Units of the initrd's systemd (`boot.initrd.systemd.<kind>.<name>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initrd_units: Vec<UnitDecl>,
 }
 
 /// Units declared by the Nix files of a repository at a revision (`units --json`).
@@ -75,6 +164,15 @@ pub struct Declared {
     /// Units masked with an unconditional `enable = false` (additive field: absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<UnitDecl>,
+    /// Units of users' systemd manager (`systemd.user.*`), not of the system manager, so
+    /// not in `units` (additive field: absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_units: Vec<UnitDecl>,
+    /// Units of the initrd's systemd (`boot.initrd.systemd.*`): they run before the switch
+    /// to the booted system and are no unit of the host, so not in `units` (additive
+    /// field: absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initrd_units: Vec<UnitDecl>,
 }
 
 impl Declared {
@@ -143,24 +241,30 @@ pub fn units_report(
             .collect(),
     };
     let mut all = FileUnits::default();
-    for path in &paths {
-        let bytes = git.read_file_at_commit(&sha, path)?;
+    let contents = git.read_files_at_commit(&sha, &paths)?;
+    for (path, bytes) in paths.iter().zip(contents) {
         let text =
             String::from_utf8(bytes).map_err(|_| NixError::NotUtf8 { file: path.clone() })?;
         let one = extract_units(path, &text)?;
         all.units.extend(one.units);
         all.unresolved.extend(one.unresolved);
         all.masked.extend(one.masked);
+        all.user_units.extend(one.user_units);
+        all.initrd_units.extend(one.initrd_units);
     }
     let FileUnits {
         units,
         unresolved,
         masked,
+        user_units,
+        initrd_units,
     } = extract::normalise(all);
     Ok(Declared {
         rev: sha,
         units,
         unresolved,
         masked,
+        user_units,
+        initrd_units,
     })
 }

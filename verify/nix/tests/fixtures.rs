@@ -23,6 +23,8 @@ fn declared(name: &str) -> Declared {
         units: fu.units,
         unresolved: fu.unresolved,
         masked: fu.masked,
+        user_units: fu.user_units,
+        initrd_units: fu.initrd_units,
     }
 }
 

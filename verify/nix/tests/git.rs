@@ -306,3 +306,62 @@ fn listed_files_only_and_parse_errors_name_the_file() {
         Err(NixError::NotUtf8 { .. })
     ));
 }
+
+#[test]
+fn many_files_read_in_one_batch_are_the_committed_bytes() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    // Bigger than a pipe's buffer (64 KiB), so writer and reader must overlap.
+    let big: String = "x = 1;\n".repeat(40_000);
+    let cases: Vec<(String, Vec<u8>)> = vec![
+        ("a.nix".into(), b"{ }\n".to_vec()),
+        ("empty.nix".into(), Vec::new()),
+        ("dir/big.nix".into(), big.clone().into_bytes()),
+        // Bytes that look like a batch header inside an object.
+        (
+            "dir/tricky.nix".into(),
+            b"0123 blob 5\nmissing\n\n".to_vec(),
+        ),
+        ("sp ace.nix".into(), vec![0xff, 0x00, b'\n']),
+        ("nl\nname.nix".into(), b"newline in the name".to_vec()),
+    ];
+    for (path, bytes) in &cases {
+        let p = d.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(p, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "files"]);
+    let repo = GitRepo::open(d).unwrap_or_else(|e| panic!("{e}"));
+    let sha = repo.resolve("HEAD").unwrap_or_else(|e| panic!("{e}"));
+    // Twice each, in an order unlike the tree's.
+    let mut paths: Vec<String> = cases.iter().rev().map(|(p, _)| p.clone()).collect();
+    paths.extend(cases.iter().map(|(p, _)| format!("./{p}")));
+    let got = repo
+        .read_files_at_commit(&sha, &paths)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut want: Vec<&Vec<u8>> = cases.iter().rev().map(|(_, b)| b).collect();
+    want.extend(cases.iter().map(|(_, b)| b));
+    assert_eq!(got.len(), want.len());
+    for ((path, g), w) in paths.iter().zip(&got).zip(want) {
+        assert_eq!(g, w, "{path:?}");
+    }
+    assert_eq!(
+        repo.read_files_at_commit(&sha, &[])
+            .unwrap_or_else(|e| panic!("{e}")),
+        Vec::<Vec<u8>>::new()
+    );
+    let missing = vec!["a.nix".to_string(), "gone.nix".to_string()];
+    assert!(matches!(
+        repo.read_files_at_commit(&sha, &missing),
+        Err(GitError::PathMissing { path, .. }) if path == "gone.nix"
+    ));
+    let tree = vec!["dir".to_string(), "a.nix".to_string()];
+    assert!(matches!(
+        repo.read_files_at_commit(&sha, &tree),
+        Err(GitError::NotAFile { kind, .. }) if kind == "tree"
+    ));
+}

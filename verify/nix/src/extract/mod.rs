@@ -15,11 +15,17 @@
 //! at), [`scope`] (`let`/`rec`/lambda bindings), [`resolve`] (names and `startAt`
 //! values, statically), [`wrappers`] (wrapper shapes, and the one step through a
 //! transparent wrapper that every walker takes) and [`text`] (lines and excerpts).
+//! [`normalise`] marks the units [`nixpkgs_units`] lists as overrides.
+//!
+//! Units go to one list per systemd manager: the host's (`systemd.<kind>`), users'
+//! (`systemd.user.<kind>`) and the initrd's (`boot.initrd.systemd.<kind>`). Every
+//! `unresolved` entry says why ([`crate::Reason`]).
 //!
 //! Comments never reach the syntax tree's expressions; string contents are only ever
 //! read as names (`"foo-bar"`, `where = "/a/b"`), and definitions inside a string
 //! interpolation are not declarations.
 
+mod nixpkgs_units;
 mod option_tree;
 mod resolve;
 mod scope;
@@ -35,7 +41,9 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::{FileUnits, NixError, UnitDecl, Unresolved};
+pub use nixpkgs_units::nixpkgs_defines;
+
+use crate::{FileUnits, NixError, Reason, UnitDecl, Unresolved};
 use rowan::ast::AstNode;
 use text::LineIndex;
 use walk::Walker;
@@ -135,6 +143,7 @@ fn extract_on_this_thread(file: &str, src: &str) -> Result<FileUnits, NixError> 
             text: format!(
                 "analysis stopped after {MAX_STEPS} steps (bindings too self-referential); units of this file may be missing"
             ),
+            reason: Reason::AnalysisLimit,
         });
     } else {
         let missed = sweep::sweep(root.syntax(), &reached, &budget, file, &lines);
@@ -146,15 +155,36 @@ fn extract_on_this_thread(file: &str, src: &str) -> Result<FileUnits, NixError> 
 /// Sort, and merge duplicate declarations of one unit in one file: the first line wins,
 /// and the unit is conditional only if every declaration is. A unit masked by an
 /// unconditional `enable = false` (NixOS links it to `/dev/null`) is not declared: it moves
-/// to `masked`.
+/// to `masked`. A system unit nixpkgs defines itself is marked as an override.
 pub(crate) fn normalise(mut fu: FileUnits) -> FileUnits {
     let mut masked: Vec<UnitDecl> = fu.masked.drain(..).filter(|m| !m.conditional).collect();
     masked.sort_by(|a, b| (&a.name, &a.file, a.line).cmp(&(&b.name, &b.file, b.line)));
     masked.dedup_by(|a, b| a.name == b.name && a.file == b.file);
+    for m in &mut masked {
+        m.overrides = nixpkgs_defines(&m.name);
+    }
     fu.units
         .retain(|u| !masked.iter().any(|m| m.name == u.name && m.file == u.file));
+    let mut units = merge(fu.units);
+    for u in &mut units {
+        u.overrides = nixpkgs_defines(&u.name);
+    }
+    let mut unresolved = fu.unresolved;
+    unresolved.sort();
+    unresolved.dedup();
+    FileUnits {
+        units,
+        unresolved,
+        masked,
+        user_units: merge(fu.user_units),
+        initrd_units: merge(fu.initrd_units),
+    }
+}
+
+/// One declaration per unit and file, sorted by name, file and line.
+fn merge(mut list: Vec<UnitDecl>) -> Vec<UnitDecl> {
     let mut merged: HashMap<(String, String), UnitDecl> = HashMap::new();
-    for u in fu.units.drain(..) {
+    for u in list.drain(..) {
         merged
             .entry((u.name.clone(), u.file.clone()))
             .and_modify(|m| {
@@ -165,14 +195,7 @@ pub(crate) fn normalise(mut fu: FileUnits) -> FileUnits {
     }
     let mut units: Vec<UnitDecl> = merged.into_values().collect();
     units.sort_by(|a, b| (&a.name, &a.file, a.line).cmp(&(&b.name, &b.file, b.line)));
-    let mut unresolved = fu.unresolved;
-    unresolved.sort();
-    unresolved.dedup();
-    FileUnits {
-        units,
-        unresolved,
-        masked,
-    }
+    units
 }
 
 fn describe_parse_error(err: &rnix::ParseError, len: usize) -> (usize, String) {

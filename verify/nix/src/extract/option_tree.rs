@@ -62,6 +62,17 @@ impl Kind {
     }
 }
 
+/// The systemd manager a unit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Manager {
+    /// The booted host's system manager: `systemd.<kind>`.
+    System,
+    /// Users' managers: `systemd.user.<kind>`.
+    User,
+    /// The initrd's systemd: `boot.initrd.systemd.<kind>`.
+    Initrd,
+}
+
 /// One unit on the way down the option tree.
 #[derive(Debug, Clone)]
 pub(super) struct UnitRef {
@@ -90,6 +101,10 @@ pub(super) enum Pos {
     MountItem(Kind),
     /// A flake's `nixosModules`: each attribute is a module.
     Modules,
+    /// `boot`.
+    Boot,
+    /// `boot.initrd`.
+    Initrd,
 }
 
 impl Pos {
@@ -102,6 +117,8 @@ impl Pos {
             Pos::StartAt(u) => format!("{}.startAt", u.path_text),
             Pos::MountItem(k) => format!("systemd.{} item", k.option()),
             Pos::Modules => "nixosModules".to_string(),
+            Pos::Boot => "boot".to_string(),
+            Pos::Initrd => "boot.initrd".to_string(),
         }
     }
 }

@@ -129,3 +129,34 @@ pub(super) fn classify_start_at(
         Descent::Core(_) => Some(false),
     }
 }
+
+/// What an `enable = …` of a unit says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Enable {
+    /// `true` (through parentheses, `mkDefault`/`mkForce`/…, `let`-bound names).
+    True,
+    /// `false`, the same way: the unit is masked.
+    False,
+    /// Anything else (an option, `mkIf c false`, an expression): known only by evaluation.
+    Unknown,
+}
+
+/// Read an `enable` value without evaluating it.
+pub(super) fn classify_enable(expr: &Expr, scope: &Scope, depth: u32, b: &Budget) -> Enable {
+    if depth > MAX_RESOLVE_DEPTH || !b.spend() {
+        return Enable::Unknown;
+    }
+    match descend(expr.clone(), scope, false, Wrappers::ENABLE) {
+        Descent::Into {
+            inner: [Some(inner), None],
+            scope,
+            ..
+        } => classify_enable(&inner, &scope, depth + 1, b),
+        Descent::Core(Expr::Ident(id)) => match id.ident_token().as_ref().map(|t| t.text()) {
+            Some("true") => Enable::True,
+            Some("false") => Enable::False,
+            _ => Enable::Unknown,
+        },
+        _ => Enable::Unknown,
+    }
+}

@@ -16,7 +16,7 @@ use super::text::{excerpt, LineIndex};
 use super::walk::Reached;
 use super::wrappers::{flatten_apply, head_name};
 use super::Budget;
-use crate::Unresolved;
+use crate::{Reason, Unresolved};
 
 /// Unit-like definitions under `root` that the walk neither interpreted nor covered,
 /// outside strings, one entry per outermost such definition.
@@ -75,9 +75,52 @@ pub(super) fn sweep(
             file: file.to_string(),
             line: lines.line_of(apv.syntax()),
             text,
+            reason: reason_of(&node, b),
         });
     }
     out
+}
+
+/// Why the definition at `node` was not reached: the option path around it (outermost
+/// first) names a container's configuration, a test's node, the initrd or a user's
+/// manager; else it sits in the argument of a function call; else the walk does not go
+/// there.
+fn reason_of(node: &SyntaxNode, b: &Budget) -> Reason {
+    let mut path: Vec<Option<String>> = Vec::new();
+    let mut in_argument = false;
+    let mut child = node.clone();
+    for anc in node.ancestors() {
+        if let Some(apv) = ast::AttrpathValue::cast(anc.clone()) {
+            if let Some(p) = apv.attrpath() {
+                let names: Vec<Option<String>> = p.attrs().map(|a| plain_name(&a, b)).collect();
+                path.splice(0..0, names);
+            }
+        }
+        if let Some(app) = ast::Apply::cast(anc.clone()) {
+            if app
+                .argument()
+                .is_some_and(|a| a.syntax().text_range() == child.text_range())
+            {
+                in_argument = true;
+            }
+        }
+        child = anc;
+    }
+    let seg = |i: usize| path.get(i).and_then(|s| s.as_deref());
+    for i in 0..path.len() {
+        match seg(i) {
+            Some("containers") if seg(i + 2) == Some("config") => return Reason::ContainerConfig,
+            Some("nodes") => return Reason::TestNode,
+            Some("boot") if seg(i + 1) == Some("initrd") => return Reason::Initrd,
+            Some("systemd") if seg(i + 1) == Some("user") => return Reason::User,
+            _ => {}
+        }
+    }
+    if in_argument {
+        Reason::FunctionResult
+    } else {
+        Reason::NotReached
+    }
 }
 
 /// `systemd.services.x = …`, `foo.systemd.timers = …`, or `services.x = …` directly
@@ -97,48 +140,69 @@ fn looks_like_unit_definition(apv: &ast::AttrpathValue, b: &Budget) -> bool {
         }
     }
     let names: Vec<Option<String>> = path.attrs().map(|a| plain_name(&a, b)).collect();
-    let adjacent = names.windows(2).any(|w| {
-        w[0].as_deref() == Some("systemd") && w[1].as_deref().and_then(Kind::from_option).is_some()
+    let is_kind = |n: Option<&Option<String>>| {
+        n.and_then(|n| n.as_deref())
+            .and_then(Kind::from_option)
+            .is_some()
+    };
+    // `systemd.<kind>` or `systemd.user.<kind>`.
+    let adjacent = (0..names.len()).any(|i| {
+        names[i].as_deref() == Some("systemd")
+            && (is_kind(names.get(i + 1))
+                || names.get(i + 1).and_then(|n| n.as_deref()) == Some("user")
+                    && is_kind(names.get(i + 2)))
     });
     if adjacent {
         return true;
     }
-    if names
-        .first()
-        .and_then(|n| n.as_deref())
-        .and_then(Kind::from_option)
-        .is_none()
-    {
-        // `systemd = <something defining units>`.
-        return names.last().and_then(|n| n.as_deref()) == Some("systemd")
+    if !starts_with_kind(&names) {
+        // `systemd = <something defining units>`, or `systemd.user = …`.
+        return ends_in_manager(&names)
             && apv
                 .value()
                 .map(|v| {
                     v.syntax().descendants().any(|d| {
                         ast::AttrpathValue::cast(d).is_some_and(|inner| {
-                            inner
+                            let first: Vec<Option<String>> = inner
                                 .attrpath()
-                                .and_then(|p| p.attrs().next())
-                                .and_then(|a| plain_name(&a, b))
-                                .as_deref()
-                                .and_then(Kind::from_option)
-                                .is_some()
+                                .map(|p| p.attrs().take(2).map(|a| plain_name(&a, b)).collect())
+                                .unwrap_or_default();
+                            starts_with_kind(&first)
                         })
                     })
                 })
                 .unwrap_or(false);
     }
-    // `services.x = …` whose enclosing definition is `… systemd = { … }`.
+    // `services.x = …` (or `user.services.x = …`) whose enclosing definition is
+    // `… systemd = { … }` (or `… systemd.user = { … }`).
     let parent_def = apv
         .syntax()
         .parent()
         .filter(|p| p.kind() == SyntaxKind::NODE_ATTR_SET)
         .and_then(|set| set.parent())
         .and_then(ast::AttrpathValue::cast);
-    parent_def
-        .and_then(|d| d.attrpath())
-        .and_then(|p| p.attrs().last())
-        .and_then(|a| plain_name(&a, b))
-        .as_deref()
-        == Some("systemd")
+    parent_def.and_then(|d| d.attrpath()).is_some_and(|p| {
+        let outer: Vec<Option<String>> = p.attrs().map(|a| plain_name(&a, b)).collect();
+        ends_in_manager(&outer)
+    })
+}
+
+/// `<kind>…` or `user.<kind>…`.
+fn starts_with_kind(names: &[Option<String>]) -> bool {
+    let kind = |i: usize| {
+        names
+            .get(i)
+            .and_then(|n| n.as_deref())
+            .and_then(Kind::from_option)
+            .is_some()
+    };
+    kind(0) || names.first().and_then(|n| n.as_deref()) == Some("user") && kind(1)
+}
+
+/// `…systemd` or `…systemd.user`.
+fn ends_in_manager(names: &[Option<String>]) -> bool {
+    let at = |i: usize| names.get(i).and_then(|n| n.as_deref());
+    let n = names.len();
+    n >= 1 && at(n - 1) == Some("systemd")
+        || n >= 2 && at(n - 2) == Some("systemd") && at(n - 1) == Some("user")
 }

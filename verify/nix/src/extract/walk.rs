@@ -20,14 +20,32 @@ use rnix::ast::{self, Expr, HasEntry};
 use rnix::{SyntaxNode, TextRange};
 use rowan::ast::AstNode;
 
-use super::option_tree::{Kind, Pos, UnitRef};
-use super::resolve::{attr_name, classify_start_at, resolve_str};
-use super::scope::{push_lambda_frame, set_scope, Scope};
+use super::option_tree::{Kind, Manager, Pos, UnitRef};
+use super::resolve::{attr_name, classify_enable, classify_start_at, resolve_str, Enable};
+use super::scope::{lookup, push_lambda_frame, set_scope, Scope};
 use super::text::{excerpt, LineIndex};
-use super::wrappers::{descend, Descent, Shape, Wrappers};
+use super::wrappers::{descend, flatten_apply, Descent, Shape, Wrappers};
 use super::{Budget, MAX_DEPTH, MAX_RESOLVE_DEPTH};
 use crate::escape::escape_path;
-use crate::{FileUnits, UnitDecl, Unresolved};
+use crate::{FileUnits, Reason, UnitDecl, Unresolved};
+
+/// `f a b` where `f` is a name bound by a `let` (or `rec`) in scope to a function
+/// literal: that function, and the scope it is defined in.
+fn local_function(app: &ast::Apply, scope: &Scope) -> Option<(Expr, Scope)> {
+    let (mut head, _) = flatten_apply(app)?;
+    while let Expr::Paren(p) = &head {
+        head = p.expr()?;
+    }
+    let Expr::Ident(id) = head else { return None };
+    let (mut bound, frame) = lookup(scope, id.ident_token()?.text())?;
+    while let Expr::Paren(p) = &bound {
+        bound = p.expr()?;
+    }
+    match bound {
+        Expr::Lambda(_) => Some((bound, Some(frame))),
+        _ => None,
+    }
+}
 
 /// What the structured walk accounted for; the sweep reports what lies outside it.
 #[derive(Default)]
@@ -44,6 +62,11 @@ pub(super) struct Walker<'a> {
     out: FileUnits,
     reached: Reached,
     budget: Budget,
+    /// The manager of the units below the definition being walked.
+    manager: Manager,
+    /// Units whose `enable` is neither `true` nor `false` as written: they exist only
+    /// when it evaluates to true, so every declaration of them in the file is conditional.
+    gated: HashSet<(String, Manager)>,
 }
 
 impl<'a> Walker<'a> {
@@ -54,6 +77,8 @@ impl<'a> Walker<'a> {
             out: FileUnits::default(),
             reached: Reached::default(),
             budget,
+            manager: Manager::System,
+            gated: HashSet::new(),
         }
     }
 
@@ -63,7 +88,19 @@ impl<'a> Walker<'a> {
     }
 
     /// What was found, and what the walk accounted for.
-    pub(super) fn finish(self) -> (FileUnits, Reached) {
+    pub(super) fn finish(mut self) -> (FileUnits, Reached) {
+        let gated = &self.gated;
+        for (list, manager) in [
+            (&mut self.out.units, Manager::System),
+            (&mut self.out.user_units, Manager::User),
+            (&mut self.out.initrd_units, Manager::Initrd),
+        ] {
+            for u in list.iter_mut() {
+                if gated.contains(&(u.name.clone(), manager)) {
+                    u.conditional = true;
+                }
+            }
+        }
         (self.out, self.reached)
     }
 }
@@ -73,13 +110,33 @@ impl Walker<'_> {
         self.lines.line_of(node)
     }
 
-    fn unresolved(&mut self, node: &SyntaxNode, text: String) {
+    /// An `unresolved` entry; below `systemd.user` or `boot.initrd.systemd` its reason is
+    /// that manager (what is there is no unit of the host's system manager).
+    fn unresolved(&mut self, node: &SyntaxNode, text: String, reason: Reason) {
         let line = self.line_of(node);
         self.out.unresolved.push(Unresolved {
             file: self.file.to_string(),
             line,
             text,
+            reason: self.reason(reason),
         });
+    }
+
+    fn reason(&self, reason: Reason) -> Reason {
+        match self.manager {
+            Manager::System => reason,
+            Manager::User => Reason::User,
+            Manager::Initrd => Reason::Initrd,
+        }
+    }
+
+    /// Where units of the current manager go.
+    fn sink(&mut self) -> &mut Vec<UnitDecl> {
+        match self.manager {
+            Manager::System => &mut self.out.units,
+            Manager::User => &mut self.out.user_units,
+            Manager::Initrd => &mut self.out.initrd_units,
+        }
     }
 
     fn too_deep(&mut self, expr: &Expr, pos: &Pos) {
@@ -90,17 +147,20 @@ impl Walker<'_> {
                 pos.describe(),
                 excerpt(&expr.syntax().text().to_string())
             ),
+            Reason::AnalysisLimit,
         );
     }
 
     fn record(&mut self, unit: &UnitRef, cond: bool) {
         if let Some(name) = &unit.name {
-            self.out.units.push(UnitDecl {
+            let decl = UnitDecl {
                 name: name.clone(),
                 file: self.file.to_string(),
                 line: unit.line,
                 conditional: cond,
-            });
+                overrides: false,
+            };
+            self.sink().push(decl);
         }
     }
 
@@ -138,6 +198,19 @@ impl Walker<'_> {
             Descent::Call(app, Shape::GenAttrs(names, f)) if set_of_units => {
                 self.gen_attrs(&app, names, f, pos, cond, scope, depth + 1)
             }
+            Descent::Call(app, Shape::Unknown) => match local_function(&app, scope) {
+                // A function defined in this file (`let mkFetcher = name: { … };`): its
+                // body defines here, its parameters unknown.
+                Some((f, fscope)) => {
+                    // The unit exists whatever its body turns out to be.
+                    if let Pos::Unit(u) = pos {
+                        self.record(u, cond);
+                    }
+                    self.reached.covered.insert(app.syntax().text_range());
+                    self.walk(f, pos, cond, &fscope, depth + 1)
+                }
+                None => self.opaque(&Expr::Apply(app), pos, cond),
+            },
             Descent::Call(app, _) => self.opaque(&Expr::Apply(app), pos, cond),
             Descent::Core(Expr::AttrSet(set)) => {
                 if let Pos::Unit(u) = pos {
@@ -162,10 +235,20 @@ impl Walker<'_> {
         match pos {
             // Not a module-shaped top level (e.g. a package expression): nothing is
             // declared here; the sweep still reports unit-like definitions inside.
-            Pos::Root | Pos::Modules => {}
+            Pos::Root | Pos::Modules | Pos::Boot | Pos::Initrd => {}
             Pos::Unit(u) => {
                 self.record(u, cond);
                 self.reached.covered.insert(expr.syntax().text_range());
+                // What a function returns may set `startAt` (a timer), `enable`, …: the
+                // unit is recorded, and what the function adds is listed, not guessed.
+                if let Expr::Apply(_) = expr {
+                    let text = format!(
+                        "{} = {} (the result of a function: a startAt, an enable or another setting it returns is not seen)",
+                        pos.describe(),
+                        excerpt(&expr.syntax().text().to_string())
+                    );
+                    self.unresolved(expr.syntax(), text, Reason::FunctionResult);
+                }
             }
             Pos::Systemd | Pos::Kind(_) | Pos::MountItem(_) | Pos::StartAt(_) => {
                 self.reached.covered.insert(expr.syntax().text_range());
@@ -174,7 +257,8 @@ impl Walker<'_> {
                     pos.describe(),
                     excerpt(&expr.syntax().text().to_string())
                 );
-                self.unresolved(expr.syntax(), text);
+                // A set (or list) of units whose names only evaluation gives.
+                self.unresolved(expr.syntax(), text, Reason::ComputedName);
             }
         }
     }
@@ -351,12 +435,14 @@ impl Walker<'_> {
                 match path {
                     Some(p) => {
                         let line = self.line_of(apv.syntax());
-                        self.out.units.push(UnitDecl {
+                        let decl = UnitDecl {
                             name: format!("{}.{}", escape_path(&p), kind.suffix()),
                             file: self.file.to_string(),
                             line,
                             conditional: cond,
-                        });
+                            overrides: false,
+                        };
+                        self.sink().push(decl);
                     }
                     None => {
                         let text = format!(
@@ -364,7 +450,7 @@ impl Walker<'_> {
                             kind.option(),
                             excerpt(&apv.syntax().text().to_string())
                         );
-                        self.unresolved(apv.syntax(), text);
+                        self.unresolved(apv.syntax(), text, Reason::ComputedName);
                     }
                 }
             }
@@ -374,7 +460,7 @@ impl Walker<'_> {
                     kind.option(),
                     excerpt(&set.syntax().text().to_string())
                 );
-                self.unresolved(set.syntax(), text);
+                self.unresolved(set.syntax(), text, Reason::ComputedName);
             }
         }
     }
@@ -387,6 +473,7 @@ impl Walker<'_> {
             let name = attr_name(&attr, scope, b);
             let next = match (pos, name) {
                 (Pos::Root, Some(n)) if n == "systemd" => Some(Pos::Systemd),
+                (Pos::Initrd, Some(n)) if n == "systemd" => Some(Pos::Systemd),
                 (Pos::Systemd, Some(n)) => Kind::from_option(&n).map(Pos::Kind),
                 (Pos::Kind(k), Some(n)) if !k.is_list() => {
                     let unit = UnitRef {
@@ -410,13 +497,27 @@ impl Walker<'_> {
                     p.describe(),
                     excerpt(&inh.syntax().text().to_string())
                 );
-                self.unresolved(attr.syntax(), text);
+                self.unresolved(attr.syntax(), text, Reason::Inherited);
             }
         }
     }
 
-    /// One `path = value;` definition inside an attribute set at `pos`.
+    /// One `path = value;` definition inside an attribute set at `pos`. The manager its
+    /// path leads to (`systemd.user`, `boot.initrd.systemd`) holds for its value only.
     fn entry(
+        &mut self,
+        apv: &ast::AttrpathValue,
+        pos: &Pos,
+        cond: bool,
+        scope: &Scope,
+        depth: u32,
+    ) {
+        let saved = self.manager;
+        self.entry_in_manager(apv, pos, cond, scope, depth);
+        self.manager = saved;
+    }
+
+    fn entry_in_manager(
         &mut self,
         apv: &ast::AttrpathValue,
         pos: &Pos,
@@ -452,6 +553,7 @@ impl Walker<'_> {
                     Some("config" | "outputs" | "nixosModule") => Some(Pos::Root),
                     Some("nixosModules") => Some(Pos::Modules),
                     Some("systemd") => Some(Pos::Systemd),
+                    Some("boot") => Some(Pos::Boot),
                     // Option declarations and module plumbing declare no unit.
                     Some(
                         "options" | "imports" | "disabledModules" | "meta" | "_file" | "key"
@@ -466,16 +568,30 @@ impl Walker<'_> {
                     }
                 },
                 Pos::Modules => Some(Pos::Root),
-                Pos::Systemd => attr_name(attr, scope, b)
-                    .as_deref()
-                    .and_then(Kind::from_option)
-                    .map(Pos::Kind),
+                Pos::Boot => match attr_name(attr, scope, b).as_deref() {
+                    Some("initrd") => Some(Pos::Initrd),
+                    _ => None,
+                },
+                Pos::Initrd => match attr_name(attr, scope, b).as_deref() {
+                    Some("systemd") => {
+                        self.manager = Manager::Initrd;
+                        Some(Pos::Systemd)
+                    }
+                    _ => None,
+                },
+                Pos::Systemd => match attr_name(attr, scope, b).as_deref() {
+                    Some("user") if self.manager == Manager::System => {
+                        self.manager = Manager::User;
+                        Some(Pos::Systemd)
+                    }
+                    name => name.and_then(Kind::from_option).map(Pos::Kind),
+                },
                 Pos::Kind(k) if !k.is_list() => {
                     let name = attr_name(attr, scope, b);
                     let base = text_path.clone();
                     let line = self.line_of(attr.syntax());
                     if name.is_none() {
-                        self.unresolved(attr.syntax(), excerpt(&base));
+                        self.unresolved(attr.syntax(), excerpt(&base), Reason::ComputedName);
                     }
                     Some(Pos::Unit(UnitRef {
                         kind: *k,
@@ -485,21 +601,32 @@ impl Walker<'_> {
                     }))
                 }
                 // `enable = false`: NixOS masks the unit (a link to /dev/null), it is not
-                // a unit present on the host.
+                // a unit present on the host. `enable = <anything but a literal>`: the unit
+                // exists only when that is true.
                 Pos::Unit(u)
                     if i + 1 == attrs.len()
-                        && attr_name(attr, scope, b).as_deref() == Some("enable")
-                        && apv
-                            .value()
-                            .is_some_and(|v| v.syntax().text().to_string().trim() == "false") =>
+                        && attr_name(attr, scope, b).as_deref() == Some("enable") =>
                 {
+                    let how = apv
+                        .value()
+                        .map(|v| classify_enable(&v, scope, 0, b))
+                        .unwrap_or(Enable::Unknown);
                     if let Some(name) = &u.name {
-                        self.out.masked.push(UnitDecl {
-                            name: name.clone(),
-                            file: self.file.to_string(),
-                            line: u.line,
-                            conditional: cond,
-                        });
+                        match how {
+                            Enable::True => {}
+                            Enable::False if self.manager == Manager::System => {
+                                self.out.masked.push(UnitDecl {
+                                    name: name.clone(),
+                                    file: self.file.to_string(),
+                                    line: u.line,
+                                    conditional: cond,
+                                    overrides: false,
+                                });
+                            }
+                            Enable::False | Enable::Unknown => {
+                                self.gated.insert((name.clone(), self.manager));
+                            }
+                        }
                     }
                     None
                 }
@@ -534,22 +661,26 @@ impl Walker<'_> {
         match &unit.name {
             Some(name) => {
                 let stem = name.strip_suffix(".service").unwrap_or(name);
-                self.out.units.push(UnitDecl {
+                let decl = UnitDecl {
                     name: format!("{stem}.timer"),
                     file: self.file.to_string(),
                     line,
                     conditional: cond || timer_cond,
-                });
+                    overrides: false,
+                };
+                self.sink().push(decl);
             }
             None => {
                 let text = format!(
                     "{}.startAt (implies a .timer of an unresolved service)",
                     unit.path_text
                 );
+                let reason = self.reason(Reason::ComputedName);
                 self.out.unresolved.push(Unresolved {
                     file: self.file.to_string(),
                     line,
                     text,
+                    reason,
                 });
             }
         }

@@ -20,6 +20,9 @@
 //! | `x ++ y`                        |       |   ✓    |    ✓    |      |         |      |          |
 //! | `mkIf c x`, `optionalAttrs c x` |   ✓   |   ✓    |         |  ✓   |         |      |          |
 //! | `mkDefault x`, `mkForce x`, …   |   ✓   |   ✓    |         |  ✓   |    ✓    |      |          |
+//!
+//! A unit's `enable` looks through parentheses, bound names and `mkDefault x`, `mkForce x`, …
+//! only.
 //! | `optionals c xs`                |       |   ✓    |    ✓    |      |         |      |          |
 //!
 //! Columns: an option's value, the `systemd.mounts` list, `mkMerge`'s list, one mount
@@ -225,6 +228,13 @@ impl Wrappers {
 
     /// The list of names `genAttrs` is given.
     pub(super) const NAME_LIST: Wrappers = Wrappers::NONE;
+
+    /// A unit's `enable` (a condition there leaves it undecided, so `mkIf` is not
+    /// transparent).
+    pub(super) const ENABLE: Wrappers = Wrappers {
+        pass: true,
+        ..Wrappers::NONE
+    };
 }
 
 /// One step through a wrapper, or the expression the context must handle itself.
