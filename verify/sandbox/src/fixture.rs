@@ -294,20 +294,47 @@ pub enum LocalTag {
 }
 
 /// The fixture as a CI host has it: pulled by digest by a swarm deploy, with no tag. A pull by
-/// tag (a test's, a person's `docker pull redis:7-alpine`) leaves `redis:7-alpine` tagged, and
-/// on a host where the image is tagged `prune.keeps-deployed-images` cannot show its case (it
-/// skips, by design). This removes the tag unless a container holds it. `up_and_deploy` calls
-/// it, and the tests before each whole-gate run on the sandbox.
+/// tag (a test's, a person's `docker pull redis:7-alpine`, a pull of
+/// `127.0.0.1:5000/library/redis:7-alpine`, a `docker tag` of it) leaves it tagged, and on a
+/// host where the image is tagged `prune.keeps-deployed-images` cannot show its case (it
+/// skips, by design). This removes every plain tag of every local image of the fixture (a
+/// `redis` name or the fixture's label), without force, so a tag a container holds stays;
+/// names pinned by digest (`redis:7-alpine@sha256:…`, how the containerd store names a swarm
+/// pull) are how swarm leaves it and stay. `up_and_deploy` calls it on every `up`, the
+/// sandbox's fast path included, and the tests before each whole-gate run on the sandbox.
 pub async fn untag_local(docker: &Docker) -> Result<LocalTag> {
-    match docker
-        .remove_image(crate::FIXTURE_IMAGE, None::<RemoveImageOptions>, None)
+    let list = docker
+        .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
         .await
-    {
-        Ok(_) => Ok(LocalTag::Removed),
-        Err(e) if ccci_host::docker_error::is_not_found(&e) => Ok(LocalTag::Absent),
-        Err(e) if ccci_host::docker_error::is_conflict(&e) => Ok(LocalTag::Held(e.to_string())),
-        Err(e) => Err(SandboxError::docker("untag the fixture", e)),
+        .map_err(|e| SandboxError::docker("list images", e))?;
+    let tags: Vec<String> = list
+        .iter()
+        .filter(|img| is_fixture(img))
+        .flat_map(|img| img.repo_tags.iter())
+        .filter(|t| !t.contains('@') && t.as_str() != "<none>:<none>")
+        .cloned()
+        .collect();
+    let mut state = LocalTag::Absent;
+    for tag in tags {
+        match docker
+            .remove_image(&tag, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => {
+                if state == LocalTag::Absent {
+                    state = LocalTag::Removed
+                }
+            }
+            Err(e) if ccci_host::docker_error::is_not_found(&e) => {}
+            Err(e) if ccci_host::docker_error::is_conflict(&e) => {
+                if !matches!(state, LocalTag::Held(_)) {
+                    state = LocalTag::Held(format!("{tag}: {e}"))
+                }
+            }
+            Err(e) => return Err(SandboxError::docker("untag the fixture", e)),
+        }
     }
+    Ok(state)
 }
 
 /// Remove every local image that carries a `redis:7-alpine` name (tag or digest) of the
