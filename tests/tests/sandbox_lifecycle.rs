@@ -293,6 +293,29 @@ fn a_failed_start_names_the_step_with_the_daemon_log_and_leaves_nothing() {
     let _ = std::fs::remove_file(format!("/run/ccci-sandbox/{}.lock", "x".repeat(100)));
 }
 
+/// Docker 20.10 ignores `features.containerd-snapshotter` without a word: a sandbox asked for
+/// the containerd image store on the bookworm engine would run the legacy store while saying
+/// "containerd". `up` refuses it, naming the step and both stores, and leaves nothing.
+#[test]
+#[serial_test::file_serial(ccci_fail)]
+fn the_containerd_store_on_an_engine_without_it_fails_the_start() {
+    let mut cfg = SandboxConfig::named("ccci-fail");
+    cfg.shape.engine = ccci_sandbox::Engine::Bookworm;
+    cfg.shape.image_store = ccci_sandbox::ImageStore::Containerd;
+    let err = block_on(ccci_sandbox::up(&cfg)).expect_err("up must fail");
+    let text = err.to_string();
+    assert!(text.contains("step `image store` failed"), "{text}");
+    assert!(
+        text.contains("asked for the containerd image store")
+            && text.contains("runs the legacy store"),
+        "{text}"
+    );
+    let left = leftovers(&cfg);
+    assert!(left.is_empty(), "a failed up left: {left:#?}");
+    block_on(ccci_sandbox::down_with(&cfg, true)).expect("purge");
+    assert!(!cfg.state_dir.exists());
+}
+
 async fn host_out(info: &ccci_sandbox::SandboxInfo, argv: &[&str]) -> (i64, String) {
     ccci_sandbox::exec_in_host(info, argv)
         .await

@@ -207,6 +207,7 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
         blocking(move || start_registry(&cfg2)).await?;
         trace("registry answering", t0);
         let docker = start_dockerd(cfg, &bins).await?;
+        check_image_store(&docker, cfg).await?;
         trace("dockerd answering", t0);
         init_swarm(&docker, &info).await?;
         trace("swarm active", t0);
@@ -233,6 +234,49 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     std::fs::write(p.info_file(), json)
         .map_err(|e| SandboxError::io("write info", p.info_file(), e))?;
     Ok(info)
+}
+
+/// The daemon runs the image store the shape asks for: an engine that ignores
+/// `features.containerd-snapshotter` (Docker 20.10 does, without a word) would otherwise give
+/// a sandbox that says "containerd" and runs the legacy store, and every suite run on it would
+/// claim coverage it does not have.
+async fn check_image_store(docker: &Docker, cfg: &SandboxConfig) -> Result<()> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| SandboxError::docker("GET /info", e))?;
+    let rows = info.driver_status.unwrap_or_default();
+    let running = if image_store_of(&rows) {
+        crate::ImageStore::Containerd
+    } else {
+        crate::ImageStore::Legacy
+    };
+    if running == cfg.shape.image_store {
+        return Ok(());
+    }
+    let p = cfg.layout().info();
+    Err(SandboxError::StartFailed {
+        step: "image store".into(),
+        reason: format!(
+            "asked for the {} image store, but dockerd {} runs the {running} store (storage driver {}): \
+             the containerd image store needs Docker 24 or later (--engine trixie or sid)",
+            cfg.shape.image_store,
+            info.server_version.unwrap_or_default(),
+            info.driver.unwrap_or_default(),
+        ),
+        log: p.dockerd_log.clone(),
+        log_tail: sys::log_tail(&p.dockerd_log, 20),
+    })
+}
+
+/// `true` when `GET /info`'s `DriverStatus` says the containerd snapshotter
+/// (`["driver-type", "io.containerd.snapshotter.v1"]`) holds the images.
+fn image_store_of(rows: &[Vec<String>]) -> bool {
+    rows.iter().any(|r| {
+        r.first().map(String::as_str) == Some("driver-type")
+            && r.get(1)
+                .is_some_and(|v| v.starts_with("io.containerd.snapshotter"))
+    })
 }
 
 fn start_netns_and_disk(cfg: &SandboxConfig) -> Result<()> {
@@ -570,6 +614,23 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_store_is_read_from_the_driver_status() {
+        // as Docker 28.5 answers on each store (GET /info, DriverStatus), and 20.10's overlay2
+        let ctrd = vec![vec![
+            "driver-type".to_string(),
+            "io.containerd.snapshotter.v1".to_string(),
+        ]];
+        assert!(image_store_of(&ctrd));
+        let overlay2 = vec![
+            vec!["Backing Filesystem".to_string(), "extfs".to_string()],
+            vec!["Supports d_type".to_string(), "true".to_string()],
+            vec!["Native Overlay Diff".to_string(), "true".to_string()],
+        ];
+        assert!(!image_store_of(&overlay2));
+        assert!(!image_store_of(&[]));
+    }
 
     #[test]
     fn a_written_info_with_shape_and_versions_is_the_layouts() {
