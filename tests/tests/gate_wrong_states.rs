@@ -1049,3 +1049,32 @@ fn system_built_from_a_git_checkout_whose_toplevel_reads_self_rev() {
     assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
     assert_eq!(c.detail.matches("/nix/store/").count(), 2, "{}", c.detail);
 }
+
+/// A right host between the eviction tier's low watermark (70 %) and the threshold (80 %): the
+/// real daily run does nothing (below the threshold), and the probe's dry run — gates forced
+/// open, threshold 0 — must ask only about the leftovers step (`--no-evict`), in the unit's own
+/// environment (`systemd-run` with the service's `StateDirectory=`, so the tier's usage
+/// history is the timer's). The issue reported the tier's candidates listed and a right host
+/// failed; on the sandbox it did not reproduce as a FAIL (measured before the change, at 76 %:
+/// "the dry run lists 0 image(s)" — the tier keeps the newest digest of a recently deployed
+/// repository), but the dry run ran in the reviewer's shell with the tier on; this asserts it
+/// no longer does, and that the right host passes whole.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_right_host_between_the_low_watermark_and_the_threshold() {
+    let info = sandbox();
+    let ballast = ccci_sandbox::Ballast::fill(&info.data_root, 76).unwrap();
+    let r = gate(params());
+    ballast.remove().unwrap();
+    assert_only(&r, &[]);
+    let c = check(&r, "prune.keeps-deployed-images");
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.command.starts_with("systemd-run ")
+                && e.command.contains("StateDirectory=ci-docker-prune")
+                && e.command.contains("--no-evict")),
+        "the dry run runs in the unit's environment, without the tier: {}",
+        explain(&r, &c.id)
+    );
+}

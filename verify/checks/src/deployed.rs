@@ -49,9 +49,15 @@ pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<Stri
 
 /// The flags a dry run with every gate forced open adds; the deployed argv's own values of
 /// these flags are dropped first, so the run is the deployed one with only the gates opened.
+///
+/// `--no-evict`: the checks that force the gates open ask about the leftovers step (what the
+/// default policy removes); with the threshold forced to 0 the eviction tier would also run
+/// and, on a host between its low watermark and its threshold, list the cached pulls it would
+/// evict — the probe's among them — and fail a right host.
 pub const FORCE_OPEN: &[&str] = &[
     "--dry-run",
     "--json",
+    "--no-evict",
     "--threshold",
     "0",
     "--until",
@@ -62,11 +68,14 @@ pub const FORCE_OPEN: &[&str] = &[
 
 /// The deployed argv without the flags [`FORCE_OPEN`] sets, then [`FORCE_OPEN`].
 pub fn forced_open_argv(deployed: &[String]) -> Vec<String> {
-    with_flags(
+    let mut v = with_flags(
         deployed,
         &["--threshold", "--until", "--run-stack-pattern"],
-        FORCE_OPEN,
-    )
+        &[],
+    );
+    v.retain(|a| a != "--no-evict");
+    v.extend(FORCE_OPEN.iter().map(|s| s.to_string()));
+    v
 }
 
 /// One gate of the report.
@@ -117,6 +126,93 @@ impl PruneReport {
     }
 }
 
+/// The unit properties a run of the deployed prune takes from its service: what it reads
+/// (`Environment=`, `EnvironmentFile=`), where its state is (`StateDirectory=`, passed as
+/// `$STATE_DIRECTORY`: the eviction tier's usage history) and who runs it.
+const UNIT_PROPERTIES: &[&str] = &[
+    "Environment",
+    "EnvironmentFiles",
+    "StateDirectory",
+    "User",
+    "Group",
+    "WorkingDirectory",
+];
+
+/// `systemd-run` properties (`-p K=V` pairs) that give a transient run the service's own
+/// environment, from `systemctl show -p` [`UNIT_PROPERTIES`] output. `EnvironmentFiles=` lines
+/// read `PATH (ignore_errors=yes|no)`; an ignored file is `-PATH`, as in a unit file.
+pub fn unit_env_properties(show: &str) -> Vec<String> {
+    let mut props = Vec::new();
+    for line in show.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match k {
+            "Environment" | "StateDirectory" | "User" | "Group" | "WorkingDirectory" => {
+                props.push(format!("{k}={v}"))
+            }
+            "EnvironmentFiles" => {
+                let (path, opts) = v.split_once(" (").unwrap_or((v, ""));
+                let ignore = opts.contains("ignore_errors=yes");
+                props.push(format!(
+                    "EnvironmentFile={}{path}",
+                    if ignore { "-" } else { "" }
+                ));
+            }
+            _ => {}
+        }
+    }
+    props
+}
+
+/// Run argv on the target as the service runs it: a transient unit (`systemd-run --wait
+/// --pipe`) with the service's environment, environment files, state directory and user
+/// ([`unit_env_properties`]), so a dry run sees what the timer's run sees (the `DOCKER_HOST` an
+/// `Environment=` sets, the usage state the eviction tier orders by) and not the reviewer's
+/// shell. Recorded in the trail, and read as [`run_json`] reads it.
+pub async fn run_json_as_unit(
+    ctx: &Ctx,
+    t: &mut Trail,
+    argv: &[String],
+) -> Result<PruneReport, Halt> {
+    let svc = ctx.params.prune_service.clone();
+    let show = vec![
+        "systemctl".to_string(),
+        "show".into(),
+        "-p".into(),
+        UNIT_PROPERTIES.join(","),
+        "--".into(),
+        svc.clone(),
+    ];
+    let out = ctx.cmd_owned(t, &show).await?;
+    if !out.ok() {
+        return Err(Halt::error(format!(
+            "cannot read the environment of {svc}: `systemctl show` exited {}: {}",
+            out.status,
+            out.combined()
+        )));
+    }
+    let mut run = vec![
+        "systemd-run".to_string(),
+        "--wait".into(),
+        "--pipe".into(),
+        "--quiet".into(),
+        "--collect".into(),
+        "--service-type=exec".into(),
+    ];
+    for p in unit_env_properties(&out.stdout_str()) {
+        run.push("-p".into());
+        run.push(p);
+    }
+    run.push("--".into());
+    run.extend(argv.iter().cloned());
+    run_json(ctx, t, &run).await
+}
+
 /// Run argv on the target (recorded in the trail) and read its stdout as the prune's `--json`
 /// report. A command that cannot run, or does not answer with the contract, is a failure:
 /// the deployed command is not the prune this gate verifies.
@@ -136,6 +232,25 @@ pub async fn run_json(ctx: &Ctx, t: &mut Trail, argv: &[String]) -> Result<Prune
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_services_environment_becomes_systemd_run_properties() {
+        // as systemd 252 prints them (`systemctl show -p …`)
+        let show = "Environment=DOCKER_HOST=unix:///run/other.sock \"FLAGS=--a b\"\n\
+                    EnvironmentFiles=/etc/default/prune (ignore_errors=no)\n\
+                    EnvironmentFiles=/etc/prune.env (ignore_errors=yes)\n\
+                    StateDirectory=ci-docker-prune\nUser=\nGroup=\nWorkingDirectory=\n";
+        assert_eq!(
+            unit_env_properties(show),
+            vec![
+                "Environment=DOCKER_HOST=unix:///run/other.sock \"FLAGS=--a b\"".to_string(),
+                "EnvironmentFile=/etc/default/prune".into(),
+                "EnvironmentFile=-/etc/prune.env".into(),
+                "StateDirectory=ci-docker-prune".into(),
+            ]
+        );
+        assert!(unit_env_properties("Environment=\nStateDirectory=\n").is_empty());
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -588,7 +588,7 @@ async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), Halt> {
         .await
         .map_err(|h| Halt::error(format!("cannot read the deployed prune: {}", h.detail)))?;
     let argv = deployed::forced_open_argv(&argv);
-    p.dry_run = Some(deployed::run_json(ctx, &mut p.trail, &argv).await?);
+    p.dry_run = Some(deployed::run_json_as_unit(ctx, &mut p.trail, &argv).await?);
     Ok(())
 }
 

@@ -147,7 +147,7 @@ async fn noop(ctx: &Ctx, t: &mut Trail) -> Decided {
     // a reviewer's run must never make a real prune remove anything
     let argv = deployed::argv(ctx, t).await?;
     let dry = deployed::with_flags(&argv, &[], &["--dry-run", "--json"]);
-    let report = deployed::run_json(ctx, t, &dry)
+    let report = deployed::run_json_as_unit(ctx, t, &dry)
         .await
         .map_err(|h| Halt::fail(format!("{}: not run for real", h.detail)))?;
     if let Some(d) = report.gate("disk").filter(|d| d.pass) {
