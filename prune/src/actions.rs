@@ -129,7 +129,7 @@ pub async fn check_docker_gates(
         return Ok((Some(Gate::Runs), Vec::new()));
     }
     let tasks = match services {
-        Swarm::Listed(_) => client.list_running_tasks().await?,
+        Swarm::Listed(_) => client.list_tasks().await?,
         _ => Swarm::NoSwarm,
     };
     let converge = converge_gate(&services, &tasks);

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`DockerClient::connect`] | `GET /version` (API version negotiation) |
 //! | [`DockerClient::list_services`] | `GET /services` (on an error answer: `GET /info`, to tell "not in a swarm" from a worker or a broken swarm) |
-//! | [`DockerClient::list_running_tasks`] | `GET /tasks?filters={"desired-state":["running"]}` (the same) |
+//! | [`DockerClient::list_tasks`] | `GET /tasks` (every task the swarm keeps, history included: the converge gate tells a retry after a failure from a first attempt; an error answer is read as for services) |
 //! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
 //! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
 //! | [`DockerClient::inspect_image`] | `GET /images/{id}/json` (right before each image delete) |
@@ -109,12 +109,25 @@ impl<T: Default> Swarm<T> {
     }
 }
 
-/// A task whose desired state is `running`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A swarm task (any desired state: the swarm keeps a few ended tasks per slot as history).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskInfo {
     pub service_id: String,
-    /// Observed state (`running`, `preparing`, `pending`, ...).
+    /// Replicated services: the slot (1..); global services: 0 (a task per node).
+    pub slot: u64,
+    pub node_id: String,
+    /// What the orchestrator wants: `running`, `ready` (a restart waiting for its delay),
+    /// `shutdown`, `remove`, ...
+    pub desired_state: String,
+    /// Observed state (`new`, `pending`, `assigned`, `accepted`, `preparing`, `starting`,
+    /// `running`, `complete`, `failed`, `rejected`, `shutdown`, ...).
     pub state: String,
+    /// `Status.Err`: why a task failed, was rejected or cannot be scheduled (`no suitable
+    /// node (…)`), empty when none.
+    pub err: String,
+    /// `Version.Index`: raised by each update of the task (so, within a slot, the ended task
+    /// with the highest index ended last).
+    pub version: u64,
 }
 
 /// A container (any state).
@@ -320,29 +333,28 @@ impl DockerClient {
         })
     }
 
-    /// Every task whose desired state is `running` (one request, whatever the number of
-    /// services; an error answer is read as in [`DockerClient::list_services`]).
-    pub async fn list_running_tasks(&self) -> Result<Swarm<Vec<TaskInfo>>, DockerError> {
+    /// Every task the swarm keeps, in every desired state (one request, whatever the number
+    /// of services; an error answer is read as in [`DockerClient::list_services`]).
+    pub async fn list_tasks(&self) -> Result<Swarm<Vec<TaskInfo>>, DockerError> {
         self.count();
-        let mut filters = HashMap::new();
-        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
-        let opts = ListTasksOptions {
-            filters: Some(filters),
-        };
-        let tasks = match self.docker.list_tasks(Some(opts)).await {
+        let tasks = match self.docker.list_tasks(None::<ListTasksOptions>).await {
             Ok(t) => t,
             Err(e) => return self.swarm_error(e, "list tasks").await,
         };
         Ok(Swarm::Listed(
             tasks
                 .into_iter()
-                .map(|t| TaskInfo {
-                    service_id: t.service_id.unwrap_or_default(),
-                    state: t
-                        .status
-                        .and_then(|s| s.state)
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
+                .map(|t| {
+                    let status = t.status.unwrap_or_default();
+                    TaskInfo {
+                        service_id: t.service_id.unwrap_or_default(),
+                        slot: t.slot.map(|s| s.max(0) as u64).unwrap_or(0),
+                        node_id: t.node_id.unwrap_or_default(),
+                        desired_state: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+                        state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                        err: status.err.unwrap_or_default(),
+                        version: t.version.and_then(|v| v.index).unwrap_or(0),
+                    }
                 })
                 .collect(),
         ))

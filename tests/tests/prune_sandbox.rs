@@ -341,24 +341,30 @@ fn converging_service_skips_by_converge() {
     let name = format!("ccci-converge-{s}");
     let mut clean = Cleanup::default();
     let leftover = load_image(&s, 3 * DAY, None);
-    let img_tag = format!("ccci-test/svc:{s}");
-    let svc_img = load_image(&format!("{s}-svc"), DAY, Some(&img_tag));
-    clean.images.extend([leftover.clone(), svc_img]);
-    // One replica that can never be placed: 0/1 running, forever converging.
+    clean.images.push(leftover.clone());
+    // One task being started: its healthcheck has not passed yet (the start period is an
+    // hour), so it stays `starting` — work in flight. (A replica no node can take is settled,
+    // not converging: tests/prune_settled.rs.)
     docker_ok(&[
         "service",
         "create",
         "-d",
-        "--no-resolve-image",
-        "--replicas",
-        "1",
-        "--constraint",
-        "node.labels.ccci-never==true",
+        "--health-cmd",
+        "false",
+        "--health-start-period",
+        "1h",
+        "--health-interval",
+        "1h",
         "--name",
         &name,
-        &img_tag,
+        "redis:7-alpine",
     ]);
     clean.services.push(name.clone());
+    let starting = wait_for(Duration::from_secs(120), || {
+        docker_ok(&["service", "ps", "--format", "{{.CurrentState}}", &name])
+            .starts_with("Starting")
+    });
+    assert!(starting, "precondition: the task is starting");
 
     let run = prune(&[
         "--threshold",
@@ -374,7 +380,7 @@ fn converging_service_skips_by_converge() {
     let j = run.json();
     assert_eq!(j["skipped_by"], "converge", "{j}");
     assert!(
-        run.stderr.contains(&format!("{name} 0/1 tasks running")),
+        run.stderr.contains(&format!("{name} task 1 starting")),
         "{}",
         run.stderr
     );

@@ -473,7 +473,10 @@ impl<'t> Store<'t> {
             .iter()
             .map(|s| TaskInfo {
                 service_id: s.id.clone(),
+                slot: 1,
+                desired_state: "running".into(),
                 state: "running".into(),
+                ..TaskInfo::default()
             })
             .collect()
     }
