@@ -17,9 +17,10 @@ use crate::gates::DiskUsage;
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
 use crate::report::{
-    done_lines, evict_lines, gate_line, would_remove_lines, Failure, Incident, Outcome, Removed,
-    RemovedImage, Report,
+    done_lines, evict_lines, gate_line, stalled_line, would_remove_lines, Failure, Incident,
+    Outcome, Removed, RemovedImage, Report, Stalled,
 };
+use crate::stall;
 pub use crate::steps::Step;
 use crate::steps::{Done, Item};
 use crate::usage::{self, Observation, UsageState};
@@ -337,6 +338,48 @@ pub async fn record_usage(
     Ok(Some(state))
 }
 
+/// Remember (or forget) a gate that stops runs while the disk is over the threshold
+/// ([`stall`]); warn, and report it, once it lasted `gate_stall_warn_after`. `closed`: the
+/// gate that stopped this run (`disk`, or none, ends a stall). A dry run reads the record and
+/// writes nothing; a record that cannot be written is said in the log, never fatal.
+fn note_stall(
+    cfg: &Config,
+    dry_run: bool,
+    closed: Option<Gate>,
+    detail: &str,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) {
+    let Some(dir) = cfg.state_dir.as_deref() else {
+        return;
+    };
+    let now = now();
+    let prev = stall::load(dir);
+    let next = stall::next(prev.as_ref(), now, closed);
+    if let Some(s) = &next {
+        let warn_after = cfg.gate_stall_warn_after.as_secs();
+        if let Some(seconds) = stall::overdue(s, now, warn_after) {
+            let stalled = Stalled {
+                gate: s.gate,
+                since: s.since,
+                seconds,
+                runs: s.runs,
+            };
+            hooks.log(&stalled_line(&stalled, detail));
+            progress.stalled = Some(stalled);
+        }
+    }
+    if dry_run || (prev.is_none() && next.is_none()) {
+        return;
+    }
+    if let Err(e) = stall::save(dir, next.as_ref()) {
+        hooks.log(&format!(
+            "ci-docker-prune: cannot write {}: {e}",
+            dir.join(stall::STATE_FILE).display()
+        ));
+    }
+}
+
 /// What a run did so far: kept across an error, so an aborted run still reports it.
 #[derive(Debug, Default)]
 struct Progress {
@@ -353,6 +396,8 @@ struct Progress {
     image_reasons: Vec<RemovedImage>,
     /// The removal steps have started (a dry run: the plan was shown).
     started: bool,
+    /// A gate has kept the prune from acting under disk pressure for too long.
+    stalled: Option<Stalled>,
 }
 
 impl Progress {
@@ -391,6 +436,7 @@ impl Progress {
         r.failures = self.failures;
         r.incidents = self.incidents;
         r.image_reasons = self.image_reasons;
+        r.stalled = self.stalled;
         r.error = error;
         r.settle()
     }
@@ -426,6 +472,7 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         progress.gates = vec![disk.clone()];
         if !disk.pass {
             progress.skipped_by = Some(Gate::Disk);
+            note_stall(cfg, dry_run, None, &disk.detail, hooks, &mut progress);
             // Below the threshold the daemon is never contacted (a stopped or socket-activated
             // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
@@ -493,7 +540,21 @@ async fn steps(
         services,
     };
     let services = check.services.clone();
-    if progress.gated(check).is_some() {
+    let closed = check
+        .decisions
+        .iter()
+        .find(|d| !d.pass)
+        .map(|d| d.detail.clone());
+    let closed_by = progress.gated(check);
+    note_stall(
+        cfg,
+        dry_run,
+        closed_by,
+        closed.as_deref().unwrap_or(""),
+        hooks,
+        progress,
+    );
+    if closed_by.is_some() {
         return Ok(Outcome::Skipped);
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;

@@ -15,6 +15,8 @@ pub const DEFAULT_THRESHOLD: u8 = 80;
 pub const DEFAULT_UNTIL: &str = "24h";
 /// Default pattern of a CI run stack's service names.
 pub const DEFAULT_RUN_STACK_PATTERN: &str = r"^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_";
+/// Default span after which a gate closed under disk pressure is warned about.
+pub const DEFAULT_GATE_STALL_WARN_AFTER: &str = "24h";
 /// Docker's default socket.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -37,6 +39,10 @@ pub enum ConfigError {
         "invalid duration '{value}' for evict_keep_recent: {reason} (examples: 14d, 7days, 0s)"
     )]
     KeepRecent { value: String, reason: String },
+    #[error(
+        "invalid duration '{value}' for gate_stall_warn_after: {reason} (examples: 24h, 2days)"
+    )]
+    StallWarnAfter { value: String, reason: String },
     #[error("invalid state_dir '{0}': must be an absolute path")]
     StateDir(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
@@ -77,6 +83,9 @@ pub struct Settings {
     /// Where the usage state lives (default: `$STATE_DIRECTORY`, set by systemd's
     /// `StateDirectory=`; none: the run learns what it can and forgets it).
     pub state_dir: Option<String>,
+    /// Warn when the disk has been over the threshold with `runs` or `converge` closed for
+    /// this long (default `24h`; remembered in the state directory).
+    pub gate_stall_warn_after: Option<String>,
 }
 
 impl Settings {
@@ -112,6 +121,7 @@ impl Settings {
             evict_low_watermark: over.evict_low_watermark.or(self.evict_low_watermark),
             evict_keep_recent: over.evict_keep_recent.or(self.evict_keep_recent),
             state_dir: over.state_dir.or(self.state_dir),
+            gate_stall_warn_after: over.gate_stall_warn_after.or(self.gate_stall_warn_after),
         }
     }
 
@@ -181,6 +191,15 @@ impl Settings {
             Some(s) if s.starts_with('/') => Some(PathBuf::from(s)),
             Some(s) => return Err(ConfigError::StateDir(s)),
         };
+        let stall_text = self
+            .gate_stall_warn_after
+            .unwrap_or_else(|| DEFAULT_GATE_STALL_WARN_AFTER.to_string());
+        let gate_stall_warn_after = humantime::parse_duration(stall_text.trim()).map_err(|e| {
+            ConfigError::StallWarnAfter {
+                value: stall_text.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Config {
             threshold,
             paths,
@@ -192,6 +211,7 @@ impl Settings {
             evict_low_watermark,
             evict_keep_recent,
             state_dir,
+            gate_stall_warn_after,
         })
     }
 }
@@ -306,6 +326,8 @@ pub struct Config {
     pub evict_keep_recent: Duration,
     /// The usage state's directory, if any.
     pub state_dir: Option<PathBuf>,
+    /// A gate closed this long while the disk is over the threshold is warned about.
+    pub gate_stall_warn_after: Duration,
 }
 
 impl Config {
@@ -338,6 +360,7 @@ impl Default for Config {
             evict_low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
             evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
             state_dir: None,
+            gate_stall_warn_after: Duration::from_secs(24 * 3600),
         }
     }
 }

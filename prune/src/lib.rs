@@ -20,6 +20,8 @@ pub mod plan;
 pub mod report;
 pub mod roots;
 pub mod sim;
+pub mod stall;
+pub mod statefile;
 pub mod steps;
 pub mod usage;
 

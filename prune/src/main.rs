@@ -52,7 +52,8 @@ struct Cli {
     #[arg(long, value_name = "URI")]
     docker_host: Option<String>,
     /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
-    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, state_dir);
+    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, state_dir,
+    /// gate_stall_warn_after);
     /// flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,6 +63,10 @@ struct Cli {
     /// Eviction tier: keep the newest image of a repository deployed within this window [default: 14d]
     #[arg(long, value_name = "DURATION")]
     evict_keep_recent: Option<String>,
+    /// Warn (log and JSON `stalled`) when the disk has been over the threshold while the
+    /// runs or converge gate kept the prune from acting for this long [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    gate_stall_warn_after: Option<String>,
     /// Turn the eviction tier off: cached pulls are never removed
     #[arg(long)]
     no_evict: bool,
@@ -105,6 +110,7 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         evict_low_watermark: cli.evict_low_watermark.clone().map(config::Threshold::Text),
         evict_keep_recent: cli.evict_keep_recent.clone(),
         state_dir: None,
+        gate_stall_warn_after: cli.gate_stall_warn_after.clone(),
     };
     // systemd's StateDirectory= (the first entry, if several): below the file and the flags.
     let env = Settings {

@@ -124,6 +124,34 @@ pub struct Report {
     /// tier). Additive to v1; absent when no image is listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub image_reasons: Vec<RemovedImage>,
+    /// The disk has been over the threshold with `runs` or `converge` closed for at least
+    /// `gate_stall_warn_after` ([`crate::stall`]). Additive to v1; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stalled>,
+}
+
+/// A gate that kept the prune from acting under disk pressure for too long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stalled {
+    /// The gate that closed at this run.
+    pub gate: Gate,
+    /// Unix seconds of the first run over the threshold it stopped.
+    pub since: i64,
+    /// How long ago that was.
+    pub seconds: u64,
+    /// Consecutive runs over the threshold stopped by a gate, this one included.
+    pub runs: u64,
+}
+
+/// The warning of a [`Stalled`] run.
+pub fn stalled_line(s: &Stalled, detail: &str) -> String {
+    format!(
+        "ci-docker-prune: WARNING: the disk has been over the threshold for {} ({} run(s) since {}) while gate {} kept the prune from acting: {detail}",
+        humantime::format_duration(std::time::Duration::from_secs(s.seconds)),
+        s.runs,
+        when(s.since),
+        s.gate
+    )
 }
 
 /// One image of `removed.images` and why it went.
@@ -146,6 +174,7 @@ impl Report {
             failures: Vec::new(),
             incidents: Vec::new(),
             image_reasons: Vec::new(),
+            stalled: None,
         }
     }
 

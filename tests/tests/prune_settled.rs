@@ -251,3 +251,91 @@ fn settled_services_never_hold_the_converge_gate() {
         remove_service(name);
     }
 }
+
+/// Item 2, second half: a gate that keeps the prune from acting while the disk is over the
+/// threshold is remembered in the state directory across runs, warned about once it lasted
+/// `--gate-stall-warn-after`, and reported in the JSON (`stalled`, additive). A dry run reads
+/// the record and writes none; a run below the threshold ends it.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_gate_closed_under_pressure_for_too_long_is_warned() {
+    let s = seed("stall");
+    let mut clean = Cleanup::default();
+    let health = format!("ccci-stall-{s}");
+    service(
+        &mut clean,
+        &health,
+        &[
+            "--health-cmd",
+            "false",
+            "--health-start-period",
+            "1h",
+            "--health-interval",
+            "1h",
+            "redis:7-alpine",
+        ],
+    );
+    let starting = wait_for(Duration::from_secs(120), || {
+        task_states(&health)
+            .iter()
+            .any(|l| l.starts_with("Running|Starting"))
+    });
+    assert!(starting, "precondition: {:?}", task_states(&health));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |threshold: &str, dry: bool| {
+        let mut args = vec![
+            "--threshold",
+            threshold,
+            "--until",
+            "3000d",
+            "--no-evict",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--gate-stall-warn-after",
+            "2s",
+            "--json",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let r = prune_with_state_dir(&args, dir.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    let stalled = |r: &Run| r.json()["stalled"].clone();
+
+    let first = run("0", false);
+    assert_eq!(first.json()["skipped_by"], "converge", "{}", first.stderr);
+    assert!(stalled(&first).is_null(), "{}", first.stdout);
+    assert!(!first.stderr.contains("WARNING"), "{}", first.stderr);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = run("0", false);
+    let st = stalled(&second);
+    assert_eq!(st["gate"], "converge", "{}", second.stdout);
+    assert_eq!(st["runs"], 2, "{st}");
+    assert!(st["seconds"].as_u64().is_some_and(|s| s >= 3), "{st}");
+    assert!(
+        second
+            .stderr
+            .contains("ci-docker-prune: WARNING: the disk has been over the threshold for ")
+            && second.stderr.contains("(2 run(s) since "),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!(
+            "kept the prune from acting: service converging: {health} task 1 starting"
+        )),
+        "{}",
+        second.stderr
+    );
+    // a dry run reports it and remembers nothing: the next real run counts 3, not 4
+    assert_eq!(stalled(&run("0", true))["runs"], 3);
+    assert_eq!(stalled(&run("0", false))["runs"], 3);
+    // below the threshold the stall ends; the next gated run starts a new one
+    let calm = run("100", false);
+    assert_eq!(calm.json()["skipped_by"], "disk", "{}", calm.stdout);
+    assert!(stalled(&calm).is_null(), "{}", calm.stdout);
+    assert!(stalled(&run("0", false)).is_null());
+    remove_service(&health);
+}
