@@ -16,7 +16,8 @@ Gated, surgical Docker prune for swarm CI hosts: the local image store is the ca
 Nothing is removed unless every gate passes, in order:
   disk      the highest usage over --path is at or above --threshold;
   runs      no swarm service name matches --run-stack-pattern (no CI run is live);
-  converge  no swarm service runs fewer tasks than desired or is updating.
+  converge  no swarm service has work in flight (a task being scheduled, pulled or
+            started, an update in progress); settled services never hold it.
 Then, and only then, it removes what is older than --until: stopped containers, images with
 no tag AND no repo digest (build leftovers; anything pulled from a registry is kept), and
 build cache. Never `all`, never volumes; images are deleted one by one without force. The
