@@ -206,7 +206,13 @@ pub async fn make_plan_with(
     with_build_cache: bool,
     state: Option<&UsageState>,
 ) -> Result<Plan, PruneError> {
-    let containers = client.list_containers().await?;
+    let mut containers = client.list_containers().await?;
+    let pol = policy(cfg);
+    // Stopped containers go by when they stopped, which only an inspect tells: one request
+    // per stopped container created before the cutoff (a younger one cannot be old).
+    for c in containers.iter_mut().filter(|c| plan::may_be_old(c, &pol)) {
+        c.finished = client.container_finished_at(&c.id).await?;
+    }
     let images = client.list_images().await?;
     let build_cache = if with_build_cache {
         client.list_build_cache().await?
@@ -219,7 +225,7 @@ pub async fn make_plan_with(
         images,
         build_cache,
     };
-    let mut plan = plan::build(&inv, &policy(cfg));
+    let mut plan = plan::build(&inv, &pol);
     if cfg.evict {
         let p = evict_policy(cfg);
         let fresh;

@@ -10,6 +10,7 @@
 //! | [`DockerClient::list_services`] | `GET /services` (on an error answer: `GET /info`, to tell "not in a swarm" from a worker or a broken swarm) |
 //! | [`DockerClient::list_tasks`] | `GET /tasks` (every task the swarm keeps, history included: the converge gate tells a retry after a failure from a first attempt; an error answer is read as for services) |
 //! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
+//! | [`DockerClient::container_finished_at`] | `GET /containers/{id}/json` (each stopped container created before the `until` cutoff, when planning: when it stopped) |
 //! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
 //! | [`DockerClient::inspect_image`] | `GET /images/{id}/json` (right before each image delete) |
 //! | [`DockerClient::events_since`] | `GET /events?since=<cursor>&until=<now>` (usage state; no filter) |
@@ -142,6 +143,10 @@ pub struct ContainerInfo {
     pub created: i64,
     /// Label `com.docker.swarm.service.name`: set on a swarm task's container.
     pub service: Option<String>,
+    /// `State.FinishedAt` (unix seconds): when it last stopped. The list does not carry it:
+    /// filled in by [`DockerClient::container_finished_at`] for the stopped containers old
+    /// enough to matter; `None` when not read, or the container never ran.
+    pub finished: Option<i64>,
 }
 
 /// A top-level image.
@@ -389,8 +394,25 @@ impl DockerClient {
                 service: c
                     .labels
                     .and_then(|mut l| l.remove("com.docker.swarm.service.name")),
+                finished: None,
             })
             .collect())
+    }
+
+    /// When a container last stopped (`State.FinishedAt`, unix seconds): `None` when it never
+    /// ran (Docker's zero time), when the time cannot be read, or when the container is gone.
+    pub async fn container_finished_at(&self, id: &str) -> Result<Option<i64>, DockerError> {
+        self.count();
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(c
+                .state
+                .and_then(|s| s.finished_at)
+                .and_then(|t| parse_docker_time(&t))),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(api("inspect container")(e)),
+        }
     }
 
     /// The daemon's events from `since` (unix seconds; `None`: everything it still has) up to
@@ -637,6 +659,15 @@ fn classify(e: BollardError, op: &'static str) -> Result<Removal, DockerError> {
         } => Ok(Removal::Gone),
         other => Err(DockerError::Api { op, cause: other }),
     }
+}
+
+/// A Docker RFC 3339 time as unix seconds; `None` for Docker's zero time
+/// (`0001-01-01T00:00:00Z`, "never") or text that is not a time.
+pub fn parse_docker_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
+        .filter(|t| *t > 0)
 }
 
 /// Split a raw HTTP/1.0 response into (status code, body).

@@ -276,6 +276,7 @@ mod tests {
             image_id: "ctr".into(),
             created: 0,
             service: None,
+            finished: None,
         }];
         let q = select(&images, &containers, &services, &s, &policy());
         assert_eq!(ids(&q), ["old-v1", "app-v1"]);

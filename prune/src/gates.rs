@@ -505,6 +505,7 @@ mod tests {
             image_id: "sha256:i".into(),
             created: 0,
             service: service.map(str::to_string),
+            finished: None,
         }
     }
 

@@ -491,6 +491,8 @@ impl<'t> Store<'t> {
                 image_id: self.trace.versions[c.version].id.clone(),
                 created: EPOCH + c.created,
                 service: c.swarm.then(|| c.name.clone()),
+                // the sim's containers stop when they are created: its age rule is unchanged
+                finished: (!c.running).then_some(EPOCH + c.created),
             })
             .collect()
     }
