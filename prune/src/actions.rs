@@ -7,7 +7,7 @@
 //! unreachable, a listing that fails, a `--path` that vanished) stops it there, also `error`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -20,7 +20,9 @@ use crate::report::{
     done_lines, evict_lines, gate_line, stalled_line, would_remove_lines, Failure, Incident,
     Outcome, Removed, RemovedImage, Report, Stalled,
 };
+use crate::roots::DaemonRoots;
 use crate::stall;
+use crate::statefile;
 pub use crate::steps::Step;
 use crate::steps::{Done, Item};
 use crate::usage::{self, Observation, UsageState};
@@ -81,33 +83,114 @@ pub struct GateCheck {
 /// image store, the daemon's data-root and containerd's root as remembered in the state dir
 /// ([`crate::roots`]; learnt from the daemon's `GET /info`). The log line names the roots.
 pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
-    let mut d = disk_gate(cfg.threshold, &usages(cfg)?);
-    if let Some(r) = remembered_roots(cfg).filter(|r| !r.gate_paths().is_empty()) {
+    check_disk_with(cfg, remembered_roots(cfg).as_ref())
+}
+
+/// [`check_disk`] with the roots this run knows.
+fn check_disk_with(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<GateDecision, PruneError> {
+    let mut d = disk_gate(cfg.threshold, &usages(cfg, roots)?);
+    if let Some(r) = roots.filter(|r| !r.gate_paths().is_empty()) {
         d.detail = format!("{} ({})", d.detail, r.describe());
     }
     Ok(d)
 }
 
 /// The daemon's roots remembered in the state dir, if there is one.
-fn remembered_roots(cfg: &Config) -> Option<crate::roots::DaemonRoots> {
+fn remembered_roots(cfg: &Config) -> Option<DaemonRoots> {
     cfg.state_dir.as_deref().and_then(crate::roots::load)
 }
 
-/// Learn where the daemon keeps its data (`GET /info`) and remember it in the state dir (no
-/// state dir: nothing to remember it in, the disk gate measures the `--path`s only).
-async fn learn_roots(cfg: &Config, client: &DockerClient) -> Result<(), PruneError> {
-    let Some(dir) = cfg.state_dir.as_deref() else {
-        return Ok(());
-    };
-    let roots = crate::roots::of_host(&client.info_raw().await?);
-    if remembered_roots(cfg).as_ref() != Some(&roots) {
-        let _ = std::fs::create_dir_all(dir);
-        crate::roots::save(dir, &roots).map_err(|cause| PruneError::Disk {
-            path: dir.join(crate::roots::STATE_FILE),
-            cause,
-        })?;
+/// What a run may do with its state directory, and the daemon's roots it knows.
+///
+/// A real run holds the directory's lock ([`statefile::lock`]) for its whole length and
+/// writes its state; a dry run, a directory that cannot be written (read-only, full) and a run
+/// that cannot have the lock write nothing — the reason is logged once, and the run goes on
+/// with what it can read.
+#[derive(Debug, Default)]
+pub struct RunState {
+    dir: Option<PathBuf>,
+    /// Held while this run may write state.
+    lock: Option<statefile::StateLock>,
+    /// The daemon's roots: remembered, or learnt by this run.
+    roots: Option<DaemonRoots>,
+}
+
+impl RunState {
+    /// Open `cfg.state_dir` for a run (see the type's doc).
+    pub fn open(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> RunState {
+        let Some(dir) = cfg.state_dir.clone() else {
+            return RunState::default();
+        };
+        let roots = crate::roots::load(&dir);
+        let lock = if dry_run {
+            None
+        } else {
+            let lock = statefile::lock(&dir, statefile::LOCK_WAIT).and_then(|l| {
+                // A full filesystem still takes the empty lock file: a run that must learn
+                // the roots (and would contact the daemon for them) first checks it can keep
+                // them.
+                if roots.is_none() {
+                    statefile::probe(&dir)?;
+                }
+                Ok(l)
+            });
+            match lock {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    hooks.log(&state_lines::unwritable(&dir, &e.to_string()));
+                    None
+                }
+            }
+        };
+        RunState {
+            dir: Some(dir),
+            lock,
+            roots,
+        }
     }
-    Ok(())
+
+    /// The directory, when this run may write state in it.
+    fn writable(&self) -> Option<&Path> {
+        self.lock.as_ref().and(self.dir.as_deref())
+    }
+
+    /// Learn where the daemon keeps its data (`GET /info`) and remember it when it changed and
+    /// this run may write state (a write error is logged, never fatal).
+    async fn learn_roots(
+        &mut self,
+        client: &DockerClient,
+        hooks: &mut dyn Hooks,
+    ) -> Result<(), PruneError> {
+        let roots = crate::roots::of_host(&client.info_raw().await?);
+        if self.roots.as_ref() != Some(&roots) {
+            if let Some(dir) = self.writable() {
+                if let Err(e) = crate::roots::save(dir, &roots) {
+                    hooks.log(&state_lines::write_failed(
+                        &dir.join(crate::roots::STATE_FILE),
+                        &e.to_string(),
+                    ));
+                }
+            }
+        }
+        self.roots = Some(roots);
+        Ok(())
+    }
+}
+
+/// The log lines about the state directory.
+mod state_lines {
+    use std::path::Path;
+
+    pub fn unwritable(dir: &Path, why: &str) -> String {
+        format!(
+            "ci-docker-prune: state directory {} {why}: this run writes no state (usage, daemon roots, gate stall); below the threshold it measures the --path(s) and the roots it already knows, without contacting Docker",
+            dir.display()
+        )
+    }
+
+    pub fn write_failed(path: &Path, why: &str) -> String {
+        format!("ci-docker-prune: cannot write {}: {why}", path.display())
+    }
 }
 
 /// `runs` and `converge`: two API calls whatever the number of services (an error answer
@@ -144,7 +227,16 @@ pub async fn check_docker_gates(
 
 /// Every gate, in order, stopping at the first closed one.
 pub async fn check_gates(cfg: &Config, client: &DockerClient) -> Result<GateCheck, PruneError> {
-    let disk = check_disk(cfg)?;
+    check_gates_with(cfg, remembered_roots(cfg).as_ref(), client).await
+}
+
+/// [`check_gates`] with the roots this run knows.
+async fn check_gates_with(
+    cfg: &Config,
+    roots: Option<&DaemonRoots>,
+    client: &DockerClient,
+) -> Result<GateCheck, PruneError> {
+    let disk = check_disk_with(cfg, roots)?;
     let mut decisions = vec![disk.clone()];
     if !disk.pass {
         return Ok(GateCheck {
@@ -253,7 +345,7 @@ pub async fn make_plan_with(
 /// The usage of the `--path`s and of the daemon's remembered roots (containerd store): what
 /// the disk gate and the low watermark compare. A `--path` that cannot be measured is an
 /// error; a remembered root that is not there (the daemon moved it) is left out.
-fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
+fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, PruneError> {
     let mut out = cfg
         .paths
         .iter()
@@ -264,10 +356,7 @@ fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for p in remembered_roots(cfg)
-        .map(|r| r.gate_paths())
-        .unwrap_or_default()
-    {
+    for p in roots.map(|r| r.gate_paths()).unwrap_or_default() {
         if !cfg.paths.contains(&p) {
             out.extend(disk_usage(&p).ok());
         }
@@ -287,16 +376,18 @@ fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Feed the usage state in `cfg.state_dir` with what the daemon shows now (images, services,
-/// containers, the events since the last run) and save it. Never fatal to the run: a state
-/// that cannot be read starts afresh, events that cannot be read count as lost (everything
-/// used now), a state that cannot be written is said in the log.
+/// Feed the usage state in the state directory with what the daemon shows now (images,
+/// services, containers, the events since the last run) and save it when this run may write
+/// state ([`RunState`]: not in a dry run). Never fatal to the run: a state that cannot be read
+/// starts afresh, events that cannot be read count as lost (everything used now), a state that
+/// cannot be written is said in the log.
 pub async fn record_usage(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     hooks: &mut dyn Hooks,
 ) -> Result<Option<UsageState>, PruneError> {
-    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.evict) else {
+    let Some(dir) = rs.dir.as_deref().filter(|_| cfg.evict) else {
         return Ok(None);
     };
     let path = usage::state_path(dir);
@@ -338,8 +429,10 @@ pub async fn record_usage(
     }
     let keep = i64::try_from(cfg.evict_keep_recent.as_secs()).unwrap_or(i64::MAX);
     state.forget_repos_before(now.saturating_sub(keep.saturating_mul(2)));
-    if let Err(e) = state.save(&path) {
-        hooks.log(&format!("ci-docker-prune: {e}"));
+    if rs.writable().is_some() {
+        if let Err(e) = state.save(&path) {
+            hooks.log(&format!("ci-docker-prune: {e}"));
+        }
     }
     Ok(Some(state))
 }
@@ -350,13 +443,13 @@ pub async fn record_usage(
 /// writes nothing; a record that cannot be written is said in the log, never fatal.
 fn note_stall(
     cfg: &Config,
-    dry_run: bool,
+    rs: &RunState,
     closed: Option<Gate>,
     detail: &str,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
 ) {
-    let Some(dir) = cfg.state_dir.as_deref() else {
+    let Some(dir) = rs.dir.as_deref() else {
         return;
     };
     let now = now();
@@ -375,13 +468,13 @@ fn note_stall(
             progress.stalled = Some(stalled);
         }
     }
-    if dry_run || (prev.is_none() && next.is_none()) {
+    let Some(dir) = rs.writable().filter(|_| prev.is_some() || next.is_some()) else {
         return;
-    }
+    };
     if let Err(e) = stall::save(dir, next.as_ref()) {
-        hooks.log(&format!(
-            "ci-docker-prune: cannot write {}: {e}",
-            dir.join(stall::STATE_FILE).display()
+        hooks.log(&state_lines::write_failed(
+            &dir.join(stall::STATE_FILE),
+            &e.to_string(),
         ));
     }
 }
@@ -453,16 +546,19 @@ impl Progress {
 /// an item failed or an image was untagged by its delete.
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
     let mut progress = Progress::default();
+    let mut rs = RunState::open(cfg, dry_run, hooks);
     let result = async {
         // A state dir that does not know the daemon's roots yet learns them once (the one
         // contact with the daemon a run below the threshold may make; a daemon that does not
-        // answer leaves the `--path`s measured alone).
+        // answer leaves the `--path`s measured alone) — only when it can keep them (or in a
+        // dry run, which a person starts): a directory that cannot be written would make
+        // every run contact the daemon.
         let mut learnt = false;
-        if cfg.state_dir.is_some() && remembered_roots(cfg).is_none() {
+        if rs.dir.is_some() && rs.roots.is_none() && (dry_run || rs.writable().is_some()) {
             match DockerClient::connect(&cfg.docker_host).await {
                 Ok(client) => {
                     learnt = true;
-                    if let Err(e) = learn_roots(cfg, &client).await {
+                    if let Err(e) = rs.learn_roots(&client, hooks).await {
                         hooks.log(&format!(
                             "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
                         ));
@@ -473,22 +569,22 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
                 )),
             }
         }
-        let disk = check_disk(cfg)?;
+        let disk = check_disk_with(cfg, rs.roots.as_ref())?;
         hooks.log(&gate_line(&disk));
         progress.gates = vec![disk.clone()];
         if !disk.pass {
             progress.skipped_by = Some(Gate::Disk);
-            note_stall(cfg, dry_run, None, &disk.detail, hooks, &mut progress);
+            note_stall(cfg, &rs, None, &disk.detail, hooks, &mut progress);
             // Below the threshold the daemon is never contacted (a stopped or socket-activated
             // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;
-        // a run that contacts the daemon refreshes what the state dir knows of its roots
-        if !learnt {
-            learn_roots(cfg, &client).await?;
+        // a run that contacts the daemon refreshes what it knows of the daemon's roots
+        if !learnt && rs.dir.is_some() {
+            rs.learn_roots(&client, hooks).await?;
         }
-        steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
+        steps(cfg, &rs, &client, disk, dry_run, hooks, &mut progress).await
     }
     .await;
     finish(result, progress, hooks)
@@ -503,7 +599,8 @@ pub async fn run_with(
     hooks: &mut dyn Hooks,
 ) -> Report {
     let mut progress = Progress::default();
-    let result = steps(cfg, client, disk, dry_run, hooks, &mut progress).await;
+    let rs = RunState::open(cfg, dry_run, hooks);
+    let result = steps(cfg, &rs, client, disk, dry_run, hooks, &mut progress).await;
     finish(result, progress, hooks)
 }
 
@@ -526,15 +623,17 @@ fn finish(
 }
 
 /// The other gates, the plan, then the plan shown (dry run) or executed.
+#[allow(clippy::too_many_arguments)]
 async fn steps(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     disk: GateDecision,
     dry_run: bool,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
 ) -> Result<Outcome, PruneError> {
-    let state = record_usage(cfg, client, hooks).await?;
+    let state = record_usage(cfg, rs, client, hooks).await?;
     let mut decisions = vec![disk];
     let (closed_by, services) = check_docker_gates(cfg, client, &mut decisions).await?;
     for d in &decisions[1..] {
@@ -554,7 +653,7 @@ async fn steps(
     let closed_by = progress.gated(check);
     note_stall(
         cfg,
-        dry_run,
+        rs,
         closed_by,
         closed.as_deref().unwrap_or(""),
         hooks,
@@ -565,10 +664,10 @@ async fn steps(
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
     if dry_run {
-        show(cfg, &plan, hooks, progress)?;
+        show(cfg, rs, &plan, hooks, progress)?;
         Ok(Outcome::DryRun)
     } else {
-        execute(cfg, client, &plan, hooks, progress).await
+        execute(cfg, rs, client, &plan, hooks, progress).await
     }
 }
 
@@ -578,6 +677,7 @@ async fn steps(
 /// the plan's removals leave.
 fn show(
     cfg: &Config,
+    rs: &RunState,
     plan: &Plan,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
@@ -603,7 +703,10 @@ fn show(
     if !cfg.evict {
         return Ok(());
     }
-    let Some(max) = usages(cfg)?.into_iter().max_by_key(DiskUsage::percent) else {
+    let Some(max) = usages(cfg, rs.roots.as_ref())?
+        .into_iter()
+        .max_by_key(DiskUsage::percent)
+    else {
         return Ok(());
     };
     let total = max.used + max.avail;
@@ -662,6 +765,7 @@ fn show(
 /// watermark (re-measured after each image).
 async fn execute(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     plan: &Plan,
     hooks: &mut dyn Hooks,
@@ -673,7 +777,7 @@ async fn execute(
             if !cfg.evict {
                 continue;
             }
-            let after = disk_gate(cfg.threshold, &usages(cfg)?);
+            let after = disk_gate(cfg.threshold, &usages(cfg, rs.roots.as_ref())?);
             if !after.pass {
                 hooks.log(&evict_lines::idle(&after, plan.evict.len()));
                 continue;
@@ -685,7 +789,7 @@ async fn execute(
             ));
         }
         hooks.before_step(step);
-        let check = check_gates(cfg, client).await?;
+        let check = check_gates_with(cfg, rs.roots.as_ref(), client).await?;
         if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
             hooks.log(&gate_line(d));
         }
@@ -695,7 +799,7 @@ async fn execute(
         let mut reached = false;
         for item in step.items(plan, cfg.until) {
             if step == Step::Evict {
-                let pct = max_percent(&usages(cfg)?);
+                let pct = max_percent(&usages(cfg, rs.roots.as_ref())?);
                 if evict::reached(pct, &evict_policy(cfg)) {
                     hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
                     reached = true;
@@ -717,7 +821,7 @@ async fn execute(
             progress.record(step, item.id(), done);
         }
         if step == Step::Evict && !reached {
-            let pct = max_percent(&usages(cfg)?);
+            let pct = max_percent(&usages(cfg, rs.roots.as_ref())?);
             if evict::reached(pct, &evict_policy(cfg)) {
                 hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
             } else {

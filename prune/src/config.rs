@@ -36,6 +36,10 @@ pub enum ConfigError {
     #[error("invalid evict_low_watermark '{0}': expected a whole percentage from 0 to 100")]
     LowWatermark(String),
     #[error(
+        "invalid evict_low_watermark {low}%: it must be below the threshold ({threshold}%) — the eviction tier starts at the threshold and evicts down to the low watermark (or set evict = false)"
+    )]
+    LowWatermarkNotBelowThreshold { low: u8, threshold: u8 },
+    #[error(
         "invalid duration '{value}' for evict_keep_recent: {reason} (examples: 14d, 7days, 0s)"
     )]
     KeepRecent { value: String, reason: String },
@@ -171,6 +175,7 @@ impl Settings {
             })
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
         let docker_host = DockerHost::parse(&host_text)?;
+        let explicit_low = self.evict_low_watermark.is_some();
         let evict_low_watermark = match self.evict_low_watermark {
             None => crate::evict::DEFAULT_LOW_WATERMARK,
             Some(v) => parse_threshold_value(&v).map_err(|e| match e {
@@ -178,6 +183,17 @@ impl Settings {
                 e => e,
             })?,
         };
+        // A low watermark given at or above the threshold makes the tier start and stop at
+        // once. Threshold 0 is the disk gate forced open (the verifier's and the tests' dry
+        // runs keep the deployed low watermark), and the default watermark is not the
+        // operator's choice: neither is refused.
+        let evict = self.evict.unwrap_or(true);
+        if evict && explicit_low && threshold > 0 && evict_low_watermark >= threshold {
+            return Err(ConfigError::LowWatermarkNotBelowThreshold {
+                low: evict_low_watermark,
+                threshold,
+            });
+        }
         let keep_text = self
             .evict_keep_recent
             .unwrap_or_else(|| format!("{}d", crate::evict::DEFAULT_KEEP_RECENT_DAYS));
@@ -207,7 +223,7 @@ impl Settings {
             run_stack_pattern,
             docker_host,
             reclaim_superseded_pulls: self.reclaim_superseded_pulls.unwrap_or(false),
-            evict: self.evict.unwrap_or(true),
+            evict,
             evict_low_watermark,
             evict_keep_recent,
             state_dir,
@@ -410,6 +426,42 @@ mod tests {
         assert!(bad("evict_low_watermark = 101").contains("'101'"));
         assert!(bad("evict_keep_recent = \"soon\"").contains("'soon'"));
         assert!(bad("state_dir = \"rel\"").contains("'rel'"));
+    }
+
+    /// Issue 17, item 13: the tier starts at the threshold and evicts down to the low
+    /// watermark, so a watermark given at or above the threshold is a usage error. The table
+    /// is the rule as the policy doc states it.
+    #[test]
+    fn the_low_watermark_must_be_below_the_threshold() {
+        let cases: [(&str, bool); 8] = [
+            ("threshold = 80\nevict_low_watermark = 70", true),
+            ("threshold = 80\nevict_low_watermark = 79", true),
+            ("threshold = 80\nevict_low_watermark = 80", false),
+            ("threshold = 60\nevict_low_watermark = 90", false),
+            // the tier off: the watermark means nothing
+            (
+                "threshold = 60\nevict_low_watermark = 90\nevict = false",
+                true,
+            ),
+            // threshold 0 forces the disk gate open (the verifier's dry runs)
+            ("threshold = 0\nevict_low_watermark = 70", true),
+            // the default watermark (70) is not refused, whatever the threshold
+            ("threshold = 50", true),
+            ("threshold = 100\nevict_low_watermark = 99", true),
+        ];
+        for (toml, ok) in cases {
+            let r = Settings::from_toml(toml).unwrap().validate(None);
+            assert_eq!(r.is_ok(), ok, "{toml}: {r:?}");
+        }
+        let e = Settings::from_toml("threshold = 80\nevict_low_watermark = 85")
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid evict_low_watermark 85%: it must be below the threshold (80%) — the eviction tier starts at the threshold and evicts down to the low watermark (or set evict = false)"
+        );
     }
 
     #[test]

@@ -127,12 +127,35 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         .validate(env_host.as_deref())
 }
 
+/// Print the `--json` object on stdout. A stdout that cannot take it (closed, a pipe nobody
+/// reads) is said on stderr and makes the run a runtime error (exit 1) — never a panic: the
+/// caller asked for the object and did not get it. Returns the exit code to use.
+fn print_json(report: &Report, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", report.to_json()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) => {
+            say(&format!(
+                "ci-docker-prune: error: cannot write the JSON report to stdout: {e}"
+            ));
+            code.max(1)
+        }
+    }
+}
+
+/// A line on stderr; a stderr that cannot take it is ignored (nowhere left to say it).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Print the `--json` object of a run that could not start, and the message on stderr.
 fn fail(json: bool, message: &str, code: u8) -> ExitCode {
-    if json {
-        println!("{}", Report::failed(message).to_json());
-    }
-    eprintln!("ci-docker-prune: error: {message}");
+    let code = if json {
+        print_json(&Report::failed(message), code)
+    } else {
+        code
+    };
+    say(&format!("ci-docker-prune: error: {message}"));
     ExitCode::from(code)
 }
 
@@ -151,11 +174,13 @@ fn main() -> ExitCode {
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ");
-            if json {
-                println!("{}", Report::failed(first).to_json());
-            }
+            let code = if json {
+                print_json(&Report::failed(first), 2)
+            } else {
+                2
+            };
             let _ = e.print();
-            return ExitCode::from(2);
+            return ExitCode::from(code);
         }
     };
     let cfg = match settings(&cli).and_then(|c| c.check_paths_exist().map(|()| c)) {
@@ -173,11 +198,13 @@ fn main() -> ExitCode {
         Err(e) => return fail(cli.json, &format!("cannot start the async runtime: {e}"), 1),
     };
     let report = rt.block_on(actions::run(&cfg, cli.dry_run, &mut log));
-    if cli.json {
-        println!("{}", report.to_json());
-    }
+    let code = if cli.json {
+        print_json(&report, report.exit_code())
+    } else {
+        report.exit_code()
+    };
     if let Some(e) = &report.error {
-        eprintln!("ci-docker-prune: error: {e}");
+        say(&format!("ci-docker-prune: error: {e}"));
     }
-    ExitCode::from(report.exit_code())
+    ExitCode::from(code)
 }

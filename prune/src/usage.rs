@@ -160,7 +160,7 @@ impl UsageState {
         Ok(s)
     }
 
-    /// Write `path` atomically (a temporary file in the same directory, then rename).
+    /// Write `path` atomically and durably ([`crate::statefile::write_atomic`]).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let write = |cause| StateError::Write {
             path: path.to_path_buf(),
@@ -168,9 +168,11 @@ impl UsageState {
         };
         let text = serde_json::to_string(self)
             .map_err(|e| write(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(write)?;
-        std::fs::rename(&tmp, path).map_err(write)
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (d, n.to_string_lossy()),
+            _ => return Err(write(std::io::Error::other("not a file path"))),
+        };
+        crate::statefile::write_atomic(dir, &name, text.as_bytes()).map_err(write)
     }
 
     /// When `id` was last used, if known.

@@ -1222,6 +1222,21 @@ fn the_disk_gate_measures_where_the_daemon_keeps_its_data() {
         "the roots were not asked for: {:?}",
         run.requests
     );
+    // a dry run measures them and writes no state (issue 17 item 13); a real run that
+    // removes nothing here (nothing is 3000 days old, no eviction) remembers them
+    assert_eq!(
+        ci_docker_prune::roots::load(&state),
+        None,
+        "a dry run wrote state"
+    );
+    let real: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--dry-run")
+        .chain(["--until", "3000d", "--no-evict"])
+        .collect();
+    let run_real = prune(&real);
+    assert_eq!(run_real.code, 0, "{}", run_real.stderr);
     let remembered = ci_docker_prune::roots::load(&state).expect("roots remembered");
     let data_root = data_root();
     if containerd_store() {
