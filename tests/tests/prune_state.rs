@@ -46,6 +46,25 @@ fn read_only() -> Tmpfs {
     Tmpfs::mount("ro,size=1m")
 }
 
+/// A read-only state directory that remembers roots the daemon no longer has (a data-root
+/// moved since): a run over the threshold learns the new ones and cannot keep them.
+fn read_only_stale_roots() -> Tmpfs {
+    let t = Tmpfs::mount("size=1m");
+    std::fs::write(
+        t.path().join("daemon-roots.json"),
+        r#"{"store":"legacy","docker_root":"/srv/docker-moved-away","containerd_root":null,"containerd_how":""}"#,
+    )
+    .unwrap();
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(t.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "remount read-only");
+    t
+}
+
 /// A full state directory: a small tmpfs filled to the last block.
 fn full() -> Tmpfs {
     let t = Tmpfs::mount("size=64k");
@@ -90,6 +109,7 @@ fn open_args() -> Vec<&'static str> {
 #[rstest::rstest]
 #[case::read_only(read_only as fn() -> Tmpfs, "Read-only file system")]
 #[case::full(full as fn() -> Tmpfs, "No space left on device")]
+#[case::read_only_stale_roots(read_only_stale_roots as fn() -> Tmpfs, "Read-only file system")]
 #[serial_test::file_serial(sandbox)]
 fn an_unwritable_state_dir_neither_contacts_docker_nor_aborts(
     #[case] make: fn() -> Tmpfs,
@@ -117,7 +137,9 @@ fn an_unwritable_state_dir_neither_contacts_docker_nor_aborts(
             run.stderr
         );
     }
-    // over the threshold: the run goes on without its state and does not abort
+    // over the threshold: the run goes on without its state and does not abort (before, with
+    // stale roots: exit 1 "prune aborted, nothing further removed: cannot measure disk usage
+    // of …/daemon-roots.json: Read-only file system")
     let run = prune_with_state_dir(&open_args(), dir.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
