@@ -664,7 +664,7 @@ async fn steps(
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
     if dry_run {
-        show(cfg, rs, &plan, hooks, progress)?;
+        show(cfg, rs, client, &plan, hooks, progress).await?;
         Ok(Outcome::DryRun)
     } else {
         execute(cfg, rs, client, &plan, hooks, progress).await
@@ -675,9 +675,10 @@ async fn steps(
 /// tier's share is an estimate: the daemon's `Size` of each image (which counts layers shared
 /// with images that stay, so a real run may go further down the queue) taken off the usage
 /// the plan's removals leave.
-fn show(
+async fn show(
     cfg: &Config,
     rs: &RunState,
+    client: &DockerClient,
     plan: &Plan,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
@@ -703,10 +704,18 @@ fn show(
     if !cfg.evict {
         return Ok(());
     }
-    let Some(max) = usages(cfg, rs.roots.as_ref())?
-        .into_iter()
-        .max_by_key(DiskUsage::percent)
-    else {
+    if plan.evict.is_empty() {
+        hooks.log(&evict_lines::nothing_queued());
+        return Ok(());
+    }
+    let usage = match image_usages(rs, client).await? {
+        Ok(u) => u,
+        Err(why) => {
+            hooks.log(&evict_lines::unmeasurable(&why, plan.evict.len()));
+            return Ok(());
+        }
+    };
+    let Some(max) = usage.into_iter().max_by_key(DiskUsage::percent) else {
         return Ok(());
     };
     let total = max.used + max.avail;
@@ -760,9 +769,8 @@ fn show(
 }
 
 /// The real run: the plan's steps in order, each re-gated right before it runs, every item
-/// attempted (a failure is recorded and the run goes on). The eviction step runs only while
-/// usage is still at or above the threshold, and stops as soon as it is at or below the low
-/// watermark (re-measured after each image).
+/// attempted (a failure is recorded and the run goes on). The eviction step is
+/// [`evict_step`].
 async fn execute(
     cfg: &Config,
     rs: &RunState,
@@ -774,60 +782,181 @@ async fn execute(
     progress.started = true;
     for step in Step::ALL {
         if step == Step::Evict {
-            if !cfg.evict {
-                continue;
+            if evict_step(cfg, rs, client, plan, hooks, progress).await? {
+                return Ok(Outcome::Skipped);
             }
-            let after = disk_gate(cfg.threshold, &usages(cfg, rs.roots.as_ref())?);
-            if !after.pass {
-                hooks.log(&evict_lines::idle(&after, plan.evict.len()));
-                continue;
-            }
-            hooks.log(&evict_lines::start(
-                &after,
-                plan.evict.len(),
-                cfg.evict_low_watermark,
-            ));
+            continue;
         }
         hooks.before_step(step);
-        let check = check_gates_with(cfg, rs.roots.as_ref(), client).await?;
-        if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
-            hooks.log(&gate_line(d));
-        }
-        if progress.gated(check).is_some() {
+        if regate(cfg, rs, client, hooks, progress).await? {
             return Ok(Outcome::Skipped);
         }
-        let mut reached = false;
         for item in step.items(plan, cfg.until) {
-            if step == Step::Evict {
-                let pct = max_percent(&usages(cfg, rs.roots.as_ref())?);
-                if evict::reached(pct, &evict_policy(cfg)) {
-                    hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
-                    reached = true;
-                    break;
-                }
-            }
-            let done = item.remove(client, &progress.deleted).await;
-            for line in done_lines(&item, &done) {
-                hooks.log(&line);
-            }
-            if let Item::Image(i) = item {
-                for id in done.removed().0 {
-                    progress.image_reasons.push(RemovedImage {
-                        id: id.clone(),
-                        reason: i.reason.clone(),
-                    });
-                }
-            }
-            progress.record(step, item.id(), done);
-        }
-        if step == Step::Evict && !reached {
-            let pct = max_percent(&usages(cfg, rs.roots.as_ref())?);
-            if evict::reached(pct, &evict_policy(cfg)) {
-                hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
-            } else {
-                hooks.log(&evict_lines::exhausted(pct, cfg.evict_low_watermark));
-            }
+            remove_item(step, &item, client, hooks, progress).await;
         }
     }
     Ok(Outcome::Pruned)
+}
+
+/// Every gate again, right before a step: true when one closed (the run stops there).
+async fn regate(
+    cfg: &Config,
+    rs: &RunState,
+    client: &DockerClient,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<bool, PruneError> {
+    let check = check_gates_with(cfg, rs.roots.as_ref(), client).await?;
+    if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
+        hooks.log(&gate_line(d));
+    }
+    Ok(progress.gated(check).is_some())
+}
+
+/// Remove one item and record what it did.
+async fn remove_item(
+    step: Step,
+    item: &Item<'_>,
+    client: &DockerClient,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Done {
+    let done = item.remove(client, &progress.deleted).await;
+    for line in done_lines(item, &done) {
+        hooks.log(&line);
+    }
+    if let Item::Image(i) = item {
+        for id in done.removed().0 {
+            progress.image_reasons.push(RemovedImage {
+                id: id.clone(),
+                reason: i.reason.clone(),
+            });
+        }
+    }
+    progress.record(step, item.id(), done.clone());
+    done
+}
+
+/// Where the eviction tier measures: the filesystems that hold the daemon's image data
+/// (Docker's data-root; with the containerd store also containerd's root), one entry per
+/// filesystem. The `--path`s are not it: evicting an image lowers only the filesystem its
+/// layers are on, so a `--path` full of other data would have the tier drain its queue for no
+/// relief. The roots are the ones this run learnt, else asked for now (`GET /info`). An
+/// error says why the tier cannot measure (a remote daemon whose data-root is not on this
+/// host, say): then it evicts nothing.
+async fn image_usages(
+    rs: &RunState,
+    client: &DockerClient,
+) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
+    let roots = match &rs.roots {
+        Some(r) => r.clone(),
+        None => crate::roots::of_host(&client.info_raw().await?),
+    };
+    Ok(measure_image_fs(&roots))
+}
+
+/// [`image_usages`] for known roots.
+fn measure_image_fs(roots: &DaemonRoots) -> Result<Vec<DiskUsage>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let paths = roots.paths();
+    if paths.is_empty() {
+        return Err("the daemon reports no data-root".into());
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for p in paths {
+        let dev = std::fs::metadata(&p)
+            .map_err(|e| format!("{} cannot be measured here: {e}", p.display()))?
+            .dev();
+        if seen.insert(dev) {
+            out.push(disk_usage(&p).map_err(|e| format!("{}: {e}", p.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+fn used_bytes(u: &[DiskUsage]) -> u64 {
+    u.iter().map(|u| u.used).sum()
+}
+
+/// The eviction tier, after the leftovers: only while the filesystem(s) of the image data
+/// ([`image_usages`]) are at or above the threshold; removes from the front of the queue,
+/// re-measuring after each removal, and stops at the low watermark, or when
+/// [`evict::NO_RELIEF_STOP`] removals in a row lowered usage by less than
+/// [`evict::MIN_RELIEF_BYTES`] each (evicting stopped helping: the space is held by something
+/// else). True when a gate closed before it.
+async fn evict_step(
+    cfg: &Config,
+    rs: &RunState,
+    client: &DockerClient,
+    plan: &Plan,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<bool, PruneError> {
+    if !cfg.evict {
+        return Ok(false);
+    }
+    if plan.evict.is_empty() {
+        hooks.log(&evict_lines::nothing_queued());
+        return Ok(false);
+    }
+    let measure = |rs| image_usages(rs, client);
+    let usage = match measure(rs).await? {
+        Ok(u) => u,
+        Err(why) => {
+            hooks.log(&evict_lines::unmeasurable(&why, plan.evict.len()));
+            return Ok(false);
+        }
+    };
+    let after = disk_gate(cfg.threshold, &usage);
+    if !after.pass {
+        hooks.log(&evict_lines::idle(&after, plan.evict.len()));
+        return Ok(false);
+    }
+    hooks.log(&evict_lines::start(
+        &after,
+        plan.evict.len(),
+        cfg.evict_low_watermark,
+    ));
+    hooks.before_step(Step::Evict);
+    if regate(cfg, rs, client, hooks, progress).await? {
+        return Ok(true);
+    }
+    let p = evict_policy(cfg);
+    let mut no_relief = 0usize;
+    let mut usage = usage;
+    for item in Step::Evict.items(plan, cfg.until) {
+        if evict::reached(max_percent(&usage), &p) {
+            break;
+        }
+        let before = used_bytes(&usage);
+        let done = remove_item(Step::Evict, &item, client, hooks, progress).await;
+        usage = match measure(rs).await? {
+            Ok(u) => u,
+            Err(why) => {
+                hooks.log(&evict_lines::unmeasurable(&why, 0));
+                return Ok(false);
+            }
+        };
+        if matches!(done, Done::Removed { .. }) {
+            if evict::relieved(before, used_bytes(&usage)) {
+                no_relief = 0;
+            } else {
+                no_relief += 1;
+                if no_relief >= evict::NO_RELIEF_STOP {
+                    hooks.log(&evict_lines::no_relief(&usage, no_relief));
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    let max = usage.iter().max_by_key(|u| u.percent());
+    if let Some(m) = max {
+        if evict::reached(m.percent(), &p) {
+            hooks.log(&evict_lines::reached(m, cfg.evict_low_watermark));
+        } else {
+            hooks.log(&evict_lines::exhausted(m, cfg.evict_low_watermark));
+        }
+    }
+    Ok(false)
 }

@@ -63,6 +63,21 @@ pub struct EvictPolicy {
     pub low_watermark: u8,
 }
 
+/// A removal that lowered the used bytes of the image data's filesystems by less than this
+/// did not help (its layers are shared with images that stay, or something else filled the
+/// space it freed).
+pub const MIN_RELIEF_BYTES: u64 = 1 << 20;
+/// The tier stops after this many removals in a row that did not help: evicting has stopped
+/// lowering usage (the space is held by something else), so the rest of the queue would go
+/// for nothing.
+pub const NO_RELIEF_STOP: usize = 3;
+
+/// Did a removal help: used bytes went from `before` to `after`, at least
+/// [`MIN_RELIEF_BYTES`] lower.
+pub fn relieved(before: u64, after: u64) -> bool {
+    before.saturating_sub(after) >= MIN_RELIEF_BYTES
+}
+
 /// True when eviction can stop: `usage_pct` at or below the low watermark.
 pub fn reached(usage_pct: u8, p: &EvictPolicy) -> bool {
     usage_pct <= p.low_watermark
@@ -332,5 +347,14 @@ mod tests {
         assert!(reached(70, &policy()));
         assert!(reached(12, &policy()));
         assert!(!reached(71, &policy()));
+    }
+
+    #[test]
+    fn a_removal_helps_when_it_frees_a_mebibyte() {
+        const MIB: u64 = 1 << 20;
+        assert!(relieved(10 * MIB, 9 * MIB));
+        assert!(!relieved(10 * MIB, 10 * MIB - MIB + 1));
+        // usage that grew meanwhile (a CI run writing) is no relief either
+        assert!(!relieved(10 * MIB, 11 * MIB));
     }
 }
