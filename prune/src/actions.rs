@@ -285,6 +285,7 @@ fn evict_policy(cfg: &Config) -> EvictPolicy {
         now: now(),
         keep_recent: cfg.evict_keep_recent,
         low_watermark: cfg.evict_low_watermark,
+        min_age: cfg.evict_min_age,
     }
 }
 

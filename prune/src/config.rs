@@ -47,6 +47,8 @@ pub enum ConfigError {
         "invalid duration '{value}' for gate_stall_warn_after: {reason} (examples: 24h, 2days)"
     )]
     StallWarnAfter { value: String, reason: String },
+    #[error("invalid duration '{value}' for evict_min_age: {reason} (examples: 24h, 0s)")]
+    EvictMinAge { value: String, reason: String },
     #[error("invalid state_dir '{0}': must be an absolute path")]
     StateDir(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
@@ -90,6 +92,9 @@ pub struct Settings {
     /// Warn when the disk has been over the threshold with `runs` or `converge` closed for
     /// this long (default `24h`; remembered in the state directory).
     pub gate_stall_warn_after: Option<String>,
+    /// The eviction tier's age guard: an image seen used within it is not evicted (default:
+    /// `until`). Config file only.
+    pub evict_min_age: Option<String>,
 }
 
 impl Settings {
@@ -126,6 +131,7 @@ impl Settings {
             evict_keep_recent: over.evict_keep_recent.or(self.evict_keep_recent),
             state_dir: over.state_dir.or(self.state_dir),
             gate_stall_warn_after: over.gate_stall_warn_after.or(self.gate_stall_warn_after),
+            evict_min_age: over.evict_min_age.or(self.evict_min_age),
         }
     }
 
@@ -216,6 +222,15 @@ impl Settings {
                 reason: e.to_string(),
             }
         })?;
+        let evict_min_age = match self.evict_min_age {
+            None => until,
+            Some(text) => {
+                humantime::parse_duration(text.trim()).map_err(|e| ConfigError::EvictMinAge {
+                    value: text.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
         Ok(Config {
             threshold,
             paths,
@@ -228,6 +243,7 @@ impl Settings {
             evict_keep_recent,
             state_dir,
             gate_stall_warn_after,
+            evict_min_age,
         })
     }
 }
@@ -344,6 +360,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// A gate closed this long while the disk is over the threshold is warned about.
     pub gate_stall_warn_after: Duration,
+    /// The eviction tier's age guard (default `until`).
+    pub evict_min_age: Duration,
 }
 
 impl Config {
@@ -377,6 +395,7 @@ impl Default for Config {
             evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
             state_dir: None,
             gate_stall_warn_after: Duration::from_secs(24 * 3600),
+            evict_min_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct EvictPolicy {
     pub keep_recent: Duration,
     /// Evict down to this usage (percent).
     pub low_watermark: u8,
+    /// The age guard: an image whose use was *seen* within this window (a pull, a container
+    /// created from it, a service or container listing it: [`UsageState::last_observed`]) is
+    /// not evicted. `until` by default.
+    pub min_age: Duration,
 }
 
 /// A removal that lowered the used bytes of the image data's filesystems by less than this
@@ -111,6 +115,12 @@ pub fn select<'a>(
         }
     }
     let keep = i64::try_from(p.keep_recent.as_secs()).unwrap_or(i64::MAX);
+    let min_age = i64::try_from(p.min_age.as_secs()).unwrap_or(i64::MAX);
+    let young = |id: &str| {
+        state
+            .last_observed(id)
+            .is_some_and(|t| t > p.now.saturating_sub(min_age))
+    };
     let recent = |repo: &str| {
         state
             .last_deployed(repo)
@@ -124,6 +134,7 @@ pub fn select<'a>(
         if kind_of(img) != ImageKind::CachedPull
             || in_use.contains(img.id.as_str())
             || referenced.contains(img.id.as_str())
+            || young(&img.id)
         {
             continue;
         }
@@ -218,6 +229,7 @@ mod tests {
             now: NOW,
             keep_recent: Duration::from_secs(14 * DAY as u64),
             low_watermark: 70,
+            min_age: Duration::ZERO,
         }
     }
 
@@ -347,6 +359,47 @@ mod tests {
         assert!(reached(70, &policy()));
         assert!(reached(12, &policy()));
         assert!(!reached(71, &policy()));
+    }
+
+    /// Issue 17, item 6: an image seen used (here: pulled) within the age guard is not
+    /// evicted, superseded or not; one only *assumed* used (first sight, a lost window) is
+    /// not protected by the guard — it goes last by the LRU order instead.
+    #[test]
+    fn the_age_guard_keeps_what_was_seen_used_within_it() {
+        let images = vec![
+            img("v1", &[], &["app@sha256:1"], DAY),
+            img("v2", &[], &["app@sha256:2"], 2 * DAY),
+            img("w1", &[], &["web@sha256:1"], DAY),
+            img("w2", &["web:2"], &["web@sha256:2"], 2 * DAY),
+        ];
+        let mut s = state(&images, &[("app@sha256:2", NOW - DAY)]);
+        // v1 pulled an hour ago (superseded by v2 all the same); w1 only first seen
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images: &images,
+            services: &[],
+            containers: &[],
+            events: &[UsageEvent::Pull {
+                time: NOW - 3600,
+                reference: "app@sha256:1".into(),
+            }],
+        });
+        let guarded = |secs: u64| EvictPolicy {
+            min_age: Duration::from_secs(secs),
+            ..policy()
+        };
+        assert_eq!(
+            ids(&select(&images, [], &[], &s, &guarded(0))),
+            ["w1", "v1"]
+        );
+        // 24 h: v1 was pulled an hour ago: kept; w1 was never seen used: not guarded
+        assert_eq!(ids(&select(&images, [], &[], &s, &guarded(86_400))), ["w1"]);
+        // 30 min: the pull is older than the guard
+        assert_eq!(
+            ids(&select(&images, [], &[], &s, &guarded(1800))),
+            ["w1", "v1"]
+        );
     }
 
     #[test]

@@ -53,8 +53,8 @@ struct Cli {
     #[arg(long, value_name = "URI")]
     docker_host: Option<String>,
     /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
-    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, state_dir,
-    /// gate_stall_warn_after);
+    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, evict_min_age,
+    /// state_dir, gate_stall_warn_after);
     /// flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -112,6 +112,7 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         evict_keep_recent: cli.evict_keep_recent.clone(),
         state_dir: None,
         gate_stall_warn_after: cli.gate_stall_warn_after.clone(),
+        evict_min_age: None,
     };
     // systemd's StateDirectory= (the first entry, if several): below the file and the flags.
     let env = Settings {

@@ -112,6 +112,12 @@ pub struct UsageState {
     pub images: BTreeMap<String, i64>,
     /// Repository → last time one of its images was deployed as a swarm service.
     pub repos: BTreeMap<String, i64>,
+    /// Image id → last time a use of it was *seen* (a pull or a container create in the
+    /// daemon's events, a service or container listing it), never a fill-in for what is not
+    /// known (first sight, a lost window). The eviction tier's age guard reads it: an image
+    /// seen used within `until` is not evicted.
+    #[serde(default)]
+    pub observed: BTreeMap<String, i64>,
 }
 
 /// What the daemon showed at this run.
@@ -180,6 +186,11 @@ impl UsageState {
         self.images.get(id).copied()
     }
 
+    /// When a use of `id` was last seen (not assumed), if ever.
+    pub fn last_observed(&self, id: &str) -> Option<i64> {
+        self.observed.get(id).copied()
+    }
+
     /// When `repo` (normalised, see [`normalize_repo`]) was last deployed, if known.
     pub fn last_deployed(&self, repo: &str) -> Option<i64> {
         self.repos.get(repo).copied()
@@ -236,6 +247,7 @@ impl UsageState {
                 UsageEvent::ContainerCreate { time, image, swarm } => {
                     if let Some(id) = refs.resolve(image) {
                         bump(&mut self.images, id, *time);
+                        bump(&mut self.observed, id, *time);
                     }
                     if *swarm {
                         if let Some(repo) = repo_of_reference(image) {
@@ -246,6 +258,7 @@ impl UsageState {
                 UsageEvent::Pull { time, reference } => {
                     if let Some(id) = refs.resolve(reference) {
                         bump(&mut self.images, id, *time);
+                        bump(&mut self.observed, id, *time);
                     }
                 }
                 UsageEvent::Other { .. } => {}
@@ -254,6 +267,7 @@ impl UsageState {
         for c in o.containers {
             if self.images.contains_key(&c.image_id) {
                 bump(&mut self.images, &c.image_id, o.now);
+                bump(&mut self.observed, &c.image_id, o.now);
             }
         }
         for s in o.services {
@@ -262,6 +276,7 @@ impl UsageState {
             };
             if let Some(id) = refs.resolve(image) {
                 bump(&mut self.images, id, o.now);
+                bump(&mut self.observed, id, o.now);
             }
             if let Some(repo) = repo_of_reference(image) {
                 bump(&mut self.repos, &repo, o.now);
@@ -270,6 +285,7 @@ impl UsageState {
         let present: std::collections::HashSet<&str> =
             o.images.iter().map(|i| i.id.as_str()).collect();
         self.images.retain(|id, _| present.contains(id.as_str()));
+        self.observed.retain(|id, _| present.contains(id.as_str()));
         self.cursor = Some(o.now);
         if let Some(b) = o.boot_id {
             self.boot_id = Some(b.to_string());

@@ -217,3 +217,64 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
         run.stderr
     );
 }
+
+/// Item 6: the tier applies the `--until` age guard to what the usage state *saw* used. A
+/// superseded digest pulled a minute ago (the daemon's `pull` event) is kept under pressure;
+/// with the guard set to zero (config `evict_min_age = "0s"`) the same run evicts it. Before,
+/// `--until` did not apply to the tier at all: it went.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_tier_keeps_a_pull_seen_within_until() {
+    let s = seed("tierage");
+    let mut clean = Cleanup::default();
+    let (old, new) = superseded_pair(&s, &mut clean);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let args = |conf: &str| {
+        let path = dir.path().join(format!("{}.toml", conf.len()));
+        std::fs::write(&path, conf).unwrap();
+        path
+    };
+    let guarded = args("");
+    let unguarded = args("evict_min_age = \"0s\"\n");
+    let run = |conf: &std::path::Path| {
+        prune_with_state_dir(
+            &[
+                "--path",
+                &data_root(),
+                "--threshold",
+                "80",
+                "--evict-low-watermark",
+                "10",
+                "--until",
+                "1h",
+                "--run-stack-pattern",
+                NO_RUN_PATTERN,
+                "--config",
+                &conf.to_string_lossy(),
+                "--json",
+            ],
+            &state,
+        )
+    };
+    let ballast = Ballast::fill_to(85);
+    // the run reads the daemon's events up to the current second, exclusive: let the pull be
+    // a couple of seconds old, as "a minute ago" is
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let first = run(&guarded);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        !first.removed("images").contains(&old) && image_exists(&old),
+        "a superseded digest pulled a minute ago was evicted:\n{}",
+        first.stderr
+    );
+    let second = run(&unguarded);
+    drop(ballast);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.removed("images").contains(&old),
+        "without the guard the same pull goes (the guard is what kept it):\n{}",
+        second.stderr
+    );
+    assert!(image_exists(&new));
+}
