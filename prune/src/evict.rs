@@ -103,7 +103,7 @@ pub fn select<'a>(
     let refs = RefIndex::new(images);
     let referenced: HashSet<&str> = services
         .iter()
-        .filter_map(|s| s.image.as_deref())
+        .flat_map(ServiceInfo::images)
         .filter_map(|r| refs.resolve(r))
         .collect();
     // newest image of each repository (by created; ties all count as newest)
@@ -295,6 +295,7 @@ mod tests {
             mode: ServiceMode::Replicated(0),
             update_state: None,
             image: Some("zero:1@sha256:1".into()),
+            previous_image: None,
         }];
         let containers = [ContainerInfo {
             id: "c".into(),
@@ -400,6 +401,32 @@ mod tests {
             ids(&select(&images, [], &[], &s, &guarded(1800))),
             ["w1", "v1"]
         );
+    }
+
+    /// Issue 17, item 10: the image of a service's `PreviousSpec` (what a rollback deploys)
+    /// is referenced like its current one: never evicted.
+    #[test]
+    fn a_services_rollback_image_is_referenced() {
+        let images = vec![
+            img("v1", &[], &["app@sha256:1"], DAY),
+            img("v2", &[], &["app@sha256:2"], 2 * DAY),
+        ];
+        let s = state(&images, &[]);
+        let p = EvictPolicy {
+            keep_recent: Duration::ZERO,
+            ..policy()
+        };
+        let mut svc = ServiceInfo {
+            id: "s".into(),
+            name: "app".into(),
+            mode: ServiceMode::Replicated(1),
+            update_state: None,
+            image: Some("app:2@sha256:2".into()),
+            previous_image: None,
+        };
+        assert_eq!(ids(&select(&images, [], &[svc.clone()], &s, &p)), ["v1"]);
+        svc.previous_image = Some("app:1@sha256:1".into());
+        assert!(select(&images, [], &[svc], &s, &p).is_empty());
     }
 
     #[test]

@@ -437,6 +437,7 @@ mod tests {
             mode,
             update_state: None,
             image: None,
+            previous_image: None,
         }
     }
 

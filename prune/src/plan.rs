@@ -229,7 +229,8 @@ pub fn select_images<'a>(
         .collect();
     let service_digests: HashSet<&str> = services
         .iter()
-        .filter_map(|s| s.image.as_deref().and_then(digest_of))
+        .flat_map(ServiceInfo::images)
+        .filter_map(digest_of)
         .collect();
     let mut out: Vec<ImageCandidate> = Vec::new();
     for img in images {
@@ -571,6 +572,7 @@ mod tests {
                 mode: ServiceMode::Replicated(1),
                 update_state: None,
                 image: Some("reg:5000/lib/pg:16@sha256:p1".into()),
+                previous_image: None,
             }],
             ..Default::default()
         };

@@ -540,6 +540,7 @@ mod tests {
             mode: ServiceMode::Replicated(0),
             update_state: None,
             image: Some("docker.io/library/a:1@sha256:1".into()),
+            previous_image: None,
         };
         let mut s = UsageState::new();
         s.observe(&obs(1000, &images, &[], &[]));

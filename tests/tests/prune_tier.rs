@@ -278,3 +278,94 @@ fn the_tier_keeps_a_pull_seen_within_until() {
     );
     assert!(image_exists(&new));
 }
+
+/// Item 10: a service's rollback image (`PreviousSpec`) is protected. A service deployed from
+/// v1 and updated to v2 (both cached pulls of one repository): v1 is superseded and referenced
+/// only by the previous spec. Under pressure the tier keeps it, so `docker service rollback`
+/// needs no pull. Before: the tier evicted v1.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_services_rollback_image_is_never_evicted() {
+    let s = seed("rollback");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/rollback-{s}");
+    let v1 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v1"), 2 << 20)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
+    let v2 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
+        "2026-01-01T00:00:00Z",
+    );
+    let (v2, v2_ref) = cached_pull(v2, &format!("{repo}:2"));
+    clean.images.extend([v1.clone(), v2.clone()]);
+    let name = format!("ccci-rollback-{s}");
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--replicas",
+        "0",
+        "--name",
+        &name,
+        &v1_ref,
+    ]);
+    clean.services.push(name.clone());
+    docker_ok(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--image",
+        &v2_ref,
+        &name,
+    ]);
+    assert_eq!(
+        docker_ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.PreviousSpec.TaskTemplate.ContainerSpec.Image}}",
+            &name,
+        ]),
+        v1_ref,
+        "precondition: v1 is the rollback image"
+    );
+    let ballast = Ballast::fill_to(85);
+    let run = prune(&[
+        "--path",
+        &data_root(),
+        "--threshold",
+        "80",
+        "--evict-low-watermark",
+        "10",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ]);
+    drop(ballast);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("images").contains(&v1) && image_exists(&v1),
+        "the rollback image was evicted:\n{}",
+        run.stderr
+    );
+    assert!(image_exists(&v2));
+    // and the rollback needs no pull: it deploys v1 again
+    docker_ok(&["service", "rollback", "-d", &name]);
+    assert_eq!(
+        docker_ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &name,
+        ]),
+        v1_ref
+    );
+    remove_service(&name);
+}

@@ -463,6 +463,7 @@ impl<'t> Store<'t> {
                 mode: ServiceMode::Replicated(1),
                 update_state: None,
                 image: Some(self.reference(s.version)),
+                previous_image: None,
             })
             .collect()
     }
