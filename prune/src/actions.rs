@@ -24,7 +24,7 @@ use crate::roots::DaemonRoots;
 use crate::stall;
 use crate::statefile;
 pub use crate::steps::Step;
-use crate::steps::{Done, Item};
+use crate::steps::{Done, FreshRefs, Item};
 use crate::usage::{self, Observation, UsageState};
 
 /// Errors that stop a run. Every one is a runtime error (exit 1): a `--path` that does not
@@ -793,7 +793,7 @@ async fn execute(
             return Ok(Outcome::Skipped);
         }
         for item in step.items(plan, cfg.until) {
-            remove_item(step, &item, client, hooks, progress).await;
+            remove_item(step, &item, client, None, hooks, progress).await;
         }
     }
     Ok(Outcome::Pruned)
@@ -814,15 +814,19 @@ async fn regate(
     Ok(progress.gated(check).is_some())
 }
 
-/// Remove one item and record what it did.
+/// Remove one item and record what it did (`fresh`: the eviction tier's re-check).
 async fn remove_item(
     step: Step,
     item: &Item<'_>,
     client: &DockerClient,
+    fresh: Option<&FreshRefs>,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
 ) -> Done {
-    let done = item.remove(client, &progress.deleted).await;
+    let done = match fresh {
+        Some(f) => item.remove_fresh(client, &progress.deleted, f).await,
+        None => item.remove(client, &progress.deleted).await,
+    };
     for line in done_lines(item, &done) {
         hooks.log(&line);
     }
@@ -874,6 +878,28 @@ fn measure_image_fs(roots: &DaemonRoots) -> Result<Vec<DiskUsage>, String> {
         }
     }
     Ok(out)
+}
+
+/// The services (spec and previous spec) and containers as they are now: two requests.
+/// `None` when the services cannot be listed (a worker, a swarm without a leader): what the
+/// tier would delete cannot be checked, so it stops.
+async fn fresh_refs(client: &DockerClient) -> Result<Option<FreshRefs>, PruneError> {
+    let services = match client.list_services().await? {
+        Swarm::Listed(s) => s,
+        Swarm::NoSwarm => Vec::new(),
+        Swarm::Worker | Swarm::Unavailable(_) => return Ok(None),
+    };
+    let containers = client.list_containers().await?;
+    Ok(Some(FreshRefs {
+        services: services
+            .iter()
+            .flat_map(|s| s.images().map(|r| (s.name.clone(), r.to_string())))
+            .collect(),
+        containers: containers
+            .into_iter()
+            .map(|c| (c.image_id, c.name))
+            .collect(),
+    }))
 }
 
 fn used_bytes(u: &[DiskUsage]) -> u64 {
@@ -930,8 +956,17 @@ async fn evict_step(
         if evict::reached(max_percent(&usage), &p) {
             break;
         }
+        // Re-check the queue against what references images now: a service created (or a
+        // stack started, a container run) since the plan was made keeps its image.
+        let fresh = match fresh_refs(client).await? {
+            Some(f) => f,
+            None => {
+                hooks.log(&evict_lines::unverifiable());
+                return Ok(false);
+            }
+        };
         let before = used_bytes(&usage);
-        let done = remove_item(Step::Evict, &item, client, hooks, progress).await;
+        let done = remove_item(Step::Evict, &item, client, Some(&fresh), hooks, progress).await;
         usage = match measure(rs).await? {
             Ok(u) => u,
             Err(why) => {

@@ -310,6 +310,11 @@ pub mod evict_lines {
         )
     }
 
+    /// The references cannot be listed again before a removal.
+    pub fn unverifiable() -> String {
+        "ci-docker-prune: eviction stopped: the swarm's services cannot be listed again, so what the next removal would delete cannot be checked".to_string()
+    }
+
     /// The queue is empty.
     pub fn nothing_queued() -> String {
         "ci-docker-prune: eviction tier: no cached pull may go".to_string()
@@ -388,7 +393,9 @@ pub fn done_lines(item: &Item, done: &Done) -> Vec<String> {
             c.name
         ),
         // Containers are not re-inspected: only an image can be kept for its references.
-        (Item::Container(_), Done::Kept(Kept::Referenced(_))) => return Vec::new(),
+        (Item::Container(_), Done::Kept(Kept::Referenced(_) | Kept::ReferencedNow(_))) => {
+            return Vec::new()
+        }
         (Item::Container(c), Done::Gone) => {
             format!("ci-docker-prune: container {} already gone", short(&c.id))
         }
@@ -457,6 +464,7 @@ fn kept_text(k: &Kept) -> String {
             "tagged or pulled since it was listed ({}), never deleted",
             refs.join(", ")
         ),
+        Kept::ReferencedNow(who) => format!("referenced since the plan was made by {who}"),
     }
 }
 

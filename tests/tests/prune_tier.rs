@@ -369,3 +369,87 @@ fn a_services_rollback_image_is_never_evicted() {
     );
     remove_service(&name);
 }
+
+/// Item 5: the eviction queue is checked again, right before each removal, against the
+/// services and containers as they are then. A service created after the plan was made (here:
+/// right after the image listing, through the proxy) pinning a queued digest by digest alone
+/// keeps it; the log says who references it. Before: the plan's service list was all the tier
+/// knew, and a service with no task yet (replicas 0: no container for the daemon's 409) lost
+/// its image.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_service_created_mid_run_keeps_its_queued_image() {
+    let s = seed("midrun");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/midrun-{s}");
+    let v1 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v1"), 2 << 20)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
+    let v2 = load(
+        &ImageSpec::new(
+            vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
+            "2026-01-01T00:00:00Z",
+        )
+        .tag(&format!("{repo}:2")),
+    );
+    clean.images.extend([v1.clone(), v2.clone()]);
+    let name = format!("ccci-midrun-{s}");
+    clean.services.push(name.clone());
+    let ballast = Ballast::fill_to(85);
+    let (svc, pin) = (name.clone(), v1_ref.clone());
+    let run = prune_with(
+        &[
+            "--path",
+            &data_root(),
+            "--threshold",
+            "80",
+            "--evict-low-watermark",
+            "10",
+            "--until",
+            "3000d",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            proxy.before_first(after_image_listing, move || {
+                docker_ok(&[
+                    "service",
+                    "create",
+                    "-d",
+                    "--no-resolve-image",
+                    "--replicas",
+                    "0",
+                    "--name",
+                    &svc,
+                    &pin,
+                ]);
+            })
+        },
+    );
+    drop(ballast);
+    remove_service(&name);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("images").contains(&v1) && image_exists(&v1),
+        "an image a service pinned mid-run was evicted:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "kept image {}: referenced since the plan was made by service {name} ({v1_ref})",
+            &v1["sha256:".len()..][..12]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == format!("/images/{v1}")),
+        "{:?}",
+        run.requests
+    );
+}
