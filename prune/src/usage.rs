@@ -334,7 +334,9 @@ pub fn repos_of_image(img: &ImageInfo) -> Vec<String> {
         .repo_tags
         .iter()
         .filter(|t| !t.is_empty() && *t != "<none>:<none>")
-        .map(|t| normalize_repo(crate::plan::repo_of_tag(t)))
+        // a digest-pinned name (`repo@sha256:…`, `repo:tag@sha256:…`: the containerd store's
+        // RepoTag of a pull by digest) names the repository before the `@`
+        .map(|t| normalize_repo(crate::plan::repo_of_tag(crate::plan::repo_of_digest(t))))
         .chain(
             img.repo_digests
                 .iter()
@@ -408,6 +410,26 @@ pub fn state_path(dir: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::docker::ServiceMode;
+
+    /// The containerd store names a pull by digest `repo@sha256:…` in `RepoTags`: its
+    /// repository is `repo`, not `repo@sha256` (measured on Docker 28.5 with the containerd
+    /// store; the bogus name made every such pull the "newest of a recently deployed
+    /// repository" of its own, so the tier never queued it).
+    #[test]
+    fn a_digest_pinned_name_belongs_to_its_repository() {
+        let i = ImageInfo {
+            id: "sha256:x".into(),
+            parent_id: String::new(),
+            repo_tags: vec![
+                "127.0.0.1:5000/t/app@sha256:aa".into(),
+                "127.0.0.1:5000/t/app:1@sha256:aa".into(),
+            ],
+            repo_digests: vec!["127.0.0.1:5000/t/app@sha256:aa".into()],
+            created: 0,
+            size: 1,
+        };
+        assert_eq!(repos_of_image(&i), ["127.0.0.1:5000/t/app"]);
+    }
 
     fn img(id: &str, tags: &[&str], digests: &[&str]) -> ImageInfo {
         ImageInfo {
