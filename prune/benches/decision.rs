@@ -333,7 +333,7 @@ fn main() -> R<()> {
             client.list_services().await?;
             v.push(t.elapsed());
             let t = Instant::now();
-            client.list_running_tasks().await?;
+            client.list_tasks().await?;
             v.push(t.elapsed());
             let t = Instant::now();
             client.list_containers().await?;

@@ -7,7 +7,7 @@
 //! unreachable, a listing that fails, a `--path` that vanished) stops it there, also `error`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -17,11 +17,14 @@ use crate::gates::DiskUsage;
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
 use crate::report::{
-    done_lines, evict_lines, gate_line, would_remove_lines, Failure, Incident, Outcome, Removed,
-    RemovedImage, Report,
+    done_lines, evict_lines, gate_line, stalled_line, would_remove_lines, Failure, Incident,
+    Outcome, Removed, RemovedImage, Report, Stalled,
 };
+use crate::roots::DaemonRoots;
+use crate::stall;
+use crate::statefile;
 pub use crate::steps::Step;
-use crate::steps::{Done, Item};
+use crate::steps::{Done, FreshRefs, Item};
 use crate::usage::{self, Observation, UsageState};
 
 /// Errors that stop a run. Every one is a runtime error (exit 1): a `--path` that does not
@@ -80,33 +83,114 @@ pub struct GateCheck {
 /// image store, the daemon's data-root and containerd's root as remembered in the state dir
 /// ([`crate::roots`]; learnt from the daemon's `GET /info`). The log line names the roots.
 pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
-    let mut d = disk_gate(cfg.threshold, &usages(cfg)?);
-    if let Some(r) = remembered_roots(cfg).filter(|r| !r.gate_paths().is_empty()) {
+    check_disk_with(cfg, remembered_roots(cfg).as_ref())
+}
+
+/// [`check_disk`] with the roots this run knows.
+fn check_disk_with(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<GateDecision, PruneError> {
+    let mut d = disk_gate(cfg.threshold, &usages(cfg, roots)?);
+    if let Some(r) = roots.filter(|r| !r.gate_paths().is_empty()) {
         d.detail = format!("{} ({})", d.detail, r.describe());
     }
     Ok(d)
 }
 
 /// The daemon's roots remembered in the state dir, if there is one.
-fn remembered_roots(cfg: &Config) -> Option<crate::roots::DaemonRoots> {
+fn remembered_roots(cfg: &Config) -> Option<DaemonRoots> {
     cfg.state_dir.as_deref().and_then(crate::roots::load)
 }
 
-/// Learn where the daemon keeps its data (`GET /info`) and remember it in the state dir (no
-/// state dir: nothing to remember it in, the disk gate measures the `--path`s only).
-async fn learn_roots(cfg: &Config, client: &DockerClient) -> Result<(), PruneError> {
-    let Some(dir) = cfg.state_dir.as_deref() else {
-        return Ok(());
-    };
-    let roots = crate::roots::of_host(&client.info_raw().await?);
-    if remembered_roots(cfg).as_ref() != Some(&roots) {
-        let _ = std::fs::create_dir_all(dir);
-        crate::roots::save(dir, &roots).map_err(|cause| PruneError::Disk {
-            path: dir.join(crate::roots::STATE_FILE),
-            cause,
-        })?;
+/// What a run may do with its state directory, and the daemon's roots it knows.
+///
+/// A real run holds the directory's lock ([`statefile::lock`]) for its whole length and
+/// writes its state; a dry run, a directory that cannot be written (read-only, full) and a run
+/// that cannot have the lock write nothing — the reason is logged once, and the run goes on
+/// with what it can read.
+#[derive(Debug, Default)]
+pub struct RunState {
+    dir: Option<PathBuf>,
+    /// Held while this run may write state.
+    lock: Option<statefile::StateLock>,
+    /// The daemon's roots: remembered, or learnt by this run.
+    roots: Option<DaemonRoots>,
+}
+
+impl RunState {
+    /// Open `cfg.state_dir` for a run (see the type's doc).
+    pub fn open(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> RunState {
+        let Some(dir) = cfg.state_dir.clone() else {
+            return RunState::default();
+        };
+        let roots = crate::roots::load(&dir);
+        let lock = if dry_run {
+            None
+        } else {
+            let lock = statefile::lock(&dir, statefile::LOCK_WAIT).and_then(|l| {
+                // A full filesystem still takes the empty lock file: a run that must learn
+                // the roots (and would contact the daemon for them) first checks it can keep
+                // them.
+                if roots.is_none() {
+                    statefile::probe(&dir)?;
+                }
+                Ok(l)
+            });
+            match lock {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    hooks.log(&state_lines::unwritable(&dir, &e.to_string()));
+                    None
+                }
+            }
+        };
+        RunState {
+            dir: Some(dir),
+            lock,
+            roots,
+        }
     }
-    Ok(())
+
+    /// The directory, when this run may write state in it.
+    fn writable(&self) -> Option<&Path> {
+        self.lock.as_ref().and(self.dir.as_deref())
+    }
+
+    /// Learn where the daemon keeps its data (`GET /info`) and remember it when it changed and
+    /// this run may write state (a write error is logged, never fatal).
+    async fn learn_roots(
+        &mut self,
+        client: &DockerClient,
+        hooks: &mut dyn Hooks,
+    ) -> Result<(), PruneError> {
+        let roots = crate::roots::of_host(&client.info_raw().await?);
+        if self.roots.as_ref() != Some(&roots) {
+            if let Some(dir) = self.writable() {
+                if let Err(e) = crate::roots::save(dir, &roots) {
+                    hooks.log(&state_lines::write_failed(
+                        &dir.join(crate::roots::STATE_FILE),
+                        &e.to_string(),
+                    ));
+                }
+            }
+        }
+        self.roots = Some(roots);
+        Ok(())
+    }
+}
+
+/// The log lines about the state directory.
+mod state_lines {
+    use std::path::Path;
+
+    pub fn unwritable(dir: &Path, why: &str) -> String {
+        format!(
+            "ci-docker-prune: state directory {} {why}: this run writes no state (usage, daemon roots, gate stall); below the threshold it measures the --path(s) and the roots it already knows, without contacting Docker",
+            dir.display()
+        )
+    }
+
+    pub fn write_failed(path: &Path, why: &str) -> String {
+        format!("ci-docker-prune: cannot write {}: {why}", path.display())
+    }
 }
 
 /// `runs` and `converge`: two API calls whatever the number of services (an error answer
@@ -129,7 +213,7 @@ pub async fn check_docker_gates(
         return Ok((Some(Gate::Runs), Vec::new()));
     }
     let tasks = match services {
-        Swarm::Listed(_) => client.list_running_tasks().await?,
+        Swarm::Listed(_) => client.list_tasks().await?,
         _ => Swarm::NoSwarm,
     };
     let converge = converge_gate(&services, &tasks);
@@ -143,7 +227,16 @@ pub async fn check_docker_gates(
 
 /// Every gate, in order, stopping at the first closed one.
 pub async fn check_gates(cfg: &Config, client: &DockerClient) -> Result<GateCheck, PruneError> {
-    let disk = check_disk(cfg)?;
+    check_gates_with(cfg, remembered_roots(cfg).as_ref(), client).await
+}
+
+/// [`check_gates`] with the roots this run knows.
+async fn check_gates_with(
+    cfg: &Config,
+    roots: Option<&DaemonRoots>,
+    client: &DockerClient,
+) -> Result<GateCheck, PruneError> {
+    let disk = check_disk_with(cfg, roots)?;
     let mut decisions = vec![disk.clone()];
     if !disk.pass {
         return Ok(GateCheck {
@@ -192,6 +285,7 @@ fn evict_policy(cfg: &Config) -> EvictPolicy {
         now: now(),
         keep_recent: cfg.evict_keep_recent,
         low_watermark: cfg.evict_low_watermark,
+        min_age: cfg.evict_min_age,
     }
 }
 
@@ -205,7 +299,13 @@ pub async fn make_plan_with(
     with_build_cache: bool,
     state: Option<&UsageState>,
 ) -> Result<Plan, PruneError> {
-    let containers = client.list_containers().await?;
+    let mut containers = client.list_containers().await?;
+    let pol = policy(cfg);
+    // Stopped containers go by when they stopped, which only an inspect tells: one request
+    // per stopped container created before the cutoff (a younger one cannot be old).
+    for c in containers.iter_mut().filter(|c| plan::may_be_old(c, &pol)) {
+        c.finished = client.container_finished_at(&c.id).await?;
+    }
     let images = client.list_images().await?;
     let build_cache = if with_build_cache {
         client.list_build_cache().await?
@@ -218,7 +318,7 @@ pub async fn make_plan_with(
         images,
         build_cache,
     };
-    let mut plan = plan::build(&inv, &policy(cfg));
+    let mut plan = plan::build(&inv, &pol);
     if cfg.evict {
         let p = evict_policy(cfg);
         let fresh;
@@ -246,7 +346,7 @@ pub async fn make_plan_with(
 /// The usage of the `--path`s and of the daemon's remembered roots (containerd store): what
 /// the disk gate and the low watermark compare. A `--path` that cannot be measured is an
 /// error; a remembered root that is not there (the daemon moved it) is left out.
-fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
+fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, PruneError> {
     let mut out = cfg
         .paths
         .iter()
@@ -257,10 +357,7 @@ fn usages(cfg: &Config) -> Result<Vec<DiskUsage>, PruneError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for p in remembered_roots(cfg)
-        .map(|r| r.gate_paths())
-        .unwrap_or_default()
-    {
+    for p in roots.map(|r| r.gate_paths()).unwrap_or_default() {
         if !cfg.paths.contains(&p) {
             out.extend(disk_usage(&p).ok());
         }
@@ -280,16 +377,18 @@ fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Feed the usage state in `cfg.state_dir` with what the daemon shows now (images, services,
-/// containers, the events since the last run) and save it. Never fatal to the run: a state
-/// that cannot be read starts afresh, events that cannot be read count as lost (everything
-/// used now), a state that cannot be written is said in the log.
+/// Feed the usage state in the state directory with what the daemon shows now (images,
+/// services, containers, the events since the last run) and save it when this run may write
+/// state ([`RunState`]: not in a dry run). Never fatal to the run: a state that cannot be read
+/// starts afresh, events that cannot be read count as lost (everything used now), a state that
+/// cannot be written is said in the log.
 pub async fn record_usage(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     hooks: &mut dyn Hooks,
 ) -> Result<Option<UsageState>, PruneError> {
-    let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.evict) else {
+    let Some(dir) = rs.dir.as_deref().filter(|_| cfg.evict) else {
         return Ok(None);
     };
     let path = usage::state_path(dir);
@@ -331,10 +430,54 @@ pub async fn record_usage(
     }
     let keep = i64::try_from(cfg.evict_keep_recent.as_secs()).unwrap_or(i64::MAX);
     state.forget_repos_before(now.saturating_sub(keep.saturating_mul(2)));
-    if let Err(e) = state.save(&path) {
-        hooks.log(&format!("ci-docker-prune: {e}"));
+    if rs.writable().is_some() {
+        if let Err(e) = state.save(&path) {
+            hooks.log(&format!("ci-docker-prune: {e}"));
+        }
     }
     Ok(Some(state))
+}
+
+/// Remember (or forget) a gate that stops runs while the disk is over the threshold
+/// ([`stall`]); warn, and report it, once it lasted `gate_stall_warn_after`. `closed`: the
+/// gate that stopped this run (`disk`, or none, ends a stall). A dry run reads the record and
+/// writes nothing; a record that cannot be written is said in the log, never fatal.
+fn note_stall(
+    cfg: &Config,
+    rs: &RunState,
+    closed: Option<Gate>,
+    detail: &str,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) {
+    let Some(dir) = rs.dir.as_deref() else {
+        return;
+    };
+    let now = now();
+    let prev = stall::load(dir);
+    let next = stall::next(prev.as_ref(), now, closed);
+    if let Some(s) = &next {
+        let warn_after = cfg.gate_stall_warn_after.as_secs();
+        if let Some(seconds) = stall::overdue(s, now, warn_after) {
+            let stalled = Stalled {
+                gate: s.gate,
+                since: s.since,
+                seconds,
+                runs: s.runs,
+            };
+            hooks.log(&stalled_line(&stalled, detail));
+            progress.stalled = Some(stalled);
+        }
+    }
+    let Some(dir) = rs.writable().filter(|_| prev.is_some() || next.is_some()) else {
+        return;
+    };
+    if let Err(e) = stall::save(dir, next.as_ref()) {
+        hooks.log(&state_lines::write_failed(
+            &dir.join(stall::STATE_FILE),
+            &e.to_string(),
+        ));
+    }
 }
 
 /// What a run did so far: kept across an error, so an aborted run still reports it.
@@ -353,6 +496,8 @@ struct Progress {
     image_reasons: Vec<RemovedImage>,
     /// The removal steps have started (a dry run: the plan was shown).
     started: bool,
+    /// A gate has kept the prune from acting under disk pressure for too long.
+    stalled: Option<Stalled>,
 }
 
 impl Progress {
@@ -391,6 +536,7 @@ impl Progress {
         r.failures = self.failures;
         r.incidents = self.incidents;
         r.image_reasons = self.image_reasons;
+        r.stalled = self.stalled;
         r.error = error;
         r.settle()
     }
@@ -401,16 +547,19 @@ impl Progress {
 /// an item failed or an image was untagged by its delete.
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
     let mut progress = Progress::default();
+    let mut rs = RunState::open(cfg, dry_run, hooks);
     let result = async {
         // A state dir that does not know the daemon's roots yet learns them once (the one
         // contact with the daemon a run below the threshold may make; a daemon that does not
-        // answer leaves the `--path`s measured alone).
+        // answer leaves the `--path`s measured alone) — only when it can keep them (or in a
+        // dry run, which a person starts): a directory that cannot be written would make
+        // every run contact the daemon.
         let mut learnt = false;
-        if cfg.state_dir.is_some() && remembered_roots(cfg).is_none() {
+        if rs.dir.is_some() && rs.roots.is_none() && (dry_run || rs.writable().is_some()) {
             match DockerClient::connect(&cfg.docker_host).await {
                 Ok(client) => {
                     learnt = true;
-                    if let Err(e) = learn_roots(cfg, &client).await {
+                    if let Err(e) = rs.learn_roots(&client, hooks).await {
                         hooks.log(&format!(
                             "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
                         ));
@@ -421,21 +570,22 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
                 )),
             }
         }
-        let disk = check_disk(cfg)?;
+        let disk = check_disk_with(cfg, rs.roots.as_ref())?;
         hooks.log(&gate_line(&disk));
         progress.gates = vec![disk.clone()];
         if !disk.pass {
             progress.skipped_by = Some(Gate::Disk);
+            note_stall(cfg, &rs, None, &disk.detail, hooks, &mut progress);
             // Below the threshold the daemon is never contacted (a stopped or socket-activated
             // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
         }
         let client = DockerClient::connect(&cfg.docker_host).await?;
-        // a run that contacts the daemon refreshes what the state dir knows of its roots
-        if !learnt {
-            learn_roots(cfg, &client).await?;
+        // a run that contacts the daemon refreshes what it knows of the daemon's roots
+        if !learnt && rs.dir.is_some() {
+            rs.learn_roots(&client, hooks).await?;
         }
-        steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
+        steps(cfg, &rs, &client, disk, dry_run, hooks, &mut progress).await
     }
     .await;
     finish(result, progress, hooks)
@@ -450,7 +600,8 @@ pub async fn run_with(
     hooks: &mut dyn Hooks,
 ) -> Report {
     let mut progress = Progress::default();
-    let result = steps(cfg, client, disk, dry_run, hooks, &mut progress).await;
+    let rs = RunState::open(cfg, dry_run, hooks);
+    let result = steps(cfg, &rs, client, disk, dry_run, hooks, &mut progress).await;
     finish(result, progress, hooks)
 }
 
@@ -473,15 +624,17 @@ fn finish(
 }
 
 /// The other gates, the plan, then the plan shown (dry run) or executed.
+#[allow(clippy::too_many_arguments)]
 async fn steps(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     disk: GateDecision,
     dry_run: bool,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
 ) -> Result<Outcome, PruneError> {
-    let state = record_usage(cfg, client, hooks).await?;
+    let state = record_usage(cfg, rs, client, hooks).await?;
     let mut decisions = vec![disk];
     let (closed_by, services) = check_docker_gates(cfg, client, &mut decisions).await?;
     for d in &decisions[1..] {
@@ -493,15 +646,29 @@ async fn steps(
         services,
     };
     let services = check.services.clone();
-    if progress.gated(check).is_some() {
+    let closed = check
+        .decisions
+        .iter()
+        .find(|d| !d.pass)
+        .map(|d| d.detail.clone());
+    let closed_by = progress.gated(check);
+    note_stall(
+        cfg,
+        rs,
+        closed_by,
+        closed.as_deref().unwrap_or(""),
+        hooks,
+        progress,
+    );
+    if closed_by.is_some() {
         return Ok(Outcome::Skipped);
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
     if dry_run {
-        show(cfg, &plan, hooks, progress)?;
+        show(cfg, rs, client, &plan, hooks, progress).await?;
         Ok(Outcome::DryRun)
     } else {
-        execute(cfg, client, &plan, hooks, progress).await
+        execute(cfg, rs, client, &plan, hooks, progress).await
     }
 }
 
@@ -509,8 +676,10 @@ async fn steps(
 /// tier's share is an estimate: the daemon's `Size` of each image (which counts layers shared
 /// with images that stay, so a real run may go further down the queue) taken off the usage
 /// the plan's removals leave.
-fn show(
+async fn show(
     cfg: &Config,
+    rs: &RunState,
+    client: &DockerClient,
     plan: &Plan,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
@@ -536,7 +705,18 @@ fn show(
     if !cfg.evict {
         return Ok(());
     }
-    let Some(max) = usages(cfg)?.into_iter().max_by_key(DiskUsage::percent) else {
+    if plan.evict.is_empty() {
+        hooks.log(&evict_lines::nothing_queued());
+        return Ok(());
+    }
+    let usage = match image_usages(rs, client).await? {
+        Ok(u) => u,
+        Err(why) => {
+            hooks.log(&evict_lines::unmeasurable(&why, plan.evict.len()));
+            return Ok(());
+        }
+    };
+    let Some(max) = usage.into_iter().max_by_key(DiskUsage::percent) else {
         return Ok(());
     };
     let total = max.used + max.avail;
@@ -590,11 +770,11 @@ fn show(
 }
 
 /// The real run: the plan's steps in order, each re-gated right before it runs, every item
-/// attempted (a failure is recorded and the run goes on). The eviction step runs only while
-/// usage is still at or above the threshold, and stops as soon as it is at or below the low
-/// watermark (re-measured after each image).
+/// attempted (a failure is recorded and the run goes on). The eviction step is
+/// [`evict_step`].
 async fn execute(
     cfg: &Config,
+    rs: &RunState,
     client: &DockerClient,
     plan: &Plan,
     hooks: &mut dyn Hooks,
@@ -603,60 +783,216 @@ async fn execute(
     progress.started = true;
     for step in Step::ALL {
         if step == Step::Evict {
-            if !cfg.evict {
-                continue;
+            if evict_step(cfg, rs, client, plan, hooks, progress).await? {
+                return Ok(Outcome::Skipped);
             }
-            let after = disk_gate(cfg.threshold, &usages(cfg)?);
-            if !after.pass {
-                hooks.log(&evict_lines::idle(&after, plan.evict.len()));
-                continue;
-            }
-            hooks.log(&evict_lines::start(
-                &after,
-                plan.evict.len(),
-                cfg.evict_low_watermark,
-            ));
+            continue;
         }
         hooks.before_step(step);
-        let check = check_gates(cfg, client).await?;
-        if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
-            hooks.log(&gate_line(d));
-        }
-        if progress.gated(check).is_some() {
+        if regate(cfg, rs, client, hooks, progress).await? {
             return Ok(Outcome::Skipped);
         }
-        let mut reached = false;
         for item in step.items(plan, cfg.until) {
-            if step == Step::Evict {
-                let pct = max_percent(&usages(cfg)?);
-                if evict::reached(pct, &evict_policy(cfg)) {
-                    hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
-                    reached = true;
-                    break;
-                }
-            }
-            let done = item.remove(client, &progress.deleted).await;
-            for line in done_lines(&item, &done) {
-                hooks.log(&line);
-            }
-            if let Item::Image(i) = item {
-                for id in done.removed().0 {
-                    progress.image_reasons.push(RemovedImage {
-                        id: id.clone(),
-                        reason: i.reason.clone(),
-                    });
-                }
-            }
-            progress.record(step, item.id(), done);
-        }
-        if step == Step::Evict && !reached {
-            let pct = max_percent(&usages(cfg)?);
-            if evict::reached(pct, &evict_policy(cfg)) {
-                hooks.log(&evict_lines::reached(pct, cfg.evict_low_watermark));
-            } else {
-                hooks.log(&evict_lines::exhausted(pct, cfg.evict_low_watermark));
-            }
+            remove_item(step, &item, client, None, hooks, progress).await;
         }
     }
     Ok(Outcome::Pruned)
+}
+
+/// Every gate again, right before a step: true when one closed (the run stops there).
+async fn regate(
+    cfg: &Config,
+    rs: &RunState,
+    client: &DockerClient,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<bool, PruneError> {
+    let check = check_gates_with(cfg, rs.roots.as_ref(), client).await?;
+    if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
+        hooks.log(&gate_line(d));
+    }
+    Ok(progress.gated(check).is_some())
+}
+
+/// Remove one item and record what it did (`fresh`: the eviction tier's re-check).
+async fn remove_item(
+    step: Step,
+    item: &Item<'_>,
+    client: &DockerClient,
+    fresh: Option<&FreshRefs>,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Done {
+    let done = match fresh {
+        Some(f) => item.remove_fresh(client, &progress.deleted, f).await,
+        None => item.remove(client, &progress.deleted).await,
+    };
+    for line in done_lines(item, &done) {
+        hooks.log(&line);
+    }
+    if let Item::Image(i) = item {
+        for id in done.removed().0 {
+            progress.image_reasons.push(RemovedImage {
+                id: id.clone(),
+                reason: i.reason.clone(),
+            });
+        }
+    }
+    progress.record(step, item.id(), done.clone());
+    done
+}
+
+/// Where the eviction tier measures: the filesystems that hold the daemon's image data
+/// (Docker's data-root; with the containerd store also containerd's root), one entry per
+/// filesystem. The `--path`s are not it: evicting an image lowers only the filesystem its
+/// layers are on, so a `--path` full of other data would have the tier drain its queue for no
+/// relief. The roots are the ones this run learnt, else asked for now (`GET /info`). An
+/// error says why the tier cannot measure (a remote daemon whose data-root is not on this
+/// host, say): then it evicts nothing.
+async fn image_usages(
+    rs: &RunState,
+    client: &DockerClient,
+) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
+    let roots = match &rs.roots {
+        Some(r) => r.clone(),
+        None => crate::roots::of_host(&client.info_raw().await?),
+    };
+    Ok(measure_image_fs(&roots))
+}
+
+/// [`image_usages`] for known roots.
+fn measure_image_fs(roots: &DaemonRoots) -> Result<Vec<DiskUsage>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let paths = roots.paths();
+    if paths.is_empty() {
+        return Err("the daemon reports no data-root".into());
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for p in paths {
+        let dev = std::fs::metadata(&p)
+            .map_err(|e| format!("{} cannot be measured here: {e}", p.display()))?
+            .dev();
+        if seen.insert(dev) {
+            out.push(disk_usage(&p).map_err(|e| format!("{}: {e}", p.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The services (spec and previous spec) and containers as they are now: two requests.
+/// `None` when the services cannot be listed (a worker, a swarm without a leader): what the
+/// tier would delete cannot be checked, so it stops.
+async fn fresh_refs(client: &DockerClient) -> Result<Option<FreshRefs>, PruneError> {
+    let services = match client.list_services().await? {
+        Swarm::Listed(s) => s,
+        Swarm::NoSwarm => Vec::new(),
+        Swarm::Worker | Swarm::Unavailable(_) => return Ok(None),
+    };
+    let containers = client.list_containers().await?;
+    Ok(Some(FreshRefs {
+        services: services
+            .iter()
+            .flat_map(|s| s.images().map(|r| (s.name.clone(), r.to_string())))
+            .collect(),
+        containers: containers
+            .into_iter()
+            .map(|c| (c.image_id, c.name))
+            .collect(),
+    }))
+}
+
+fn used_bytes(u: &[DiskUsage]) -> u64 {
+    u.iter().map(|u| u.used).sum()
+}
+
+/// The eviction tier, after the leftovers: only while the filesystem(s) of the image data
+/// ([`image_usages`]) are at or above the threshold; removes from the front of the queue,
+/// re-measuring after each removal, and stops at the low watermark, or when
+/// [`evict::NO_RELIEF_STOP`] removals in a row lowered usage by less than
+/// [`evict::MIN_RELIEF_BYTES`] each (evicting stopped helping: the space is held by something
+/// else). True when a gate closed before it.
+async fn evict_step(
+    cfg: &Config,
+    rs: &RunState,
+    client: &DockerClient,
+    plan: &Plan,
+    hooks: &mut dyn Hooks,
+    progress: &mut Progress,
+) -> Result<bool, PruneError> {
+    if !cfg.evict {
+        return Ok(false);
+    }
+    if plan.evict.is_empty() {
+        hooks.log(&evict_lines::nothing_queued());
+        return Ok(false);
+    }
+    let measure = |rs| image_usages(rs, client);
+    let usage = match measure(rs).await? {
+        Ok(u) => u,
+        Err(why) => {
+            hooks.log(&evict_lines::unmeasurable(&why, plan.evict.len()));
+            return Ok(false);
+        }
+    };
+    let after = disk_gate(cfg.threshold, &usage);
+    if !after.pass {
+        hooks.log(&evict_lines::idle(&after, plan.evict.len()));
+        return Ok(false);
+    }
+    hooks.log(&evict_lines::start(
+        &after,
+        plan.evict.len(),
+        cfg.evict_low_watermark,
+    ));
+    hooks.before_step(Step::Evict);
+    if regate(cfg, rs, client, hooks, progress).await? {
+        return Ok(true);
+    }
+    let p = evict_policy(cfg);
+    let mut no_relief = 0usize;
+    let mut usage = usage;
+    for item in Step::Evict.items(plan, cfg.until) {
+        if evict::reached(max_percent(&usage), &p) {
+            break;
+        }
+        // Re-check the queue against what references images now: a service created (or a
+        // stack started, a container run) since the plan was made keeps its image.
+        let fresh = match fresh_refs(client).await? {
+            Some(f) => f,
+            None => {
+                hooks.log(&evict_lines::unverifiable());
+                return Ok(false);
+            }
+        };
+        let before = used_bytes(&usage);
+        let done = remove_item(Step::Evict, &item, client, Some(&fresh), hooks, progress).await;
+        usage = match measure(rs).await? {
+            Ok(u) => u,
+            Err(why) => {
+                hooks.log(&evict_lines::unmeasurable(&why, 0));
+                return Ok(false);
+            }
+        };
+        if matches!(done, Done::Removed { .. }) {
+            if evict::relieved(before, used_bytes(&usage)) {
+                no_relief = 0;
+            } else {
+                no_relief += 1;
+                if no_relief >= evict::NO_RELIEF_STOP {
+                    hooks.log(&evict_lines::no_relief(&usage, no_relief));
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    let max = usage.iter().max_by_key(|u| u.percent());
+    if let Some(m) = max {
+        if evict::reached(m.percent(), &p) {
+            hooks.log(&evict_lines::reached(m, cfg.evict_low_watermark));
+        } else {
+            hooks.log(&evict_lines::exhausted(m, cfg.evict_low_watermark));
+        }
+    }
+    Ok(false)
 }

@@ -15,6 +15,8 @@ pub const DEFAULT_THRESHOLD: u8 = 80;
 pub const DEFAULT_UNTIL: &str = "24h";
 /// Default pattern of a CI run stack's service names.
 pub const DEFAULT_RUN_STACK_PATTERN: &str = r"^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_commoninternet_net_";
+/// Default span after which a gate closed under disk pressure is warned about.
+pub const DEFAULT_GATE_STALL_WARN_AFTER: &str = "24h";
 /// Docker's default socket.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -34,9 +36,19 @@ pub enum ConfigError {
     #[error("invalid evict_low_watermark '{0}': expected a whole percentage from 0 to 100")]
     LowWatermark(String),
     #[error(
+        "invalid evict_low_watermark {low}%: it must be below the threshold ({threshold}%) — the eviction tier starts at the threshold and evicts down to the low watermark (or set evict = false)"
+    )]
+    LowWatermarkNotBelowThreshold { low: u8, threshold: u8 },
+    #[error(
         "invalid duration '{value}' for evict_keep_recent: {reason} (examples: 14d, 7days, 0s)"
     )]
     KeepRecent { value: String, reason: String },
+    #[error(
+        "invalid duration '{value}' for gate_stall_warn_after: {reason} (examples: 24h, 2days)"
+    )]
+    StallWarnAfter { value: String, reason: String },
+    #[error("invalid duration '{value}' for evict_min_age: {reason} (examples: 24h, 0s)")]
+    EvictMinAge { value: String, reason: String },
     #[error("invalid state_dir '{0}': must be an absolute path")]
     StateDir(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
@@ -77,6 +89,12 @@ pub struct Settings {
     /// Where the usage state lives (default: `$STATE_DIRECTORY`, set by systemd's
     /// `StateDirectory=`; none: the run learns what it can and forgets it).
     pub state_dir: Option<String>,
+    /// Warn when the disk has been over the threshold with `runs` or `converge` closed for
+    /// this long (default `24h`; remembered in the state directory).
+    pub gate_stall_warn_after: Option<String>,
+    /// The eviction tier's age guard: an image seen used within it is not evicted (default:
+    /// `until`). Config file only.
+    pub evict_min_age: Option<String>,
 }
 
 impl Settings {
@@ -112,6 +130,8 @@ impl Settings {
             evict_low_watermark: over.evict_low_watermark.or(self.evict_low_watermark),
             evict_keep_recent: over.evict_keep_recent.or(self.evict_keep_recent),
             state_dir: over.state_dir.or(self.state_dir),
+            gate_stall_warn_after: over.gate_stall_warn_after.or(self.gate_stall_warn_after),
+            evict_min_age: over.evict_min_age.or(self.evict_min_age),
         }
     }
 
@@ -161,6 +181,7 @@ impl Settings {
             })
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
         let docker_host = DockerHost::parse(&host_text)?;
+        let explicit_low = self.evict_low_watermark.is_some();
         let evict_low_watermark = match self.evict_low_watermark {
             None => crate::evict::DEFAULT_LOW_WATERMARK,
             Some(v) => parse_threshold_value(&v).map_err(|e| match e {
@@ -168,6 +189,17 @@ impl Settings {
                 e => e,
             })?,
         };
+        // A low watermark given at or above the threshold makes the tier start and stop at
+        // once. Threshold 0 is the disk gate forced open (the verifier's and the tests' dry
+        // runs keep the deployed low watermark), and the default watermark is not the
+        // operator's choice: neither is refused.
+        let evict = self.evict.unwrap_or(true);
+        if evict && explicit_low && threshold > 0 && evict_low_watermark >= threshold {
+            return Err(ConfigError::LowWatermarkNotBelowThreshold {
+                low: evict_low_watermark,
+                threshold,
+            });
+        }
         let keep_text = self
             .evict_keep_recent
             .unwrap_or_else(|| format!("{}d", crate::evict::DEFAULT_KEEP_RECENT_DAYS));
@@ -181,6 +213,24 @@ impl Settings {
             Some(s) if s.starts_with('/') => Some(PathBuf::from(s)),
             Some(s) => return Err(ConfigError::StateDir(s)),
         };
+        let stall_text = self
+            .gate_stall_warn_after
+            .unwrap_or_else(|| DEFAULT_GATE_STALL_WARN_AFTER.to_string());
+        let gate_stall_warn_after = humantime::parse_duration(stall_text.trim()).map_err(|e| {
+            ConfigError::StallWarnAfter {
+                value: stall_text.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let evict_min_age = match self.evict_min_age {
+            None => until,
+            Some(text) => {
+                humantime::parse_duration(text.trim()).map_err(|e| ConfigError::EvictMinAge {
+                    value: text.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
         Ok(Config {
             threshold,
             paths,
@@ -188,10 +238,12 @@ impl Settings {
             run_stack_pattern,
             docker_host,
             reclaim_superseded_pulls: self.reclaim_superseded_pulls.unwrap_or(false),
-            evict: self.evict.unwrap_or(true),
+            evict,
             evict_low_watermark,
             evict_keep_recent,
             state_dir,
+            gate_stall_warn_after,
+            evict_min_age,
         })
     }
 }
@@ -306,6 +358,10 @@ pub struct Config {
     pub evict_keep_recent: Duration,
     /// The usage state's directory, if any.
     pub state_dir: Option<PathBuf>,
+    /// A gate closed this long while the disk is over the threshold is warned about.
+    pub gate_stall_warn_after: Duration,
+    /// The eviction tier's age guard (default `until`).
+    pub evict_min_age: Duration,
 }
 
 impl Config {
@@ -338,6 +394,8 @@ impl Default for Config {
             evict_low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
             evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
             state_dir: None,
+            gate_stall_warn_after: Duration::from_secs(24 * 3600),
+            evict_min_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -387,6 +445,42 @@ mod tests {
         assert!(bad("evict_low_watermark = 101").contains("'101'"));
         assert!(bad("evict_keep_recent = \"soon\"").contains("'soon'"));
         assert!(bad("state_dir = \"rel\"").contains("'rel'"));
+    }
+
+    /// Issue 17, item 13: the tier starts at the threshold and evicts down to the low
+    /// watermark, so a watermark given at or above the threshold is a usage error. The table
+    /// is the rule as the policy doc states it.
+    #[test]
+    fn the_low_watermark_must_be_below_the_threshold() {
+        let cases: [(&str, bool); 8] = [
+            ("threshold = 80\nevict_low_watermark = 70", true),
+            ("threshold = 80\nevict_low_watermark = 79", true),
+            ("threshold = 80\nevict_low_watermark = 80", false),
+            ("threshold = 60\nevict_low_watermark = 90", false),
+            // the tier off: the watermark means nothing
+            (
+                "threshold = 60\nevict_low_watermark = 90\nevict = false",
+                true,
+            ),
+            // threshold 0 forces the disk gate open (the verifier's dry runs)
+            ("threshold = 0\nevict_low_watermark = 70", true),
+            // the default watermark (70) is not refused, whatever the threshold
+            ("threshold = 50", true),
+            ("threshold = 100\nevict_low_watermark = 99", true),
+        ];
+        for (toml, ok) in cases {
+            let r = Settings::from_toml(toml).unwrap().validate(None);
+            assert_eq!(r.is_ok(), ok, "{toml}: {r:?}");
+        }
+        let e = Settings::from_toml("threshold = 80\nevict_low_watermark = 85")
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid evict_low_watermark 85%: it must be below the threshold (80%) — the eviction tier starts at the threshold and evicts down to the low watermark (or set evict = false)"
+        );
     }
 
     #[test]

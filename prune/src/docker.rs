@@ -7,9 +7,10 @@
 //! | function | request |
 //! |---|---|
 //! | [`DockerClient::connect`] | `GET /version` (API version negotiation) |
-//! | [`DockerClient::list_services`] | `GET /services` (on an error answer: `GET /info`, to tell "not in a swarm" from a worker or a broken swarm) |
-//! | [`DockerClient::list_running_tasks`] | `GET /tasks?filters={"desired-state":["running"]}` (the same) |
+//! | [`DockerClient::list_services`] | `GET /services`, read raw for `PreviousSpec` (on an error answer: `GET /info`, to tell "not in a swarm" from a worker or a broken swarm) |
+//! | [`DockerClient::list_tasks`] | `GET /tasks` (every task the swarm keeps, history included: the converge gate tells a retry after a failure from a first attempt; an error answer is read as for services) |
 //! | [`DockerClient::list_containers`] | `GET /containers/json?limit=2147483647` (every state, without `all`) |
+//! | [`DockerClient::container_finished_at`] | `GET /containers/{id}/json` (each stopped container created before the `until` cutoff, when planning: when it stopped) |
 //! | [`DockerClient::list_images`] | `GET /images/json` (top-level images, `all=false`) |
 //! | [`DockerClient::inspect_image`] | `GET /images/{id}/json` (right before each image delete) |
 //! | [`DockerClient::events_since`] | `GET /events?since=<cursor>&until=<now>` (usage state; no filter) |
@@ -29,8 +30,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::LocalNodeState;
 use bollard::query_parameters::{
-    EventsOptions, ListContainersOptions, ListImagesOptions, ListServicesOptions, ListTasksOptions,
-    PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
+    EventsOptions, ListContainersOptions, ListImagesOptions, ListTasksOptions, PruneBuildOptions,
+    RemoveContainerOptions, RemoveImageOptions,
 };
 use bollard::Docker;
 use serde::Deserialize;
@@ -71,6 +72,19 @@ pub struct ServiceInfo {
     pub update_state: Option<String>,
     /// The image reference in the task template (often `repo:tag@sha256:...`).
     pub image: Option<String>,
+    /// The image of `PreviousSpec`: what `docker service rollback` (or an automatic rollback
+    /// of a failed update) deploys again. Referenced like `image`.
+    pub previous_image: Option<String>,
+}
+
+impl ServiceInfo {
+    /// Every image reference the service holds: its spec's and its previous spec's.
+    pub fn images(&self) -> impl Iterator<Item = &str> {
+        self.image
+            .iter()
+            .chain(&self.previous_image)
+            .map(String::as_str)
+    }
 }
 
 /// How many tasks a service wants.
@@ -109,12 +123,25 @@ impl<T: Default> Swarm<T> {
     }
 }
 
-/// A task whose desired state is `running`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A swarm task (any desired state: the swarm keeps a few ended tasks per slot as history).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskInfo {
     pub service_id: String,
-    /// Observed state (`running`, `preparing`, `pending`, ...).
+    /// Replicated services: the slot (1..); global services: 0 (a task per node).
+    pub slot: u64,
+    pub node_id: String,
+    /// What the orchestrator wants: `running`, `ready` (a restart waiting for its delay),
+    /// `shutdown`, `remove`, ...
+    pub desired_state: String,
+    /// Observed state (`new`, `pending`, `assigned`, `accepted`, `preparing`, `starting`,
+    /// `running`, `complete`, `failed`, `rejected`, `shutdown`, ...).
     pub state: String,
+    /// `Status.Err`: why a task failed, was rejected or cannot be scheduled (`no suitable
+    /// node (…)`), empty when none.
+    pub err: String,
+    /// `Version.Index`: raised by each update of the task (so, within a slot, the ended task
+    /// with the highest index ended last).
+    pub version: u64,
 }
 
 /// A container (any state).
@@ -129,6 +156,10 @@ pub struct ContainerInfo {
     pub created: i64,
     /// Label `com.docker.swarm.service.name`: set on a swarm task's container.
     pub service: Option<String>,
+    /// `State.FinishedAt` (unix seconds): when it last stopped. The list does not carry it:
+    /// filled in by [`DockerClient::container_finished_at`] for the stopped containers old
+    /// enough to matter; `None` when not read, or the container never ran.
+    pub finished: Option<i64>,
 }
 
 /// A top-level image.
@@ -253,50 +284,15 @@ impl DockerClient {
     /// Every swarm service (one request; on an error answer one more, `GET /info`, decides what
     /// the error means: see [`Swarm`]).
     pub async fn list_services(&self) -> Result<Swarm<Vec<ServiceInfo>>, DockerError> {
-        self.count();
-        let services = match self
-            .docker
-            .list_services(Some(ListServicesOptions::default()))
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return self.swarm_error(e, "list services").await,
-        };
-        Ok(Swarm::Listed(
-            services
-                .into_iter()
-                .map(|s| {
-                    let spec = s.spec.unwrap_or_default();
-                    let mode = match spec.mode {
-                        Some(m) if m.global.is_some() => ServiceMode::Global,
-                        Some(m) if m.replicated_job.is_some() || m.global_job.is_some() => {
-                            ServiceMode::Job
-                        }
-                        Some(m) => ServiceMode::Replicated(
-                            m.replicated
-                                .and_then(|r| r.replicas)
-                                .map(|r| r.max(0) as u64)
-                                .unwrap_or(1),
-                        ),
-                        None => ServiceMode::Replicated(1),
-                    };
-                    ServiceInfo {
-                        id: s.id.unwrap_or_default(),
-                        name: spec.name.unwrap_or_default(),
-                        mode,
-                        update_state: s
-                            .update_status
-                            .and_then(|u| u.state)
-                            .map(|st| st.to_string())
-                            .filter(|st| !st.is_empty()),
-                        image: spec
-                            .task_template
-                            .and_then(|t| t.container_spec)
-                            .and_then(|c| c.image),
-                    }
-                })
-                .collect(),
-        ))
+        // Read raw: bollard 0.21's `Service` has no `PreviousSpec` (the rollback image).
+        const OP: &str = "list services";
+        let (code, body) = self.raw_get(OP, "/services").await?;
+        if code != 200 {
+            return self.swarm_state(error_message(code, &body)).await;
+        }
+        parse_services(&body)
+            .map(Swarm::Listed)
+            .map_err(|message| DockerError::Raw { op: OP, message })
     }
 
     /// What an error answer to a swarm listing means. A transport error (no answer at all) is
@@ -310,6 +306,11 @@ impl DockerClient {
         let BollardError::DockerResponseServerError { message, .. } = e else {
             return Err(api(op)(e));
         };
+        self.swarm_state(message).await
+    }
+
+    /// [`Self::swarm_error`] for an error answer with `message`: one `GET /info`.
+    async fn swarm_state<T>(&self, message: String) -> Result<Swarm<T>, DockerError> {
         self.count();
         let info = self.docker.info().await.map_err(api("read swarm state"))?;
         let swarm = info.swarm.unwrap_or_default();
@@ -320,29 +321,28 @@ impl DockerClient {
         })
     }
 
-    /// Every task whose desired state is `running` (one request, whatever the number of
-    /// services; an error answer is read as in [`DockerClient::list_services`]).
-    pub async fn list_running_tasks(&self) -> Result<Swarm<Vec<TaskInfo>>, DockerError> {
+    /// Every task the swarm keeps, in every desired state (one request, whatever the number
+    /// of services; an error answer is read as in [`DockerClient::list_services`]).
+    pub async fn list_tasks(&self) -> Result<Swarm<Vec<TaskInfo>>, DockerError> {
         self.count();
-        let mut filters = HashMap::new();
-        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
-        let opts = ListTasksOptions {
-            filters: Some(filters),
-        };
-        let tasks = match self.docker.list_tasks(Some(opts)).await {
+        let tasks = match self.docker.list_tasks(None::<ListTasksOptions>).await {
             Ok(t) => t,
             Err(e) => return self.swarm_error(e, "list tasks").await,
         };
         Ok(Swarm::Listed(
             tasks
                 .into_iter()
-                .map(|t| TaskInfo {
-                    service_id: t.service_id.unwrap_or_default(),
-                    state: t
-                        .status
-                        .and_then(|s| s.state)
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
+                .map(|t| {
+                    let status = t.status.unwrap_or_default();
+                    TaskInfo {
+                        service_id: t.service_id.unwrap_or_default(),
+                        slot: t.slot.map(|s| s.max(0) as u64).unwrap_or(0),
+                        node_id: t.node_id.unwrap_or_default(),
+                        desired_state: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),
+                        state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+                        err: status.err.unwrap_or_default(),
+                        version: t.version.and_then(|v| v.index).unwrap_or(0),
+                    }
                 })
                 .collect(),
         ))
@@ -377,8 +377,25 @@ impl DockerClient {
                 service: c
                     .labels
                     .and_then(|mut l| l.remove("com.docker.swarm.service.name")),
+                finished: None,
             })
             .collect())
+    }
+
+    /// When a container last stopped (`State.FinishedAt`, unix seconds): `None` when it never
+    /// ran (Docker's zero time), when the time cannot be read, or when the container is gone.
+    pub async fn container_finished_at(&self, id: &str) -> Result<Option<i64>, DockerError> {
+        self.count();
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(c
+                .state
+                .and_then(|s| s.finished_at)
+                .and_then(|t| parse_docker_time(&t))),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(api("inspect container")(e)),
+        }
     }
 
     /// The daemon's events from `since` (unix seconds; `None`: everything it still has) up to
@@ -627,6 +644,80 @@ fn classify(e: BollardError, op: &'static str) -> Result<Removal, DockerError> {
     }
 }
 
+/// The `message` of an error answer's JSON body, else the body itself.
+fn error_message(code: u16, body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("HTTP {code}: {}", String::from_utf8_lossy(body).trim()))
+}
+
+/// A `GET /services` body as [`ServiceInfo`]s (every API version: 1.41 to 1.52+).
+pub fn parse_services(body: &[u8]) -> Result<Vec<ServiceInfo>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let list = v.as_array().ok_or("not a list of services")?;
+    let image = |spec: Option<&serde_json::Value>| {
+        spec.and_then(|s| s.pointer("/TaskTemplate/ContainerSpec/Image"))
+            .and_then(|i| i.as_str())
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+    };
+    Ok(list
+        .iter()
+        .map(|s| {
+            let spec = s.get("Spec");
+            let mode = spec.and_then(|sp| sp.get("Mode"));
+            let mode = match mode {
+                Some(m) if m.get("Global").is_some() => ServiceMode::Global,
+                Some(m) if m.get("ReplicatedJob").is_some() || m.get("GlobalJob").is_some() => {
+                    ServiceMode::Job
+                }
+                Some(m) => ServiceMode::Replicated(
+                    m.pointer("/Replicated/Replicas")
+                        .and_then(|r| r.as_i64())
+                        .map(|r| r.max(0) as u64)
+                        .unwrap_or(1),
+                ),
+                None => ServiceMode::Replicated(1),
+            };
+            ServiceInfo {
+                id: s
+                    .get("ID")
+                    .and_then(|i| i.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                name: spec
+                    .and_then(|sp| sp.get("Name"))
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                mode,
+                update_state: s
+                    .pointer("/UpdateStatus/State")
+                    .and_then(|st| st.as_str())
+                    .filter(|st| !st.is_empty())
+                    .map(str::to_string),
+                image: image(spec),
+                previous_image: image(s.get("PreviousSpec")),
+            }
+        })
+        .collect())
+}
+
+/// A Docker RFC 3339 time as unix seconds; `None` for Docker's zero time
+/// (`0001-01-01T00:00:00Z`, "never") or text that is not a time.
+pub fn parse_docker_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
+        .filter(|t| *t > 0)
+}
+
 /// Split a raw HTTP/1.0 response into (status code, body).
 pub fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let split = raw
@@ -765,6 +856,38 @@ mod tests {
             if image.starts_with("redis:7-alpine@sha256:"))
         );
         assert!(matches!(events[2], UsageEvent::Other { .. }));
+    }
+
+    /// The shape of `GET /services` (Engine API): `PreviousSpec` holds the rollback image.
+    #[test]
+    fn services_with_their_rollback_image() {
+        let body = br#"[
+          {"ID":"s1","Spec":{"Name":"web","Mode":{"Replicated":{"Replicas":2}},
+            "TaskTemplate":{"ContainerSpec":{"Image":"app:2@sha256:bb"}}},
+           "PreviousSpec":{"Name":"web","Mode":{"Replicated":{"Replicas":2}},
+            "TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:aa"}}},
+           "UpdateStatus":{"State":"completed"}},
+          {"ID":"s2","Spec":{"Name":"agent","Mode":{"Global":{}},
+            "TaskTemplate":{"ContainerSpec":{"Image":"agent:1"}}}},
+          {"ID":"s3","Spec":{"Name":"once","Mode":{"ReplicatedJob":{}}}}
+        ]"#;
+        let s = parse_services(body).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].mode, ServiceMode::Replicated(2));
+        assert_eq!(s[0].update_state.as_deref(), Some("completed"));
+        assert_eq!(
+            s[0].images().collect::<Vec<_>>(),
+            ["app:2@sha256:bb", "app:1@sha256:aa"]
+        );
+        assert_eq!(s[1].mode, ServiceMode::Global);
+        assert_eq!(s[1].previous_image, None);
+        assert_eq!(s[2].mode, ServiceMode::Job);
+        assert_eq!(s[2].images().count(), 0);
+        assert!(parse_services(b"{}").is_err());
+        assert_eq!(
+            error_message(503, br#"{"message":"This node is not a swarm manager."}"#),
+            "This node is not a swarm manager."
+        );
     }
 
     #[test]

@@ -61,6 +61,25 @@ pub struct EvictPolicy {
     pub keep_recent: Duration,
     /// Evict down to this usage (percent).
     pub low_watermark: u8,
+    /// The age guard: an image whose use was *seen* within this window (a pull, a container
+    /// created from it, a service or container listing it: [`UsageState::last_observed`]) is
+    /// not evicted. `until` by default.
+    pub min_age: Duration,
+}
+
+/// A removal that lowered the used bytes of the image data's filesystems by less than this
+/// did not help (its layers are shared with images that stay, or something else filled the
+/// space it freed).
+pub const MIN_RELIEF_BYTES: u64 = 1 << 20;
+/// The tier stops after this many removals in a row that did not help: evicting has stopped
+/// lowering usage (the space is held by something else), so the rest of the queue would go
+/// for nothing.
+pub const NO_RELIEF_STOP: usize = 3;
+
+/// Did a removal help: used bytes went from `before` to `after`, at least
+/// [`MIN_RELIEF_BYTES`] lower.
+pub fn relieved(before: u64, after: u64) -> bool {
+    before.saturating_sub(after) >= MIN_RELIEF_BYTES
 }
 
 /// True when eviction can stop: `usage_pct` at or below the low watermark.
@@ -84,7 +103,7 @@ pub fn select<'a>(
     let refs = RefIndex::new(images);
     let referenced: HashSet<&str> = services
         .iter()
-        .filter_map(|s| s.image.as_deref())
+        .flat_map(ServiceInfo::images)
         .filter_map(|r| refs.resolve(r))
         .collect();
     // newest image of each repository (by created; ties all count as newest)
@@ -96,6 +115,12 @@ pub fn select<'a>(
         }
     }
     let keep = i64::try_from(p.keep_recent.as_secs()).unwrap_or(i64::MAX);
+    let min_age = i64::try_from(p.min_age.as_secs()).unwrap_or(i64::MAX);
+    let young = |id: &str| {
+        state
+            .last_observed(id)
+            .is_some_and(|t| t > p.now.saturating_sub(min_age))
+    };
     let recent = |repo: &str| {
         state
             .last_deployed(repo)
@@ -109,6 +134,7 @@ pub fn select<'a>(
         if kind_of(img) != ImageKind::CachedPull
             || in_use.contains(img.id.as_str())
             || referenced.contains(img.id.as_str())
+            || young(&img.id)
         {
             continue;
         }
@@ -203,6 +229,7 @@ mod tests {
             now: NOW,
             keep_recent: Duration::from_secs(14 * DAY as u64),
             low_watermark: 70,
+            min_age: Duration::ZERO,
         }
     }
 
@@ -268,6 +295,7 @@ mod tests {
             mode: ServiceMode::Replicated(0),
             update_state: None,
             image: Some("zero:1@sha256:1".into()),
+            previous_image: None,
         }];
         let containers = [ContainerInfo {
             id: "c".into(),
@@ -276,6 +304,7 @@ mod tests {
             image_id: "ctr".into(),
             created: 0,
             service: None,
+            finished: None,
         }];
         let q = select(&images, &containers, &services, &s, &policy());
         assert_eq!(ids(&q), ["old-v1", "app-v1"]);
@@ -331,5 +360,81 @@ mod tests {
         assert!(reached(70, &policy()));
         assert!(reached(12, &policy()));
         assert!(!reached(71, &policy()));
+    }
+
+    /// Issue 17, item 6: an image seen used (here: pulled) within the age guard is not
+    /// evicted, superseded or not; one only *assumed* used (first sight, a lost window) is
+    /// not protected by the guard — it goes last by the LRU order instead.
+    #[test]
+    fn the_age_guard_keeps_what_was_seen_used_within_it() {
+        let images = vec![
+            img("v1", &[], &["app@sha256:1"], DAY),
+            img("v2", &[], &["app@sha256:2"], 2 * DAY),
+            img("w1", &[], &["web@sha256:1"], DAY),
+            img("w2", &["web:2"], &["web@sha256:2"], 2 * DAY),
+        ];
+        let mut s = state(&images, &[("app@sha256:2", NOW - DAY)]);
+        // v1 pulled an hour ago (superseded by v2 all the same); w1 only first seen
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images: &images,
+            services: &[],
+            containers: &[],
+            events: &[UsageEvent::Pull {
+                time: NOW - 3600,
+                reference: "app@sha256:1".into(),
+            }],
+        });
+        let guarded = |secs: u64| EvictPolicy {
+            min_age: Duration::from_secs(secs),
+            ..policy()
+        };
+        assert_eq!(
+            ids(&select(&images, [], &[], &s, &guarded(0))),
+            ["w1", "v1"]
+        );
+        // 24 h: v1 was pulled an hour ago: kept; w1 was never seen used: not guarded
+        assert_eq!(ids(&select(&images, [], &[], &s, &guarded(86_400))), ["w1"]);
+        // 30 min: the pull is older than the guard
+        assert_eq!(
+            ids(&select(&images, [], &[], &s, &guarded(1800))),
+            ["w1", "v1"]
+        );
+    }
+
+    /// Issue 17, item 10: the image of a service's `PreviousSpec` (what a rollback deploys)
+    /// is referenced like its current one: never evicted.
+    #[test]
+    fn a_services_rollback_image_is_referenced() {
+        let images = vec![
+            img("v1", &[], &["app@sha256:1"], DAY),
+            img("v2", &[], &["app@sha256:2"], 2 * DAY),
+        ];
+        let s = state(&images, &[]);
+        let p = EvictPolicy {
+            keep_recent: Duration::ZERO,
+            ..policy()
+        };
+        let mut svc = ServiceInfo {
+            id: "s".into(),
+            name: "app".into(),
+            mode: ServiceMode::Replicated(1),
+            update_state: None,
+            image: Some("app:2@sha256:2".into()),
+            previous_image: None,
+        };
+        assert_eq!(ids(&select(&images, [], &[svc.clone()], &s, &p)), ["v1"]);
+        svc.previous_image = Some("app:1@sha256:1".into());
+        assert!(select(&images, [], &[svc], &s, &p).is_empty());
+    }
+
+    #[test]
+    fn a_removal_helps_when_it_frees_a_mebibyte() {
+        const MIB: u64 = 1 << 20;
+        assert!(relieved(10 * MIB, 9 * MIB));
+        assert!(!relieved(10 * MIB, 10 * MIB - MIB + 1));
+        // usage that grew meanwhile (a CI run writing) is no relief either
+        assert!(!relieved(10 * MIB, 11 * MIB));
     }
 }

@@ -17,12 +17,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::docker::{ContainerInfo, ServiceInfo, ServiceMode, Swarm, TaskInfo};
 
 /// The gates, in the order they are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Gate {
     /// Disk under pressure: max usage over the paths ≥ threshold.
@@ -222,11 +222,125 @@ pub fn runs_gate(
     }
 }
 
-/// `converge`: passes when every service runs as many tasks as it wants and none is updating,
-/// or when the node is not part of a swarm. Tasks the swarm cannot list close it.
+/// Observed task states that mean work in flight: the task is being created, scheduled,
+/// shipped to its node, its image pulled (`preparing`) or its container started (`starting`,
+/// which lasts until a healthcheck first passes).
+pub const IN_FLIGHT_STATES: [&str; 8] = [
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+];
+
+/// Task states that end an attempt in failure: the next attempt in the same slot is a retry.
+const FAILED_STATES: [&str; 2] = ["failed", "rejected"];
+
+/// A pending task the scheduler cannot place (`Status.Err` of a constraint, a resource or a
+/// platform no node meets): it waits for a node, not for a pull.
+fn unplaceable(t: &TaskInfo) -> bool {
+    t.state == "pending" && t.err.contains("no suitable node")
+}
+
+/// A task the orchestrator still wants (its current attempt), as opposed to an ended one kept
+/// as history.
+fn wanted(t: &TaskInfo) -> bool {
+    matches!(t.desired_state.as_str(), "running" | "ready")
+}
+
+/// How one service stands for the `converge` gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Convergence {
+    /// Nothing in flight: every task runs or has ended.
+    Settled,
+    /// Work in flight: an update in progress, a task being scheduled, pulled or started, a
+    /// replicated service whose tasks are not created yet. The text says which.
+    InFlight(String),
+    /// Tasks in an in-flight state that wait for something no pull will bring: a node that
+    /// can take them, or a retry after a failed attempt (a pull that failed — "no space left
+    /// on device" included — or a crash). They do not hold the gate; the text says why.
+    Stuck(String),
+}
+
+/// The [`Convergence`] of `service` from its tasks (every desired state: the history tells a
+/// retry from a first attempt). Tasks are grouped by slot (global services: by node); in each
+/// group the ended task with the highest version index is the last attempt.
+pub fn convergence(service: &ServiceInfo, tasks: &[&TaskInfo]) -> Convergence {
+    if let Some(st) = service.update_state.as_deref() {
+        if st == "updating" || st == "rollback_started" {
+            return Convergence::InFlight(format!("update in progress ({st})"));
+        }
+    }
+    if tasks.is_empty() {
+        // A replicated service with replicas and no task at all was created a moment ago: its
+        // tasks are about to be. A global service with none has no node it may run on.
+        return match service.mode {
+            ServiceMode::Replicated(n) if n > 0 => {
+                Convergence::InFlight("no task created yet".into())
+            }
+            _ => Convergence::Settled,
+        };
+    }
+    let mut groups: HashMap<(u64, &str), Vec<&TaskInfo>> = HashMap::new();
+    for t in tasks {
+        let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
+        groups.entry((t.slot, node)).or_default().push(t);
+    }
+    let mut keys: Vec<&(u64, &str)> = groups.keys().collect();
+    keys.sort_unstable();
+    let mut stuck = None;
+    for key in keys {
+        let group = &groups[key];
+        let last_ended = group
+            .iter()
+            .filter(|t| !wanted(t))
+            .max_by_key(|t| t.version);
+        for t in group
+            .iter()
+            .filter(|t| wanted(t) && IN_FLIGHT_STATES.contains(&t.state.as_str()))
+        {
+            let which = if key.0 > 0 {
+                format!("task {}", key.0)
+            } else {
+                "task".to_string()
+            };
+            if unplaceable(t) {
+                stuck.get_or_insert(format!("{which} {}: {}", t.state, t.err));
+            } else if let Some(f) = last_ended.filter(|e| FAILED_STATES.contains(&e.state.as_str()))
+            {
+                stuck.get_or_insert(format!(
+                    "{which} {}, retrying after a failed attempt ({}: {})",
+                    t.state,
+                    f.state,
+                    if f.err.is_empty() {
+                        "no error given"
+                    } else {
+                        &f.err
+                    }
+                ));
+            } else {
+                return Convergence::InFlight(format!("{which} {}", t.state));
+            }
+        }
+    }
+    match stuck {
+        Some(why) => Convergence::Stuck(why),
+        None => Convergence::Settled,
+    }
+}
+
+/// `converge`: passes when no service has work in flight ([`convergence`]): no update in
+/// progress, no task being scheduled, pulled or started for a first attempt. Settled tasks —
+/// running, completed (a one-shot with restart condition `none`, exit 0 under `on-failure`),
+/// failed — and tasks that wait for what no pull brings (no node can take them, a retry after
+/// a failed attempt) do not hold it; the detail names them. Passes when the node is not part
+/// of a swarm; tasks the swarm cannot list close it.
 pub fn converge_gate(
     services: &Swarm<Vec<ServiceInfo>>,
-    running_tasks: &Swarm<Vec<TaskInfo>>,
+    tasks: &Swarm<Vec<TaskInfo>>,
 ) -> GateDecision {
     let closed = |detail: String| GateDecision {
         gate: Gate::Converge,
@@ -246,7 +360,7 @@ pub fn converge_gate(
             return closed("swarm services cannot be listed (fail closed)".into())
         }
     };
-    let running_tasks = match running_tasks {
+    let tasks = match tasks {
         Swarm::Listed(t) => t,
         Swarm::Unavailable(msg) => {
             return closed(format!("swarm tasks cannot be listed (fail closed): {msg}"))
@@ -259,41 +373,36 @@ pub fn converge_gate(
             )
         }
     };
-    // desired-state=running tasks per service: (wanted, observed running)
-    let mut per: HashMap<&str, (u64, u64)> = HashMap::new();
-    for t in running_tasks {
-        let e = per.entry(t.service_id.as_str()).or_default();
-        e.0 += 1;
-        if t.state == "running" {
-            e.1 += 1;
-        }
+    let mut per: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+    for t in tasks {
+        per.entry(t.service_id.as_str()).or_default().push(t);
     }
     let mut converging = Vec::new();
+    let mut stuck = Vec::new();
     for s in services {
-        let (tasks, running) = per.get(s.id.as_str()).copied().unwrap_or((0, 0));
-        if let Some(st) = s.update_state.as_deref() {
-            if st == "updating" || st == "rollback_started" {
-                converging.push(format!("{} update in progress ({st})", s.name));
-                continue;
-            }
-        }
-        let desired = match s.mode {
-            ServiceMode::Replicated(n) => n,
-            ServiceMode::Global => tasks,
-            ServiceMode::Job => continue,
-        };
-        if running < desired {
-            converging.push(format!("{} {running}/{desired} tasks running", s.name));
+        let of = per.get(s.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        match convergence(s, of) {
+            Convergence::Settled => {}
+            Convergence::InFlight(why) => converging.push(format!("{} {why}", s.name)),
+            Convergence::Stuck(why) => stuck.push(format!("{} {why}", s.name)),
         }
     }
-    if converging.is_empty() {
-        GateDecision {
-            gate: Gate::Converge,
-            pass: true,
-            detail: format!("all {} services converged", services.len()),
-        }
+    if !converging.is_empty() {
+        return closed(format!("service converging: {}", list_some(&converging)));
+    }
+    let detail = if stuck.is_empty() {
+        format!("all {} services converged", services.len())
     } else {
-        closed(format!("service converging: {}", list_some(&converging)))
+        format!(
+            "no service converging ({} services; not waited for: {})",
+            services.len(),
+            list_some(&stuck)
+        )
+    };
+    GateDecision {
+        gate: Gate::Converge,
+        pass: true,
+        detail,
     }
 }
 
@@ -328,13 +437,24 @@ mod tests {
             mode,
             update_state: None,
             image: None,
+            previous_image: None,
         }
     }
 
+    /// A task wanted running in slot 1 of `service`.
     fn task(service: &str, state: &str) -> TaskInfo {
+        at(service, 1, "running", state, "", 10)
+    }
+
+    fn at(service: &str, slot: u64, desired: &str, state: &str, err: &str, v: u64) -> TaskInfo {
         TaskInfo {
             service_id: service.into(),
+            slot,
+            node_id: "node1".into(),
+            desired_state: desired.into(),
             state: state.into(),
+            err: err.into(),
+            version: v,
         }
     }
 
@@ -386,6 +506,7 @@ mod tests {
             image_id: "sha256:i".into(),
             created: 0,
             service: service.map(str::to_string),
+            finished: None,
         }
     }
 
@@ -464,37 +585,149 @@ mod tests {
     }
 
     #[test]
-    fn converge_gate_counts_running_tasks_per_service() {
+    fn converge_gate_waits_only_for_work_in_flight() {
         let services = vec![
             svc("a", "web", ServiceMode::Replicated(2)),
             svc("b", "idle", ServiceMode::Replicated(0)),
             svc("c", "agent", ServiceMode::Global),
             svc("d", "job", ServiceMode::Job),
         ];
-        let ok = vec![
+        let mut ok = vec![
             task("a", "running"),
-            task("a", "running"),
-            task("c", "running"),
-            task("d", "pending"),
+            at("a", 2, "running", "running", "", 11),
+            at("c", 0, "running", "running", "", 12),
+            task("d", "complete"),
         ];
         let services = listed(&services);
-        assert!(converge_gate(&services, &listed(&ok)).pass);
-        let short = vec![
-            task("a", "running"),
-            task("a", "preparing"),
-            task("c", "running"),
+        let d = converge_gate(&services, &listed(&ok));
+        assert!(d.pass, "{d:?}");
+        assert_eq!(d.detail, "all 4 services converged");
+        // every in-flight state of a first attempt holds it, in any mode (a job pulling too)
+        for state in IN_FLIGHT_STATES {
+            for id in ["a", "c", "d"] {
+                let mut t = ok.clone();
+                t.push(at(id, 3, "running", state, "", 20));
+                let d = converge_gate(&services, &listed(&t));
+                assert!(!d.pass, "{id} {state}: {d:?}");
+                assert!(
+                    d.detail.starts_with("service converging: ")
+                        && d.detail.ends_with(&format!("task 3 {state}")),
+                    "{}",
+                    d.detail
+                );
+            }
+        }
+        // the wording: the task's slot and state
+        ok[1] = at("a", 2, "running", "preparing", "", 11);
+        let d = converge_gate(&services, &listed(&ok));
+        assert_eq!(d.detail, "service converging: web task 2 preparing");
+        // a replicated service whose tasks are not created yet is converging; a global one
+        // with no node to run on, or one scaled to zero, is not
+        let d = converge_gate(&services, &listed(&[]));
+        assert_eq!(d.detail, "service converging: web no task created yet");
+        let none = listed(&[
+            svc("c", "agent", ServiceMode::Global),
+            svc("b", "idle", ServiceMode::Replicated(0)),
+        ]);
+        assert!(converge_gate(&none, &listed(&[])).pass);
+    }
+
+    /// The task listing measured on Docker 20.10 (the sandbox, `GET /tasks`, 15 s after
+    /// `service create`): slot, desired state, state, error, as the daemon showed them.
+    #[test]
+    fn settled_services_never_hold_the_gate() {
+        let nss = "no suitable node (scheduling constraints not satisfied on 1 node)";
+        let nsi = "No such image: 127.0.0.1:5000/ccci-nope/x:1";
+        let enospc = "failed to register layer: Error processing tar file(exit status 1): write /data/blob: no space left on device";
+        let services = listed(&[
+            svc("o", "oneshot", ServiceMode::Replicated(1)),
+            svc("f", "onfail0", ServiceMode::Replicated(1)),
+            svc("u", "unplaceable", ServiceMode::Replicated(1)),
+            svc("p", "pullfail", ServiceMode::Replicated(1)),
+            svc("r", "run", ServiceMode::Replicated(2)),
+        ]);
+        let mut tasks = vec![
+            // restart condition none / on-failure, exit 0: the one task ended, complete
+            at("o", 1, "shutdown", "complete", "", 5),
+            at("f", 1, "shutdown", "complete", "", 6),
+            // a constraint no node meets
+            at("u", 1, "running", "pending", nss, 7),
+            // a pull that fails: rejected attempts, the next one waiting for its delay
+            at("p", 1, "shutdown", "rejected", nsi, 8),
+            at("p", 1, "shutdown", "rejected", nsi, 9),
+            at("p", 1, "ready", "rejected", nsi, 14),
+            at("r", 1, "running", "running", "", 10),
+            at("r", 2, "running", "running", "", 11),
         ];
-        let d = converge_gate(&services, &listed(&short));
-        assert!(!d.pass);
-        assert_eq!(d.detail, "service converging: web 1/2 tasks running");
-        let global_short = vec![
-            task("a", "running"),
-            task("a", "running"),
-            task("c", "pending"),
-        ];
-        assert!(!converge_gate(&services, &listed(&global_short)).pass);
-        // a replicated service with no task at all is converging
-        assert!(!converge_gate(&services, &listed(&[])).pass);
+        let d = converge_gate(&services, &listed(&tasks));
+        assert!(d.pass, "{d:?}");
+        assert_eq!(
+            d.detail,
+            format!(
+                "no service converging (5 services; not waited for: unplaceable task 1 pending: {nss})"
+            )
+        );
+        // the failing pull's next attempt, pulling again: a retry, not a deploy in flight
+        tasks.push(at("p", 1, "running", "preparing", "", 15));
+        let d = converge_gate(&services, &listed(&tasks));
+        assert!(d.pass, "{d:?}");
+        assert!(
+            d.detail.contains(&format!(
+                "pullfail task 1 preparing, retrying after a failed attempt (rejected: {nsi})"
+            )),
+            "{}",
+            d.detail
+        );
+        // a pull that failed for lack of space is a reason to prune, not to wait
+        let full = listed(&[
+            at("p", 1, "shutdown", "rejected", enospc, 8),
+            at("p", 1, "running", "preparing", "", 9),
+        ]);
+        let d = converge_gate(
+            &listed(&[svc("p", "deploy", ServiceMode::Replicated(1))]),
+            &full,
+        );
+        assert!(
+            d.pass && d.detail.contains("no space left on device"),
+            "{d:?}"
+        );
+        // an attempt that ended well (a service update's old task) is no excuse: a pull in flight
+        let updated = listed(&[
+            at("p", 1, "shutdown", "shutdown", "", 8),
+            at("p", 1, "running", "preparing", "", 9),
+        ]);
+        let d = converge_gate(
+            &listed(&[svc("p", "deploy", ServiceMode::Replicated(1))]),
+            &updated,
+        );
+        assert!(!d.pass, "{d:?}");
+        // the last ended attempt counts: an old failure followed by a clean shutdown is not a retry
+        let old_failure = listed(&[
+            at("p", 1, "shutdown", "failed", "task: non-zero exit (1)", 3),
+            at("p", 1, "shutdown", "shutdown", "", 8),
+            at("p", 1, "running", "starting", "", 9),
+        ]);
+        let d = converge_gate(
+            &listed(&[svc("p", "deploy", ServiceMode::Replicated(1))]),
+            &old_failure,
+        );
+        assert!(!d.pass, "{d:?}");
+        // a task that waits for its healthcheck is starting: in flight
+        let health = listed(&[at("h", 1, "running", "starting", "", 4)]);
+        let d = converge_gate(
+            &listed(&[svc("h", "health", ServiceMode::Replicated(1))]),
+            &health,
+        );
+        assert_eq!(d.detail, "service converging: health task 1 starting");
+        // a pending task the scheduler has not placed yet (no error) is in flight
+        let pending = listed(&[at("h", 1, "running", "pending", "", 4)]);
+        assert!(
+            !converge_gate(
+                &listed(&[svc("h", "h", ServiceMode::Replicated(1))]),
+                &pending
+            )
+            .pass
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! [`steps`] (the plan's removal steps and items, one request each), [`actions`] (the run:
 //! gates, plan, then the steps, re-gated), [`report`] (JSON + every log line's wording),
 //! [`docker`] (the only module that talks to the daemon; its API cannot express `all` or
-//! volume pruning).
+//! volume pruning), [`roots`] and [`usage`] (facts: where the image data is, when each image
+//! was used), [`evict`] (the eviction tier's queue), [`stall`] (a gate closed under pressure
+//! for too long), [`statefile`] (atomic, locked state writes).
 
 pub mod actions;
 pub mod config;
@@ -20,6 +22,8 @@ pub mod plan;
 pub mod report;
 pub mod roots;
 pub mod sim;
+pub mod stall;
+pub mod statefile;
 pub mod steps;
 pub mod usage;
 

@@ -16,7 +16,8 @@ Gated, surgical Docker prune for swarm CI hosts: the local image store is the ca
 Nothing is removed unless every gate passes, in order:
   disk      the highest usage over --path is at or above --threshold;
   runs      no swarm service name matches --run-stack-pattern (no CI run is live);
-  converge  no swarm service runs fewer tasks than desired or is updating.
+  converge  no swarm service has work in flight (a task being scheduled, pulled or
+            started, an update in progress); settled services never hold it.
 Then, and only then, it removes what is older than --until: stopped containers, images with
 no tag AND no repo digest (build leftovers; anything pulled from a registry is kept), and
 build cache. Never `all`, never volumes; images are deleted one by one without force. The
@@ -52,7 +53,8 @@ struct Cli {
     #[arg(long, value_name = "URI")]
     docker_host: Option<String>,
     /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
-    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, state_dir);
+    /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, evict_min_age,
+    /// state_dir, gate_stall_warn_after);
     /// flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,6 +64,10 @@ struct Cli {
     /// Eviction tier: keep the newest image of a repository deployed within this window [default: 14d]
     #[arg(long, value_name = "DURATION")]
     evict_keep_recent: Option<String>,
+    /// Warn (log and JSON `stalled`) when the disk has been over the threshold while the
+    /// runs or converge gate kept the prune from acting for this long [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    gate_stall_warn_after: Option<String>,
     /// Turn the eviction tier off: cached pulls are never removed
     #[arg(long)]
     no_evict: bool,
@@ -105,6 +111,8 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         evict_low_watermark: cli.evict_low_watermark.clone().map(config::Threshold::Text),
         evict_keep_recent: cli.evict_keep_recent.clone(),
         state_dir: None,
+        gate_stall_warn_after: cli.gate_stall_warn_after.clone(),
+        evict_min_age: None,
     };
     // systemd's StateDirectory= (the first entry, if several): below the file and the flags.
     let env = Settings {
@@ -120,12 +128,35 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         .validate(env_host.as_deref())
 }
 
+/// Print the `--json` object on stdout. A stdout that cannot take it (closed, a pipe nobody
+/// reads) is said on stderr and makes the run a runtime error (exit 1) — never a panic: the
+/// caller asked for the object and did not get it. Returns the exit code to use.
+fn print_json(report: &Report, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", report.to_json()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) => {
+            say(&format!(
+                "ci-docker-prune: error: cannot write the JSON report to stdout: {e}"
+            ));
+            code.max(1)
+        }
+    }
+}
+
+/// A line on stderr; a stderr that cannot take it is ignored (nowhere left to say it).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Print the `--json` object of a run that could not start, and the message on stderr.
 fn fail(json: bool, message: &str, code: u8) -> ExitCode {
-    if json {
-        println!("{}", Report::failed(message).to_json());
-    }
-    eprintln!("ci-docker-prune: error: {message}");
+    let code = if json {
+        print_json(&Report::failed(message), code)
+    } else {
+        code
+    };
+    say(&format!("ci-docker-prune: error: {message}"));
     ExitCode::from(code)
 }
 
@@ -144,11 +175,13 @@ fn main() -> ExitCode {
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ");
-            if json {
-                println!("{}", Report::failed(first).to_json());
-            }
+            let code = if json {
+                print_json(&Report::failed(first), 2)
+            } else {
+                2
+            };
             let _ = e.print();
-            return ExitCode::from(2);
+            return ExitCode::from(code);
         }
     };
     let cfg = match settings(&cli).and_then(|c| c.check_paths_exist().map(|()| c)) {
@@ -166,11 +199,13 @@ fn main() -> ExitCode {
         Err(e) => return fail(cli.json, &format!("cannot start the async runtime: {e}"), 1),
     };
     let report = rt.block_on(actions::run(&cfg, cli.dry_run, &mut log));
-    if cli.json {
-        println!("{}", report.to_json());
-    }
+    let code = if cli.json {
+        print_json(&report, report.exit_code())
+    } else {
+        report.exit_code()
+    };
     if let Some(e) = &report.error {
-        eprintln!("ci-docker-prune: error: {e}");
+        say(&format!("ci-docker-prune: error: {e}"));
     }
-    ExitCode::from(report.exit_code())
+    ExitCode::from(code)
 }

@@ -180,12 +180,32 @@ fn digest_of(reference: &str) -> Option<&str> {
     reference.split_once('@').map(|(_, d)| d)
 }
 
-/// Stopped containers (exited/created/dead) created at or before `now - until`.
+/// When a stopped container stopped, as far as the age rule goes: `State.FinishedAt`; a
+/// container that never ran (`created`, or `dead` with no stop time) counts from its
+/// creation. An `exited` container whose stop time is unknown has none: it is not old.
+pub fn stopped_at(c: &ContainerInfo) -> Option<i64> {
+    match c.state.as_str() {
+        "created" | "dead" => Some(c.finished.unwrap_or(c.created).max(c.created)),
+        "exited" => c.finished,
+        _ => None,
+    }
+}
+
+/// A stopped container may be old enough to matter: created at or before `cutoff` (it cannot
+/// have stopped before it was created). Only these are inspected for their stop time.
+pub fn may_be_old(c: &ContainerInfo, p: &Policy) -> bool {
+    STOPPED_STATES.contains(&c.state.as_str()) && c.created <= p.cutoff()
+}
+
+/// Stopped containers (exited/created/dead) that stopped at or before `now - until`
+/// ([`stopped_at`]): a container created a month ago and stopped a minute ago is young.
 pub fn select_containers(containers: &[ContainerInfo], p: &Policy) -> Vec<ContainerCandidate> {
     let cutoff = p.cutoff();
     containers
         .iter()
-        .filter(|c| STOPPED_STATES.contains(&c.state.as_str()) && c.created <= cutoff)
+        .filter(|c| {
+            STOPPED_STATES.contains(&c.state.as_str()) && stopped_at(c).is_some_and(|t| t <= cutoff)
+        })
         .map(|c| ContainerCandidate {
             id: c.id.clone(),
             name: c.name.clone(),
@@ -209,7 +229,8 @@ pub fn select_images<'a>(
         .collect();
     let service_digests: HashSet<&str> = services
         .iter()
-        .filter_map(|s| s.image.as_deref().and_then(digest_of))
+        .flat_map(ServiceInfo::images)
+        .filter_map(digest_of)
         .collect();
     let mut out: Vec<ImageCandidate> = Vec::new();
     for img in images {
@@ -354,6 +375,8 @@ mod tests {
             image_id: image_id.into(),
             created: NOW - age,
             service: None,
+            // stopped right after it was created (the age rule's own tests set it apart)
+            finished: (state == "exited").then_some(NOW - age),
         }
     }
 
@@ -391,6 +414,42 @@ mod tests {
         assert_eq!(c, ["old-exited", "old-created", "old-dead"]);
         assert_eq!(i, ["old-leftover", "none-none", "used-by-going"]);
         assert_eq!(plan.bytes(), 3000);
+    }
+
+    /// Issue 17, item 8: a container created 30 days ago and stopped a minute ago is young; so
+    /// is the image only it uses. Stopped 2 days ago it goes, and its image with it.
+    #[test]
+    fn stopped_containers_age_from_when_they_stopped() {
+        let mut c = container("long-lived", "exited", "its-image", 30 * DAY);
+        c.finished = Some(NOW - 60);
+        let mut inv = Inventory {
+            images: vec![image("its-image", &[], &[], 30 * DAY)],
+            containers: vec![c],
+            ..Default::default()
+        };
+        let plan = build(&inv, &policy());
+        let (cs, is) = ids(&plan);
+        assert!(cs.is_empty() && is.is_empty(), "{cs:?} {is:?}");
+        inv.containers[0].finished = Some(NOW - 2 * DAY);
+        assert_eq!(
+            ids(&build(&inv, &policy())),
+            (vec!["long-lived"], vec!["its-image"])
+        );
+        // an exited container whose stop time is unknown is not old (kept, its image too)
+        inv.containers[0].finished = None;
+        assert_eq!(ids(&build(&inv, &policy())).0, Vec::<&str>::new());
+        // one that never ran counts from its creation; a dead one without a stop time too
+        let mut created = container("never-ran", "created", "x", 2 * DAY);
+        assert_eq!(stopped_at(&created), Some(NOW - 2 * DAY));
+        created.state = "dead".into();
+        assert_eq!(stopped_at(&created), Some(NOW - 2 * DAY));
+        created.state = "running".into();
+        assert_eq!(stopped_at(&created), None);
+        // only stopped containers created before the cutoff are worth an inspect
+        let p = policy();
+        assert!(may_be_old(&container("a", "exited", "x", DAY), &p));
+        assert!(!may_be_old(&container("b", "exited", "x", DAY - 1), &p));
+        assert!(!may_be_old(&container("c", "running", "x", 9 * DAY), &p));
     }
 
     /// The same scenarios as each store lists them (measured on Docker 28.5 with the containerd
@@ -513,6 +572,7 @@ mod tests {
                 mode: ServiceMode::Replicated(1),
                 update_state: None,
                 image: Some("reg:5000/lib/pg:16@sha256:p1".into()),
+                previous_image: None,
             }],
             ..Default::default()
         };

@@ -124,6 +124,34 @@ pub struct Report {
     /// tier). Additive to v1; absent when no image is listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub image_reasons: Vec<RemovedImage>,
+    /// The disk has been over the threshold with `runs` or `converge` closed for at least
+    /// `gate_stall_warn_after` ([`crate::stall`]). Additive to v1; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stalled>,
+}
+
+/// A gate that kept the prune from acting under disk pressure for too long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stalled {
+    /// The gate that closed at this run.
+    pub gate: Gate,
+    /// Unix seconds of the first run over the threshold it stopped.
+    pub since: i64,
+    /// How long ago that was.
+    pub seconds: u64,
+    /// Consecutive runs over the threshold stopped by a gate, this one included.
+    pub runs: u64,
+}
+
+/// The warning of a [`Stalled`] run.
+pub fn stalled_line(s: &Stalled, detail: &str) -> String {
+    format!(
+        "ci-docker-prune: WARNING: the disk has been over the threshold for {} ({} run(s) since {}) while gate {} kept the prune from acting: {detail}",
+        humantime::format_duration(std::time::Duration::from_secs(s.seconds)),
+        s.runs,
+        when(s.since),
+        s.gate
+    )
 }
 
 /// One image of `removed.images` and why it went.
@@ -146,6 +174,7 @@ impl Report {
             failures: Vec::new(),
             incidents: Vec::new(),
             image_reasons: Vec::new(),
+            stalled: None,
         }
     }
 
@@ -233,12 +262,12 @@ impl Report {
 /// The eviction tier's own lines (its items' lines are [`would_remove_lines`] and
 /// [`done_lines`], with the tier's reasons).
 pub mod evict_lines {
-    use crate::gates::GateDecision;
+    use crate::gates::{DiskUsage, GateDecision};
 
     /// Below the threshold once the steps before went: nothing to evict.
     pub fn idle(after: &GateDecision, queued: usize) -> String {
         format!(
-            "ci-docker-prune: {} after the leftovers — eviction tier idle, {queued} cached pull(s) kept",
+            "ci-docker-prune: image data: {} after the leftovers — eviction tier idle, {queued} cached pull(s) kept",
             after.detail
         )
     }
@@ -246,20 +275,55 @@ pub mod evict_lines {
     /// Still at or above the threshold: the tier starts.
     pub fn start(after: &GateDecision, queued: usize, low: u8) -> String {
         format!(
-            "ci-docker-prune: {} after the leftovers — eviction tier: {queued} unreferenced cached pull(s) may go, least recently used first, down to {low}%",
+            "ci-docker-prune: image data: {} after the leftovers — eviction tier: {queued} unreferenced cached pull(s) may go, least recently used first, down to {low}%",
             after.detail
         )
     }
 
-    /// The low watermark is reached.
-    pub fn reached(pct: u8, low: u8) -> String {
-        format!("ci-docker-prune: at {pct}% (≤ {low}%) — eviction done")
+    /// The low watermark is reached on `at` (the fullest filesystem of the image data).
+    pub fn reached(at: &DiskUsage, low: u8) -> String {
+        format!(
+            "ci-docker-prune: {} at {}% (≤ {low}%) — eviction done",
+            at.path.display(),
+            at.percent()
+        )
     }
 
     /// The queue ran out above the low watermark.
-    pub fn exhausted(pct: u8, low: u8) -> String {
+    pub fn exhausted(at: &DiskUsage, low: u8) -> String {
         format!(
-            "ci-docker-prune: at {pct}% (> {low}%) — nothing more may be evicted: the rest is referenced by a service, used by a container, tagged, or the newest image of a recently deployed repository"
+            "ci-docker-prune: {} at {}% (> {low}%) — nothing more may be evicted: the rest is referenced by a service, used by a container, tagged, or the newest image of a recently deployed repository",
+            at.path.display(),
+            at.percent()
+        )
+    }
+
+    /// Removals stopped lowering usage of the image data's filesystems.
+    pub fn no_relief(usage: &[DiskUsage], n: usize) -> String {
+        let at: Vec<String> = usage
+            .iter()
+            .map(|u| format!("{} at {}%", u.path.display(), u.percent()))
+            .collect();
+        format!(
+            "ci-docker-prune: {} — eviction stopped: the last {n} removals freed less than 1 MiB each there; the space is held by something else",
+            at.join(", ")
+        )
+    }
+
+    /// The references cannot be listed again before a removal.
+    pub fn unverifiable() -> String {
+        "ci-docker-prune: eviction stopped: the swarm's services cannot be listed again, so what the next removal would delete cannot be checked".to_string()
+    }
+
+    /// The queue is empty.
+    pub fn nothing_queued() -> String {
+        "ci-docker-prune: eviction tier: no cached pull may go".to_string()
+    }
+
+    /// Where the image data lives cannot be measured from here.
+    pub fn unmeasurable(why: &str, queued: usize) -> String {
+        format!(
+            "ci-docker-prune: eviction tier: cannot measure the filesystem of the daemon's image data ({why}) — evicting nothing, {queued} cached pull(s) kept"
         )
     }
 
@@ -329,7 +393,9 @@ pub fn done_lines(item: &Item, done: &Done) -> Vec<String> {
             c.name
         ),
         // Containers are not re-inspected: only an image can be kept for its references.
-        (Item::Container(_), Done::Kept(Kept::Referenced(_))) => return Vec::new(),
+        (Item::Container(_), Done::Kept(Kept::Referenced(_) | Kept::ReferencedNow(_))) => {
+            return Vec::new()
+        }
         (Item::Container(c), Done::Gone) => {
             format!("ci-docker-prune: container {} already gone", short(&c.id))
         }
@@ -398,6 +464,7 @@ fn kept_text(k: &Kept) -> String {
             "tagged or pulled since it was listed ({}), never deleted",
             refs.join(", ")
         ),
+        Kept::ReferencedNow(who) => format!("referenced since the plan was made by {who}"),
     }
 }
 
@@ -718,15 +785,24 @@ mod tests {
         let d = GateDecision {
             gate: Gate::Disk,
             pass: true,
-            detail: "/ at 84% (≥ 80%)".into(),
+            detail: "/var/lib/docker at 84% (≥ 80%)".into(),
         };
         assert_eq!(
             evict_lines::start(&d, 12, 70),
-            "ci-docker-prune: / at 84% (≥ 80%) after the leftovers — eviction tier: 12 unreferenced cached pull(s) may go, least recently used first, down to 70%"
+            "ci-docker-prune: image data: /var/lib/docker at 84% (≥ 80%) after the leftovers — eviction tier: 12 unreferenced cached pull(s) may go, least recently used first, down to 70%"
+        );
+        let at = |used: u64| crate::gates::DiskUsage {
+            path: "/var/lib/docker".into(),
+            used,
+            avail: 100 - used,
+        };
+        assert_eq!(
+            evict_lines::reached(&at(70), 70),
+            "ci-docker-prune: /var/lib/docker at 70% (≤ 70%) — eviction done"
         );
         assert_eq!(
-            evict_lines::reached(70, 70),
-            "ci-docker-prune: at 70% (≤ 70%) — eviction done"
+            evict_lines::no_relief(&[at(90)], 3),
+            "ci-docker-prune: /var/lib/docker at 90% — eviction stopped: the last 3 removals freed less than 1 MiB each there; the space is held by something else"
         );
     }
 

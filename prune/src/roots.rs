@@ -167,12 +167,10 @@ pub fn load(state_dir: &Path) -> Option<DaemonRoots> {
     serde_json::from_str(&text).ok()
 }
 
-/// Remember `roots` in `state_dir` (written whole, then renamed).
+/// Remember `roots` in `state_dir` ([`crate::statefile::write_atomic`]).
 pub fn save(state_dir: &Path, roots: &DaemonRoots) -> std::io::Result<()> {
-    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
     let text = serde_json::to_string_pretty(roots).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text + "\n")?;
-    std::fs::rename(&tmp, state_dir.join(STATE_FILE))
+    crate::statefile::write_atomic(state_dir, STATE_FILE, (text + "\n").as_bytes())
 }
 
 /// The roots of a live host's `GET /info` answer: the filesystem facts from this host.

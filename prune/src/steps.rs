@@ -75,6 +75,42 @@ impl Item<'_> {
     }
 }
 
+/// What references images right now: listed again right before each eviction (services,
+/// current and previous specs, and containers in every state), so a service created or a
+/// container started since the plan was made keeps its image ([`Item::remove_fresh`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FreshRefs {
+    /// (service name, image reference) of every service's spec and previous spec.
+    pub services: Vec<(String, String)>,
+    /// (image id, container name) of every container.
+    pub containers: Vec<(String, String)>,
+}
+
+impl FreshRefs {
+    /// Who references the image `id` that carries `tags` and `digests` (as inspected right
+    /// before its delete), if anyone: a container using it, or a service whose reference names
+    /// it by digest (`repo@sha256:…`, `repo:tag@sha256:…`; the digest is compared, so a
+    /// familiar and a fully qualified spelling match) or by tag.
+    pub fn referencing(&self, id: &str, tags: &[String], digests: &[String]) -> Option<String> {
+        if let Some((_, name)) = self.containers.iter().find(|(i, _)| i == id) {
+            return Some(format!("container {name}"));
+        }
+        let digest = |r: &str| r.split_once('@').map(|(_, d)| d.to_string());
+        let own: Vec<String> = digests
+            .iter()
+            .chain(tags.iter())
+            .filter_map(|r| digest(r))
+            .collect();
+        self.services.iter().find_map(|(name, r)| {
+            let hit = match digest(r) {
+                Some(d) => own.contains(&d),
+                None => tags.iter().any(|t| t == r),
+            };
+            hit.then(|| format!("service {name} ({r})"))
+        })
+    }
+}
+
 /// Why an image of the plan was kept when its turn came.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kept {
@@ -83,6 +119,9 @@ pub enum Kept {
     /// Re-inspected right before its delete, it carries references it did not carry when it
     /// was listed (tagged or pulled since): never deleted, since a delete by id would untag it.
     Referenced(Vec<String>),
+    /// The eviction tier's re-check: a service or container created since the plan was made
+    /// references it ([`FreshRefs`]).
+    ReferencedNow(String),
 }
 
 /// What removing one item did.
@@ -168,7 +207,7 @@ impl Item<'_> {
                 .await
                 .map(|r| Done::of(r, vec![c.id.clone()], 0, &[])),
             Item::Image(i) if deleted.contains(&i.id) => Ok(Done::WentWithChild),
-            Item::Image(i) => remove_image(client, i).await,
+            Item::Image(i) => remove_image(client, i, None).await,
             Item::BuildCache { until, .. } => {
                 client
                     .prune_build_cache(until)
@@ -184,17 +223,42 @@ impl Item<'_> {
     }
 }
 
+impl Item<'_> {
+    /// [`Item::remove`] for the eviction tier: an image is also checked against `fresh`, the
+    /// references listed right before it ([`FreshRefs`]).
+    pub async fn remove_fresh(
+        &self,
+        client: &DockerClient,
+        deleted: &HashSet<String>,
+        fresh: &FreshRefs,
+    ) -> Done {
+        match *self {
+            Item::Image(i) if !deleted.contains(&i.id) => remove_image(client, i, Some(fresh))
+                .await
+                .unwrap_or_else(|e| Done::Failed(e.to_string())),
+            _ => self.remove(client, deleted).await,
+        }
+    }
+}
+
 /// One image: re-inspected right before its delete, deleted only if it still is what the plan
-/// chose (no tag; a build leftover: no repo digest either). Containers are the daemon's own
-/// check: a delete without force of an image any container uses is a 409, checked by the
-/// daemon at the delete itself.
-async fn remove_image(client: &DockerClient, i: &ImageCandidate) -> Result<Done, DockerError> {
+/// chose (no tag; a build leftover: no repo digest either) and, for the eviction tier, nothing
+/// in `fresh` references it. Containers are also the daemon's own check: a delete without
+/// force of an image any container uses is a 409, checked by the daemon at the delete itself.
+async fn remove_image(
+    client: &DockerClient,
+    i: &ImageCandidate,
+    fresh: Option<&FreshRefs>,
+) -> Result<Done, DockerError> {
     let Some(now) = client.inspect_image(&i.id).await? else {
         return Ok(Done::Gone);
     };
     let refs = unexpected_refs(&i.reason, &now.repo_tags, &now.repo_digests);
     if !refs.is_empty() {
         return Ok(Done::Kept(Kept::Referenced(refs)));
+    }
+    if let Some(who) = fresh.and_then(|f| f.referencing(&i.id, &now.repo_tags, &now.repo_digests)) {
+        return Ok(Done::Kept(Kept::ReferencedNow(who)));
     }
     let ancestors = untagged_ancestors(client, now.parent).await;
     let removal = client.remove_image(&i.id).await?;
@@ -332,6 +396,45 @@ mod tests {
         );
         assert_eq!(Done::WentWithChild.removed(), (&[][..], 0));
         assert_eq!(Done::Failed("boom".into()).removed(), (&[][..], 0));
+    }
+
+    /// Issue 17, item 5: the eviction queue's re-check, by hand-derived cases.
+    #[test]
+    fn fresh_references_by_digest_tag_or_container() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let fresh = FreshRefs {
+            services: vec![
+                ("pinned".into(), "127.0.0.1:5000/app@sha256:aa".into()),
+                ("tagged".into(), "redis:7-alpine@sha256:bb".into()),
+                ("bytag".into(), "web:2".into()),
+            ],
+            containers: vec![("sha256:used".into(), "job-1".into())],
+        };
+        // a digest reference, spelled as the image lists its repo digest
+        assert_eq!(
+            fresh.referencing("sha256:x", &[], &s(&["127.0.0.1:5000/app@sha256:aa"])),
+            Some("service pinned (127.0.0.1:5000/app@sha256:aa)".into())
+        );
+        // `repo:tag@digest` against the familiar `redis@digest`
+        assert_eq!(
+            fresh.referencing("sha256:x", &[], &s(&["redis@sha256:bb"])),
+            Some("service tagged (redis:7-alpine@sha256:bb)".into())
+        );
+        // the containerd store names a swarm pull by its digest-pinned reference
+        assert!(fresh
+            .referencing("sha256:x", &s(&["redis:7-alpine@sha256:bb"]), &[])
+            .is_some());
+        assert!(fresh.referencing("sha256:x", &s(&["web:2"]), &[]).is_some());
+        assert_eq!(
+            fresh.referencing("sha256:used", &[], &[]),
+            Some("container job-1".into())
+        );
+        // another digest of the same repository is not referenced
+        assert_eq!(
+            fresh.referencing("sha256:x", &[], &s(&["127.0.0.1:5000/app@sha256:cc"])),
+            None
+        );
+        assert_eq!(fresh.referencing("sha256:x", &s(&["web:1"]), &[]), None);
     }
 
     #[test]

@@ -112,6 +112,12 @@ pub struct UsageState {
     pub images: BTreeMap<String, i64>,
     /// Repository → last time one of its images was deployed as a swarm service.
     pub repos: BTreeMap<String, i64>,
+    /// Image id → last time a use of it was *seen* (a pull or a container create in the
+    /// daemon's events, a service or container listing it), never a fill-in for what is not
+    /// known (first sight, a lost window). The eviction tier's age guard reads it: an image
+    /// seen used within `until` is not evicted.
+    #[serde(default)]
+    pub observed: BTreeMap<String, i64>,
 }
 
 /// What the daemon showed at this run.
@@ -160,7 +166,7 @@ impl UsageState {
         Ok(s)
     }
 
-    /// Write `path` atomically (a temporary file in the same directory, then rename).
+    /// Write `path` atomically and durably ([`crate::statefile::write_atomic`]).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let write = |cause| StateError::Write {
             path: path.to_path_buf(),
@@ -168,14 +174,21 @@ impl UsageState {
         };
         let text = serde_json::to_string(self)
             .map_err(|e| write(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(write)?;
-        std::fs::rename(&tmp, path).map_err(write)
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (d, n.to_string_lossy()),
+            _ => return Err(write(std::io::Error::other("not a file path"))),
+        };
+        crate::statefile::write_atomic(dir, &name, text.as_bytes()).map_err(write)
     }
 
     /// When `id` was last used, if known.
     pub fn last_used(&self, id: &str) -> Option<i64> {
         self.images.get(id).copied()
+    }
+
+    /// When a use of `id` was last seen (not assumed), if ever.
+    pub fn last_observed(&self, id: &str) -> Option<i64> {
+        self.observed.get(id).copied()
     }
 
     /// When `repo` (normalised, see [`normalize_repo`]) was last deployed, if known.
@@ -234,6 +247,7 @@ impl UsageState {
                 UsageEvent::ContainerCreate { time, image, swarm } => {
                     if let Some(id) = refs.resolve(image) {
                         bump(&mut self.images, id, *time);
+                        bump(&mut self.observed, id, *time);
                     }
                     if *swarm {
                         if let Some(repo) = repo_of_reference(image) {
@@ -244,6 +258,7 @@ impl UsageState {
                 UsageEvent::Pull { time, reference } => {
                     if let Some(id) = refs.resolve(reference) {
                         bump(&mut self.images, id, *time);
+                        bump(&mut self.observed, id, *time);
                     }
                 }
                 UsageEvent::Other { .. } => {}
@@ -252,6 +267,7 @@ impl UsageState {
         for c in o.containers {
             if self.images.contains_key(&c.image_id) {
                 bump(&mut self.images, &c.image_id, o.now);
+                bump(&mut self.observed, &c.image_id, o.now);
             }
         }
         for s in o.services {
@@ -260,6 +276,7 @@ impl UsageState {
             };
             if let Some(id) = refs.resolve(image) {
                 bump(&mut self.images, id, o.now);
+                bump(&mut self.observed, id, o.now);
             }
             if let Some(repo) = repo_of_reference(image) {
                 bump(&mut self.repos, &repo, o.now);
@@ -268,6 +285,7 @@ impl UsageState {
         let present: std::collections::HashSet<&str> =
             o.images.iter().map(|i| i.id.as_str()).collect();
         self.images.retain(|id, _| present.contains(id.as_str()));
+        self.observed.retain(|id, _| present.contains(id.as_str()));
         self.cursor = Some(o.now);
         if let Some(b) = o.boot_id {
             self.boot_id = Some(b.to_string());
@@ -316,7 +334,9 @@ pub fn repos_of_image(img: &ImageInfo) -> Vec<String> {
         .repo_tags
         .iter()
         .filter(|t| !t.is_empty() && *t != "<none>:<none>")
-        .map(|t| normalize_repo(crate::plan::repo_of_tag(t)))
+        // a digest-pinned name (`repo@sha256:…`, `repo:tag@sha256:…`: the containerd store's
+        // RepoTag of a pull by digest) names the repository before the `@`
+        .map(|t| normalize_repo(crate::plan::repo_of_tag(crate::plan::repo_of_digest(t))))
         .chain(
             img.repo_digests
                 .iter()
@@ -390,6 +410,26 @@ pub fn state_path(dir: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::docker::ServiceMode;
+
+    /// The containerd store names a pull by digest `repo@sha256:…` in `RepoTags`: its
+    /// repository is `repo`, not `repo@sha256` (measured on Docker 28.5 with the containerd
+    /// store; the bogus name made every such pull the "newest of a recently deployed
+    /// repository" of its own, so the tier never queued it).
+    #[test]
+    fn a_digest_pinned_name_belongs_to_its_repository() {
+        let i = ImageInfo {
+            id: "sha256:x".into(),
+            parent_id: String::new(),
+            repo_tags: vec![
+                "127.0.0.1:5000/t/app@sha256:aa".into(),
+                "127.0.0.1:5000/t/app:1@sha256:aa".into(),
+            ],
+            repo_digests: vec!["127.0.0.1:5000/t/app@sha256:aa".into()],
+            created: 0,
+            size: 1,
+        };
+        assert_eq!(repos_of_image(&i), ["127.0.0.1:5000/t/app"]);
+    }
 
     fn img(id: &str, tags: &[&str], digests: &[&str]) -> ImageInfo {
         ImageInfo {
@@ -522,6 +562,7 @@ mod tests {
             mode: ServiceMode::Replicated(0),
             update_state: None,
             image: Some("docker.io/library/a:1@sha256:1".into()),
+            previous_image: None,
         };
         let mut s = UsageState::new();
         s.observe(&obs(1000, &images, &[], &[]));

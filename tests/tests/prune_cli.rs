@@ -42,6 +42,12 @@ fn bad_values_exit_2_naming_the_value() {
             "/no/such/dir",
         ),
         (&["--no-such-flag"], "--no-such-flag"),
+        // issue 17 item 13: a low watermark given at or above the threshold
+        (
+            &["--threshold", "80", "--evict-low-watermark", "80"],
+            "invalid evict_low_watermark 80%: it must be below the threshold (80%)",
+        ),
+        (&["--gate-stall-warn-after", "soon"], "'soon'"),
     ];
     for (args, needle) in cases {
         // no daemon there: a value that got through to a run would end in exit 1

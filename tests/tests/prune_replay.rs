@@ -451,7 +451,9 @@ fn the_simulator_predicts_removals_and_pulls_on_the_real_daemon() {
     let conf = conf_dir.path().join("tier.toml");
     std::fs::write(
         &conf,
-        format!("threshold = {THRESHOLD}\nevict = true\nevict_low_watermark = {LOW}\n"),
+        // 30 days replayed in minutes: every pull is seconds old by the wall clock, so the
+        // tier's age guard (`until` by default) is off here, as in the simulator
+        format!("threshold = {THRESHOLD}\nevict = true\nevict_low_watermark = {LOW}\nevict_min_age = \"0s\"\n"),
     )
     .expect("write config");
     let offset = registry_log_offset(info);

@@ -341,24 +341,30 @@ fn converging_service_skips_by_converge() {
     let name = format!("ccci-converge-{s}");
     let mut clean = Cleanup::default();
     let leftover = load_image(&s, 3 * DAY, None);
-    let img_tag = format!("ccci-test/svc:{s}");
-    let svc_img = load_image(&format!("{s}-svc"), DAY, Some(&img_tag));
-    clean.images.extend([leftover.clone(), svc_img]);
-    // One replica that can never be placed: 0/1 running, forever converging.
+    clean.images.push(leftover.clone());
+    // One task being started: its healthcheck has not passed yet (the start period is an
+    // hour), so it stays `starting` — work in flight. (A replica no node can take is settled,
+    // not converging: tests/prune_settled.rs.)
     docker_ok(&[
         "service",
         "create",
         "-d",
-        "--no-resolve-image",
-        "--replicas",
-        "1",
-        "--constraint",
-        "node.labels.ccci-never==true",
+        "--health-cmd",
+        "false",
+        "--health-start-period",
+        "1h",
+        "--health-interval",
+        "1h",
         "--name",
         &name,
-        &img_tag,
+        "redis:7-alpine",
     ]);
     clean.services.push(name.clone());
+    let starting = wait_for(Duration::from_secs(120), || {
+        docker_ok(&["service", "ps", "--format", "{{.CurrentState}}", &name])
+            .starts_with("Starting")
+    });
+    assert!(starting, "precondition: the task is starting");
 
     let run = prune(&[
         "--threshold",
@@ -374,7 +380,7 @@ fn converging_service_skips_by_converge() {
     let j = run.json();
     assert_eq!(j["skipped_by"], "converge", "{j}");
     assert!(
-        run.stderr.contains(&format!("{name} 0/1 tasks running")),
+        run.stderr.contains(&format!("{name} task 1 starting")),
         "{}",
         run.stderr
     );
@@ -1216,6 +1222,21 @@ fn the_disk_gate_measures_where_the_daemon_keeps_its_data() {
         "the roots were not asked for: {:?}",
         run.requests
     );
+    // a dry run measures them and writes no state (issue 17 item 13); a real run that
+    // removes nothing here (nothing is 3000 days old, no eviction) remembers them
+    assert_eq!(
+        ci_docker_prune::roots::load(&state),
+        None,
+        "a dry run wrote state"
+    );
+    let real: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--dry-run")
+        .chain(["--until", "3000d", "--no-evict"])
+        .collect();
+    let run_real = prune(&real);
+    assert_eq!(run_real.code, 0, "{}", run_real.stderr);
     let remembered = ci_docker_prune::roots::load(&state).expect("roots remembered");
     let data_root = data_root();
     if containerd_store() {
@@ -1265,4 +1286,100 @@ fn the_disk_gate_measures_where_the_daemon_keeps_its_data() {
             run.stdout
         );
     }
+}
+
+/// Issue 17, item 8: a stopped container is aged by when it stopped (`State.FinishedAt`), not
+/// by when it was created. A container created before `--until` and stopped just now is young,
+/// and so is the build leftover only it uses; once it has been stopped longer than `--until`,
+/// both go. Before: both were in the plan as soon as the container was *created* long enough
+/// ago. Only the stopped containers created before the cutoff are inspected.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn stopped_containers_age_from_when_they_stopped() {
+    let s = seed("finished");
+    let mut clean = Cleanup::default();
+    // an untagged build leftover with a shell (the host's busybox), so a container can run
+    let mut spec = ccci_sandbox::images::ImageSpec::unique_test_image(&s, 1, 3 * DAY)
+        .unwrap_or_else(|e| panic!("test image: {e}"));
+    spec.layers.push(
+        Layer::new()
+            .dir("/bin", 0o755)
+            .and_then(|l| l.host_file("/bin/sh", std::path::Path::new("/bin/busybox")))
+            .unwrap_or_else(|e| panic!("busybox layer: {e}")),
+    );
+    let info = sb();
+    let image = ccci_tests::block_on(async {
+        let d = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+        ccci_sandbox::images::load(&d, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"))
+    });
+    clean.images.push(image.clone());
+    let ctr = docker_ok(&["create", "--entrypoint", "/bin/sh", &image, "-c", "exit 0"]);
+    clean.containers.push(ctr.clone());
+    // created 6 s before it runs (and stops at once): older than `--until 4s` by creation,
+    // younger by its stop
+    std::thread::sleep(Duration::from_secs(6));
+    docker_ok(&["start", "-a", &ctr]);
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &ctr
+        ]),
+        "exited 0",
+        "precondition"
+    );
+    let dry = || {
+        prune(&[
+            "--threshold",
+            "0",
+            "--until",
+            "4s",
+            "--no-evict",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--dry-run",
+            "--json",
+        ])
+    };
+    let run = dry();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("containers").contains(&ctr),
+        "a container stopped just now was planned for removal: {}",
+        run.stdout
+    );
+    assert!(
+        !run.removed("images").contains(&image),
+        "the image of a container stopped just now was planned for removal: {}",
+        run.stdout
+    );
+    let inspected = |run: &Run| {
+        run.requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == format!("/containers/{ctr}/json"))
+            .count()
+    };
+    assert_eq!(inspected(&run), 1, "{:?}", run.requests);
+    // stopped longer than `until` now: it goes, and its image with it
+    std::thread::sleep(Duration::from_secs(5));
+    let run = dry();
+    assert!(run.removed("containers").contains(&ctr), "{}", run.stdout);
+    assert!(run.removed("images").contains(&image), "{}", run.stdout);
+    // a young container (created after the cutoff) is not inspected at all
+    let young = docker_ok(&["create", "--entrypoint", "/bin/sh", &image, "-c", "exit 0"]);
+    clean.containers.push(young.clone());
+    let run = dry();
+    assert!(
+        !run.requests
+            .iter()
+            .any(|r| r.path == format!("/containers/{young}/json")),
+        "{:?}",
+        run.requests
+    );
 }

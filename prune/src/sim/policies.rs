@@ -233,6 +233,9 @@ impl Tiered {
             now: EPOCH + t,
             keep_recent: self.evict.keep_recent,
             low_watermark: self.evict.low_watermark,
+            // not modelled: the simulator's runs are a day apart and its age guard would be
+            // the binary's `evict_min_age` (docs/prune-policy.md, "The eviction tier")
+            min_age: Duration::ZERO,
         };
         let state = self.state.clone();
         prune_run(

@@ -463,6 +463,7 @@ impl<'t> Store<'t> {
                 mode: ServiceMode::Replicated(1),
                 update_state: None,
                 image: Some(self.reference(s.version)),
+                previous_image: None,
             })
             .collect()
     }
@@ -473,7 +474,10 @@ impl<'t> Store<'t> {
             .iter()
             .map(|s| TaskInfo {
                 service_id: s.id.clone(),
+                slot: 1,
+                desired_state: "running".into(),
                 state: "running".into(),
+                ..TaskInfo::default()
             })
             .collect()
     }
@@ -488,6 +492,8 @@ impl<'t> Store<'t> {
                 image_id: self.trace.versions[c.version].id.clone(),
                 created: EPOCH + c.created,
                 service: c.swarm.then(|| c.name.clone()),
+                // the sim's containers stop when they are created: its age rule is unchanged
+                finished: (!c.running).then_some(EPOCH + c.created),
             })
             .collect()
     }

@@ -1,0 +1,455 @@
+//! Issue 17: the eviction tier on the real sandbox daemon, through the recording proxy.
+//!
+//! Item 1: the tier measures only the filesystem(s) that hold the daemon's image data (its
+//! data-root; with the containerd store also containerd's root), never a `--path` that evicting
+//! cannot lower; it stops when removals stop lowering usage; its log lines name the path.
+//! Before, it compared the fullest of all measured paths with the low watermark and drained its
+//! whole queue when that path held other data.
+
+mod prune_common;
+
+use std::os::unix::fs::MetadataExt;
+
+use ccci_sandbox::images::{ImageSpec, Layer};
+use prune_common::*;
+
+/// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares.
+fn noise(seed: &str, len: usize) -> Vec<u8> {
+    let mut x: u64 = seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    }) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// One layer of `len` bytes of noise unique to `seed`.
+fn noise_layer(seed: &str, len: usize) -> Layer {
+    Layer::new()
+        .file("/ccci-blob", 0o644, noise(seed, len))
+        .unwrap_or_else(|e| panic!("layer: {e}"))
+}
+
+fn load(spec: &ImageSpec) -> String {
+    let info = sb();
+    ccci_tests::block_on(async {
+        let d = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+        ccci_sandbox::images::load(&d, spec)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"))
+    })
+}
+
+/// Load `spec` tagged `tag`, push it, and leave it as a swarm deploy leaves an image: pulled
+/// by digest, no tag. Returns (id, digest reference).
+fn cached_pull(spec: ImageSpec, tag: &str) -> (String, String) {
+    let id = load(&spec.tag(tag));
+    docker_ok(&["push", tag]);
+    let digest_ref = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &id,
+    ]);
+    docker_ok(&["rmi", tag]);
+    docker_ok(&["pull", &digest_ref]);
+    assert_pulled_by_digest(&id, tag);
+    (id, digest_ref)
+}
+
+/// A superseded cached pull of a repository of its own, and the newer tagged image that
+/// supersedes it: (old id, new id).
+fn superseded_pair(s: &str, clean: &mut Cleanup) -> (String, String) {
+    let repo = format!("127.0.0.1:5000/ccci-test/tier-{s}");
+    let old = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-old"), 2 << 20)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (old_id, _) = cached_pull(old, &format!("{repo}:1"));
+    let new = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-new"), 1 << 16)],
+        "2026-01-01T00:00:00Z",
+    );
+    let new_id = load(&new.tag(&format!("{repo}:2")));
+    clean.images.extend([old_id.clone(), new_id.clone()]);
+    (old_id, new_id)
+}
+
+/// `--path` is this machine's `/`, over the threshold with data the tier cannot touch; the
+/// images live on the sandbox's data-root, another filesystem, far below it. Evicting cannot
+/// lower `/`: the tier stays idle and says where it measured. Before: it evicted every queued
+/// image (the superseded pull among them) and still found `/` above the watermark.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_tier_measures_the_filesystem_of_the_image_data() {
+    let s = seed("tierfs");
+    let mut clean = Cleanup::default();
+    let (old, new) = superseded_pair(&s, &mut clean);
+    let root = ci_docker_prune::gates::disk_usage(std::path::Path::new("/")).unwrap();
+    let data = ci_docker_prune::gates::disk_usage(&sb().data_root).unwrap();
+    let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        dev(std::path::Path::new("/")),
+        dev(&sb().data_root),
+        "precondition: the data-root is a filesystem of its own"
+    );
+    // `/` at or above the threshold (2 points of slack: other processes write there too), the
+    // low watermark below it, the data-root below both
+    let threshold = root.percent().saturating_sub(2).max(2);
+    let low = threshold - 1;
+    assert!(
+        data.percent() < low,
+        "precondition: data-root at {}%, / at {}%",
+        data.percent(),
+        root.percent()
+    );
+    let (t, l) = (threshold.to_string(), low.to_string());
+    let args = [
+        "--path",
+        "/",
+        "--threshold",
+        &t,
+        "--evict-low-watermark",
+        &l,
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let run = prune(&dry);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("images").contains(&old),
+        "the dry run would evict for no relief: {}",
+        run.stderr
+    );
+    let run = prune(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["outcome"], "pruned", "{}", run.stderr);
+    assert!(
+        image_exists(&old) && image_exists(&new),
+        "evicted for no relief: {}",
+        run.stderr
+    );
+    let data_root = data_root();
+    assert!(
+        run.stderr.contains(&format!(
+            "ci-docker-prune: image data: {data_root} at {}% (< {threshold}%) after the leftovers — eviction tier idle",
+            ci_docker_prune::gates::disk_usage(&sb().data_root).unwrap().percent()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.requests.iter().all(|r| r.method != "DELETE"),
+        "{:?}",
+        run.requests
+    );
+}
+
+/// The data-root is over the threshold because of a ballast file (not images); the queue's
+/// first four images share every layer with a tagged image that stays, so deleting them frees
+/// nothing there. The tier stops after three removals that freed less than 1 MiB each and
+/// says so; the fourth and the rest of the queue stay. Before: it went on down the whole
+/// queue, since the low watermark could never be reached.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_tier_stops_when_removals_stop_lowering_usage() {
+    let s = seed("relief");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/relief-{s}");
+    let shared = || noise_layer(&format!("{s}-shared"), 2 << 20);
+    // the tagged image that keeps the layers (newest of the repository: never evicted)
+    let keeper =
+        load(&ImageSpec::new(vec![shared()], "2026-06-01T00:00:00Z").tag(&format!("{repo}:keep")));
+    clean.images.push(keeper.clone());
+    // four cached pulls with the same layers, older than anything else in the store: the
+    // front of the queue (ordered by last use — all "now" without a state dir —, then age)
+    let mut pulls = Vec::new();
+    for i in 1..=4 {
+        let spec = ImageSpec::new(vec![shared()], &format!("1971-01-0{i}T00:00:00Z"));
+        let (id, _) = cached_pull(spec, &format!("{repo}:{i}"));
+        clean.images.push(id.clone());
+        pulls.push(id);
+    }
+    let ballast = Ballast::fill_to(85);
+    let run = prune(&[
+        "--path",
+        &data_root(),
+        "--threshold",
+        "80",
+        "--evict-low-watermark",
+        "10",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ]);
+    drop(ballast);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let removed = run.removed("images");
+    assert_eq!(
+        removed,
+        pulls[..3].to_vec(),
+        "the tier went on after removals stopped helping:\n{}",
+        run.stderr
+    );
+    assert!(image_exists(&pulls[3]) && image_exists(&keeper));
+    assert!(
+        run.stderr.contains(
+            "— eviction stopped: the last 3 removals freed less than 1 MiB each there; the space is held by something else"
+        ) && run.stderr.contains(&format!("ci-docker-prune: {} at 8", data_root())),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Item 6: the tier applies the `--until` age guard to what the usage state *saw* used. A
+/// superseded digest pulled a minute ago (the daemon's `pull` event) is kept under pressure;
+/// with the guard set to zero (config `evict_min_age = "0s"`) the same run evicts it. Before,
+/// `--until` did not apply to the tier at all: it went.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_tier_keeps_a_pull_seen_within_until() {
+    let s = seed("tierage");
+    let mut clean = Cleanup::default();
+    let (old, new) = superseded_pair(&s, &mut clean);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let args = |conf: &str| {
+        let path = dir.path().join(format!("{}.toml", conf.len()));
+        std::fs::write(&path, conf).unwrap();
+        path
+    };
+    let guarded = args("");
+    let unguarded = args("evict_min_age = \"0s\"\n");
+    let run = |conf: &std::path::Path| {
+        prune_with_state_dir(
+            &[
+                "--path",
+                &data_root(),
+                "--threshold",
+                "80",
+                "--evict-low-watermark",
+                "10",
+                "--until",
+                "1h",
+                "--run-stack-pattern",
+                NO_RUN_PATTERN,
+                "--config",
+                &conf.to_string_lossy(),
+                "--json",
+            ],
+            &state,
+        )
+    };
+    let ballast = Ballast::fill_to(85);
+    // the run reads the daemon's events up to the current second, exclusive: let the pull be
+    // a couple of seconds old, as "a minute ago" is
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let first = run(&guarded);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        !first.removed("images").contains(&old) && image_exists(&old),
+        "a superseded digest pulled a minute ago was evicted:\n{}",
+        first.stderr
+    );
+    let second = run(&unguarded);
+    drop(ballast);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.removed("images").contains(&old),
+        "without the guard the same pull goes (the guard is what kept it):\n{}",
+        second.stderr
+    );
+    assert!(image_exists(&new));
+}
+
+/// Item 10: a service's rollback image (`PreviousSpec`) is protected. A service deployed from
+/// v1 and updated to v2 (both cached pulls of one repository): v1 is superseded and referenced
+/// only by the previous spec. Under pressure the tier keeps it, so `docker service rollback`
+/// needs no pull. Before: the tier evicted v1.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_services_rollback_image_is_never_evicted() {
+    let s = seed("rollback");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/rollback-{s}");
+    let v1 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v1"), 2 << 20)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
+    let v2 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
+        "2026-01-01T00:00:00Z",
+    );
+    let (v2, v2_ref) = cached_pull(v2, &format!("{repo}:2"));
+    clean.images.extend([v1.clone(), v2.clone()]);
+    let name = format!("ccci-rollback-{s}");
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--replicas",
+        "0",
+        "--name",
+        &name,
+        &v1_ref,
+    ]);
+    clean.services.push(name.clone());
+    docker_ok(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--image",
+        &v2_ref,
+        &name,
+    ]);
+    assert_eq!(
+        docker_ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.PreviousSpec.TaskTemplate.ContainerSpec.Image}}",
+            &name,
+        ]),
+        v1_ref,
+        "precondition: v1 is the rollback image"
+    );
+    let ballast = Ballast::fill_to(85);
+    let run = prune(&[
+        "--path",
+        &data_root(),
+        "--threshold",
+        "80",
+        "--evict-low-watermark",
+        "10",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ]);
+    drop(ballast);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("images").contains(&v1) && image_exists(&v1),
+        "the rollback image was evicted:\n{}",
+        run.stderr
+    );
+    assert!(image_exists(&v2));
+    // and the rollback needs no pull: it deploys v1 again
+    docker_ok(&["service", "rollback", "-d", &name]);
+    assert_eq!(
+        docker_ok(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &name,
+        ]),
+        v1_ref
+    );
+    remove_service(&name);
+}
+
+/// Item 5: the eviction queue is checked again, right before each removal, against the
+/// services and containers as they are then. A service created after the plan was made (here:
+/// right after the image listing, through the proxy) pinning a queued digest by digest alone
+/// keeps it; the log says who references it. Before: the plan's service list was all the tier
+/// knew, and a service with no task yet (replicas 0: no container for the daemon's 409) lost
+/// its image.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_service_created_mid_run_keeps_its_queued_image() {
+    let s = seed("midrun");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/midrun-{s}");
+    let v1 = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-v1"), 2 << 20)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
+    let v2 = load(
+        &ImageSpec::new(
+            vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
+            "2026-01-01T00:00:00Z",
+        )
+        .tag(&format!("{repo}:2")),
+    );
+    clean.images.extend([v1.clone(), v2.clone()]);
+    let name = format!("ccci-midrun-{s}");
+    clean.services.push(name.clone());
+    let ballast = Ballast::fill_to(85);
+    let (svc, pin) = (name.clone(), v1_ref.clone());
+    let run = prune_with(
+        &[
+            "--path",
+            &data_root(),
+            "--threshold",
+            "80",
+            "--evict-low-watermark",
+            "10",
+            "--until",
+            "3000d",
+            "--run-stack-pattern",
+            NO_RUN_PATTERN,
+            "--json",
+        ],
+        move |proxy| {
+            proxy.before_first(after_image_listing, move || {
+                docker_ok(&[
+                    "service",
+                    "create",
+                    "-d",
+                    "--no-resolve-image",
+                    "--replicas",
+                    "0",
+                    "--name",
+                    &svc,
+                    &pin,
+                ]);
+            })
+        },
+    );
+    drop(ballast);
+    remove_service(&name);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.removed("images").contains(&v1) && image_exists(&v1),
+        "an image a service pinned mid-run was evicted:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "kept image {}: referenced since the plan was made by service {name} ({v1_ref})",
+            &v1["sha256:".len()..][..12]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == format!("/images/{v1}")),
+        "{:?}",
+        run.requests
+    );
+}
