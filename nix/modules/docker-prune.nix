@@ -199,6 +199,16 @@ in
           and hits the registry's pull rate limit.
         '';
       }
+      {
+        # the binary refuses the same with exit 2 at every run; say it at evaluation instead
+        assertion = cfg.evictLowWatermark < cfg.threshold;
+        message = ''
+          services.ci-docker-prune.evictLowWatermark (${toString cfg.evictLowWatermark}) must be
+          below services.ci-docker-prune.threshold (${toString cfg.threshold}): the eviction
+          tier evicts from the threshold down to the low watermark. Lower evictLowWatermark
+          with the threshold.
+        '';
+      }
     ];
 
     systemd.services.ci-docker-prune = {

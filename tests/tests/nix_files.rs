@@ -1111,6 +1111,42 @@ fn autoprune_alongside_the_module_fails_on_the_assertion() {
     assert!(err.contains("virtualisation.docker.autoPrune"), "{err}");
 }
 
+/// The binary exits 2 at every run when the low watermark is not below the threshold (the
+/// module always passes `--evict-low-watermark`): the module refuses it at evaluation, naming
+/// both values; a watermark below a lowered threshold evaluates.
+#[test]
+fn a_low_watermark_not_below_the_threshold_fails_on_the_assertion() {
+    let nix = require_nix!();
+    for (threshold, watermark) in [(70, 70), (60, 70)] {
+        let err = eval_module(
+            &nix,
+            None,
+            &json!({"services": {"ci-docker-prune": {"enable": true, "threshold": threshold}}}),
+        )
+        .expect_err("the default watermark (70) is not below this threshold");
+        assert!(err.contains("Failed assertions"), "{err}");
+        assert!(
+            err.contains(&format!("evictLowWatermark ({watermark})"))
+                && err.contains(&format!("threshold ({threshold})")),
+            "{err}"
+        );
+    }
+    let ok = eval_module(
+        &nix,
+        None,
+        &json!({"services": {"ci-docker-prune": {"enable": true, "threshold": 60, "evictLowWatermark": 50}}}),
+    )
+    .expect("a watermark below the threshold evaluates");
+    let exec = ok["services"]["ci-docker-prune"]["serviceConfig"]["ExecStart"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        exec.contains("\"--threshold\" \"60\"")
+            && exec.contains("\"--evict-low-watermark\" \"50\""),
+        "{exec}"
+    );
+}
+
 #[test]
 fn bad_option_values_are_refused_at_evaluation() {
     let nix = require_nix!();
