@@ -351,6 +351,8 @@ struct Progress {
     incidents: Vec<Incident>,
     /// Why each image in `removed.images` went.
     image_reasons: Vec<RemovedImage>,
+    /// The eviction tier's queue length, once a plan was made with the tier on.
+    evict_queue: Option<u64>,
     /// The removal steps have started (a dry run: the plan was shown).
     started: bool,
 }
@@ -391,6 +393,7 @@ impl Progress {
         r.failures = self.failures;
         r.incidents = self.incidents;
         r.image_reasons = self.image_reasons;
+        r.evict_queue = self.evict_queue;
         r.error = error;
         r.settle()
     }
@@ -401,6 +404,8 @@ impl Progress {
 /// an item failed or an image was untagged by its delete.
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
     let mut progress = Progress::default();
+    // the client of a run that contacted the daemon: it lists the cache at the end
+    let mut contacted = None;
     let result = async {
         // A state dir that does not know the daemon's roots yet learns them once (the one
         // contact with the daemon a run below the threshold may make; a daemon that does not
@@ -430,15 +435,32 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
             // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
         }
-        let client = DockerClient::connect(&cfg.docker_host).await?;
+        let client = contacted.insert(DockerClient::connect(&cfg.docker_host).await?);
         // a run that contacts the daemon refreshes what the state dir knows of its roots
         if !learnt {
-            learn_roots(cfg, &client).await?;
+            learn_roots(cfg, client).await?;
         }
-        steps(cfg, &client, disk, dry_run, hooks, &mut progress).await
+        steps(cfg, client, disk, dry_run, hooks, &mut progress).await
     }
     .await;
-    finish(result, progress, hooks)
+    let mut report = finish(result, progress, hooks);
+    end_facts(cfg, contacted.as_ref(), &mut report).await;
+    report
+}
+
+/// What the report says of the host at the end of the run (for `--metrics-file`): every
+/// measured filesystem and, when the run contacted the daemon, the cache. Never fatal.
+async fn end_facts(cfg: &Config, client: Option<&DockerClient>, report: &mut Report) {
+    report.disks = usages(cfg)
+        .map(|u| u.iter().map(crate::report::DiskReport::from).collect())
+        .unwrap_or_default();
+    if let Some(client) = client {
+        report.cache = client
+            .list_images()
+            .await
+            .ok()
+            .map(|i| crate::report::CacheReport::of(&i));
+    }
 }
 
 /// [`run`] on an existing client, after the `disk` gate passed.
@@ -497,6 +519,7 @@ async fn steps(
         return Ok(Outcome::Skipped);
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
+    progress.evict_queue = cfg.evict.then_some(plan.evict.len() as u64);
     if dry_run {
         show(cfg, &plan, hooks, progress)?;
         Ok(Outcome::DryRun)
@@ -529,6 +552,7 @@ fn show(
         .map(|i| RemovedImage {
             id: i.id.clone(),
             reason: i.reason.clone(),
+            bytes: i.size.max(0) as u64,
         })
         .collect();
     progress.reclaimed = plan.bytes();
@@ -579,6 +603,7 @@ fn show(
         progress.image_reasons.push(RemovedImage {
             id: i.id.clone(),
             reason: i.reason.clone(),
+            bytes: i.size.max(0) as u64,
         });
         progress.reclaimed += i.size.max(0) as u64;
         shown += 1;
@@ -640,10 +665,12 @@ async fn execute(
                 hooks.log(&line);
             }
             if let Item::Image(i) = item {
-                for id in done.removed().0 {
+                let (ids, bytes) = done.removed();
+                for (n, id) in ids.iter().enumerate() {
                     progress.image_reasons.push(RemovedImage {
                         id: id.clone(),
                         reason: i.reason.clone(),
+                        bytes: if n == 0 { bytes } else { 0 },
                     });
                 }
             }

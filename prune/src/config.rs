@@ -39,6 +39,8 @@ pub enum ConfigError {
     KeepRecent { value: String, reason: String },
     #[error("invalid state_dir '{0}': must be an absolute path")]
     StateDir(String),
+    #[error("invalid metrics_file '{0}': must be an absolute path to a file")]
+    MetricsFile(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
     DockerHost(String),
     #[error("cannot read config file {path}: {cause}")]
@@ -77,6 +79,9 @@ pub struct Settings {
     /// Where the usage state lives (default: `$STATE_DIRECTORY`, set by systemd's
     /// `StateDirectory=`; none: the run learns what it can and forgets it).
     pub state_dir: Option<String>,
+    /// Where to write node_exporter textfile metrics after every run (`--metrics-file`; none:
+    /// no metrics). Absolute.
+    pub metrics_file: Option<String>,
 }
 
 impl Settings {
@@ -112,6 +117,7 @@ impl Settings {
             evict_low_watermark: over.evict_low_watermark.or(self.evict_low_watermark),
             evict_keep_recent: over.evict_keep_recent.or(self.evict_keep_recent),
             state_dir: over.state_dir.or(self.state_dir),
+            metrics_file: over.metrics_file.or(self.metrics_file),
         }
     }
 
@@ -181,6 +187,11 @@ impl Settings {
             Some(s) if s.starts_with('/') => Some(PathBuf::from(s)),
             Some(s) => return Err(ConfigError::StateDir(s)),
         };
+        let metrics_file = match self.metrics_file.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if s.starts_with('/') && !s.ends_with('/') => Some(PathBuf::from(s)),
+            Some(s) => return Err(ConfigError::MetricsFile(s)),
+        };
         Ok(Config {
             threshold,
             paths,
@@ -192,6 +203,7 @@ impl Settings {
             evict_low_watermark,
             evict_keep_recent,
             state_dir,
+            metrics_file,
         })
     }
 }
@@ -306,6 +318,8 @@ pub struct Config {
     pub evict_keep_recent: Duration,
     /// The usage state's directory, if any.
     pub state_dir: Option<PathBuf>,
+    /// The node_exporter textfile the run writes, if any ([`crate::metrics`]).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -338,6 +352,7 @@ impl Default for Config {
             evict_low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
             evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
             state_dir: None,
+            metrics_file: None,
         }
     }
 }
@@ -364,6 +379,19 @@ mod tests {
         assert_eq!(c.evict_low_watermark, 70);
         assert_eq!(c.evict_keep_recent, Duration::from_secs(14 * 86_400));
         assert_eq!(c.state_dir, None);
+        assert_eq!(c.metrics_file, None);
+        let m = Settings::from_toml(
+            "metrics_file = \"/var/lib/prometheus-node-exporter-text/ci.prom\"\n",
+        )
+        .unwrap()
+        .validate(None)
+        .unwrap();
+        assert_eq!(
+            m.metrics_file,
+            Some(PathBuf::from(
+                "/var/lib/prometheus-node-exporter-text/ci.prom"
+            ))
+        );
     }
 
     #[test]
@@ -387,6 +415,8 @@ mod tests {
         assert!(bad("evict_low_watermark = 101").contains("'101'"));
         assert!(bad("evict_keep_recent = \"soon\"").contains("'soon'"));
         assert!(bad("state_dir = \"rel\"").contains("'rel'"));
+        assert!(bad("metrics_file = \"ci.prom\"").contains("invalid metrics_file 'ci.prom'"));
+        assert!(bad("metrics_file = \"/var/lib/x/\"").contains("'/var/lib/x/'"));
     }
 
     #[test]
