@@ -25,7 +25,7 @@ pub struct GateArgs {
     /// The revision of the repository: sha, branch, tag or HEAD.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
-    /// human | json | junit | markdown
+    /// human | json | junit | markdown | prometheus
     #[arg(long, default_value = "human")]
     pub format: String,
     /// Write the report to FILE instead of stdout.
