@@ -87,6 +87,7 @@ fn set(items: &[&'static str]) -> BTreeSet<&'static str> {
 fn assert_contract(text: &str, gate: &str, target: &str, rev: &str) -> Value {
     let v: Value = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{text}"));
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &v);
     assert_eq!(
         keys(&v),
         set(&["version", "gate", "target", "rev", "checks", "summary"]),
@@ -731,6 +732,7 @@ fn units_gate_as_prometheus_metrics_says_what_the_json_says() {
     sandbox();
     let text = units_gate("prometheus");
     let json: Value = serde_json::from_str(&units_gate("json")).unwrap();
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &json);
     let mut lint = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
