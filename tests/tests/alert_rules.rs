@@ -89,6 +89,41 @@ fn the_unit_tests_fail_on_a_wrong_rule() {
     }
 }
 
+/// Every alert's `runbook` link names a heading of docs/runbook.md (GitHub's anchor: lower
+/// case, spaces to dashes).
+#[test]
+fn every_alert_links_a_runbook_section() {
+    let rules = std::fs::read_to_string(alerts_dir().join("ci-docker-prune.rules.yml")).unwrap();
+    let runbook =
+        std::fs::read_to_string(ccci_tests::workspace_root().join("docs/runbook.md")).unwrap();
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .collect::<String>()
+                .replace(' ', "-")
+        })
+        .collect();
+    let links = regex::Regex::new(r#"runbook: "docs/runbook\.md#([a-z0-9-]+)""#).unwrap();
+    let alerts = rules.matches("- alert:").count();
+    let found: Vec<&str> = links
+        .captures_iter(&rules)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect();
+    assert_eq!(found.len(), alerts, "every alert has a runbook link");
+    for a in found {
+        assert!(
+            anchors.iter().any(|h| h == a),
+            "docs/runbook.md has no section #{a}"
+        );
+    }
+}
+
 /// Every `ci_docker_prune_*` name the rules read is a family the prune's textfile has (a
 /// report with every part, one gate closed).
 #[test]
