@@ -6,11 +6,27 @@
 #    untagged build leftover stay) and its journal says it keeps the local image cache;
 #  - failing side: with the disk gate forced open (`--threshold 0 --until 0s`) the same binary
 #    does remove the build leftover — so "nothing removed" above is the gate's doing — and
-#    still keeps the registry image (the cache).
+#    still keeps the registry image (the cache);
+#  - issue 21: with node_exporter's textfile collector on, the module's metrics file
+#    (metricsFile's default) appears after the run and node_exporter serves its samples.
 { pkgs, common }:
+let
+  textDir = "/var/lib/prometheus-node-exporter-text";
+in
 {
   name = "ci-docker-prune-policy";
-  nodes.machine = common.node;
+  nodes.machine =
+    { ... }:
+    {
+      imports = [ common.node ];
+      services.prometheus.exporters.node = {
+        enable = true;
+        enabledCollectors = [ "textfile" ];
+        extraFlags = [ "--collector.textfile.directory=${textDir}" ];
+      };
+      systemd.tmpfiles.rules = [ "d ${textDir} 0755 root root -" ];
+      environment.systemPackages = [ pkgs.curl ];
+    };
   testScript = ''
     import re
     start_all()
@@ -60,11 +76,29 @@
     with subtest("below the threshold the service removes nothing and says so"):
         usage = int(machine.succeed("df --output=pcent / | tail -1 | tr -dc 0-9"))
         assert usage < 80, f"/ is at {usage}%, the test needs it below the threshold"
+        machine.fail("test -e ${textDir}/ci-docker-prune.prom")
         machine.succeed("systemctl start ci-docker-prune.service")
         assert machine.succeed("systemctl show -P Result ci-docker-prune.service").strip() == "success"
         machine.succeed("journalctl -u ci-docker-prune.service -o cat | grep 'keeping local image cache'")
         assert image_ids() == before, "a run below the threshold removed images"
         machine.succeed("docker container inspect stopped")
+
+    with subtest("the metrics file appears after the run and node_exporter serves it"):
+        exec_start = machine.succeed("systemctl show -P ExecStart ci-docker-prune.service")
+        assert "--metrics-file ${textDir}/ci-docker-prune.prom" in exec_start, exec_start
+        prom = machine.succeed("cat ${textDir}/ci-docker-prune.prom")
+        print(prom)
+        skipped = 'ci_docker_prune_last_run_outcome{outcome="skipped"} 1'
+        assert skipped in prom, prom
+        assert 'ci_docker_prune_gate_open{gate="disk"} 0' in prom, prom
+        assert re.search(r'^ci_docker_prune_disk_usage_percent\{path="/"\} [0-9]+$', prom, re.M), prom
+        mode = machine.succeed("stat -c %a ${textDir}/ci-docker-prune.prom").strip()
+        assert mode == "644", f"node_exporter cannot read a {mode} file"
+        machine.wait_for_unit("prometheus-node-exporter.service")
+        machine.wait_for_open_port(9100)
+        scraped = machine.succeed("curl -sf http://localhost:9100/metrics")
+        assert skipped in scraped, "node_exporter does not serve the prune's metrics"
+        assert "node_textfile_scrape_error 0" in scraped, "the textfile collector failed"
 
     with subtest("failing side: gates forced open, the leftover goes, the cache stays"):
         out = machine.succeed(

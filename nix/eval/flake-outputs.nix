@@ -78,6 +78,7 @@ let
         "busybox"
         "jq"
         "git"
+        "curl"
         "cargo"
         "rustc"
         "clippy"

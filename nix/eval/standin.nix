@@ -101,6 +101,13 @@ let
         check = x: isDerivation x || isStorePath x;
         description = "package";
       };
+      nullOr =
+        elemType:
+        mkType {
+          name = "nullOr";
+          check = x: x == null || elemType.check x;
+          description = "null or ${elemType.description}";
+        };
       listOf =
         elemType:
         mkType {
@@ -160,6 +167,22 @@ let
     virtualisation.docker.autoPrune.enable = mkOption {
       type = types.bool;
       default = false;
+    };
+    # nixpkgs' node exporter (services.prometheus.exporters.node): what the module reads to
+    # find the textfile collector's directory
+    services.prometheus.exporters.node = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      enabledCollectors = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      extraFlags = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
     };
   };
 

@@ -20,6 +20,27 @@ let
 
   cfg = config.services.ci-docker-prune;
 
+  # node_exporter's textfile collector directory, when services.prometheus.exporters.node
+  # runs with the textfile collector and names its directory
+  # (`--collector.textfile.directory=DIR` in extraFlags; nixpkgs has no option of its own
+  # for it); else null.
+  nodeExporter = config.services.prometheus.exporters.node or { };
+  textfileFlag = "--collector.textfile.directory=";
+  textfileDirs = map (f: builtins.substring (builtins.stringLength textfileFlag) (-1) f) (
+    builtins.filter (
+      f: builtins.substring 0 (builtins.stringLength textfileFlag) f == textfileFlag
+    ) (nodeExporter.extraFlags or [ ])
+  );
+  textfileDir =
+    if
+      (nodeExporter.enable or false)
+      && builtins.elem "textfile" (nodeExporter.enabledCollectors or [ ])
+      && textfileDirs != [ ]
+    then
+      builtins.head textfileDirs
+    else
+      null;
+
   # systemd's ExecStart= is not a shell command line: it unquotes "..." with C escapes,
   # expands `%` specifiers and `$VAR` even inside quotes. Each argument is therefore
   # written as a JSON string (valid systemd double-quoting) with `%` and `$` doubled.
@@ -52,7 +73,11 @@ let
       "--evict-keep-recent"
       cfg.evictKeepRecent
     ]
-    ++ lib.optional (!cfg.evict) "--no-evict";
+    ++ lib.optional (!cfg.evict) "--no-evict"
+    ++ lib.optionals (cfg.metricsFile != null) [
+      "--metrics-file"
+      cfg.metricsFile
+    ];
 in
 {
   options.services.ci-docker-prune = {
@@ -183,6 +208,23 @@ in
         (`Persistent=`).
       '';
     };
+
+    metricsFile = mkOption {
+      type = types.nullOr (types.strMatching "/.*[^/]");
+      default = if textfileDir == null then null else "${textfileDir}/ci-docker-prune.prom";
+      defaultText = literalExpression ''
+        "''${DIR}/ci-docker-prune.prom" when services.prometheus.exporters.node is enabled
+        with the textfile collector and `--collector.textfile.directory=DIR` in its
+        extraFlags, else null'';
+      example = "/var/lib/prometheus-node-exporter-text/ci-docker-prune.prom";
+      description = ''
+        Where each run writes node_exporter textfile metrics (`--metrics-file`, atomically:
+        last run time and outcome, gates, usage, removals, cache, eviction queue, failures;
+        docs/runbook.md lists them and the alert rules in nix/alerts/). Counters are kept
+        in the state directory. `null`: no metrics. The file's directory is made writable
+        for the unit (`ReadWritePaths=`); it must exist.
+      '';
+    };
   };
 
   config = mkIf cfg.enable {
@@ -232,6 +274,9 @@ in
         # ($STATE_DIRECTORY; writable under ProtectSystem=strict).
         StateDirectory = "ci-docker-prune";
         StateDirectoryMode = "0700";
+        # --metrics-file: its directory writable under ProtectSystem=strict ("-": a missing
+        # directory does not stop the unit; the run logs that it cannot write the file)
+        ReadWritePaths = mkIf (cfg.metricsFile != null) [ "-${dirOf cfg.metricsFile}" ];
         # Hardening, the same as the portable unit (prune/systemd/ci-docker-prune.service):
         # the tool statvfs()es `paths`, connect()s to the Docker unix socket and writes only
         # its state directory.

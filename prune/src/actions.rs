@@ -498,6 +498,8 @@ struct Progress {
     started: bool,
     /// A gate has kept the prune from acting under disk pressure for too long.
     stalled: Option<Stalled>,
+    /// The eviction tier's queue length, once a plan was made with the tier on.
+    evict_queue: Option<u64>,
 }
 
 impl Progress {
@@ -537,6 +539,7 @@ impl Progress {
         r.incidents = self.incidents;
         r.image_reasons = self.image_reasons;
         r.stalled = self.stalled;
+        r.evict_queue = self.evict_queue;
         r.error = error;
         r.settle()
     }
@@ -548,6 +551,8 @@ impl Progress {
 pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
     let mut progress = Progress::default();
     let mut rs = RunState::open(cfg, dry_run, hooks);
+    // the client of a run that contacted the daemon: it lists the cache at the end
+    let mut contacted = None;
     let result = async {
         // A state dir that does not know the daemon's roots yet learns them once (the one
         // contact with the daemon a run below the threshold may make; a daemon that does not
@@ -580,15 +585,37 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
             // Docker stays as it is): usage is learnt at the runs that go on.
             return Ok(Outcome::Skipped);
         }
-        let client = DockerClient::connect(&cfg.docker_host).await?;
+        let client = contacted.insert(DockerClient::connect(&cfg.docker_host).await?);
         // a run that contacts the daemon refreshes what it knows of the daemon's roots
         if !learnt && rs.dir.is_some() {
-            rs.learn_roots(&client, hooks).await?;
+            rs.learn_roots(client, hooks).await?;
         }
-        steps(cfg, &rs, &client, disk, dry_run, hooks, &mut progress).await
+        steps(cfg, &rs, client, disk, dry_run, hooks, &mut progress).await
     }
     .await;
-    finish(result, progress, hooks)
+    let mut report = finish(result, progress, hooks);
+    end_facts(cfg, rs.roots.as_ref(), contacted.as_ref(), &mut report).await;
+    report
+}
+
+/// What the report says of the host at the end of the run (for `--metrics-file`): every
+/// measured filesystem and, when the run contacted the daemon, the cache. Never fatal.
+async fn end_facts(
+    cfg: &Config,
+    roots: Option<&DaemonRoots>,
+    client: Option<&DockerClient>,
+    report: &mut Report,
+) {
+    report.disks = usages(cfg, roots)
+        .map(|u| u.iter().map(crate::report::DiskReport::from).collect())
+        .unwrap_or_default();
+    if let Some(client) = client {
+        report.cache = client
+            .list_images()
+            .await
+            .ok()
+            .map(|i| crate::report::CacheReport::of(&i));
+    }
 }
 
 /// [`run`] on an existing client, after the `disk` gate passed.
@@ -664,6 +691,7 @@ async fn steps(
         return Ok(Outcome::Skipped);
     }
     let plan = make_plan_with(cfg, client, services, dry_run, state.as_ref()).await?;
+    progress.evict_queue = cfg.evict.then_some(plan.evict.len() as u64);
     if dry_run {
         show(cfg, rs, client, &plan, hooks, progress).await?;
         Ok(Outcome::DryRun)
@@ -698,6 +726,7 @@ async fn show(
         .map(|i| RemovedImage {
             id: i.id.clone(),
             reason: i.reason.clone(),
+            bytes: i.size.max(0) as u64,
         })
         .collect();
     progress.reclaimed = plan.bytes();
@@ -759,6 +788,7 @@ async fn show(
         progress.image_reasons.push(RemovedImage {
             id: i.id.clone(),
             reason: i.reason.clone(),
+            bytes: i.size.max(0) as u64,
         });
         progress.reclaimed += i.size.max(0) as u64;
         shown += 1;
@@ -831,10 +861,13 @@ async fn remove_item(
         hooks.log(&line);
     }
     if let Item::Image(i) = item {
-        for id in done.removed().0 {
+        let (ids, bytes) = done.removed();
+        for (n, id) in ids.iter().enumerate() {
             progress.image_reasons.push(RemovedImage {
                 id: id.clone(),
                 reason: i.reason.clone(),
+                // the bytes the delete freed, counted once (on the image asked for)
+                bytes: if n == 0 { bytes } else { 0 },
             });
         }
     }

@@ -51,6 +51,8 @@ pub enum ConfigError {
     EvictMinAge { value: String, reason: String },
     #[error("invalid state_dir '{0}': must be an absolute path")]
     StateDir(String),
+    #[error("invalid metrics_file '{0}': must be an absolute path to a file")]
+    MetricsFile(String),
     #[error("invalid docker host '{0}': expected unix:///path/to/docker.sock or tcp://host:port")]
     DockerHost(String),
     #[error("cannot read config file {path}: {cause}")]
@@ -95,6 +97,9 @@ pub struct Settings {
     /// The eviction tier's age guard: an image seen used within it is not evicted (default:
     /// `until`). Config file only.
     pub evict_min_age: Option<String>,
+    /// Where to write node_exporter textfile metrics after every run (`--metrics-file`; none:
+    /// no metrics). Absolute.
+    pub metrics_file: Option<String>,
 }
 
 impl Settings {
@@ -132,6 +137,7 @@ impl Settings {
             state_dir: over.state_dir.or(self.state_dir),
             gate_stall_warn_after: over.gate_stall_warn_after.or(self.gate_stall_warn_after),
             evict_min_age: over.evict_min_age.or(self.evict_min_age),
+            metrics_file: over.metrics_file.or(self.metrics_file),
         }
     }
 
@@ -231,6 +237,11 @@ impl Settings {
                 })?
             }
         };
+        let metrics_file = match self.metrics_file.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if s.starts_with('/') && !s.ends_with('/') => Some(PathBuf::from(s)),
+            Some(s) => return Err(ConfigError::MetricsFile(s)),
+        };
         Ok(Config {
             threshold,
             paths,
@@ -244,6 +255,7 @@ impl Settings {
             state_dir,
             gate_stall_warn_after,
             evict_min_age,
+            metrics_file,
         })
     }
 }
@@ -362,6 +374,8 @@ pub struct Config {
     pub gate_stall_warn_after: Duration,
     /// The eviction tier's age guard (default `until`).
     pub evict_min_age: Duration,
+    /// The node_exporter textfile the run writes, if any ([`crate::metrics`]).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -396,6 +410,7 @@ impl Default for Config {
             state_dir: None,
             gate_stall_warn_after: Duration::from_secs(24 * 3600),
             evict_min_age: Duration::from_secs(24 * 3600),
+            metrics_file: None,
         }
     }
 }
@@ -422,6 +437,19 @@ mod tests {
         assert_eq!(c.evict_low_watermark, 70);
         assert_eq!(c.evict_keep_recent, Duration::from_secs(14 * 86_400));
         assert_eq!(c.state_dir, None);
+        assert_eq!(c.metrics_file, None);
+        let m = Settings::from_toml(
+            "metrics_file = \"/var/lib/prometheus-node-exporter-text/ci.prom\"\n",
+        )
+        .unwrap()
+        .validate(None)
+        .unwrap();
+        assert_eq!(
+            m.metrics_file,
+            Some(PathBuf::from(
+                "/var/lib/prometheus-node-exporter-text/ci.prom"
+            ))
+        );
     }
 
     #[test]
@@ -445,6 +473,8 @@ mod tests {
         assert!(bad("evict_low_watermark = 101").contains("'101'"));
         assert!(bad("evict_keep_recent = \"soon\"").contains("'soon'"));
         assert!(bad("state_dir = \"rel\"").contains("'rel'"));
+        assert!(bad("metrics_file = \"ci.prom\"").contains("invalid metrics_file 'ci.prom'"));
+        assert!(bad("metrics_file = \"/var/lib/x/\"").contains("'/var/lib/x/'"));
     }
 
     /// Issue 17, item 13: the tier starts at the threshold and evicts down to the low

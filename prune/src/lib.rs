@@ -8,6 +8,7 @@
 //! Modules: [`config`] (flags/TOML, validation), [`gates`], [`plan`] (selection),
 //! [`steps`] (the plan's removal steps and items, one request each), [`actions`] (the run:
 //! gates, plan, then the steps, re-gated), [`report`] (JSON + every log line's wording),
+//! [`metrics`] (the run as node_exporter textfile metrics),
 //! [`docker`] (the only module that talks to the daemon; its API cannot express `all` or
 //! volume pruning), [`roots`] and [`usage`] (facts: where the image data is, when each image
 //! was used), [`evict`] (the eviction tier's queue), [`stall`] (a gate closed under pressure
@@ -18,6 +19,7 @@ pub mod config;
 pub mod docker;
 pub mod evict;
 pub mod gates;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod roots;

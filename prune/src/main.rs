@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ci_docker_prune::{actions, config, Hooks, Report, Settings};
+use ci_docker_prune::{actions, config, metrics, Hooks, Report, Settings};
 use clap::error::ErrorKind;
 use clap::Parser;
 
@@ -54,8 +54,7 @@ struct Cli {
     docker_host: Option<String>,
     /// TOML file with the same keys (threshold, paths, until, run_stack_pattern, docker_host,
     /// reclaim_superseded_pulls, evict, evict_low_watermark, evict_keep_recent, evict_min_age,
-    /// state_dir, gate_stall_warn_after);
-    /// flags override it
+    /// state_dir, gate_stall_warn_after, metrics_file); flags override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Eviction tier: evict down to this usage percent [default: 70]
@@ -77,6 +76,10 @@ struct Cli {
     /// Print one JSON object on stdout (log lines go to stderr)
     #[arg(long)]
     json: bool,
+    /// After every run, write node_exporter textfile metrics to this file (atomically);
+    /// counters that survive restarts are kept in the state directory
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<String>,
 }
 
 /// Log lines: stdout normally, stderr when stdout carries the JSON object.
@@ -113,6 +116,7 @@ fn settings(cli: &Cli) -> Result<config::Config, config::ConfigError> {
         state_dir: None,
         gate_stall_warn_after: cli.gate_stall_warn_after.clone(),
         evict_min_age: None,
+        metrics_file: cli.metrics_file.clone(),
     };
     // systemd's StateDirectory= (the first entry, if several): below the file and the flags.
     let env = Settings {
@@ -198,7 +202,19 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(cli.json, &format!("cannot start the async runtime: {e}"), 1),
     };
+    let started = std::time::Instant::now();
     let report = rt.block_on(actions::run(&cfg, cli.dry_run, &mut log));
+    if let Some(path) = &cfg.metrics_file {
+        let info = metrics::RunInfo {
+            end: unix_now(),
+            duration_secs: started.elapsed().as_secs_f64(),
+            threshold: cfg.threshold,
+            evict_low_watermark: cfg.evict_low_watermark,
+        };
+        if let Err(e) = metrics::write_after_run(path, cfg.state_dir.as_deref(), &report, &info) {
+            log.log(&format!("ci-docker-prune: {e}"));
+        }
+    }
     let code = if cli.json {
         print_json(&report, report.exit_code())
     } else {
@@ -208,4 +224,11 @@ fn main() -> ExitCode {
         say(&format!("ci-docker-prune: error: {e}"));
     }
     ExitCode::from(code)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

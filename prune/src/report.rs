@@ -128,6 +128,19 @@ pub struct Report {
     /// `gate_stall_warn_after` ([`crate::stall`]). Additive to v1; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stalled: Option<Stalled>,
+    /// Every measured filesystem at the end of the run (the `--path`s and the daemon's
+    /// remembered roots). Additive to v1; absent when nothing could be measured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskReport>,
+    /// The image store's cache at the end of the run: images that carry a tag or a repo
+    /// digest. Additive to v1; absent when the run did not contact the daemon (below the
+    /// threshold) or could not list the images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheReport>,
+    /// The eviction tier's queue length when the plan was made (cached pulls it may evict).
+    /// Additive to v1; absent when no plan was made or the tier is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evict_queue: Option<u64>,
 }
 
 /// A gate that kept the prune from acting under disk pressure for too long.
@@ -159,6 +172,52 @@ pub fn stalled_line(s: &Stalled, detail: &str) -> String {
 pub struct RemovedImage {
     pub id: String,
     pub reason: ImageReason,
+    /// Bytes it reclaimed (or would): the daemon's `Size` of the image the plan chose; 0 for
+    /// the untagged parents that went with it (its `Size` counts their layers).
+    pub bytes: u64,
+}
+
+/// One measured filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskReport {
+    pub path: String,
+    pub used_bytes: u64,
+    pub avail_bytes: u64,
+    /// As the disk gate compares it with the threshold (rounded up, as `df`).
+    pub percent: u8,
+}
+
+impl From<&crate::gates::DiskUsage> for DiskReport {
+    fn from(u: &crate::gates::DiskUsage) -> Self {
+        DiskReport {
+            path: u.path.display().to_string(),
+            used_bytes: u.used,
+            avail_bytes: u.avail,
+            percent: u.percent(),
+        }
+    }
+}
+
+/// The images the store keeps as the cache: every image with a tag or a repo digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CacheReport {
+    pub images: u64,
+    /// The sum of the daemon's `Size` of each (layers shared between images count once per
+    /// image: an upper bound of the disk they take).
+    pub bytes: u64,
+}
+
+impl CacheReport {
+    /// The cache among the images the daemon lists.
+    pub fn of(images: &[crate::docker::ImageInfo]) -> Self {
+        let cached = images.iter().filter(|i| {
+            !crate::plan::is_untagged(&i.repo_tags) || !crate::plan::has_no_digest(&i.repo_digests)
+        });
+        cached.fold(CacheReport::default(), |c, i| CacheReport {
+            images: c.images + 1,
+            bytes: c.bytes + i.size.max(0) as u64,
+        })
+    }
 }
 
 impl Report {
@@ -175,6 +234,9 @@ impl Report {
             incidents: Vec::new(),
             image_reasons: Vec::new(),
             stalled: None,
+            disks: Vec::new(),
+            cache: None,
+            evict_queue: None,
         }
     }
 
@@ -780,8 +842,9 @@ mod tests {
                 repo: "library/postgres".into(),
                 last_used: 5,
             },
+            bytes: 189_000_000,
         });
-        assert!(r.to_json().contains(r#""image_reasons":[{"id":"sha256:0cb13ed57b03ffff","reason":{"kind":"least_recently_used","repo":"library/postgres","last_used":5}}]"#), "{}", r.to_json());
+        assert!(r.to_json().contains(r#""image_reasons":[{"id":"sha256:0cb13ed57b03ffff","reason":{"kind":"least_recently_used","repo":"library/postgres","last_used":5},"bytes":189000000}]"#), "{}", r.to_json());
         let d = GateDecision {
             gate: Gate::Disk,
             pass: true,

@@ -80,10 +80,14 @@ pub fn prepare(spec: &GateSpec, target_arg: &str, only: &[String]) -> GateRun {
 }
 
 /// Run a prepared gate on `target` (already bound with [`GateRun::bind`]).
+/// The report, as JSON, validates against `docs/schema/gate-report.v1.json`.
 pub fn run_prepared(run: GateRun, target: Target) -> Report {
-    crate::block_on(run.run(target, Arc::new(|_| {})))
+    let report = crate::block_on(run.run(target, Arc::new(|_| {})))
         .unwrap_or_else(|e| panic!("{e}"))
-        .report
+        .report;
+    let json = serde_json::to_value(&report).unwrap_or_else(|e| panic!("report as JSON: {e}"));
+    crate::schema::assert_valid(crate::schema::GATE_REPORT, &json);
+    report
 }
 
 /// Run the checks of `spec` (all, or those in `only`) against `target` named `target_arg`.

@@ -19,6 +19,7 @@ pub mod bins;
 pub mod gate;
 pub mod git;
 pub mod proxy;
+pub mod schema;
 
 /// Root of the workspace (parent of `tests/`).
 pub fn workspace_root() -> PathBuf {

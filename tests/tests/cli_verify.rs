@@ -87,6 +87,7 @@ fn set(items: &[&'static str]) -> BTreeSet<&'static str> {
 fn assert_contract(text: &str, gate: &str, target: &str, rev: &str) -> Value {
     let v: Value = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("the report is not JSON: {e}\n{text}"));
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &v);
     assert_eq!(
         keys(&v),
         set(&["version", "gate", "target", "rev", "checks", "summary"]),
@@ -722,6 +723,100 @@ fn units_gate(format: &str) -> String {
     r.stdout
 }
 
+/// `--format prometheus` (issue 21, item 3): valid text format (the `prometheus-parse` crate
+/// and Prometheus' own `promtool check metrics`), one verdict sample per check that says what
+/// the JSON report of the same checks says, the gate's outcome and duration, no evidence.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn units_gate_as_prometheus_metrics_says_what_the_json_says() {
+    sandbox();
+    let text = units_gate("prometheus");
+    let json: Value = serde_json::from_str(&units_gate("json")).unwrap();
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &json);
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool (Debian package prometheus, see .ci/deps): {e}"));
+    {
+        use std::io::Write;
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = lint.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {out:?}\n{text}");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample_lines = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert_eq!(
+        scrape.samples.len(),
+        sample_lines,
+        "unparsed lines:\n{text}"
+    );
+    let value = |s: &prometheus_parse::Sample| match s.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{other:?}"),
+    };
+    let verdicts: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ccci_verify_check_verdict")
+        .collect();
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(verdicts.len(), checks.len(), "{text}");
+    for c in checks {
+        let id = c["id"].as_str().unwrap();
+        let s = verdicts
+            .iter()
+            .find(|s| s.labels.get("check") == Some(id))
+            .unwrap_or_else(|| panic!("no verdict sample for {id}:\n{text}"));
+        assert_eq!(s.labels.get("verdict"), c["verdict"].as_str(), "{id}");
+        assert_eq!(
+            s.labels.get("blocking"),
+            Some(if c["blocking"] == true {
+                "true"
+            } else {
+                "false"
+            }),
+            "{id}"
+        );
+        assert_eq!(value(s), 1.0);
+        for e in c["evidence"].as_array().unwrap() {
+            for line in e["output"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .filter(|l| l.len() > 8)
+            {
+                assert!(
+                    !text.contains(line),
+                    "evidence of {id} in the metrics: {line}"
+                );
+            }
+        }
+    }
+    let gate = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "ccci_verify_gate_passed")
+        .expect("gate_passed");
+    assert_eq!(value(gate), 1.0, "the unit checks pass on the sandbox");
+    assert_eq!(gate.labels.get("rev"), json["rev"].as_str());
+    let duration = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "ccci_verify_gate_duration_seconds")
+        .expect("gate_duration_seconds");
+    assert!(value(duration) > 0.0);
+}
+
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn units_gate_human_markdown_and_junit_snapshots() {
@@ -787,7 +882,7 @@ fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
         vec!["cache.image-survives-teardown"],
         vec!["cache.image-survives-teardown", "auth.daemon-authenticated"],
     ] {
-        for format in ["human", "json", "junit", "markdown"] {
+        for format in ["human", "json", "junit", "markdown", "prometheus"] {
             let mut cmd = verify();
             cmd.arg("gate").arg(&spec).args(["--format", format]);
             for id in &only {
@@ -798,9 +893,9 @@ fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
             leaks(&what, &r.stdout);
             leaks(&what, &r.stderr);
             // the config was printed: masked, not missing (the human report shows evidence
-            // only for checks that did not pass)
+            // only for checks that did not pass; the metrics never carry evidence)
             assert!(
-                format == "human" || r.stdout.contains("[REDACTED]"),
+                format == "human" || format == "prometheus" || r.stdout.contains("[REDACTED]"),
                 "{what}: no masked secret, so the config was not printed: {}",
                 r.show()
             );

@@ -934,6 +934,7 @@ fn module_declares_the_options_of_issue_6_with_types_descriptions_defaults() {
         "schedule",
         "randomizedDelaySec",
         "persistent",
+        "metricsFile",
     ]
     .into();
     assert_eq!(names, want);
@@ -1501,6 +1502,10 @@ fn vm_tests_cover_issue_6_item_4_and_their_scripts_are_python() {
             "ci-docker-prune.timer",
             "systemctl start ci-docker-prune.service",
             "keeping local image cache",
+            // issue 21: the module's metrics file appears after a run, node_exporter serves it
+            "--metrics-file /var/lib/prometheus-node-exporter-text/ci-docker-prune.prom",
+            "ci_docker_prune_last_run_outcome{outcome=\"skipped\"} 1",
+            "localhost:9100/metrics",
         ],
     );
     must(
@@ -1624,6 +1629,119 @@ fn dry_run(bin: &Path, args: &[String]) -> Output {
         .arg("--docker-host")
         .arg(format!("unix://{}", sock.display()))
         .env_remove("DOCKER_HOST"))
+}
+
+/// Issue 21: `metricsFile` defaults to node_exporter's textfile directory when the node
+/// exporter runs the textfile collector with a directory, else to null (no metrics); set, it
+/// renders `--metrics-file` and makes its directory writable under ProtectSystem=strict.
+#[test]
+fn metrics_file_defaults_to_the_node_exporter_textfile_directory() {
+    let nix = require_nix!();
+    let node = |enable: bool, collectors: &[&str], flags: &[&str]| {
+        json!({
+            "services": {
+                "ci-docker-prune": {"enable": true},
+                "prometheus": {"exporters": {"node": {
+                    "enable": enable, "enabledCollectors": collectors, "extraFlags": flags}}}
+            }
+        })
+    };
+    let dir_flag = "--collector.textfile.directory=/var/lib/node-exporter-text";
+    let cases: [(Value, Option<&str>); 5] = [
+        (enabled(), None),
+        (
+            node(
+                true,
+                &["systemd", "textfile"],
+                &["--web.listen-address=:9100", dir_flag],
+            ),
+            Some("/var/lib/node-exporter-text/ci-docker-prune.prom"),
+        ),
+        // the collector off, the exporter off, or no directory: no metrics by default
+        (node(true, &["systemd"], &[dir_flag]), None),
+        (node(false, &["textfile"], &[dir_flag]), None),
+        (node(true, &["textfile"], &[]), None),
+    ];
+    for (settings, want) in cases {
+        let eval = eval_module(&nix, None, &settings).expect("module evaluates");
+        assert_eq!(
+            eval["options"]["metricsFile"]["default"],
+            json!(want),
+            "{settings}"
+        );
+        let sc = &eval["services"]["ci-docker-prune"]["serviceConfig"];
+        let argv = systemd_argv(sc["ExecStart"].as_str().expect("ExecStart")).expect("argv");
+        let inv = invocation(&argv).expect("argv");
+        match want {
+            Some(file) => {
+                let at = inv.other.iter().position(|a| a == "--metrics-file");
+                assert_eq!(
+                    at.and_then(|i| inv.other.get(i + 1)).map(String::as_str),
+                    Some(file),
+                    "{argv:?}"
+                );
+                assert_eq!(
+                    sc["ReadWritePaths"],
+                    json!(["-/var/lib/node-exporter-text"]),
+                    "{sc}"
+                );
+            }
+            None => {
+                assert!(
+                    !inv.other.contains(&"--metrics-file".to_string()),
+                    "{argv:?}"
+                );
+                assert!(sc.get("ReadWritePaths").is_none(), "{sc}");
+            }
+        }
+    }
+    // set by hand, it wins; a relative path or a directory is refused at evaluation
+    let eval = eval_module(
+        &nix,
+        None,
+        &json!({"services": {"ci-docker-prune": {"enable": true, "metricsFile": "/run/m/p.prom"}}}),
+    )
+    .expect("module evaluates");
+    let exec = eval["services"]["ci-docker-prune"]["serviceConfig"]["ExecStart"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        exec.contains(r#""--metrics-file" "/run/m/p.prom""#),
+        "{exec}"
+    );
+    for bad in ["m.prom", "/var/lib/x/"] {
+        let e = eval_module(
+            &nix,
+            None,
+            &json!({"services": {"ci-docker-prune": {"enable": true, "metricsFile": bad}}}),
+        )
+        .expect_err(bad);
+        assert!(e.contains("metricsFile"), "{bad}: {e}");
+    }
+    // the binary takes the module's command line with the metrics file
+    let eval =
+        eval_module(&nix, None, &node(true, &["textfile"], &[dir_flag])).expect("module evaluates");
+    let module = module_side(&eval).expect("module side");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args: Vec<String> = module.argv[1..].to_vec();
+    let i = args
+        .iter()
+        .position(|a| a == "--metrics-file")
+        .expect("flag")
+        + 1;
+    let file = dir.path().join("ci-docker-prune.prom");
+    args[i] = file.to_string_lossy().into_owned();
+    let out = dry_run(&prune_binary(), &args);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        file.is_file(),
+        "no metrics file after a run of the module's command line"
+    );
 }
 
 #[test]

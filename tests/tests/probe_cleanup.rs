@@ -157,6 +157,7 @@ fn a_timeout_shorter_than_the_probe_cleans_up_and_does_not_probe_twice() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &v);
     let checks = v["checks"].as_array().unwrap();
     let first = &checks[0];
     assert_eq!(first["verdict"], "error", "{first}");

@@ -80,6 +80,7 @@ fn usage_errors_still_print_one_json_object() {
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: one JSON line: {stdout}");
         let j: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        ccci_tests::schema::assert_valid(ccci_tests::schema::PRUNE_REPORT, &j);
         assert_eq!(j["version"], 1);
         assert_eq!(j["outcome"], "error", "{j}");
         assert!(

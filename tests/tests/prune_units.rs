@@ -200,3 +200,65 @@ fn a_run_below_the_threshold_leaves_a_stopped_docker_stopped() {
         "the prune started a deliberately stopped Docker"
     );
 }
+
+/// Issue 21: the runbook's Debian recipe — `--metrics-file` in a drop-in plus
+/// `ReadWritePaths=-DIR` — makes the hardened unit write node_exporter's textfile (mode 0644
+/// despite `UMask=0077`, so node_exporter's user can read it) and its counters under the state
+/// directory; without `ReadWritePaths` (`ProtectSystem=strict`) the run still succeeds and
+/// says in the journal that it cannot write the file.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_hardened_unit_writes_the_metrics_file_where_the_runbook_says() {
+    redeploy();
+    let dir = "/var/lib/prometheus/node-exporter";
+    let file = format!("{dir}/ci-docker-prune.prom");
+    host_ok(&["mkdir", "-p", dir]);
+    host_ok(&["rm", "-f", &file, "/var/lib/ci-docker-prune/metrics.json"]);
+    let dropin_dir = "/run/systemd/system/ci-docker-prune.service.d";
+    let run_with = |rw: &str| {
+        host_ok(&["mkdir", "-p", dropin_dir]);
+        let conf = format!(
+            "[Service]\nExecStart=\nExecStart=/usr/local/bin/ci-docker-prune --threshold 80 --path / --metrics-file {file}\n{rw}"
+        );
+        host_ok(&[
+            "sh",
+            "-c",
+            &format!("printf '%s' '{conf}' > {dropin_dir}/ccci-test.conf"),
+        ]);
+        host_ok(&["systemctl", "daemon-reload"]);
+        let since = host_now();
+        let (code, out) = host(&["systemctl", "start", "ci-docker-prune.service"]);
+        host_ok(&["rm", "-rf", dropin_dir]);
+        host_ok(&["systemctl", "daemon-reload"]);
+        assert_eq!(code, 0, "the run failed: {out}");
+        since
+    };
+    // without ReadWritePaths: read-only under ProtectSystem=strict
+    let since = run_with("");
+    let log = journal_since(&since, "cannot write metrics file");
+    assert!(
+        log.contains(&format!("cannot write metrics file {file}")),
+        "{log}"
+    );
+    assert_eq!(
+        host(&["test", "-e", &file]).0,
+        1,
+        "written through a read-only /var"
+    );
+    // with it: the file, 0644, and the counters in the state directory
+    run_with(&format!("ReadWritePaths=-{dir}\n"));
+    let text = host_ok(&["cat", &file]);
+    // two runs counted: the one that could not write the file saved its counters in the
+    // state directory all the same
+    let runs: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ci_docker_prune_runs_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(runs, 2.0, "{text}");
+    assert_eq!(host_ok(&["stat", "-c", "%a", &file]), "644");
+    host_ok(&["test", "-s", "/var/lib/ci-docker-prune/metrics.json"]);
+    // no temporary file left beside it
+    assert_eq!(host_ok(&["ls", "-A", dir]), "ci-docker-prune.prom");
+    host_ok(&["rm", "-rf", "/var/lib/prometheus"]);
+}

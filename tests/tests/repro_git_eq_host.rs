@@ -555,6 +555,7 @@ fn gate_command_on_the_story_exits_1_then_0() {
     );
     let report: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &report);
     assert_eq!(report["rev"], bad.as_str());
     let units = &report["checks"][0];
     assert_eq!(units["id"], "repro.units-git-eq-host");

@@ -38,6 +38,7 @@ fn units_checks_pass_in_the_sandbox_host_over_docker_exec() {
     assert_eq!(r.code, Some(0), "{}", r.show());
     let v: Value =
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{}", r.show()));
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &v);
     assert_eq!(v["target"], target.as_str());
     let checks = v["checks"].as_array().expect("checks");
     assert_eq!(checks.len(), UNIT_CHECKS.len());

@@ -392,7 +392,10 @@ fn malformed_ssh_settings_exit_2() {
 }
 
 fn json(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{}", r.show()))
+    let v =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{}", r.show()));
+    ccci_tests::schema::assert_valid(ccci_tests::schema::GATE_REPORT, &v);
+    v
 }
 
 fn check<'a>(report: &'a Value, id: &str) -> &'a Value {

@@ -163,7 +163,10 @@ impl Run {
             "--json must print one line: {}",
             self.stdout
         );
-        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {e}: {}", lines[0]))
+        let v =
+            serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {e}: {}", lines[0]));
+        ccci_tests::schema::assert_valid(ccci_tests::schema::PRUNE_REPORT, &v);
+        v
     }
 
     pub fn removed(&self, kind: &str) -> Vec<String> {

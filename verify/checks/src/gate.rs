@@ -243,6 +243,7 @@ impl GateRun {
             redactor.clone(),
         );
         ctx.cleanups = self.cleanups.clone();
+        let started = std::time::Instant::now();
         let results =
             ccci_core::run_checks(self.planned, Arc::new(ctx), redactor.clone(), progress).await;
         // what a cancelled check left (a probe cut off by its timeout) is removed before the
@@ -255,6 +256,7 @@ impl GateRun {
         Ok(Finished {
             report: Report::new(&self.spec.gate, &label, &self.rev, results),
             redactor,
+            duration: started.elapsed(),
         })
     }
 }
@@ -264,14 +266,19 @@ impl GateRun {
 pub struct Finished {
     pub report: Report,
     pub redactor: Redactor,
+    /// The checks' wall time (they run in parallel).
+    pub duration: std::time::Duration,
 }
 
 impl Finished {
     /// The report rendered, scrubbed again as a whole: a secret split across fields, or put
     /// together by a renderer, is not printed either.
     pub fn render(&self, format: Format, color: bool) -> String {
-        self.redactor
-            .scrub(&render::render(&self.report, format, color))
+        let text = match format {
+            Format::Prometheus => render::prometheus(&self.report, Some(self.duration)),
+            _ => render::render(&self.report, format, color),
+        };
+        self.redactor.scrub(&text)
     }
 }
 

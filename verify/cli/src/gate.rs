@@ -25,7 +25,7 @@ pub struct GateArgs {
     /// The revision of the repository: sha, branch, tag or HEAD.
     #[arg(long, default_value = "HEAD")]
     pub rev: String,
-    /// human | json | junit | markdown
+    /// human | json | junit | markdown | prometheus
     #[arg(long, default_value = "human")]
     pub format: String,
     /// Write the report to FILE instead of stdout.
@@ -150,7 +150,7 @@ pub async fn run(args: GateArgs) -> Result<u8, CliError> {
     let report = finished.report;
     match &args.output {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| {
+            write_replacing(path, &text).map_err(|e| {
                 CliError::Runtime(anyhow!(
                     "cannot write the report to {}: {e}",
                     path.display()
@@ -171,4 +171,19 @@ pub async fn run(args: GateArgs) -> Result<u8, CliError> {
         None => print!("{text}"),
     }
     Ok(report.exit_code() as u8)
+}
+
+/// Write `text` to `path` by a rename over it (a temporary file beside it first), so a reader
+/// such as node_exporter's textfile collector never sees half a report.
+fn write_replacing(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }

@@ -1,14 +1,17 @@
 //! Renderers of a [`Report`](crate::Report): human (a table, colour on a TTY), JSON (the
-//! contract), JUnit XML (one testcase per check) and Markdown (evidence blocks for a status
-//! file). All renderers are pure functions of the report.
+//! contract), JUnit XML (one testcase per check), Markdown (evidence blocks for a status
+//! file) and Prometheus metrics (verdicts only, no evidence). All renderers are pure
+//! functions of the report.
 
 mod human;
 mod junit;
 mod markdown;
+mod prometheus;
 
 pub use human::{human, progress_line};
 pub use junit::junit;
 pub use markdown::markdown;
+pub use prometheus::prometheus;
 
 use crate::report::Report;
 
@@ -19,6 +22,7 @@ pub enum Format {
     Json,
     Junit,
     Markdown,
+    Prometheus,
 }
 
 impl std::str::FromStr for Format {
@@ -29,8 +33,9 @@ impl std::str::FromStr for Format {
             "json" => Ok(Format::Json),
             "junit" => Ok(Format::Junit),
             "markdown" | "md" => Ok(Format::Markdown),
+            "prometheus" => Ok(Format::Prometheus),
             other => Err(format!(
-                "unknown format `{other}` (expected human, json, junit or markdown)"
+                "unknown format `{other}` (expected human, json, junit, markdown or prometheus)"
             )),
         }
     }
@@ -42,9 +47,11 @@ pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-/// Render in `format`; `color` only affects the human format.
+/// Render in `format`; `color` only affects the human format. Prometheus metrics rendered
+/// here carry no gate duration (a report does not know it: [`prometheus`] takes it).
 pub fn render(report: &Report, format: Format, color: bool) -> String {
     match format {
+        Format::Prometheus => prometheus(report, None),
         Format::Human => human(report, color),
         Format::Json => json(report) + "\n",
         Format::Junit => junit(report),
