@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod client_config;
 pub mod deployed;
 pub mod gate;
 pub mod never_all;
