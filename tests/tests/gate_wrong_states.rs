@@ -668,6 +668,33 @@ fn a_schedule_drop_in() {
     );
 }
 
+/// A drop-in that adds a trigger to git's schedule instead of replacing it: another calendar
+/// (`systemctl show` prints one `TimersCalendar=` line per value) or a monotonic trigger
+/// (`TimersMonotonic=`). The timer still runs the prune daily as well, so only the comparison
+/// with git sees it, with the whole list on both sides.
+#[rstest::rstest]
+#[case::another_calendar(
+    "timer-extra-calendar.conf",
+    "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* *:00/15:00 | *-*-* 00:00:00`"
+)]
+#[case::a_monotonic_trigger(
+    "timer-monotonic.conf",
+    "ci-docker-prune.timer monotonic triggers: git `(none)`, host `OnBootSec=900s`"
+)]
+#[serial_test::file_serial(sandbox)]
+fn a_trigger_added_to_the_schedule(#[case] name: &'static str, #[case] reason: &str) {
+    let _dropin = timer_dropin(name);
+    host_sh(
+        sandbox(),
+        "systemctl daemon-reload && systemctl restart ci-docker-prune.timer",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[("repro.unit-config-git-eq-host", Verdict::Fail, reason)],
+    );
+}
+
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn current_system_is_not_gits() {

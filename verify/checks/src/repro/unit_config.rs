@@ -27,10 +27,41 @@ pub struct Settings {
     pub persistent: Option<bool>,
     /// `RandomizedDelaySec` in microseconds.
     pub randomized_delay_us: Option<u64>,
+    /// The timer's monotonic triggers (`OnBootSec=`, `OnUnitActiveSec=`, …): the trigger's
+    /// name without `Sec` (`OnBoot`) and its span in microseconds, sorted.
+    pub monotonic: Vec<(String, u64)>,
     /// The unit the timer triggers.
     pub unit: Option<String>,
     /// `(property, argv)` of every command of the service, in order.
     pub exec: Vec<(String, Vec<String>)>,
+}
+
+/// The monotonic trigger settings of a `[Timer]`, as git writes them (`systemctl show` calls
+/// them `OnBootUSec` …).
+pub const MONOTONIC_KEYS: &[&str] = &[
+    "OnActiveSec",
+    "OnBootSec",
+    "OnStartupSec",
+    "OnUnitActiveSec",
+    "OnUnitInactiveSec",
+];
+
+/// `(key, values)` of git's monotonic triggers as a sorted list; a value that is not a time
+/// span is an error (systemd would refuse it, so git does not declare what the test reads).
+fn monotonic_from<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, Vec<String>)>,
+) -> Result<Vec<(String, u64)>, String> {
+    let mut out = Vec::new();
+    for (k, values) in pairs {
+        let name = k.strip_suffix("Sec").unwrap_or(k);
+        for v in values {
+            let us = timespan_us(&v)
+                .ok_or_else(|| format!("git's {k}=`{v}` is not a time span systemd accepts"))?;
+            out.push((name.to_string(), us));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Split a systemd command line (`ExecStart=` value) into words: double and single quotes,
@@ -187,7 +218,7 @@ pub fn parse_unit_file(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<Stri
 }
 
 /// The settings git declares in portable unit files (`timer` and `service` texts).
-pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Settings {
+pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Result<Settings, String> {
     let t = parse_unit_file(timer);
     let sv = parse_unit_file(service);
     let tk = |k: &str| -> Vec<String> {
@@ -208,13 +239,14 @@ pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Settings
             }
         }
     }
-    Settings {
+    Ok(Settings {
         on_calendar: tk("OnCalendar"),
         persistent: tk("Persistent").last().and_then(|v| parse_bool(v)),
         randomized_delay_us: tk("RandomizedDelaySec").last().and_then(|v| timespan_us(v)),
+        monotonic: monotonic_from(MONOTONIC_KEYS.iter().map(|k| (*k, tk(k))))?,
         unit: Some(tk("Unit").last().cloned().unwrap_or(default_unit)),
         exec,
-    }
+    })
 }
 
 /// The settings git declares through the module, from `eval-module.nix`'s JSON (`services`,
@@ -272,6 +304,7 @@ pub fn from_module_eval(
         randomized_delay_us: list(tc.get("RandomizedDelaySec"))
             .last()
             .and_then(|v| timespan_us(v)),
+        monotonic: monotonic_from(MONOTONIC_KEYS.iter().map(|k| (*k, list(tc.get(*k)))))?,
         unit: Some(
             list(tc.get("Unit"))
                 .last()
@@ -290,27 +323,49 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// The live settings from `systemctl show` of the timer (`TimersCalendar`, `Persistent`,
-/// `RandomizedDelayUSec`, `Triggers`) and of the service (the `Exec*` properties).
-pub fn from_host(timer_show: &str, service_show: &str) -> Settings {
+/// The live settings from `systemctl show` of the timer (every `TimersCalendar` and
+/// `TimersMonotonic` line — systemd prints one line per trigger —, `Persistent`,
+/// `RandomizedDelayUSec`, `Triggers`) and of the service (the `Exec*` properties). A
+/// monotonic trigger whose span cannot be read is an error.
+pub fn from_host(timer_show: &str, service_show: &str) -> Result<Settings, String> {
     let kv: BTreeMap<&str, &str> = timer_show
         .lines()
         .filter_map(|l| l.split_once('='))
         .collect();
     let mut on_calendar = Vec::new();
-    if let Some(v) = kv.get("TimersCalendar") {
-        let mut rest = *v;
-        while let Some(i) = rest.find("OnCalendar=") {
-            rest = &rest[i + "OnCalendar=".len()..];
-            let end = rest.find(" ;").unwrap_or(rest.len());
-            on_calendar.push(rest[..end].trim().to_string());
-            rest = &rest[end..];
+    let mut monotonic = Vec::new();
+    for (k, v) in timer_show.lines().filter_map(|l| l.split_once('=')) {
+        // `{ OnCalendar=*-*-* 00:00:00 ; next_elapse=… }`, `{ OnBootUSec=15min ; next_elapse=… }`
+        let inner = v
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim();
+        let first = inner.split(" ; ").next().unwrap_or("").trim();
+        match k {
+            "TimersCalendar" => {
+                if let Some(c) = first.strip_prefix("OnCalendar=") {
+                    on_calendar.push(c.trim().to_string());
+                }
+            }
+            "TimersMonotonic" => {
+                let Some((name, span)) = first.split_once('=') else {
+                    return Err(format!("TimersMonotonic `{v}` has no trigger"));
+                };
+                let us = timespan_us(span)
+                    .ok_or_else(|| format!("TimersMonotonic `{v}`: `{span}` is not a time span"))?;
+                let name = name.strip_suffix("USec").unwrap_or(name);
+                monotonic.push((name.to_string(), us));
+            }
+            _ => {}
         }
     }
-    Settings {
+    monotonic.sort();
+    Ok(Settings {
         on_calendar,
         persistent: kv.get("Persistent").and_then(|v| parse_bool(v)),
         randomized_delay_us: kv.get("RandomizedDelayUSec").and_then(|v| timespan_us(v)),
+        monotonic,
         unit: kv
             .get("Triggers")
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")),
@@ -318,7 +373,7 @@ pub fn from_host(timer_show: &str, service_show: &str) -> Settings {
             .into_iter()
             .map(|l| (l.property, l.argv))
             .collect(),
-    }
+    })
 }
 
 /// How a command's program is compared: exactly, or (NixOS) as any store path ending in the
@@ -363,11 +418,33 @@ pub fn decide(
 ) -> (Outcome, String) {
     let mut rows: Vec<(String, String, String, bool)> = Vec::new();
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(unset)".into());
+    // the schedule is a set: systemd lists the calendars newest first
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
     rows.push((
         format!("{timer} OnCalendar"),
         git.on_calendar.join(" | "),
         host.on_calendar.join(" | "),
-        git.on_calendar == host.on_calendar,
+        sorted(&git.on_calendar) == sorted(&host.on_calendar),
+    ));
+    let mono = |v: &[(String, u64)]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.iter()
+                .map(|(k, us)| format!("{k}Sec={}s", *us as f64 / 1e6))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }
+    };
+    rows.push((
+        format!("{timer} monotonic triggers"),
+        mono(&git.monotonic),
+        mono(&host.monotonic),
+        git.monotonic == host.monotonic,
     ));
     let b = |v: Option<bool>| v.map(|b| b.to_string()).unwrap_or_else(|| "(unset)".into());
     rows.push((
@@ -590,7 +667,10 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
             format!("git show {}:{sf}", short(&ctx.rev)),
             texts.1.clone(),
         );
-        (from_unit_files(&texts.0, &timer, &texts.1), Program::Exact)
+        (
+            from_unit_files(&texts.0, &timer, &texts.1).map_err(Halt::fail)?,
+            Program::Exact,
+        )
     };
     let mut git = git;
     git.on_calendar = normalise_calendars(ctx, t, &git.on_calendar).await?;
@@ -601,7 +681,7 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
                 "systemctl",
                 "show",
                 "-p",
-                "TimersCalendar,Persistent,RandomizedDelayUSec,Triggers,DropInPaths,FragmentPath",
+                "TimersCalendar,TimersMonotonic,Persistent,RandomizedDelayUSec,Triggers,DropInPaths,FragmentPath",
                 "--",
                 &timer,
             ],
@@ -618,7 +698,11 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
     if !tshow.ok() || !sshow.ok() {
         return Err(Halt::error("systemctl show of the prune units failed"));
     }
-    let host = from_host(&tshow.stdout_str(), &sshow.stdout_str());
+    let host = from_host(&tshow.stdout_str(), &sshow.stdout_str()).map_err(|e| {
+        Halt::error(format!(
+            "cannot read the timer's triggers from systemctl show: {e}"
+        ))
+    })?;
     let (o, table) = decide(&git, &host, &timer, &service, how);
     t.push(Evidence::note("git ⟷ host, setting by setting", table));
     Ok(o)
@@ -639,7 +723,7 @@ mod tests {
         format!("ExecStart={{ path={} ; argv[]={cmd} ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}\n", cmd.split(' ').next().unwrap_or(""))
     }
     fn git() -> Settings {
-        let mut g = from_unit_files(TIMER, "ci-docker-prune.timer", SERVICE);
+        let mut g = from_unit_files(TIMER, "ci-docker-prune.timer", SERVICE).unwrap();
         g.on_calendar = vec!["*-*-* 00:00:00".into()];
         g
     }
@@ -649,7 +733,8 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
-        );
+        )
+        .unwrap();
         let (o, table) = decide(
             &git(),
             &host,
@@ -667,7 +752,8 @@ mod tests {
             &host_service(
                 "/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h --all",
             ),
-        );
+        )
+        .unwrap();
         let (o, table) = decide(
             &git(),
             &host,
@@ -694,7 +780,8 @@ mod tests {
         let mut h = from_host(
             &host_timer("*-*-* 00:00:00", "30min"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
-        );
+        )
+        .unwrap();
         h.unit = Some("other.service".into());
         let (o, _) = decide(
             &git(),
@@ -719,7 +806,7 @@ mod tests {
         let mut svc =
             host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h");
         svc.push_str("ExecStartPost={ path=/bin/sh ; argv[]=/bin/sh -c docker system prune -af ; ignore_errors=no }\n");
-        let h = from_host(&host_timer("*-*-* 00:00:00", "1h"), &svc);
+        let h = from_host(&host_timer("*-*-* 00:00:00", "1h"), &svc).unwrap();
         let (o, _) = decide(
             &git(),
             &h,
@@ -752,7 +839,7 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/nix/store/abcd-ci-docker-prune-0.1.0/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
-        );
+        ).unwrap();
         let (o, _) = decide(
             &g,
             &host,
@@ -764,7 +851,8 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
-        );
+        )
+        .unwrap();
         let (o, _) = decide(
             &g,
             &host,
@@ -777,6 +865,68 @@ mod tests {
             Verdict::Fail,
             "a program outside the store is not the package"
         );
+    }
+
+    /// `systemctl show` prints one `TimersCalendar=` line per calendar and one
+    /// `TimersMonotonic=` line per monotonic trigger (seen on the sandbox's systemd 252 with a
+    /// drop-in adding `OnCalendar=*:0/15`, `OnBootSec=15min`, `OnUnitActiveSec=1d`).
+    #[test]
+    fn every_trigger_line_is_read_and_an_added_one_fails() {
+        let shown = "TimersMonotonic={ OnUnitActiveUSec=1d ; next_elapse=1d 3h 8min 26.609666s }\n\
+TimersMonotonic={ OnBootUSec=15min ; next_elapse=2h 48min 52.335748s }\n\
+TimersCalendar={ OnCalendar=*-*-* *:00/15:00 ; next_elapse=Thu 2026-12-03 12:30:00 UTC }\n\
+TimersCalendar={ OnCalendar=*-*-* 00:00:00 ; next_elapse=Fri 2026-12-04 00:00:00 UTC }\n\
+Persistent=yes\nRandomizedDelayUSec=1h\nTriggers=ci-docker-prune.service\n";
+        let svc =
+            host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h");
+        let h = from_host(shown, &svc).unwrap();
+        assert_eq!(h.on_calendar, vec!["*-*-* *:00/15:00", "*-*-* 00:00:00"]);
+        assert_eq!(
+            h.monotonic,
+            vec![
+                ("OnBoot".to_string(), 900_000_000),
+                ("OnUnitActive".to_string(), 86_400_000_000)
+            ]
+        );
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains(
+                "OnCalendar: git `*-*-* 00:00:00`, host `*-*-* *:00/15:00 | *-*-* 00:00:00`"
+            ),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail.contains(
+                "monotonic triggers: git `(none)`, host `OnBootSec=900s | OnUnitActiveSec=86400s`"
+            ),
+            "{}",
+            o.detail
+        );
+        // git declaring the same triggers, in another order, passes
+        let timer = TIMER.replace(
+            "OnCalendar=daily",
+            "OnCalendar=daily\nOnCalendar=*:0/15\nOnUnitActiveSec=1d\nOnBootSec=15min",
+        );
+        let mut g = from_unit_files(&timer, "ci-docker-prune.timer", SERVICE).unwrap();
+        g.on_calendar = vec!["*-*-* 00:00:00".into(), "*-*-* *:00/15:00".into()];
+        let (o, _) = decide(
+            &g,
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        // a span systemd would not accept is no schedule git declares
+        assert!(from_unit_files("[Timer]\nOnBootSec=soon\n", "t.timer", SERVICE).is_err());
     }
 
     #[test]
