@@ -368,6 +368,88 @@ fn prune_unit_asks_for_all() {
 
 #[test]
 #[serial_test::file_serial(sandbox)]
+fn the_unit_asks_for_all_through_its_environment() {
+    let _dropin = prune_dropin("env-all.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    // the prune itself refuses `--all` (a usage error): the real run and the probe's dry run
+    // (the command as systemd runs it) fail too
+    assert_only(
+        &r,
+        &[
+            ("prune.never-all-never-volumes", Verdict::Fail, "`--all`"),
+            (
+                "prune.noop-below-threshold",
+                Verdict::Fail,
+                "`systemctl start ci-docker-prune.service` exited 1",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "the dry run did not get past its gates (outcome error",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service Environment: git `(none)`, host `PRUNE_FLAGS=--all`",
+            ),
+        ],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_unit_names_a_variable_it_does_not_set() {
+    let _dropin = prune_dropin("env-unset-variable.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    // the noop check's and the probe's runs of the command as systemd runs it cannot be made
+    // either: errors, not passes
+    assert_only(
+        &r,
+        &[
+            (
+                "prune.noop-below-threshold",
+                Verdict::Error,
+                "ExecStart cannot be run as systemd runs it: `$CCCI_FLAGS_FROM_ELSEWHERE` is not set",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "the deployed prune's dry run gave no report",
+            ),
+            (
+                "prune.never-all-never-volumes",
+                Verdict::Error,
+                "`$CCCI_FLAGS_FROM_ELSEWHERE` is not set by the unit's Environment= or EnvironmentFile=",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service ExecStart: git `",
+            ),
+        ],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_drop_in_points_the_prune_at_a_second_dockerd() {
+    let _dropin = prune_dropin("env-docker-host.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "repro.unit-config-git-eq-host",
+            Verdict::Fail,
+            "ci-docker-prune.service DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/ccci-second-dockerd.sock`",
+        )],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
 fn teardown_also_removes_the_image() {
     host_docker_cli();
     let mut p = params();

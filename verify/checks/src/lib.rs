@@ -18,6 +18,7 @@ pub mod probe;
 pub mod prune;
 pub mod repro;
 pub mod store;
+pub mod unit_env;
 pub mod units;
 
 use ccci_core::redact::Redactor;

@@ -34,6 +34,37 @@ pub struct Settings {
     pub unit: Option<String>,
     /// `(property, argv)` of every command of the service, in order.
     pub exec: Vec<(String, Vec<String>)>,
+    /// The service's `Environment=` assignments (`K=V`), sorted.
+    pub environment: Vec<String>,
+    /// The service's `EnvironmentFile=` paths (`-` prefixed when optional), in order.
+    pub environment_files: Vec<String>,
+    /// The `DOCKER_HOST` the service's commands get: the unit's environment (files included),
+    /// else the manager's; unset means the default socket.
+    pub docker_host: Option<String>,
+}
+
+/// Variables NixOS sets for every service itself (`PATH` from the unit's `path`,
+/// `LOCALE_ARCHIVE`, `TZDIR` from `systemd.globalEnvironment`): the platform's, not git's
+/// module, so they are not compared on NixOS.
+pub const NIXOS_PLATFORM_VARS: &[&str] = &["PATH", "LOCALE_ARCHIVE", "TZDIR"];
+
+/// Git's environment settings from `Environment=` values (each may hold several quoted
+/// assignments) and `EnvironmentFile=` values.
+fn env_settings(
+    environment: &[String],
+    files: &[String],
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut env: Vec<String> = environment
+        .iter()
+        .flat_map(|v| crate::unit_env::split_words(v))
+        .collect();
+    env.sort();
+    let docker_host = env
+        .iter()
+        .filter_map(|a| a.strip_prefix("DOCKER_HOST="))
+        .next_back()
+        .map(String::from);
+    (env, files.to_vec(), docker_host)
 }
 
 /// The monotonic trigger settings of a `[Timer]`, as git writes them (`systemctl show` calls
@@ -239,7 +270,18 @@ pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Result<S
             }
         }
     }
+    let sk = |k: &str| -> Vec<String> {
+        sv.get("Service")
+            .and_then(|m| m.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (environment, environment_files, docker_host) =
+        env_settings(&sk("Environment"), &sk("EnvironmentFile"));
     Ok(Settings {
+        environment,
+        environment_files,
+        docker_host,
         on_calendar: tk("OnCalendar"),
         persistent: tk("Persistent").last().and_then(|v| parse_bool(v)),
         randomized_delay_us: tk("RandomizedDelaySec").last().and_then(|v| timespan_us(v)),
@@ -296,7 +338,22 @@ pub fn from_module_eval(
             );
         }
     }
+    // `environment.K = V` renders `Environment="K=V"`; serviceConfig may add more
+    let mut environment: Vec<String> = match service.get("environment") {
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("\"{k}={}\"", value_text(v).replace('"', "\\\"")))
+            .collect(),
+        _ => vec![],
+    };
+    environment.extend(list(sc.get("Environment")));
+    let (environment, environment_files, docker_host) =
+        env_settings(&environment, &list(sc.get("EnvironmentFile")));
     Ok(Settings {
+        environment,
+        environment_files,
+        docker_host,
         on_calendar,
         persistent: list(tc.get("Persistent"))
             .last()
@@ -373,7 +430,38 @@ pub fn from_host(timer_show: &str, service_show: &str) -> Result<Settings, Strin
             .into_iter()
             .map(|l| (l.property, l.argv))
             .collect(),
+        ..Settings::default()
     })
+}
+
+/// The host's environment settings of the service: `env` as systemd shows and reads it, and
+/// the manager's environment (`systemctl show-environment`) for a `DOCKER_HOST` the unit does
+/// not set. On NixOS the platform's own variables are left out ([`NIXOS_PLATFORM_VARS`]).
+pub fn host_env(
+    env: &crate::unit_env::UnitEnv,
+    manager_env: &str,
+    nixos: bool,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut environment: Vec<String> = env
+        .environment
+        .iter()
+        .filter(|a| {
+            let k = a.split('=').next().unwrap_or("");
+            !(nixos && NIXOS_PLATFORM_VARS.contains(&k))
+        })
+        .cloned()
+        .collect();
+    environment.sort();
+    let unset = |k: &str| env.unset.iter().any(|u| u == k);
+    let docker_host = env.vars.get("DOCKER_HOST").cloned().or_else(|| {
+        manager_env
+            .lines()
+            .filter_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .next_back()
+            .filter(|_| !unset("DOCKER_HOST"))
+            .map(String::from)
+    });
+    (environment, env.files.clone(), docker_host)
 }
 
 /// How a command's program is compared: exactly, or (NixOS) as any store path ending in the
@@ -494,6 +582,35 @@ pub fn decide(
             equal,
         ));
     }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(" | ")
+        }
+    };
+    rows.push((
+        format!("{service} Environment"),
+        list(&git.environment),
+        list(&host.environment),
+        git.environment == host.environment,
+    ));
+    rows.push((
+        format!("{service} EnvironmentFile"),
+        list(&git.environment_files),
+        list(&host.environment_files),
+        git.environment_files == host.environment_files,
+    ));
+    let dh = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| "(unset: the default socket)".into())
+    };
+    rows.push((
+        format!("{service} DOCKER_HOST (effective)"),
+        dh(&git.docker_host),
+        dh(&host.docker_host),
+        git.docker_host == host.docker_host,
+    ));
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(8);
     let mut table = format!("{:<w$}  {}\n", "setting", "git | host");
     for (name, g, h, eq) in &rows {
@@ -703,6 +820,42 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
             "cannot read the timer's triggers from systemctl show: {e}"
         ))
     })?;
+    let mut host = host;
+    let env = crate::unit_env::read(ctx, t, &service).await?;
+    // the manager's environment may hold anything: only its DOCKER_HOST is evidence
+    let menv = ctx
+        .cmd(&mut Trail::new(), &["systemctl", "show-environment"])
+        .await?;
+    if !menv.ok() {
+        return Err(Halt::error("systemctl show-environment failed"));
+    }
+    t.push(Evidence::new(
+        "systemctl show-environment | grep ^DOCKER_HOST=",
+        Some(0),
+        menv.stdout_str()
+            .lines()
+            .filter(|l| l.starts_with("DOCKER_HOST="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    ));
+    (host.environment, host.environment_files, host.docker_host) =
+        host_env(&env, &menv.stdout_str(), nixos);
+    // values of secret-looking names are compared, never shown
+    let hide = |v: &mut Vec<String>| {
+        for a in v.iter_mut() {
+            if let Some((k, val)) = a.split_once('=') {
+                *a = crate::unit_env::shown(ctx, k, val);
+            }
+        }
+    };
+    let (git_env, host_env_shown) = (git.environment.clone(), host.environment.clone());
+    let same_env = git_env == host_env_shown;
+    hide(&mut git.environment);
+    hide(&mut host.environment);
+    if !same_env && git.environment == host.environment {
+        // equal once hidden: say so without the values
+        host.environment.push("(a hidden value differs)".into());
+    }
     let (o, table) = decide(&git, &host, &timer, &service, how);
     t.push(Evidence::note("git ⟷ host, setting by setting", table));
     Ok(o)
@@ -927,6 +1080,66 @@ Persistent=yes\nRandomizedDelayUSec=1h\nTriggers=ci-docker-prune.service\n";
         assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
         // a span systemd would not accept is no schedule git declares
         assert!(from_unit_files("[Timer]\nOnBootSec=soon\n", "t.timer", SERVICE).is_err());
+    }
+
+    #[test]
+    fn the_environment_and_the_docker_host_are_compared() {
+        let env = crate::unit_env::UnitEnv {
+            environment: vec![
+                "DOCKER_HOST=unix:///run/other.sock".into(),
+                "PATH=/nix/store/x/bin".into(),
+            ],
+            vars: [(
+                "DOCKER_HOST".to_string(),
+                "unix:///run/other.sock".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let (e, f, dh) = host_env(&env, "LANG=C\n", true);
+        // NixOS's own PATH is the platform's, not compared
+        assert_eq!(e, vec!["DOCKER_HOST=unix:///run/other.sock".to_string()]);
+        assert!(f.is_empty());
+        assert_eq!(dh.as_deref(), Some("unix:///run/other.sock"));
+        let mut h = git();
+        (h.environment, h.environment_files, h.docker_host) = (e, f, dh);
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert!(
+            o.detail.contains("DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/other.sock`"),
+            "{}",
+            o.detail
+        );
+        // the manager's DOCKER_HOST counts when the unit sets none, unless the unit unsets it
+        let none = crate::unit_env::UnitEnv::default();
+        assert_eq!(
+            host_env(&none, "DOCKER_HOST=tcp://x:2375\n", false)
+                .2
+                .as_deref(),
+            Some("tcp://x:2375")
+        );
+        let unset = crate::unit_env::UnitEnv {
+            unset: vec!["DOCKER_HOST".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            host_env(&unset, "DOCKER_HOST=tcp://x:2375\n", false).2,
+            None
+        );
+        // git's Environment= values, several assignments in one, quoted
+        let svc = format!("{SERVICE}Environment=\"DOCKER_HOST=unix:///a.sock\" B=1\n");
+        let g = from_unit_files(TIMER, "ci-docker-prune.timer", &svc).unwrap();
+        assert_eq!(
+            g.environment,
+            vec!["B=1".to_string(), "DOCKER_HOST=unix:///a.sock".into()]
+        );
+        assert_eq!(g.docker_host.as_deref(), Some("unix:///a.sock"));
     }
 
     #[test]
