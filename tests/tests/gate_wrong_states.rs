@@ -701,8 +701,16 @@ fn prune_timer_triggers_another_unit() {
     if nixos() {
         // NixOS writes `Unit=` into the timer itself, and systemd ignores a second `Unit=`
         // ("Multiple units to trigger specified, ignoring"): a drop-in cannot point a NixOS
-        // timer elsewhere, so this wrong state does not exist there and the gate passes
-        assert_only(&r, &[]);
+        // timer elsewhere, so the timer still triggers the prune; the drop-in itself is a file
+        // outside the system's unit tree, which the comparison with git names
+        assert_only(
+            &r,
+            &[(
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "drop-in /etc/systemd/system/ci-docker-prune.timer.d/timer-other-unit.conf is not the system's",
+            )],
+        );
         assert!(
             check(&r, "units.prune-timer-active")
                 .evidence
@@ -774,6 +782,27 @@ fn a_trigger_added_to_the_schedule(#[case] name: &'static str, #[case] reason: &
     assert_only(
         &r,
         &[("repro.unit-config-git-eq-host", Verdict::Fail, reason)],
+    );
+}
+
+/// `systemctl edit --runtime` (a drop-in under `/run/systemd/system/…service.d/`): it changes
+/// what runs until the next boot, and it changes a setting no comparison reads (`Nice=`), so
+/// only where the unit's files come from gives it away.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_runtime_drop_in_outside_git() {
+    let _state = host_state(
+        "mkdir -p /run/systemd/system/ci-docker-prune.service.d && printf '[Service]\\nNice=5\\n' > /run/systemd/system/ci-docker-prune.service.d/override.conf && systemctl daemon-reload && systemctl show -p DropInPaths --value ci-docker-prune.service | grep -q /run/systemd/system/",
+        "rm -rf /run/systemd/system/ci-docker-prune.service.d; systemctl daemon-reload",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "repro.unit-config-git-eq-host",
+            Verdict::Fail,
+            "drop-in /run/systemd/system/ci-docker-prune.service.d/override.conf",
+        )],
     );
 }
 

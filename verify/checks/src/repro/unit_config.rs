@@ -730,6 +730,135 @@ fn module_settings_at(
     Ok((v, shown))
 }
 
+/// Where a deployment puts the family's unit files.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// NixOS's link farm the system's units are reached through.
+pub const NIXOS_STATIC_UNIT_DIR: &str = "/etc/static/systemd/system";
+
+/// `FragmentPath` and every `DropInPaths` entry of a `systemctl show` block.
+pub fn unit_sources(show: &str) -> (String, Vec<String>) {
+    let mut fragment = String::new();
+    let mut dropins = Vec::new();
+    for line in show.lines() {
+        if let Some(v) = line.strip_prefix("FragmentPath=") {
+            fragment = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("DropInPaths=") {
+            dropins.extend(v.split_whitespace().map(String::from));
+        }
+    }
+    (fragment, dropins)
+}
+
+/// Where each file of `unit` (its fragment and drop-ins) comes from, against where the
+/// deployment puts them: on Debian the fragment is the installed file
+/// `/etc/systemd/system/<unit>` (not a link) and git deploys no drop-in; on NixOS every file is
+/// a `/etc/systemd/system/…` path that resolves to the same store file as
+/// `/etc/static/systemd/system/…` (the system's unit tree), and `/etc/static` is the current
+/// system's `etc` where the host has one. Anything else (`/run/systemd/system`,
+/// `/run/systemd/transient`, `system.control`, generator output, a hand-made file) is named.
+async fn foreign_unit_files(
+    ctx: &Ctx,
+    t: &mut Trail,
+    unit: &str,
+    show: &str,
+    nixos: bool,
+) -> Result<Vec<String>, Halt> {
+    let (fragment, dropins) = unit_sources(show);
+    let mut bad = Vec::new();
+    let expected = format!("{UNIT_DIR}/{unit}");
+    if fragment.is_empty() {
+        bad.push(format!("{unit} has no unit file (FragmentPath is empty)"));
+    }
+    let realpath = |out: ccci_host::CmdOutput| {
+        out.ok()
+            .then(|| out.stdout_str().trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    if !nixos {
+        if !fragment.is_empty() && fragment != expected {
+            bad.push(format!(
+                "{unit} is loaded from {fragment}, not {expected} where the deployment installs it"
+            ));
+        } else if !fragment.is_empty() {
+            let link = ctx.cmd(t, &["readlink", "--", &fragment]).await?;
+            if link.ok() {
+                bad.push(format!(
+                    "{fragment} is a link to {}, not the file the deployment installs",
+                    link.stdout_str().trim()
+                ));
+            }
+        }
+        for d in &dropins {
+            bad.push(format!(
+                "{unit} has the drop-in {d}, which git does not deploy"
+            ));
+        }
+        return Ok(bad);
+    }
+    for f in std::iter::once(&fragment)
+        .filter(|f| !f.is_empty())
+        .chain(&dropins)
+    {
+        let what = if *f == fragment {
+            "unit file"
+        } else {
+            "drop-in"
+        };
+        let Some(rel) = f.strip_prefix(&format!("{UNIT_DIR}/")) else {
+            bad.push(format!(
+                "{unit}'s {what} {f} is outside {UNIT_DIR}, not in the system's unit tree"
+            ));
+            continue;
+        };
+        let real = realpath(ctx.cmd(t, &["readlink", "-e", "--", f]).await?);
+        let want = realpath(
+            ctx.cmd(
+                t,
+                &[
+                    "readlink",
+                    "-e",
+                    "--",
+                    &format!("{NIXOS_STATIC_UNIT_DIR}/{rel}"),
+                ],
+            )
+            .await?,
+        );
+        match (real, want) {
+            (Some(r), Some(w)) if r == w && r.starts_with("/nix/store/") => {}
+            (r, w) => bad.push(format!(
+                "{unit}'s {what} {f} is not the system's: it resolves to {}, the system's unit tree has {}",
+                r.unwrap_or_else(|| "(nothing)".into()),
+                w.map(|w| format!("{w} at {NIXOS_STATIC_UNIT_DIR}/{rel}"))
+                    .unwrap_or_else(|| format!("nothing at {NIXOS_STATIC_UNIT_DIR}/{rel}"))
+            )),
+        }
+    }
+    Ok(bad)
+}
+
+/// On NixOS, `/etc/static` must be the current system's `etc` when the system has one (a
+/// real NixOS does; the sandbox's stand-in system does not, and the evidence says so).
+async fn static_is_current_system(ctx: &Ctx, t: &mut Trail) -> Result<Option<String>, Halt> {
+    let cur = ctx
+        .cmd(t, &["readlink", "-e", "--", "/run/current-system/etc"])
+        .await?;
+    if !cur.ok() {
+        t.note(
+            "/etc/static and the current system",
+            "/run/current-system has no etc: which system /etc/static belongs to is left to repro.system-git-eq-host",
+        );
+        return Ok(None);
+    }
+    let st = ctx.cmd(t, &["readlink", "-e", "--", "/etc/static"]).await?;
+    let (c, s) = (
+        cur.stdout_str().trim().to_string(),
+        st.stdout_str().trim().to_string(),
+    );
+    Ok((c != s).then(|| {
+        format!("/etc/static resolves to {s}, not the current system's etc {c}: the units are not the running system's")
+    }))
+}
+
 pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     let timer = ctx.params.prune_timer.clone();
     let service = ctx.params.prune_service.clone();
@@ -858,6 +987,23 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
     }
     let (o, table) = decide(&git, &host, &timer, &service, how);
     t.push(Evidence::note("git ⟷ host, setting by setting", table));
+    // where the settings come from: only the files the deployment puts there
+    let mut foreign = foreign_unit_files(ctx, t, &timer, &tshow.stdout_str(), nixos).await?;
+    foreign.extend(foreign_unit_files(ctx, t, &service, &sshow.stdout_str(), nixos).await?);
+    if nixos {
+        foreign.extend(static_is_current_system(ctx, t).await?);
+    }
+    if foreign.is_empty() {
+        return Ok(o);
+    }
+    let o = match o.verdict {
+        ccci_core::Verdict::Pass => Outcome::fail(foreign.join("; ")),
+        _ => {
+            let mut o = o;
+            o.detail = format!("{}; {}", o.detail, foreign.join("; "));
+            o
+        }
+    };
     Ok(o)
 }
 
