@@ -806,6 +806,25 @@ fn a_runtime_drop_in_outside_git() {
     );
 }
 
+/// The docs the gate reads name no unit of the family (here: a docs path that does not exist
+/// at REV): nothing is compared, which is a skip with the reason, never a pass.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn no_docs_to_compare() {
+    let mut p = params();
+    p.repro.docs = vec!["ccci-no-such-docs".into()];
+    let r = gate(p);
+    assert_only(
+        &r,
+        &[(
+            "repro.docs-reference-declared-units",
+            Verdict::Skip,
+            "no systemctl reference to the family in the docs",
+        )],
+    );
+    assert_eq!(r.exit_code(), 1, "a blocking skip does not pass the gate");
+}
+
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn current_system_is_not_gits() {
@@ -852,15 +871,7 @@ fn current_system_is_not_gits() {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn system_check_follows_the_commit() {
-    if !nixos() {
-        return; // the debian flavour's skip is current_system_is_not_gits
-    }
     let info = sandbox();
-    let orig = host_sh(info, "readlink /run/current-system")
-        .trim()
-        .to_string();
-    let _restore =
-        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
     let flake = |msg: &str| {
         format!(
             "{{ outputs = {{ self }}: {{ nixosConfigurations.t.config.system.build.toplevel = derivation {{ name = \"nixos-system-t\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"/bin/mkdir $out; echo {msg} > $out/v\" ]; }}; }}; }}\n"
@@ -868,18 +879,6 @@ fn system_check_follows_the_commit() {
     };
     let repo = ccci_tests::git::Repo::new();
     let a = repo.commit(&[("sys/flake.nix", flake("one").as_bytes())], "one");
-    // the host builds commit a's system and switches to it
-    host_sh(info, "mkdir -p /root/ccci-t");
-    upload(
-        info,
-        "/root/ccci-t/flake.nix",
-        flake("one").as_bytes(),
-        0o644,
-    );
-    host_sh(
-        info,
-        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link --option substituters '' $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
-    );
     let run = |rev: &str| {
         let spec = builtin_spec("2pc");
         let mut run = ccci_tests::gate::prepare_at(
@@ -895,6 +894,32 @@ fn system_check_follows_the_commit() {
             Some("nixosConfigurations.t.config.system.build.toplevel".into());
         run_prepared(run, target)
     };
+    if !nixos() {
+        // off NixOS the check does not apply, whatever the commit says: a non-blocking skip
+        // with the reason, never a pass
+        let r = run(&a);
+        let c = check(&r, "repro.system-git-eq-host");
+        assert_eq!(c.verdict, Verdict::Skip, "{}", explain(&r, &c.id));
+        assert!(!c.blocking && c.detail.contains("not NixOS"), "{c:?}");
+        return;
+    }
+    let orig = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    let _restore =
+        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
+    // the host builds commit a's system and switches to it
+    host_sh(info, "mkdir -p /root/ccci-t");
+    upload(
+        info,
+        "/root/ccci-t/flake.nix",
+        flake("one").as_bytes(),
+        0o644,
+    );
+    host_sh(
+        info,
+        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link --option substituters '' $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
+    );
     let r = run(&a);
     assert_eq!(
         check(&r, "repro.system-git-eq-host").verdict,
