@@ -32,6 +32,7 @@ const DESIGN_IDS: &[&str] = &[
     "repro.docs-reference-declared-units",
     "repro.unit-config-git-eq-host",
     "repro.system-git-eq-host",
+    "prune.no-other-pruner",
 ];
 
 const UNIT_CHECKS: &[&str] = &[

@@ -221,6 +221,12 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
                     Verdict::Fail,
                     "platform unit docker-prune.service must be inert, but docker-prune.timer pulls it in",
                 ),
+                // pulled in, the platform's service is no longer inert: another pruner
+                (
+                    "prune.no-other-pruner",
+                    Verdict::Fail,
+                    "system service docker-prune.service",
+                ),
             ],
         );
         assert!(
@@ -269,6 +275,11 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
                 "repro.units-git-eq-host",
                 Verdict::Fail,
                 "legacy docker-prune.timer is still known",
+            ),
+            (
+                "prune.no-other-pruner",
+                Verdict::Fail,
+                "system service docker-prune.service (/etc/systemd/system/docker-prune.service): removes images (system prune)",
             ),
         ],
     );
@@ -823,6 +834,42 @@ fn no_docs_to_compare() {
         )],
     );
     assert_eq!(r.exit_code(), 1, "a blocking skip does not pass the gate");
+}
+
+/// Another pruner on the host, beside the prune (issue 18 item 3): each is found by
+/// `prune.no-other-pruner`, naming where it is and what it runs; nothing else changes.
+#[rstest::rstest]
+#[case::a_transient_timer(
+    "systemd-run --unit=ccci-rogue-prune --on-calendar=daily /usr/bin/docker system prune -af",
+    "systemctl stop ccci-rogue-prune.timer ccci-rogue-prune.service; systemctl reset-failed ccci-rogue-prune.service ccci-rogue-prune.timer; true",
+    "system service ccci-rogue-prune.service (/run/systemd/transient/ccci-rogue-prune.service): removes images (system prune)"
+)]
+#[case::a_differently_named_unit(
+    "printf '[Service]\\nType=oneshot\\nExecStart=/usr/bin/docker image prune -af\\n' > /etc/systemd/system/ccci-cleanup.service && systemctl daemon-reload",
+    "rm -f /etc/systemd/system/ccci-cleanup.service; systemctl daemon-reload",
+    "system service ccci-cleanup.service (/etc/systemd/system/ccci-cleanup.service): removes images"
+)]
+#[case::a_user_unit(
+    "printf '[Service]\\nExecStart=/bin/sh -c \"docker system prune -af\"\\n' > /etc/systemd/user/ccci-user-prune.service",
+    "rm -f /etc/systemd/user/ccci-user-prune.service",
+    "user unit /etc/systemd/user/ccci-user-prune.service -c:1: removes images (system prune)"
+)]
+#[case::a_cron_entry(
+    "printf '0 3 * * * root docker image prune -af >/dev/null\\n' > /etc/cron.d/ccci-rogue",
+    "rm -f /etc/cron.d/ccci-rogue",
+    "cron /etc/cron.d/ccci-rogue:1: removes images"
+)]
+#[serial_test::file_serial(sandbox)]
+fn another_pruner_on_the_host(
+    #[case] set: &str,
+    #[case] restore: &'static str,
+    #[case] reason: &str,
+) {
+    host_docker_cli();
+    host_sh(sandbox(), "mkdir -p /etc/systemd/user /etc/cron.d");
+    let _state = host_state(set, restore);
+    let r = gate(params());
+    assert_only(&r, &[("prune.no-other-pruner", Verdict::Fail, reason)]);
 }
 
 #[test]

@@ -15,12 +15,16 @@ use ccci_core::{short, Check, Decided, Evidence, Halt, Outcome, Trail};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub mod other_pruner;
+
 pub fn checks() -> Vec<DynCheck> {
-    vec![
+    let mut v: Vec<DynCheck> = vec![
         Arc::new(NoopBelowThreshold),
         Arc::new(NeverAllNeverVolumes),
         Arc::new(KeepsDeployedImages),
-    ]
+    ];
+    v.extend(other_pruner::checks());
+    v
 }
 
 /// Ids of every image and container in the store, and the evidence of the listing.
