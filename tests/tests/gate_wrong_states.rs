@@ -859,6 +859,11 @@ fn no_docs_to_compare() {
     "rm -f /etc/cron.d/ccci-rogue",
     "cron /etc/cron.d/ccci-rogue:1: removes images"
 )]
+#[case::a_container_with_the_socket_that_cleans_up(
+    "docker run -d --name ccci-watchtower -e WATCHTOWER_CLEANUP=true -v /var/run/docker.sock:/var/run/docker.sock --entrypoint /bin/sleep $(docker image ls -q ccci-sandbox/systemd-host | head -n1) 600 >/dev/null",
+    "docker rm -f ccci-watchtower >/dev/null 2>&1; true",
+    "container /ccci-watchtower"
+)]
 #[serial_test::file_serial(sandbox)]
 fn another_pruner_on_the_host(
     #[case] set: &str,

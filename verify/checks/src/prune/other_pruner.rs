@@ -384,12 +384,18 @@ async fn socket_containers(ctx: &Ctx, t: &mut Trail) -> Result<Vec<Command>, Hal
         .map_err(|e| Halt::error(format!("GET /containers/json: {e}")))?;
     let mut out = Vec::new();
     for c in list {
-        let socket = c.mounts.unwrap_or_default().iter().any(|m| {
-            [&m.source, &m.destination]
-                .iter()
-                .any(|p| p.as_deref().is_some_and(|p| p.ends_with("docker.sock")))
-        });
-        if !socket {
+        let socket: Vec<String> = c
+            .mounts
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| {
+                [&m.source, &m.destination]
+                    .iter()
+                    .find_map(|p| p.as_deref().filter(|p| p.ends_with("docker.sock")))
+                    .map(String::from)
+            })
+            .collect();
+        if socket.is_empty() {
             continue;
         }
         let id = c.id.unwrap_or_default();
@@ -413,6 +419,8 @@ async fn socket_containers(ctx: &Ctx, t: &mut Trail) -> Result<Vec<Command>, Hal
                 .filter(|e| !crate::unit_env::secret_name(e.split('=').next().unwrap_or(""))),
         );
         argv.push(cfg.image.unwrap_or_default());
+        // the socket it holds: its command and environment are judged as an engine client's
+        argv.extend(socket);
         out.push(Command {
             place: format!(
                 "container {name} ({}, mounts the Docker socket)",
@@ -568,6 +576,7 @@ mod tests {
             "docker compose down --rmi all",
             "curl --unix-socket /var/run/docker.sock -X POST http://x/images/prune",
             "containrrr/watchtower --cleanup",
+            "/bin/sleep 600 WATCHTOWER_CLEANUP=true img /var/run/docker.sock",
         ] {
             assert!(removes(&w(bad)).is_some(), "{bad}");
         }
