@@ -776,7 +776,7 @@ fn a_schedule_drop_in() {
 #[rstest::rstest]
 #[case::another_calendar(
     "timer-extra-calendar.conf",
-    "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* *:00/15:00 | *-*-* 00:00:00`"
+    "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* 00:00:00 | *-*-* 03:00:00`"
 )]
 #[case::a_monotonic_trigger(
     "timer-monotonic.conf",

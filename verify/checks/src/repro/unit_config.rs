@@ -514,8 +514,8 @@ pub fn decide(
     };
     rows.push((
         format!("{timer} OnCalendar"),
-        git.on_calendar.join(" | "),
-        host.on_calendar.join(" | "),
+        sorted(&git.on_calendar).join(" | "),
+        sorted(&host.on_calendar).join(" | "),
         sorted(&git.on_calendar) == sorted(&host.on_calendar),
     ));
     let mono = |v: &[(String, u64)]| {
