@@ -32,6 +32,7 @@ const DESIGN_IDS: &[&str] = &[
     "repro.docs-reference-declared-units",
     "repro.unit-config-git-eq-host",
     "repro.system-git-eq-host",
+    "prune.no-other-pruner",
 ];
 
 const UNIT_CHECKS: &[&str] = &[
@@ -834,34 +835,107 @@ fn units_gate_human_markdown_and_junit_snapshots() {
 // ---------------------------------------------------------------------------------------------
 // secrets: a canary in every place a Docker client config keeps one never reaches any output
 
+/// base64 of `<user>:<secret>`, as an `auth` field holds it.
+fn auth_blob(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+}
+
+/// Canaries, one per place Docker's CLI reads a secret from, in the spellings its
+/// case-insensitive JSON decoding accepts (docker/cli `configfile.ConfigFile`, Go's
+/// `encoding/json`), beside fields that are no secret (a helper's name, a proxy's address).
+const CANARY_AUTH: &str = "canary-Auth-s3cret";
+const CANARY_PASSWORD: &str = "canary-Password-s3cret";
+const CANARY_TOKEN: &str = "canary-IdentityToken-s3cret";
 const CANARY_PROXY: &str = "canary-proxy-pa55word";
+const CANARY_PROXY_NO_SCHEME: &str = "canary-proxy-noscheme-pa55";
 const CANARY_HEADER: &str = "canary-header-t0ken";
+const CANARY_PLUGIN: &str = "canary-plugin-t0ken";
+const CANARY_UNKNOWN: &str = "canary-future-field-s3cret";
+/// Plain fields the masked config must still show (the masking is not a blank-out).
+const HELPER: &str = "ccci-canary-helper";
+const PROXY_ADDRESS: &str = "proxy.invalid:3128";
+
+/// The sandbox host's config with every canary in: the index's credential spelled
+/// `Auths`/`Auth` (the user the gate expects, so `auth.daemon-authenticated` reads it), another
+/// registry's `Password` and `IdentityToken`, a credential helper, proxies with and without a
+/// scheme, a header, a plugin's option and a field Docker may add tomorrow.
+fn canary_config(original: &str) -> Value {
+    let v: Value = serde_json::from_str(original).unwrap();
+    let mut out = serde_json::Map::new();
+    for (k, x) in v.as_object().unwrap() {
+        if !k.eq_ignore_ascii_case("auths") {
+            out.insert(k.clone(), x.clone());
+        }
+    }
+    let mut v = Value::Object(out);
+    v["Auths"] = serde_json::json!({
+        "https://index.docker.io/v1/": {"Auth": auth_blob("ccci-sandbox", CANARY_AUTH)},
+        "registry.invalid": {"Username": "someone", "Password": CANARY_PASSWORD, "IdentityToken": CANARY_TOKEN},
+    });
+    v["CredHelpers"] = serde_json::json!({"helped.invalid": HELPER});
+    v["Proxies"] = serde_json::json!({"default": {
+        "HttpProxy": format!("http://proxyuser:{CANARY_PROXY}@{PROXY_ADDRESS}"),
+        "httpsProxy": format!("proxyuser:{CANARY_PROXY_NO_SCHEME}@{PROXY_ADDRESS}"),
+        "noProxy": "localhost",
+    }});
+    v["httpHeaders"] = serde_json::json!({"X-Meta-Token": CANARY_HEADER});
+    v["plugins"] = serde_json::json!({"ccci": {"token": CANARY_PLUGIN}});
+    v["aFieldDockerMayAddTomorrow"] = Value::String(CANARY_UNKNOWN.into());
+    v
+}
+
+/// Checks whose evidence shows the config: the probe's teardown prints it (the spec below)
+/// and the auth check shows it masked.
+const PRINTS_CONFIG: &[&str] = &["cache.image-survives-teardown", "auth.daemon-authenticated"];
 
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
     let info = sandbox();
     let config = "/root/.docker/config.json";
-    let original = ccci_tests::gate::host_sh(info, &format!("cat {config}"));
-    let mut v: Value = serde_json::from_str(&original).unwrap();
-    v["proxies"] = serde_json::json!({"default": {"httpProxy": format!("http://proxyuser:{CANARY_PROXY}@proxy.invalid:3128")}});
-    v["HttpHeaders"] = serde_json::json!({"X-Meta-Token": CANARY_HEADER});
-    struct Put<'a>(&'a ccci_tests::SandboxInfo, String);
+    // the file the path leads to (on NixOS a sops-rendered 0400 file behind a link), kept
+    // with its mode so the link chain stays as deployed
+    let file = ccci_tests::gate::host_sh(info, &format!("readlink -f {config}"))
+        .trim()
+        .to_string();
+    let original = ccci_tests::gate::host_sh(info, &format!("cat {file}"));
+    // written in place (`cat >` keeps the file's mode and owner; the archive upload cannot
+    // reach the tmpfs under /run where sops-nix renders it)
+    fn put(info: &ccci_tests::SandboxInfo, file: &str, text: &str) {
+        let scratch = "/root/ccci-canary-config.json";
+        ccci_tests::gate::upload(info, scratch, text.as_bytes(), 0o600);
+        ccci_tests::gate::host_sh_quiet(info, &format!("cat {scratch} > {file}; rm -f {scratch}"));
+    }
+    struct Put<'a>(&'a ccci_tests::SandboxInfo, String, String);
     impl Drop for Put<'_> {
         fn drop(&mut self) {
-            ccci_tests::gate::upload(
-                self.0,
-                "/root/.docker/config.json",
-                self.1.as_bytes(),
-                0o600,
-            );
+            put(self.0, &self.1, &self.2);
         }
     }
-    let _restore = Put(info, original.clone());
-    ccci_tests::gate::upload(info, config, v.to_string().as_bytes(), 0o600);
+    let _restore = Put(info, file.clone(), original.clone());
+    let v = canary_config(&original);
+    put(info, &file, &v.to_string());
+    assert_eq!(
+        ccci_tests::gate::host_sh(info, &format!("cat {file}")),
+        v.to_string(),
+        "the canary config is not in place"
+    );
+    let canaries = [
+        CANARY_AUTH.to_string(),
+        auth_blob("ccci-sandbox", CANARY_AUTH),
+        CANARY_PASSWORD.to_string(),
+        CANARY_TOKEN.to_string(),
+        CANARY_PROXY.to_string(),
+        CANARY_PROXY_NO_SCHEME.to_string(),
+        CANARY_HEADER.to_string(),
+        CANARY_PLUGIN.to_string(),
+        CANARY_UNKNOWN.to_string(),
+    ];
 
-    // a spec whose probe teardown prints the whole config: a check that has nothing to do with
-    // credentials puts every secret in its evidence
+    // a spec whose probe teardown prints the whole config and then fails: a check that has
+    // nothing to do with credentials puts every secret in its evidence, and it does not pass,
+    // so the human report (which shows evidence only for checks that did not pass) prints it
     let text = std::fs::read_to_string(workspace_root().join("verify/gates/2pc.toml")).unwrap();
     let from = "teardown_extra = []";
     assert!(text.contains(from), "2pc.toml no longer has `{from}`");
@@ -869,36 +943,62 @@ fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
     let spec = dir.path().join("2pc-cat-config.toml");
     std::fs::write(
         &spec,
-        text.replace(from, &format!("teardown_extra = [[\"cat\", \"{config}\"]]")),
+        text.replace(
+            from,
+            &format!("teardown_extra = [[\"cat\", \"{config}\"], [\"false\"]]"),
+        ),
     )
     .unwrap();
-    let leaks = |what: &str, out: &str| {
-        for canary in [CANARY_PROXY, CANARY_HEADER] {
-            assert!(!out.contains(canary), "{what} carries the canary {canary}");
-        }
-    };
-    // with and without the auth check (which reads the config itself), in every format
-    for only in [
-        vec!["cache.image-survives-teardown"],
-        vec!["cache.image-survives-teardown", "auth.daemon-authenticated"],
-    ] {
+    // every check alone, the two that print the config together, and the whole gate
+    let mut subsets: Vec<Vec<String>> = spec_ids().into_iter().map(|id| vec![id]).collect();
+    subsets.push(PRINTS_CONFIG.iter().map(|s| s.to_string()).collect());
+    subsets.push(vec![]);
+    for only in &subsets {
         for format in ["human", "json", "junit", "markdown", "prometheus"] {
             let mut cmd = verify();
             cmd.arg("gate").arg(&spec).args(["--format", format]);
-            for id in &only {
+            for id in only {
                 cmd.args(["--check", id]);
             }
             let r = run(&mut cmd); // run() asserts the sandbox secret is in neither stream
             let what = format!("{format} report of {only:?}");
-            leaks(&what, &r.stdout);
-            leaks(&what, &r.stderr);
-            // the config was printed: masked, not missing (the human report shows evidence
-            // only for checks that did not pass; the metrics never carry evidence)
-            assert!(
-                format == "human" || format == "prometheus" || r.stdout.contains("[REDACTED]"),
-                "{what}: no masked secret, so the config was not printed: {}",
-                r.show()
-            );
+            for canary in &canaries {
+                assert!(
+                    !r.stdout.contains(canary.as_str()) && !r.stderr.contains(canary.as_str()),
+                    "{what} carries the canary {canary}:\n{}",
+                    r.show()
+                );
+            }
+            // the config was printed: masked, not missing, in every format but the metrics
+            // (which never carry evidence)
+            let printed = format != "prometheus"
+                && (only.is_empty() || only.iter().any(|id| id == PRINTS_CONFIG[0]));
+            if printed {
+                assert!(
+                    r.stdout.contains("[REDACTED]"),
+                    "{what}: no masked secret, so the config was not printed: {}",
+                    r.show()
+                );
+            }
+            // the auth check read the mixed-case credential, and its masked copy of the config
+            // still shows what is no secret
+            if format == "json" && only.iter().any(|id| id == PRINTS_CONFIG[1]) {
+                let report: Value = serde_json::from_str(&r.stdout).unwrap();
+                let auth = report["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["id"] == PRINTS_CONFIG[1])
+                    .unwrap();
+                assert_eq!(auth["verdict"], "pass", "{what}: {auth}");
+                let shown = auth["evidence"].to_string();
+                for plain in [HELPER, PROXY_ADDRESS, "localhost", "someone"] {
+                    assert!(
+                        shown.contains(plain),
+                        "{what}: `{plain}` not shown: {shown}"
+                    );
+                }
+            }
         }
     }
 }

@@ -221,6 +221,12 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
                     Verdict::Fail,
                     "platform unit docker-prune.service must be inert, but docker-prune.timer pulls it in",
                 ),
+                // pulled in, the platform's service is no longer inert: another pruner
+                (
+                    "prune.no-other-pruner",
+                    Verdict::Fail,
+                    "system service docker-prune.service",
+                ),
             ],
         );
         assert!(
@@ -269,6 +275,11 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
                 "repro.units-git-eq-host",
                 Verdict::Fail,
                 "legacy docker-prune.timer is still known",
+            ),
+            (
+                "prune.no-other-pruner",
+                Verdict::Fail,
+                "system service docker-prune.service (/etc/systemd/system/docker-prune.service): removes images (system prune)",
             ),
         ],
     );
@@ -363,6 +374,88 @@ fn prune_unit_asks_for_all() {
         ),
         "{}",
         explain(&r, "repro.unit-config-git-eq-host")
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_unit_asks_for_all_through_its_environment() {
+    let _dropin = prune_dropin("env-all.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    // the prune itself refuses `--all` (a usage error): the real run and the probe's dry run
+    // (the command as systemd runs it) fail too
+    assert_only(
+        &r,
+        &[
+            ("prune.never-all-never-volumes", Verdict::Fail, "`--all`"),
+            (
+                "prune.noop-below-threshold",
+                Verdict::Fail,
+                "`systemctl start ci-docker-prune.service` exited 1",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "the dry run did not get past its gates (outcome error",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service Environment: git `(none)`, host `PRUNE_FLAGS=--all`",
+            ),
+        ],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_unit_names_a_variable_it_does_not_set() {
+    let _dropin = prune_dropin("env-unset-variable.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    // the noop check's and the probe's runs of the command as systemd runs it cannot be made
+    // either: errors, not passes
+    assert_only(
+        &r,
+        &[
+            (
+                "prune.noop-below-threshold",
+                Verdict::Error,
+                "ExecStart cannot be run as systemd runs it: `$CCCI_FLAGS_FROM_ELSEWHERE` is not set",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "the deployed prune's dry run gave no report",
+            ),
+            (
+                "prune.never-all-never-volumes",
+                Verdict::Error,
+                "`$CCCI_FLAGS_FROM_ELSEWHERE` is not set by the unit's Environment= or EnvironmentFile=",
+            ),
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service ExecStart: git `",
+            ),
+        ],
+    );
+}
+
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_drop_in_points_the_prune_at_a_second_dockerd() {
+    let _dropin = prune_dropin("env-docker-host.conf");
+    host_sh(sandbox(), "systemctl daemon-reload");
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "repro.unit-config-git-eq-host",
+            Verdict::Fail,
+            "ci-docker-prune.service DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/ccci-second-dockerd.sock`",
+        )],
     );
 }
 
@@ -619,8 +712,16 @@ fn prune_timer_triggers_another_unit() {
     if nixos() {
         // NixOS writes `Unit=` into the timer itself, and systemd ignores a second `Unit=`
         // ("Multiple units to trigger specified, ignoring"): a drop-in cannot point a NixOS
-        // timer elsewhere, so this wrong state does not exist there and the gate passes
-        assert_only(&r, &[]);
+        // timer elsewhere, so the timer still triggers the prune; the drop-in itself is a file
+        // outside the system's unit tree, which the comparison with git names
+        assert_only(
+            &r,
+            &[(
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "drop-in /etc/systemd/system/ci-docker-prune.timer.d/timer-other-unit.conf is not the system's",
+            )],
+        );
         assert!(
             check(&r, "units.prune-timer-active")
                 .evidence
@@ -666,6 +767,114 @@ fn a_schedule_drop_in() {
             "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* 06:00:00`",
         )],
     );
+}
+
+/// A drop-in that adds a trigger to git's schedule instead of replacing it: another calendar
+/// (`systemctl show` prints one `TimersCalendar=` line per value) or a monotonic trigger
+/// (`TimersMonotonic=`). The timer still runs the prune daily as well, so only the comparison
+/// with git sees it, with the whole list on both sides.
+#[rstest::rstest]
+#[case::another_calendar(
+    "timer-extra-calendar.conf",
+    "ci-docker-prune.timer OnCalendar: git `*-*-* 00:00:00`, host `*-*-* 00:00:00 | *-*-* 03:00:00`"
+)]
+#[case::a_monotonic_trigger(
+    "timer-monotonic.conf",
+    "ci-docker-prune.timer monotonic triggers: git `(none)`, host `OnBootSec=900s`"
+)]
+#[serial_test::file_serial(sandbox)]
+fn a_trigger_added_to_the_schedule(#[case] name: &'static str, #[case] reason: &str) {
+    let _dropin = timer_dropin(name);
+    host_sh(
+        sandbox(),
+        "systemctl daemon-reload && systemctl restart ci-docker-prune.timer",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[("repro.unit-config-git-eq-host", Verdict::Fail, reason)],
+    );
+}
+
+/// `systemctl edit --runtime` (a drop-in under `/run/systemd/system/…service.d/`): it changes
+/// what runs until the next boot, and it changes a setting no comparison reads (`Nice=`), so
+/// only where the unit's files come from gives it away.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_runtime_drop_in_outside_git() {
+    let _state = host_state(
+        "mkdir -p /run/systemd/system/ci-docker-prune.service.d && printf '[Service]\\nNice=5\\n' > /run/systemd/system/ci-docker-prune.service.d/override.conf && systemctl daemon-reload && systemctl show -p DropInPaths --value ci-docker-prune.service | grep -q /run/systemd/system/",
+        "rm -rf /run/systemd/system/ci-docker-prune.service.d; systemctl daemon-reload",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "repro.unit-config-git-eq-host",
+            Verdict::Fail,
+            "drop-in /run/systemd/system/ci-docker-prune.service.d/override.conf",
+        )],
+    );
+}
+
+/// The docs the gate reads name no unit of the family (here: a docs path that does not exist
+/// at REV): nothing is compared, which is a skip with the reason, never a pass.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn no_docs_to_compare() {
+    let mut p = params();
+    p.repro.docs = vec!["ccci-no-such-docs".into()];
+    let r = gate(p);
+    assert_only(
+        &r,
+        &[(
+            "repro.docs-reference-declared-units",
+            Verdict::Skip,
+            "no systemctl reference to the family in the docs",
+        )],
+    );
+    assert_eq!(r.exit_code(), 1, "a blocking skip does not pass the gate");
+}
+
+/// Another pruner on the host, beside the prune (issue 18 item 3): each is found by
+/// `prune.no-other-pruner`, naming where it is and what it runs; nothing else changes.
+#[rstest::rstest]
+#[case::a_transient_timer(
+    "systemd-run --unit=ccci-rogue-prune --on-calendar=daily /usr/bin/docker system prune -af",
+    "systemctl stop ccci-rogue-prune.timer ccci-rogue-prune.service; systemctl reset-failed ccci-rogue-prune.service ccci-rogue-prune.timer; true",
+    "system service ccci-rogue-prune.service (/run/systemd/transient/ccci-rogue-prune.service): removes images (system prune)"
+)]
+#[case::a_differently_named_unit(
+    "printf '[Service]\\nType=oneshot\\nExecStart=/usr/bin/docker image prune -af\\n' > /etc/systemd/system/ccci-cleanup.service && systemctl daemon-reload",
+    "rm -f /etc/systemd/system/ccci-cleanup.service; systemctl daemon-reload",
+    "system service ccci-cleanup.service (/etc/systemd/system/ccci-cleanup.service): removes images"
+)]
+#[case::a_user_unit(
+    "printf '[Service]\\nExecStart=/bin/sh -c \"docker system prune -af\"\\n' > /etc/systemd/user/ccci-user-prune.service",
+    "rm -f /etc/systemd/user/ccci-user-prune.service",
+    "user unit /etc/systemd/user/ccci-user-prune.service -c:1: removes images (system prune)"
+)]
+#[case::a_cron_entry(
+    "printf '0 3 * * * root docker image prune -af >/dev/null\\n' > /etc/cron.d/ccci-rogue",
+    "rm -f /etc/cron.d/ccci-rogue",
+    "cron /etc/cron.d/ccci-rogue:1: removes images"
+)]
+#[case::a_container_with_the_socket_that_cleans_up(
+    "docker run -d --name ccci-watchtower -e WATCHTOWER_CLEANUP=true -v /var/run/docker.sock:/var/run/docker.sock --entrypoint /bin/sleep $(docker image ls -q ccci-sandbox/systemd-host | head -n1) 600 >/dev/null",
+    "docker rm -f ccci-watchtower >/dev/null 2>&1; true",
+    "container /ccci-watchtower"
+)]
+#[serial_test::file_serial(sandbox)]
+fn another_pruner_on_the_host(
+    #[case] set: &str,
+    #[case] restore: &'static str,
+    #[case] reason: &str,
+) {
+    host_docker_cli();
+    host_sh(sandbox(), "mkdir -p /etc/systemd/user /etc/cron.d");
+    let _state = host_state(set, restore);
+    let r = gate(params());
+    assert_only(&r, &[("prune.no-other-pruner", Verdict::Fail, reason)]);
 }
 
 #[test]
@@ -744,15 +953,7 @@ fn orig_for_link() -> String {
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn system_check_follows_the_commit() {
-    if !nixos() {
-        return; // the debian flavour's skip is current_system_is_not_gits
-    }
     let info = sandbox();
-    let orig = host_sh(info, "readlink /run/current-system")
-        .trim()
-        .to_string();
-    let _restore =
-        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
     let flake = |msg: &str| {
         format!(
             "{{ outputs = {{ self }}: {{ nixosConfigurations.t.config.system.build.toplevel = derivation {{ name = \"nixos-system-t\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"/bin/mkdir $out; echo {msg} > $out/v\" ]; }}; }}; }}\n"
@@ -760,18 +961,6 @@ fn system_check_follows_the_commit() {
     };
     let repo = ccci_tests::git::Repo::new();
     let a = repo.commit(&[("sys/flake.nix", flake("one").as_bytes())], "one");
-    // the host builds commit a's system and switches to it
-    host_sh(info, "mkdir -p /root/ccci-t");
-    upload(
-        info,
-        "/root/ccci-t/flake.nix",
-        flake("one").as_bytes(),
-        0o644,
-    );
-    host_sh(
-        info,
-        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link --option substituters '' $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
-    );
     let run = |rev: &str| {
         let spec = builtin_spec("2pc");
         let mut run = ccci_tests::gate::prepare_at(
@@ -787,6 +976,32 @@ fn system_check_follows_the_commit() {
             Some("nixosConfigurations.t.config.system.build.toplevel".into());
         run_prepared(run, target)
     };
+    if !nixos() {
+        // off NixOS the check does not apply, whatever the commit says: a non-blocking skip
+        // with the reason, never a pass
+        let r = run(&a);
+        let c = check(&r, "repro.system-git-eq-host");
+        assert_eq!(c.verdict, Verdict::Skip, "{}", explain(&r, &c.id));
+        assert!(!c.blocking && c.detail.contains("not NixOS"), "{c:?}");
+        return;
+    }
+    let orig = host_sh(info, "readlink /run/current-system")
+        .trim()
+        .to_string();
+    let _restore =
+        Restore(move || host_sh_quiet(info, &format!("ln -sfn {orig} /run/current-system")));
+    // the host builds commit a's system and switches to it
+    host_sh(info, "mkdir -p /root/ccci-t");
+    upload(
+        info,
+        "/root/ccci-t/flake.nix",
+        flake("one").as_bytes(),
+        0o644,
+    );
+    host_sh(
+        info,
+        "a=path:/root/ccci-t#nixosConfigurations.t.config.system.build.toplevel; out=$(nix eval --raw $a.outPath) && nix build --no-link --option substituters '' $a && ln -sfn $out /run/current-system && rm -rf /root/ccci-t",
+    );
     let r = run(&a);
     assert_eq!(
         check(&r, "repro.system-git-eq-host").verdict,

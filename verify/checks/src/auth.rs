@@ -21,110 +21,46 @@ pub struct Credential {
     pub helper: Option<String>,
 }
 
-/// Keys of an `auths` entry that hold a secret.
-const AUTH_SECRET_KEYS: &[&str] = &["auth", "password", "identitytoken", "registrytoken"];
-
-/// The password of a URL with user info (`http://user:pass@proxy:3128` → `pass`).
-fn url_password(s: &str) -> Option<(usize, usize)> {
-    let scheme_end = s.find("://")? + 3;
-    let rest = &s[scheme_end..];
-    let at = rest.find('@')?;
-    let userinfo = &rest[..at];
-    if userinfo.contains('/') {
-        return None;
-    }
-    let colon = userinfo.find(':')?;
-    let start = scheme_end + colon + 1;
-    let end = scheme_end + at;
-    (end > start).then_some((start, end))
-}
-
-/// Register every secret a Docker client config holds, wherever it is: `auths` entries (and
-/// the password inside a base64 `auth`), every `HttpHeaders` value, the password of any URL with
-/// user info (`proxies`), and mask each of them in `v`.
-fn register_and_mask(v: &mut serde_json::Value, redactor: &Redactor, under: Option<&str>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                let secret_here = matches!(under, Some("auths"))
-                    && AUTH_SECRET_KEYS.contains(&k.as_str())
-                    || matches!(under, Some("HttpHeaders"));
-                if secret_here {
-                    if let Some(s) = child.as_str() {
-                        redactor.add(s);
-                        if k == "auth" {
-                            if let Ok(bytes) =
-                                base64::engine::general_purpose::STANDARD.decode(s.trim())
-                            {
-                                let dec = String::from_utf8_lossy(&bytes).into_owned();
-                                if let Some((_, secret)) = dec.split_once(':') {
-                                    redactor.add(secret);
-                                }
-                            }
-                        }
-                        *child = serde_json::Value::String(MASK.into());
-                        continue;
-                    }
-                }
-                // an `auths` entry's own keys are secrets; its registry name is not
-                let next = match (under, k.as_str()) {
-                    (_, "auths") => Some("auths-list"),
-                    (Some("auths-list"), _) => Some("auths"),
-                    (_, "HttpHeaders") => Some("HttpHeaders"),
-                    _ => None,
-                };
-                register_and_mask(child, redactor, next);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                register_and_mask(item, redactor, None);
-            }
-        }
-        serde_json::Value::String(s) => {
-            if let Some((a, b)) = url_password(s) {
-                redactor.add(&s[a..b]);
-                s.replace_range(a..b, MASK);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Register every secret of a Docker client config with `redactor` (see [`read_credential`]);
-/// text that is not JSON registers nothing. The gate calls this before any check runs.
+/// Register every secret of a Docker client config with `redactor` (masked by default: see
+/// [`crate::client_config`]). The gate calls this before any check runs.
 pub fn register_secrets(text: &str, redactor: &Redactor) {
-    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
-        register_and_mask(&mut v, redactor, None);
-    }
+    crate::client_config::register_secrets(text, redactor);
 }
 
-/// Read `auths[registry]` of a Docker client config. Every secret found is added to
-/// `redactor`. Returns the credential and the config re-serialised with every secret masked.
+/// Read `auths[registry]` of a Docker client config, its keys matched case-insensitively as
+/// Docker's CLI matches them (`Auths`, `Auth` are a working credential). Every secret of the
+/// config is added to `redactor`. Returns the credential and the config re-serialised with
+/// every secret masked.
 pub fn read_credential(
     text: &str,
     registry: &str,
     redactor: &Redactor,
 ) -> Result<(Credential, String), String> {
+    use crate::client_config::{get_ci, get_str_ci};
+    // registered first: whatever the config holds is masked even if it is not read below
+    crate::client_config::register_secrets(text, redactor);
     let original: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let mut masked_v = original.clone();
-    register_and_mask(&mut masked_v, redactor, None);
+    crate::client_config::mask(&mut masked_v, redactor);
     let v = original;
-    let helper = v
-        .get("credHelpers")
-        .and_then(|h| h.get(registry))
-        .or_else(|| v.get("credsStore"))
-        .and_then(|x| x.as_str())
-        .map(String::from);
-    let entry = v.get("auths").and_then(|a| a.get(registry)).cloned();
+    let helper = match get_ci(&v, "credHelpers")? {
+        Some(h) => h.get(registry).and_then(|x| x.as_str()),
+        None => None,
+    }
+    .or(get_str_ci(&v, "credsStore")?)
+    .map(String::from);
+    let entry = match get_ci(&v, "auths")? {
+        Some(a) => a.get(registry).cloned(),
+        None => None,
+    };
     let mut cred = Credential {
         user: None,
         has_secret: false,
         helper,
     };
     if let Some(e) = &entry {
-        if let Some(a) = e.get("auth").and_then(|x| x.as_str()) {
+        if let Some(a) = get_str_ci(e, "auth")? {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
                 .map_err(|_| format!("auths[{registry}].auth is not base64"))?;
@@ -136,14 +72,12 @@ pub fn read_credential(
             cred.has_secret = !secret.is_empty();
         }
         if cred.user.is_none() {
-            cred.user = e.get("username").and_then(|x| x.as_str()).map(String::from);
+            cred.user = get_str_ci(e, "username")?.map(String::from);
         }
         if !cred.has_secret {
-            cred.has_secret = ["password", "identitytoken"].iter().any(|k| {
-                e.get(*k)
-                    .and_then(|x| x.as_str())
-                    .is_some_and(|s| !s.is_empty())
-            });
+            for k in ["password", "identitytoken"] {
+                cred.has_secret |= get_str_ci(e, k)?.is_some_and(|s| !s.is_empty());
+            }
         }
     }
     let masked = serde_json::to_string_pretty(&masked_v).unwrap_or_default();
@@ -371,6 +305,24 @@ mod tests {
         register_secrets(&text, &r2);
         assert_eq!(r2.scrub(&format!("{CANARY}-x")), MASK);
         register_secrets("not json", &r2);
+    }
+
+    #[test]
+    fn a_credential_in_any_spelling_is_read_and_two_spellings_are_refused() {
+        let r = Redactor::new();
+        let reg = "https://index.docker.io/v1/";
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("nptest2:{CANARY}"));
+        let text = format!(r#"{{"AUTHS":{{"{reg}":{{"Auth":"{auth}"}}}}}}"#);
+        let (c, masked) = read_credential(&text, reg, &r).unwrap();
+        assert_eq!(c.user.as_deref(), Some("nptest2"));
+        assert!(c.has_secret);
+        assert!(
+            !masked.contains(CANARY) && !masked.contains(&auth),
+            "{masked}"
+        );
+        let text = format!(r#"{{"auths":{{}},"Auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#);
+        let e = read_credential(&text, reg, &r).unwrap_err();
+        assert!(e.contains("ambiguous"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use crate::Ctx;
 use ccci_core::{Halt, Trail};
 use serde::Deserialize;
 
-/// The deployed prune's command line: the service's first `ExecStart=` argv. A service that is
+/// The deployed prune's command line: the service's first `ExecStart=` argv, its variables
+/// substituted as systemd does ([`crate::unit_env`]). A service that is
 /// not loaded, or has no `ExecStart`, ends the check as a failure: nothing deployed to examine.
 pub async fn argv(ctx: &Ctx, t: &mut Trail) -> Result<Vec<String>, Halt> {
     let s = ctx.unit_state(t, &ctx.params.prune_service).await?;
@@ -17,10 +18,22 @@ pub async fn argv(ctx: &Ctx, t: &mut Trail) -> Result<Vec<String>, Halt> {
             s.name, s.load_state
         )));
     }
-    s.exec_start
+    let argv = s
+        .exec_start
         .first()
         .cloned()
-        .ok_or_else(|| Halt::fail(format!("{} has no ExecStart", s.name)))
+        .ok_or_else(|| Halt::fail(format!("{} has no ExecStart", s.name)))?;
+    if !argv.iter().any(|a| a.contains('$')) {
+        return Ok(argv);
+    }
+    // as systemd runs it: `$VAR`/`${VAR}` from the unit's environment
+    let env = crate::unit_env::read(ctx, t, &s.name).await?;
+    crate::unit_env::expand_argv(&argv, &env.vars).map_err(|e| {
+        Halt::error(format!(
+            "{}'s ExecStart cannot be run as systemd runs it: {e}",
+            s.name
+        ))
+    })
 }
 
 /// The deployed argv with the flags in `strip` (each taking a value) and `--dry-run`/`--json`

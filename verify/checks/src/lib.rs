@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod client_config;
 pub mod deployed;
 pub mod gate;
 pub mod never_all;
@@ -17,6 +18,7 @@ pub mod probe;
 pub mod prune;
 pub mod repro;
 pub mod store;
+pub mod unit_env;
 pub mod units;
 
 use ccci_core::redact::Redactor;

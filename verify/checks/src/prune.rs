@@ -15,12 +15,16 @@ use ccci_core::{short, Check, Decided, Evidence, Halt, Outcome, Trail};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub mod other_pruner;
+
 pub fn checks() -> Vec<DynCheck> {
-    vec![
+    let mut v: Vec<DynCheck> = vec![
         Arc::new(NoopBelowThreshold),
         Arc::new(NeverAllNeverVolumes),
         Arc::new(KeepsDeployedImages),
-    ]
+    ];
+    v.extend(other_pruner::checks());
+    v
 }
 
 /// Ids of every image and container in the store, and the evidence of the listing.
@@ -269,6 +273,31 @@ pub fn view_command(property: &str, argv: &[String]) -> CommandView {
     v
 }
 
+/// Lines of a script a prune runs that a static read cannot resolve: a prune whose words come
+/// from a variable or a command substitution (`docker system prune $FLAGS`, `` `…` ``), or an
+/// `eval`, which can build any command. They are "cannot prove", never a pass.
+pub fn unprovable_script_lines(texts: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, text) in texts {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or("");
+            let words: Vec<&str> = code
+                .split(|c: char| c.is_whitespace() || c == ';' || c == '(' || c == ')')
+                .collect();
+            let prunes = words.contains(&"prune") || code.contains("/prune");
+            let expands = code.contains('$') || code.contains('`');
+            if (prunes && expands) || words.contains(&"eval") {
+                out.push(format!(
+                    "{name}:{}: what this line runs depends on the shell's expansion at run time, so it cannot be proven: {}",
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    out
+}
+
 async fn never_all_never_volumes(ctx: &Ctx, t: &mut Trail) -> Decided {
     let svc = ctx.params.prune_service.as_str();
     let state = ctx.unit_state(t, svc).await?;
@@ -293,10 +322,34 @@ async fn never_all_never_volumes(ctx: &Ctx, t: &mut Trail) -> Decided {
     if lines.is_empty() {
         return Err(Halt::fail(format!("{svc} has no command (no Exec* line)")));
     }
+    // what systemd substitutes for `$VAR`/`${VAR}`: the unit's Environment= and
+    // EnvironmentFile=; a variable they do not set cannot be proven
+    let env = crate::unit_env::read(ctx, t, svc).await?;
+    if !env.vars.is_empty() {
+        t.note(
+            format!("{svc}: the environment its commands are expanded with"),
+            env.vars
+                .iter()
+                .map(|(k, v)| crate::unit_env::shown(ctx, k, v))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
     let mut found = Vec::new();
     let mut unseen = Vec::new();
+    let mut expanded_lines = Vec::new();
     for line in &lines {
-        let view = view_command(&line.property, &line.argv);
+        let argv = match crate::unit_env::expand_argv(&line.argv, &env.vars) {
+            Ok(a) => a,
+            Err(e) => {
+                unseen.push(format!("{}: {e}", line.property));
+                continue;
+            }
+        };
+        if argv != line.argv {
+            expanded_lines.push(format!("{}={}", line.property, argv.join(" ")));
+        }
+        let view = view_command(&line.property, &argv);
         let mut texts = view.inline.clone();
         for f in view.files {
             match ctx.target.read_file(&f).await {
@@ -327,10 +380,21 @@ async fn never_all_never_volumes(ctx: &Ctx, t: &mut Trail) -> Decided {
                 Err(e) => return Err(Halt::error(format!("cannot read {f}: {e}"))),
             }
         }
-        found.extend(
-            find_forbidden(&line.argv, &texts)
+        unseen.extend(
+            unprovable_script_lines(&texts)
                 .into_iter()
                 .map(|m| format!("{}: {m}", line.property)),
+        );
+        found.extend(
+            find_forbidden(&argv, &texts)
+                .into_iter()
+                .map(|m| format!("{}: {m}", line.property)),
+        );
+    }
+    if !expanded_lines.is_empty() {
+        t.note(
+            "the command lines as systemd runs them (variables substituted)",
+            expanded_lines.join("\n"),
         );
     }
     let shown: Vec<String> = lines
@@ -433,6 +497,26 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_prune_built_by_the_shell_at_run_time_cannot_be_proven() {
+        let t = |text: &str| vec![("/x.sh".to_string(), text.to_string())];
+        for bad in [
+            "docker system prune $FLAGS",
+            "docker image prune `cat /etc/flags`",
+            "docker system prune -f $(echo --all)",
+            "eval \"$CMD\"",
+        ] {
+            assert_eq!(unprovable_script_lines(&t(bad)).len(), 1, "{bad}");
+        }
+        for fine in [
+            "docker image prune -f",
+            "ids=$(docker images -q) # prune later",
+            "echo $HOME",
+        ] {
+            assert!(unprovable_script_lines(&t(fine)).is_empty(), "{fine}");
+        }
     }
 
     #[test]

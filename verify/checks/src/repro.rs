@@ -652,8 +652,17 @@ pub fn decide_files(rev: &str, pairs: &[FilePair]) -> Outcome {
     let mut errors = Vec::new();
     let mut same = Vec::new();
     for p in pairs {
-        let git_cmd = format!("git show {}:{} | sha256sum", short(rev), p.file);
-        let host_cmd = format!("sha256sum -- {}", p.host_path);
+        // what really ran: git's object database read by ccci-verify, the host's file read with
+        // `cat` through the target; both hashed by ccci-verify
+        let git_cmd = format!(
+            "{}:{} read from the object database (sha256 by ccci-verify)",
+            short(rev),
+            p.file
+        );
+        let host_cmd = format!(
+            "cat -- {}   # on the host (sha256 by ccci-verify)",
+            p.host_path
+        );
         match (&p.git, &p.host) {
             (Ok(g), Ok(Some(h))) => {
                 let (gh, hh) = (sha256_hex(g), sha256_hex(h));
@@ -830,7 +839,14 @@ pub fn decide_docs(
             ));
         }
     }
-    if bad.is_empty() {
+    if bad.is_empty() && ok == 0 {
+        // nothing compared: no doc at REV names the family in a systemctl command
+        Outcome::skip(format!(
+            "no systemctl reference to the family in the docs at {} ({} reference(s) read, none to the family): nothing to hold to git's units",
+            short(rev),
+            refs.len()
+        ))
+    } else if bad.is_empty() {
         Outcome::pass(format!(
             "{ok} systemctl reference(s) to the family, each declared at {} or a legacy name in an absence check",
             short(rev)
@@ -1430,6 +1446,14 @@ mod tests {
         let rev = "0123456789abcdef";
         let o = decide_files(rev, &[pair(b"a\nb\n", Some(b"a\nb\n"))]);
         assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        // the evidence names what ran (the host's file read with cat, hashed by the verifier),
+        // not a `sha256sum` the host never ran
+        assert!(
+            o.evidence.iter().all(|e| !e.command.contains("sha256sum"))
+                && o.evidence.iter().any(|e| e.command.starts_with("cat -- ")),
+            "{:?}",
+            o.evidence
+        );
         let same = sha256_hex(b"a\nb\n");
         assert_eq!(
             o.evidence
@@ -1502,5 +1526,13 @@ mod tests {
             "{}",
             o.detail
         );
+
+        // no doc found, or none naming the family: nothing compared, a skip with the reason
+        let o = decide_docs("abc", &[], &decl, &stems, &legacy());
+        assert_eq!(o.verdict, Verdict::Skip, "{}", o.detail);
+        let other = docs::scan("docs/x.md", "`systemctl status docker`\n");
+        let o = decide_docs("abc", &other, &decl, &stems, &legacy());
+        assert_eq!(o.verdict, Verdict::Skip, "{}", o.detail);
+        assert!(o.detail.contains("1 reference(s) read"), "{}", o.detail);
     }
 }

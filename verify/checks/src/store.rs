@@ -53,6 +53,13 @@ pub fn decide(
             "the daemon lists {images} image(s) but none is in its {store} on disk"
         ));
     }
+    if bad.is_empty() && images == 0 {
+        // nothing compared: the filesystem part holds, but that the store keeps images on it
+        // is not shown by an empty store
+        return Outcome::skip(format!(
+            "the daemon lists no image, so that its {store} on disk keeps images cannot be shown (0 of 0 sampled); pull one and run again"
+        ));
+    }
     if bad.is_empty() {
         let on: Vec<String> = holders
             .iter()
@@ -229,6 +236,13 @@ mod tests {
             .verdict
         };
         assert_eq!(d(&ext4, None, 3, 3), Pass);
+        // an empty store compares nothing: a skip, never "0 of 0" passing
+        assert_eq!(d(&ext4, None, 0, 0), Skip);
+        // a volatile filesystem still fails, images or not
+        assert_eq!(
+            d(&[h("/var/lib/docker", "tmpfs", "tmpfs")], None, 0, 0),
+            Fail
+        );
         assert_eq!(
             d(&[h("/var/lib/docker", "tmpfs", "tmpfs")], None, 3, 3),
             Fail

@@ -27,10 +27,72 @@ pub struct Settings {
     pub persistent: Option<bool>,
     /// `RandomizedDelaySec` in microseconds.
     pub randomized_delay_us: Option<u64>,
+    /// The timer's monotonic triggers (`OnBootSec=`, `OnUnitActiveSec=`, …): the trigger's
+    /// name without `Sec` (`OnBoot`) and its span in microseconds, sorted.
+    pub monotonic: Vec<(String, u64)>,
     /// The unit the timer triggers.
     pub unit: Option<String>,
     /// `(property, argv)` of every command of the service, in order.
     pub exec: Vec<(String, Vec<String>)>,
+    /// The service's `Environment=` assignments (`K=V`), sorted.
+    pub environment: Vec<String>,
+    /// The service's `EnvironmentFile=` paths (`-` prefixed when optional), in order.
+    pub environment_files: Vec<String>,
+    /// The `DOCKER_HOST` the service's commands get: the unit's environment (files included),
+    /// else the manager's; unset means the default socket.
+    pub docker_host: Option<String>,
+}
+
+/// Variables NixOS sets for every service itself (`PATH` from the unit's `path`,
+/// `LOCALE_ARCHIVE`, `TZDIR` from `systemd.globalEnvironment`): the platform's, not git's
+/// module, so they are not compared on NixOS.
+pub const NIXOS_PLATFORM_VARS: &[&str] = &["PATH", "LOCALE_ARCHIVE", "TZDIR"];
+
+/// Git's environment settings from `Environment=` values (each may hold several quoted
+/// assignments) and `EnvironmentFile=` values.
+fn env_settings(
+    environment: &[String],
+    files: &[String],
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut env: Vec<String> = environment
+        .iter()
+        .flat_map(|v| crate::unit_env::split_words(v))
+        .collect();
+    env.sort();
+    let docker_host = env
+        .iter()
+        .filter_map(|a| a.strip_prefix("DOCKER_HOST="))
+        .next_back()
+        .map(String::from);
+    (env, files.to_vec(), docker_host)
+}
+
+/// The monotonic trigger settings of a `[Timer]`, as git writes them (`systemctl show` calls
+/// them `OnBootUSec` …).
+pub const MONOTONIC_KEYS: &[&str] = &[
+    "OnActiveSec",
+    "OnBootSec",
+    "OnStartupSec",
+    "OnUnitActiveSec",
+    "OnUnitInactiveSec",
+];
+
+/// `(key, values)` of git's monotonic triggers as a sorted list; a value that is not a time
+/// span is an error (systemd would refuse it, so git does not declare what the test reads).
+fn monotonic_from<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, Vec<String>)>,
+) -> Result<Vec<(String, u64)>, String> {
+    let mut out = Vec::new();
+    for (k, values) in pairs {
+        let name = k.strip_suffix("Sec").unwrap_or(k);
+        for v in values {
+            let us = timespan_us(&v)
+                .ok_or_else(|| format!("git's {k}=`{v}` is not a time span systemd accepts"))?;
+            out.push((name.to_string(), us));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Split a systemd command line (`ExecStart=` value) into words: double and single quotes,
@@ -187,7 +249,7 @@ pub fn parse_unit_file(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<Stri
 }
 
 /// The settings git declares in portable unit files (`timer` and `service` texts).
-pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Settings {
+pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Result<Settings, String> {
     let t = parse_unit_file(timer);
     let sv = parse_unit_file(service);
     let tk = |k: &str| -> Vec<String> {
@@ -208,13 +270,25 @@ pub fn from_unit_files(timer: &str, timer_name: &str, service: &str) -> Settings
             }
         }
     }
-    Settings {
+    let sk = |k: &str| -> Vec<String> {
+        sv.get("Service")
+            .and_then(|m| m.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (environment, environment_files, docker_host) =
+        env_settings(&sk("Environment"), &sk("EnvironmentFile"));
+    Ok(Settings {
+        environment,
+        environment_files,
+        docker_host,
         on_calendar: tk("OnCalendar"),
         persistent: tk("Persistent").last().and_then(|v| parse_bool(v)),
         randomized_delay_us: tk("RandomizedDelaySec").last().and_then(|v| timespan_us(v)),
+        monotonic: monotonic_from(MONOTONIC_KEYS.iter().map(|k| (*k, tk(k))))?,
         unit: Some(tk("Unit").last().cloned().unwrap_or(default_unit)),
         exec,
-    }
+    })
 }
 
 /// The settings git declares through the module, from `eval-module.nix`'s JSON (`services`,
@@ -264,7 +338,22 @@ pub fn from_module_eval(
             );
         }
     }
+    // `environment.K = V` renders `Environment="K=V"`; serviceConfig may add more
+    let mut environment: Vec<String> = match service.get("environment") {
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("\"{k}={}\"", value_text(v).replace('"', "\\\"")))
+            .collect(),
+        _ => vec![],
+    };
+    environment.extend(list(sc.get("Environment")));
+    let (environment, environment_files, docker_host) =
+        env_settings(&environment, &list(sc.get("EnvironmentFile")));
     Ok(Settings {
+        environment,
+        environment_files,
+        docker_host,
         on_calendar,
         persistent: list(tc.get("Persistent"))
             .last()
@@ -272,6 +361,7 @@ pub fn from_module_eval(
         randomized_delay_us: list(tc.get("RandomizedDelaySec"))
             .last()
             .and_then(|v| timespan_us(v)),
+        monotonic: monotonic_from(MONOTONIC_KEYS.iter().map(|k| (*k, list(tc.get(*k)))))?,
         unit: Some(
             list(tc.get("Unit"))
                 .last()
@@ -290,27 +380,49 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// The live settings from `systemctl show` of the timer (`TimersCalendar`, `Persistent`,
-/// `RandomizedDelayUSec`, `Triggers`) and of the service (the `Exec*` properties).
-pub fn from_host(timer_show: &str, service_show: &str) -> Settings {
+/// The live settings from `systemctl show` of the timer (every `TimersCalendar` and
+/// `TimersMonotonic` line — systemd prints one line per trigger —, `Persistent`,
+/// `RandomizedDelayUSec`, `Triggers`) and of the service (the `Exec*` properties). A
+/// monotonic trigger whose span cannot be read is an error.
+pub fn from_host(timer_show: &str, service_show: &str) -> Result<Settings, String> {
     let kv: BTreeMap<&str, &str> = timer_show
         .lines()
         .filter_map(|l| l.split_once('='))
         .collect();
     let mut on_calendar = Vec::new();
-    if let Some(v) = kv.get("TimersCalendar") {
-        let mut rest = *v;
-        while let Some(i) = rest.find("OnCalendar=") {
-            rest = &rest[i + "OnCalendar=".len()..];
-            let end = rest.find(" ;").unwrap_or(rest.len());
-            on_calendar.push(rest[..end].trim().to_string());
-            rest = &rest[end..];
+    let mut monotonic = Vec::new();
+    for (k, v) in timer_show.lines().filter_map(|l| l.split_once('=')) {
+        // `{ OnCalendar=*-*-* 00:00:00 ; next_elapse=… }`, `{ OnBootUSec=15min ; next_elapse=… }`
+        let inner = v
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim();
+        let first = inner.split(" ; ").next().unwrap_or("").trim();
+        match k {
+            "TimersCalendar" => {
+                if let Some(c) = first.strip_prefix("OnCalendar=") {
+                    on_calendar.push(c.trim().to_string());
+                }
+            }
+            "TimersMonotonic" => {
+                let Some((name, span)) = first.split_once('=') else {
+                    return Err(format!("TimersMonotonic `{v}` has no trigger"));
+                };
+                let us = timespan_us(span)
+                    .ok_or_else(|| format!("TimersMonotonic `{v}`: `{span}` is not a time span"))?;
+                let name = name.strip_suffix("USec").unwrap_or(name);
+                monotonic.push((name.to_string(), us));
+            }
+            _ => {}
         }
     }
-    Settings {
+    monotonic.sort();
+    Ok(Settings {
         on_calendar,
         persistent: kv.get("Persistent").and_then(|v| parse_bool(v)),
         randomized_delay_us: kv.get("RandomizedDelayUSec").and_then(|v| timespan_us(v)),
+        monotonic,
         unit: kv
             .get("Triggers")
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")),
@@ -318,7 +430,38 @@ pub fn from_host(timer_show: &str, service_show: &str) -> Settings {
             .into_iter()
             .map(|l| (l.property, l.argv))
             .collect(),
-    }
+        ..Settings::default()
+    })
+}
+
+/// The host's environment settings of the service: `env` as systemd shows and reads it, and
+/// the manager's environment (`systemctl show-environment`) for a `DOCKER_HOST` the unit does
+/// not set. On NixOS the platform's own variables are left out ([`NIXOS_PLATFORM_VARS`]).
+pub fn host_env(
+    env: &crate::unit_env::UnitEnv,
+    manager_env: &str,
+    nixos: bool,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut environment: Vec<String> = env
+        .environment
+        .iter()
+        .filter(|a| {
+            let k = a.split('=').next().unwrap_or("");
+            !(nixos && NIXOS_PLATFORM_VARS.contains(&k))
+        })
+        .cloned()
+        .collect();
+    environment.sort();
+    let unset = |k: &str| env.unset.iter().any(|u| u == k);
+    let docker_host = env.vars.get("DOCKER_HOST").cloned().or_else(|| {
+        manager_env
+            .lines()
+            .filter_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .next_back()
+            .filter(|_| !unset("DOCKER_HOST"))
+            .map(String::from)
+    });
+    (environment, env.files.clone(), docker_host)
 }
 
 /// How a command's program is compared: exactly, or (NixOS) as any store path ending in the
@@ -363,11 +506,33 @@ pub fn decide(
 ) -> (Outcome, String) {
     let mut rows: Vec<(String, String, String, bool)> = Vec::new();
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(unset)".into());
+    // the schedule is a set: systemd lists the calendars newest first
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
     rows.push((
         format!("{timer} OnCalendar"),
-        git.on_calendar.join(" | "),
-        host.on_calendar.join(" | "),
-        git.on_calendar == host.on_calendar,
+        sorted(&git.on_calendar).join(" | "),
+        sorted(&host.on_calendar).join(" | "),
+        sorted(&git.on_calendar) == sorted(&host.on_calendar),
+    ));
+    let mono = |v: &[(String, u64)]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.iter()
+                .map(|(k, us)| format!("{k}Sec={}s", *us as f64 / 1e6))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }
+    };
+    rows.push((
+        format!("{timer} monotonic triggers"),
+        mono(&git.monotonic),
+        mono(&host.monotonic),
+        git.monotonic == host.monotonic,
     ));
     let b = |v: Option<bool>| v.map(|b| b.to_string()).unwrap_or_else(|| "(unset)".into());
     rows.push((
@@ -417,6 +582,35 @@ pub fn decide(
             equal,
         ));
     }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(" | ")
+        }
+    };
+    rows.push((
+        format!("{service} Environment"),
+        list(&git.environment),
+        list(&host.environment),
+        git.environment == host.environment,
+    ));
+    rows.push((
+        format!("{service} EnvironmentFile"),
+        list(&git.environment_files),
+        list(&host.environment_files),
+        git.environment_files == host.environment_files,
+    ));
+    let dh = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| "(unset: the default socket)".into())
+    };
+    rows.push((
+        format!("{service} DOCKER_HOST (effective)"),
+        dh(&git.docker_host),
+        dh(&host.docker_host),
+        git.docker_host == host.docker_host,
+    ));
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(8);
     let mut table = format!("{:<w$}  {}\n", "setting", "git | host");
     for (name, g, h, eq) in &rows {
@@ -536,6 +730,135 @@ fn module_settings_at(
     Ok((v, shown))
 }
 
+/// Where a deployment puts the family's unit files.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// NixOS's link farm the system's units are reached through.
+pub const NIXOS_STATIC_UNIT_DIR: &str = "/etc/static/systemd/system";
+
+/// `FragmentPath` and every `DropInPaths` entry of a `systemctl show` block.
+pub fn unit_sources(show: &str) -> (String, Vec<String>) {
+    let mut fragment = String::new();
+    let mut dropins = Vec::new();
+    for line in show.lines() {
+        if let Some(v) = line.strip_prefix("FragmentPath=") {
+            fragment = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("DropInPaths=") {
+            dropins.extend(v.split_whitespace().map(String::from));
+        }
+    }
+    (fragment, dropins)
+}
+
+/// Where each file of `unit` (its fragment and drop-ins) comes from, against where the
+/// deployment puts them: on Debian the fragment is the installed file
+/// `/etc/systemd/system/<unit>` (not a link) and git deploys no drop-in; on NixOS every file is
+/// a `/etc/systemd/system/…` path that resolves to the same store file as
+/// `/etc/static/systemd/system/…` (the system's unit tree), and `/etc/static` is the current
+/// system's `etc` where the host has one. Anything else (`/run/systemd/system`,
+/// `/run/systemd/transient`, `system.control`, generator output, a hand-made file) is named.
+async fn foreign_unit_files(
+    ctx: &Ctx,
+    t: &mut Trail,
+    unit: &str,
+    show: &str,
+    nixos: bool,
+) -> Result<Vec<String>, Halt> {
+    let (fragment, dropins) = unit_sources(show);
+    let mut bad = Vec::new();
+    let expected = format!("{UNIT_DIR}/{unit}");
+    if fragment.is_empty() {
+        bad.push(format!("{unit} has no unit file (FragmentPath is empty)"));
+    }
+    let realpath = |out: ccci_host::CmdOutput| {
+        out.ok()
+            .then(|| out.stdout_str().trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    if !nixos {
+        if !fragment.is_empty() && fragment != expected {
+            bad.push(format!(
+                "{unit} is loaded from {fragment}, not {expected} where the deployment installs it"
+            ));
+        } else if !fragment.is_empty() {
+            let link = ctx.cmd(t, &["readlink", "--", &fragment]).await?;
+            if link.ok() {
+                bad.push(format!(
+                    "{fragment} is a link to {}, not the file the deployment installs",
+                    link.stdout_str().trim()
+                ));
+            }
+        }
+        for d in &dropins {
+            bad.push(format!(
+                "{unit} has the drop-in {d}, which git does not deploy"
+            ));
+        }
+        return Ok(bad);
+    }
+    for f in std::iter::once(&fragment)
+        .filter(|f| !f.is_empty())
+        .chain(&dropins)
+    {
+        let what = if *f == fragment {
+            "unit file"
+        } else {
+            "drop-in"
+        };
+        let Some(rel) = f.strip_prefix(&format!("{UNIT_DIR}/")) else {
+            bad.push(format!(
+                "{unit}'s {what} {f} is outside {UNIT_DIR}, not in the system's unit tree"
+            ));
+            continue;
+        };
+        let real = realpath(ctx.cmd(t, &["readlink", "-e", "--", f]).await?);
+        let want = realpath(
+            ctx.cmd(
+                t,
+                &[
+                    "readlink",
+                    "-e",
+                    "--",
+                    &format!("{NIXOS_STATIC_UNIT_DIR}/{rel}"),
+                ],
+            )
+            .await?,
+        );
+        match (real, want) {
+            (Some(r), Some(w)) if r == w && r.starts_with("/nix/store/") => {}
+            (r, w) => bad.push(format!(
+                "{unit}'s {what} {f} is not the system's: it resolves to {}, the system's unit tree has {}",
+                r.unwrap_or_else(|| "(nothing)".into()),
+                w.map(|w| format!("{w} at {NIXOS_STATIC_UNIT_DIR}/{rel}"))
+                    .unwrap_or_else(|| format!("nothing at {NIXOS_STATIC_UNIT_DIR}/{rel}"))
+            )),
+        }
+    }
+    Ok(bad)
+}
+
+/// On NixOS, `/etc/static` must be the current system's `etc` when the system has one (a
+/// real NixOS does; the sandbox's stand-in system does not, and the evidence says so).
+async fn static_is_current_system(ctx: &Ctx, t: &mut Trail) -> Result<Option<String>, Halt> {
+    let cur = ctx
+        .cmd(t, &["readlink", "-e", "--", "/run/current-system/etc"])
+        .await?;
+    if !cur.ok() {
+        t.note(
+            "/etc/static and the current system",
+            "/run/current-system has no etc: which system /etc/static belongs to is left to repro.system-git-eq-host",
+        );
+        return Ok(None);
+    }
+    let st = ctx.cmd(t, &["readlink", "-e", "--", "/etc/static"]).await?;
+    let (c, s) = (
+        cur.stdout_str().trim().to_string(),
+        st.stdout_str().trim().to_string(),
+    );
+    Ok((c != s).then(|| {
+        format!("/etc/static resolves to {s}, not the current system's etc {c}: the units are not the running system's")
+    }))
+}
+
 pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     let timer = ctx.params.prune_timer.clone();
     let service = ctx.params.prune_service.clone();
@@ -590,7 +913,10 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
             format!("git show {}:{sf}", short(&ctx.rev)),
             texts.1.clone(),
         );
-        (from_unit_files(&texts.0, &timer, &texts.1), Program::Exact)
+        (
+            from_unit_files(&texts.0, &timer, &texts.1).map_err(Halt::fail)?,
+            Program::Exact,
+        )
     };
     let mut git = git;
     git.on_calendar = normalise_calendars(ctx, t, &git.on_calendar).await?;
@@ -601,7 +927,7 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
                 "systemctl",
                 "show",
                 "-p",
-                "TimersCalendar,Persistent,RandomizedDelayUSec,Triggers,DropInPaths,FragmentPath",
+                "TimersCalendar,TimersMonotonic,Persistent,RandomizedDelayUSec,Triggers,DropInPaths,FragmentPath",
                 "--",
                 &timer,
             ],
@@ -618,9 +944,66 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
     if !tshow.ok() || !sshow.ok() {
         return Err(Halt::error("systemctl show of the prune units failed"));
     }
-    let host = from_host(&tshow.stdout_str(), &sshow.stdout_str());
+    let host = from_host(&tshow.stdout_str(), &sshow.stdout_str()).map_err(|e| {
+        Halt::error(format!(
+            "cannot read the timer's triggers from systemctl show: {e}"
+        ))
+    })?;
+    let mut host = host;
+    let env = crate::unit_env::read(ctx, t, &service).await?;
+    // the manager's environment may hold anything: only its DOCKER_HOST is evidence
+    let menv = ctx
+        .cmd(&mut Trail::new(), &["systemctl", "show-environment"])
+        .await?;
+    if !menv.ok() {
+        return Err(Halt::error("systemctl show-environment failed"));
+    }
+    t.push(Evidence::new(
+        "systemctl show-environment | grep ^DOCKER_HOST=",
+        Some(0),
+        menv.stdout_str()
+            .lines()
+            .filter(|l| l.starts_with("DOCKER_HOST="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    ));
+    (host.environment, host.environment_files, host.docker_host) =
+        host_env(&env, &menv.stdout_str(), nixos);
+    // values of secret-looking names are compared, never shown
+    let hide = |v: &mut Vec<String>| {
+        for a in v.iter_mut() {
+            if let Some((k, val)) = a.split_once('=') {
+                *a = crate::unit_env::shown(ctx, k, val);
+            }
+        }
+    };
+    let (git_env, host_env_shown) = (git.environment.clone(), host.environment.clone());
+    let same_env = git_env == host_env_shown;
+    hide(&mut git.environment);
+    hide(&mut host.environment);
+    if !same_env && git.environment == host.environment {
+        // equal once hidden: say so without the values
+        host.environment.push("(a hidden value differs)".into());
+    }
     let (o, table) = decide(&git, &host, &timer, &service, how);
     t.push(Evidence::note("git ⟷ host, setting by setting", table));
+    // where the settings come from: only the files the deployment puts there
+    let mut foreign = foreign_unit_files(ctx, t, &timer, &tshow.stdout_str(), nixos).await?;
+    foreign.extend(foreign_unit_files(ctx, t, &service, &sshow.stdout_str(), nixos).await?);
+    if nixos {
+        foreign.extend(static_is_current_system(ctx, t).await?);
+    }
+    if foreign.is_empty() {
+        return Ok(o);
+    }
+    let o = match o.verdict {
+        ccci_core::Verdict::Pass => Outcome::fail(foreign.join("; ")),
+        _ => {
+            let mut o = o;
+            o.detail = format!("{}; {}", o.detail, foreign.join("; "));
+            o
+        }
+    };
     Ok(o)
 }
 
@@ -639,7 +1022,7 @@ mod tests {
         format!("ExecStart={{ path={} ; argv[]={cmd} ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}\n", cmd.split(' ').next().unwrap_or(""))
     }
     fn git() -> Settings {
-        let mut g = from_unit_files(TIMER, "ci-docker-prune.timer", SERVICE);
+        let mut g = from_unit_files(TIMER, "ci-docker-prune.timer", SERVICE).unwrap();
         g.on_calendar = vec!["*-*-* 00:00:00".into()];
         g
     }
@@ -649,7 +1032,8 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
-        );
+        )
+        .unwrap();
         let (o, table) = decide(
             &git(),
             &host,
@@ -667,7 +1051,8 @@ mod tests {
             &host_service(
                 "/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h --all",
             ),
-        );
+        )
+        .unwrap();
         let (o, table) = decide(
             &git(),
             &host,
@@ -694,7 +1079,8 @@ mod tests {
         let mut h = from_host(
             &host_timer("*-*-* 00:00:00", "30min"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h"),
-        );
+        )
+        .unwrap();
         h.unit = Some("other.service".into());
         let (o, _) = decide(
             &git(),
@@ -719,7 +1105,7 @@ mod tests {
         let mut svc =
             host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h");
         svc.push_str("ExecStartPost={ path=/bin/sh ; argv[]=/bin/sh -c docker system prune -af ; ignore_errors=no }\n");
-        let h = from_host(&host_timer("*-*-* 00:00:00", "1h"), &svc);
+        let h = from_host(&host_timer("*-*-* 00:00:00", "1h"), &svc).unwrap();
         let (o, _) = decide(
             &git(),
             &h,
@@ -752,7 +1138,7 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/nix/store/abcd-ci-docker-prune-0.1.0/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
-        );
+        ).unwrap();
         let (o, _) = decide(
             &g,
             &host,
@@ -764,7 +1150,8 @@ mod tests {
         let host = from_host(
             &host_timer("*-*-* 00:00:00", "1h"),
             &host_service("/usr/local/bin/ci-docker-prune --threshold 80 --run-stack-pattern ^x$"),
-        );
+        )
+        .unwrap();
         let (o, _) = decide(
             &g,
             &host,
@@ -777,6 +1164,128 @@ mod tests {
             Verdict::Fail,
             "a program outside the store is not the package"
         );
+    }
+
+    /// `systemctl show` prints one `TimersCalendar=` line per calendar and one
+    /// `TimersMonotonic=` line per monotonic trigger (seen on the sandbox's systemd 252 with a
+    /// drop-in adding `OnCalendar=*:0/15`, `OnBootSec=15min`, `OnUnitActiveSec=1d`).
+    #[test]
+    fn every_trigger_line_is_read_and_an_added_one_fails() {
+        let shown = "TimersMonotonic={ OnUnitActiveUSec=1d ; next_elapse=1d 3h 8min 26.609666s }\n\
+TimersMonotonic={ OnBootUSec=15min ; next_elapse=2h 48min 52.335748s }\n\
+TimersCalendar={ OnCalendar=*-*-* *:00/15:00 ; next_elapse=Thu 2026-12-03 12:30:00 UTC }\n\
+TimersCalendar={ OnCalendar=*-*-* 00:00:00 ; next_elapse=Fri 2026-12-04 00:00:00 UTC }\n\
+Persistent=yes\nRandomizedDelayUSec=1h\nTriggers=ci-docker-prune.service\n";
+        let svc =
+            host_service("/usr/local/bin/ci-docker-prune --threshold 80 --path / --until 24h");
+        let h = from_host(shown, &svc).unwrap();
+        assert_eq!(h.on_calendar, vec!["*-*-* *:00/15:00", "*-*-* 00:00:00"]);
+        assert_eq!(
+            h.monotonic,
+            vec![
+                ("OnBoot".to_string(), 900_000_000),
+                ("OnUnitActive".to_string(), 86_400_000_000)
+            ]
+        );
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Fail);
+        assert!(
+            o.detail.contains(
+                "OnCalendar: git `*-*-* 00:00:00`, host `*-*-* *:00/15:00 | *-*-* 00:00:00`"
+            ),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail.contains(
+                "monotonic triggers: git `(none)`, host `OnBootSec=900s | OnUnitActiveSec=86400s`"
+            ),
+            "{}",
+            o.detail
+        );
+        // git declaring the same triggers, in another order, passes
+        let timer = TIMER.replace(
+            "OnCalendar=daily",
+            "OnCalendar=daily\nOnCalendar=*:0/15\nOnUnitActiveSec=1d\nOnBootSec=15min",
+        );
+        let mut g = from_unit_files(&timer, "ci-docker-prune.timer", SERVICE).unwrap();
+        g.on_calendar = vec!["*-*-* 00:00:00".into(), "*-*-* *:00/15:00".into()];
+        let (o, _) = decide(
+            &g,
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.detail);
+        // a span systemd would not accept is no schedule git declares
+        assert!(from_unit_files("[Timer]\nOnBootSec=soon\n", "t.timer", SERVICE).is_err());
+    }
+
+    #[test]
+    fn the_environment_and_the_docker_host_are_compared() {
+        let env = crate::unit_env::UnitEnv {
+            environment: vec![
+                "DOCKER_HOST=unix:///run/other.sock".into(),
+                "PATH=/nix/store/x/bin".into(),
+            ],
+            vars: [(
+                "DOCKER_HOST".to_string(),
+                "unix:///run/other.sock".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let (e, f, dh) = host_env(&env, "LANG=C\n", true);
+        // NixOS's own PATH is the platform's, not compared
+        assert_eq!(e, vec!["DOCKER_HOST=unix:///run/other.sock".to_string()]);
+        assert!(f.is_empty());
+        assert_eq!(dh.as_deref(), Some("unix:///run/other.sock"));
+        let mut h = git();
+        (h.environment, h.environment_files, h.docker_host) = (e, f, dh);
+        let (o, _) = decide(
+            &git(),
+            &h,
+            "ci-docker-prune.timer",
+            "ci-docker-prune.service",
+            Program::Exact,
+        );
+        assert!(
+            o.detail.contains("DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/other.sock`"),
+            "{}",
+            o.detail
+        );
+        // the manager's DOCKER_HOST counts when the unit sets none, unless the unit unsets it
+        let none = crate::unit_env::UnitEnv::default();
+        assert_eq!(
+            host_env(&none, "DOCKER_HOST=tcp://x:2375\n", false)
+                .2
+                .as_deref(),
+            Some("tcp://x:2375")
+        );
+        let unset = crate::unit_env::UnitEnv {
+            unset: vec!["DOCKER_HOST".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            host_env(&unset, "DOCKER_HOST=tcp://x:2375\n", false).2,
+            None
+        );
+        // git's Environment= values, several assignments in one, quoted
+        let svc = format!("{SERVICE}Environment=\"DOCKER_HOST=unix:///a.sock\" B=1\n");
+        let g = from_unit_files(TIMER, "ci-docker-prune.timer", &svc).unwrap();
+        assert_eq!(
+            g.environment,
+            vec!["B=1".to_string(), "DOCKER_HOST=unix:///a.sock".into()]
+        );
+        assert_eq!(g.docker_host.as_deref(), Some("unix:///a.sock"));
     }
 
     #[test]
