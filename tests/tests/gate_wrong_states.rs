@@ -451,11 +451,20 @@ fn a_drop_in_points_the_prune_at_a_second_dockerd() {
     let r = gate(params());
     assert_only(
         &r,
-        &[(
-            "repro.unit-config-git-eq-host",
-            Verdict::Fail,
-            "ci-docker-prune.service DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/ccci-second-dockerd.sock`",
-        )],
+        &[
+            (
+                "repro.unit-config-git-eq-host",
+                Verdict::Fail,
+                "ci-docker-prune.service DOCKER_HOST (effective): git `(unset: the default socket)`, host `unix:///run/ccci-second-dockerd.sock`",
+            ),
+            // the probe's dry run runs as the service does, against the daemon the drop-in
+            // names: it cannot show what the prune would remove on this one
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Error,
+                "the dry run did not get past its gates",
+            ),
+        ],
     );
 }
 
@@ -1127,6 +1136,7 @@ fn nixos_signals_that_disagree() {
             ("repro.units-git-eq-host", Verdict::Error, reason),
             ("repro.unit-config-git-eq-host", Verdict::Error, reason),
             ("repro.system-git-eq-host", Verdict::Error, reason),
+            ("prune.no-other-pruner", Verdict::Error, reason),
         ],
     );
     let c = check(&r, "repro.system-git-eq-host");
