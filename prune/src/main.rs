@@ -204,7 +204,9 @@ fn main() -> ExitCode {
     };
     let started = std::time::Instant::now();
     let report = rt.block_on(actions::run(&cfg, cli.dry_run, &mut log));
-    if let Some(path) = &cfg.metrics_file {
+    // a dry run writes no state (docs/prune-policy.md), the metrics and their counters
+    // included: a person's or a reviewer's dry run must not show as the timer's last run
+    if let Some(path) = cfg.metrics_file.as_ref().filter(|_| !cli.dry_run) {
         let info = metrics::RunInfo {
             end: unix_now(),
             duration_secs: started.elapsed().as_secs_f64(),

@@ -1303,3 +1303,73 @@ fn a_right_host_between_the_low_watermark_and_the_threshold() {
         explain(&r, &c.id)
     );
 }
+
+/// A runtime mask (`systemctl mask --runtime`: a link under the `/run` tmpfs) is not absent:
+/// it is gone at the next boot, and the legacy timer it hides — installed as a package
+/// installs it, in /lib/systemd/system, and enabled — runs again. Only a persistent mask is
+/// (the adversarial read found the runtime one passing).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_runtime_mask_over_an_installed_legacy_timer() {
+    let info = sandbox();
+    upload(
+        info,
+        "/lib/systemd/system/docker-prune.timer",
+        &fixture("docker-prune.timer"),
+        0o644,
+    );
+    let _restore = Restore(move || {
+        host_sh_quiet(
+            info,
+            "rm -f /run/systemd/system/docker-prune.timer /lib/systemd/system/docker-prune.timer \
+             /etc/systemd/system/timers.target.wants/docker-prune.timer; systemctl daemon-reload; systemctl reset-failed || true",
+        )
+    });
+    host_sh(
+        info,
+        "set -e; mkdir -p /etc/systemd/system/timers.target.wants /run/systemd/system; \
+         ln -sfn /lib/systemd/system/docker-prune.timer /etc/systemd/system/timers.target.wants/docker-prune.timer; \
+         ln -sfn /dev/null /run/systemd/system/docker-prune.timer; systemctl daemon-reload; \
+         test \"$(systemctl show -p UnitFileState --value docker-prune.timer)\" = masked-runtime",
+    );
+    let r = gate(params());
+    let c = check(&r, "units.legacy-timer-absent");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
+    assert!(
+        c.detail.contains("masked-runtime"),
+        "{}",
+        explain(&r, &c.id)
+    );
+    let c = check(&r, "repro.units-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
+}
+
+/// On NixOS the docker module's `docker-prune.service` must be inert: started by nothing. An
+/// `OnSuccess=docker-prune.service` on the prune's own service starts it after every run
+/// (`OnSuccessOf=`), which `TriggeredBy`/`WantedBy`/`RequiredBy` do not show (the adversarial
+/// read found it passing). Off NixOS the unit is a legacy leftover judged as such.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_platform_prune_started_on_success_of_the_prune() {
+    if !nixos() {
+        eprintln!("ignored: docker-prune.service is a platform unit on the nixos flavour only");
+        return;
+    }
+    let info = sandbox();
+    let _restore = host_state(
+        "set -e; mkdir -p /run/systemd/system/ci-docker-prune.service.d; \
+         printf '[Unit]\\nOnSuccess=docker-prune.service\\n' > /run/systemd/system/ci-docker-prune.service.d/after.conf; \
+         systemctl daemon-reload; \
+         test \"$(systemctl show -p OnSuccessOf --value docker-prune.service)\" = ci-docker-prune.service",
+        "rm -rf /run/systemd/system/ci-docker-prune.service.d; systemctl daemon-reload",
+    );
+    let _ = info;
+    let r = gate(params());
+    let c = check(&r, "repro.units-git-eq-host");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
+    assert!(
+        c.detail.contains("must be inert") && c.detail.contains("ci-docker-prune.service"),
+        "{}",
+        explain(&r, &c.id)
+    );
+}

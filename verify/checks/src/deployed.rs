@@ -38,8 +38,13 @@ pub async fn argv(ctx: &Ctx, t: &mut Trail) -> Result<Vec<String>, Halt> {
 
 /// The deployed argv with the flags in `strip` (each taking a value) and `--dry-run`/`--json`
 /// removed, then `add`: the deployed run, changed only where a check must change it.
+///
+/// `--metrics-file` always goes: a reviewer's run must not write the host's production metrics
+/// (a forced-open dry run would report threshold 0 and the disk over it, fire the alerts,
+/// and refresh the last-run time that tells a dead timer).
 pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<String> {
     let plain = ["--dry-run", "--json"];
+    let always = ["--metrics-file"];
     let mut out = Vec::new();
     let mut skip = false;
     for a in deployed {
@@ -47,7 +52,10 @@ pub fn with_flags(deployed: &[String], strip: &[&str], add: &[&str]) -> Vec<Stri
             skip = false;
             continue;
         }
-        if strip.contains(&a.as_str()) {
+        if always.iter().any(|f| a.starts_with(&format!("{f}="))) {
+            continue;
+        }
+        if strip.contains(&a.as_str()) || always.contains(&a.as_str()) {
             skip = true;
             continue;
         }
@@ -148,6 +156,8 @@ const UNIT_PROPERTIES: &[&str] = &[
     "StateDirectory",
     "User",
     "Group",
+    "DynamicUser",
+    "SupplementaryGroups",
     "WorkingDirectory",
 ];
 
@@ -165,9 +175,13 @@ pub fn unit_env_properties(show: &str) -> Vec<String> {
             continue;
         }
         match k {
-            "Environment" | "StateDirectory" | "User" | "Group" | "WorkingDirectory" => {
+            // `systemctl show` escapes `$` as `\$`, which `systemd-run -p` refuses; the
+            // value itself is literal (Environment= does no `$` expansion)
+            "Environment" => props.push(format!("{k}={}", v.replace("\\$", "$"))),
+            "StateDirectory" | "User" | "Group" | "WorkingDirectory" | "SupplementaryGroups" => {
                 props.push(format!("{k}={v}"))
             }
+            "DynamicUser" => props.push(format!("{k}={v}")),
             "EnvironmentFiles" => {
                 let (path, opts) = v.split_once(" (").unwrap_or((v, ""));
                 let ignore = opts.contains("ignore_errors=yes");
@@ -263,10 +277,38 @@ mod tests {
             ]
         );
         assert!(unit_env_properties("Environment=\nStateDirectory=\n").is_empty());
+        // systemd 252 prints a literal `$` as `\$`; systemd-run takes it plain
+        assert_eq!(
+            unit_env_properties(
+                "Environment=PASS=pa\\$\\$word\nDynamicUser=no\nSupplementaryGroups=docker\n"
+            ),
+            vec![
+                "Environment=PASS=pa$$word".to_string(),
+                "DynamicUser=no".into(),
+                "SupplementaryGroups=docker".into(),
+            ]
+        );
     }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reviewers_run_never_writes_the_hosts_metrics() {
+        let d = s(&[
+            "/p",
+            "--metrics-file",
+            "/var/lib/node_exporter/textfile/ci-docker-prune.prom",
+            "--threshold",
+            "80",
+            "--metrics-file=/x.prom",
+        ]);
+        assert_eq!(
+            with_flags(&d, &[], &["--dry-run", "--json"]),
+            s(&["/p", "--threshold", "80", "--dry-run", "--json"])
+        );
+        assert!(!forced_open_argv(&d).iter().any(|a| a.contains("metrics")));
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub const PULLED_IN_PROPERTIES: &[&str] = &[
     "TriggeredBy",
     "WantedBy",
     "RequiredBy",
+    // what else starts it: another unit's OnSuccess=/OnFailure= (systemd >= 249), Upholds=,
+    // BindsTo=, Requisite=, a slice or PartOf= (properties an older systemd does not know
+    // are left out of its answer)
+    "OnSuccessOf",
+    "OnFailureOf",
+    "UpheldBy",
+    "BoundBy",
+    "RequisiteOf",
 ];
 
 /// One unit's state.
@@ -102,8 +110,13 @@ impl UnitState {
     /// `systemd.services.X.enable = false` make it) and not running: systemd can never start
     /// it, so for a name that must be absent it is as good as absent — stricter, even. A masked
     /// unit still running (masked while active) is not.
+    ///
+    /// Only a persistent mask (`UnitFileState=masked`, a link under `/etc`): a runtime mask
+    /// (`masked-runtime`, under the `/run` tmpfs) is gone at the next boot, and the unit it
+    /// hides (still installed, maybe enabled) runs again.
     pub fn is_masked_inert(&self) -> bool {
         self.load_state == "masked"
+            && self.unit_file_state == "masked"
             && !matches!(
                 self.active_state.as_str(),
                 "active" | "activating" | "reloading" | "deactivating" | "refreshing"
@@ -122,15 +135,25 @@ impl UnitState {
             )
             || self.load_state == "masked"
     }
-    /// Units that trigger this one (`TriggeredBy=`: timers, paths, sockets), and targets or
-    /// units that want or require it (`WantedBy=`, `RequiredBy=`), from a `systemctl show`
+    /// Units that trigger this one (`TriggeredBy=`: timers, paths, sockets), targets or units
+    /// that want or require it (`WantedBy=`, `RequiredBy=`), and units that start it another
+    /// way (`OnSuccessOf=`, `OnFailureOf=`, `UpheldBy=`, `BoundBy=`, `RequisiteOf=`), from a `systemctl show`
     /// that asked for those properties ([`PULLED_IN_PROPERTIES`]).
     pub fn pulled_in_by(&self) -> Vec<String> {
-        ["TriggeredBy", "WantedBy", "RequiredBy"]
-            .iter()
-            .filter_map(|k| self.raw.get(*k))
-            .flat_map(|v| v.split_whitespace().map(String::from))
-            .collect()
+        [
+            "TriggeredBy",
+            "WantedBy",
+            "RequiredBy",
+            "OnSuccessOf",
+            "OnFailureOf",
+            "UpheldBy",
+            "BoundBy",
+            "RequisiteOf",
+        ]
+        .iter()
+        .filter_map(|k| self.raw.get(*k))
+        .flat_map(|v| v.split_whitespace().map(String::from))
+        .collect()
     }
     /// A compact `key=value` summary for evidence.
     pub fn summary(&self) -> String {
