@@ -1732,7 +1732,22 @@ fn metrics_file_defaults_to_the_node_exporter_textfile_directory() {
         + 1;
     let file = dir.path().join("ci-docker-prune.prom");
     args[i] = file.to_string_lossy().into_owned();
+    // a dry run writes no state, the metrics included
     let out = dry_run(&prune_binary(), &args);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!file.exists(), "a dry run wrote the metrics file");
+    // a real run, with no daemon to reach (so nothing can be removed): below the threshold it
+    // skips, above it fails to reach Docker; either way it writes the metrics
+    let sock = dir.path().join("no-docker.sock");
+    let out = run(Command::new(prune_binary())
+        .args(&args)
+        .arg("--docker-host")
+        .arg(format!("unix://{}", sock.display()))
+        .env_remove("DOCKER_HOST"));
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "{args:?}: {}",
