@@ -1355,7 +1355,6 @@ fn the_platform_prune_started_on_success_of_the_prune() {
         eprintln!("ignored: docker-prune.service is a platform unit on the nixos flavour only");
         return;
     }
-    let info = sandbox();
     let _restore = host_state(
         "set -e; mkdir -p /run/systemd/system/ci-docker-prune.service.d; \
          printf '[Unit]\\nOnSuccess=docker-prune.service\\n' > /run/systemd/system/ci-docker-prune.service.d/after.conf; \
@@ -1363,7 +1362,6 @@ fn the_platform_prune_started_on_success_of_the_prune() {
          test \"$(systemctl show -p OnSuccessOf --value docker-prune.service)\" = ci-docker-prune.service",
         "rm -rf /run/systemd/system/ci-docker-prune.service.d; systemctl daemon-reload",
     );
-    let _ = info;
     let r = gate(params());
     let c = check(&r, "repro.units-git-eq-host");
     assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, &c.id));
