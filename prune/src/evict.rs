@@ -243,6 +243,7 @@ mod tests {
             services: &[],
             containers: &[],
             events: &[],
+            marks: None,
         });
         let events: Vec<UsageEvent> = uses
             .iter()
@@ -259,6 +260,7 @@ mod tests {
             services: &[],
             containers: &[],
             events: &events,
+            marks: None,
         });
         s
     }
@@ -385,6 +387,7 @@ mod tests {
                 time: NOW - 3600,
                 reference: "app@sha256:1".into(),
             }],
+            marks: None,
         });
         let guarded = |secs: u64| EvictPolicy {
             min_age: Duration::from_secs(secs),

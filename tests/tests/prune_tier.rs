@@ -11,6 +11,7 @@ mod prune_common;
 use std::os::unix::fs::MetadataExt;
 
 use ccci_sandbox::images::{ImageSpec, Layer};
+use ccci_tests::proxy::RecordingProxy;
 use prune_common::*;
 
 /// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares.
@@ -452,4 +453,234 @@ fn a_service_created_mid_run_keeps_its_queued_image() {
         "{:?}",
         run.requests
     );
+}
+
+/// `n` tag/untag events on the sandbox daemon, as fast as its socket answers (raw HTTP/1.0
+/// over the unix socket: no CLI start per event): `tag` then `untag` of `repo:fN` on `id`.
+fn flood_events(id: &str, repo: &str, n: usize) {
+    use std::io::{Read, Write};
+    let call = |method: &str, path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(sb().socket_path())
+            .unwrap_or_else(|e| panic!("connect to the sandbox daemon: {e}"));
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(
+            out.starts_with("HTTP/1.0 20") || out.starts_with("HTTP/1.1 20"),
+            "{method} {path}: {out}"
+        );
+    };
+    for i in 0..n.div_ceil(2) {
+        call("POST", &format!("/images/{id}/tag?repo={repo}&tag=f{i}"));
+        call("DELETE", &format!("/images/{repo}:f{i}"));
+    }
+}
+
+/// Rewrite the stamps the usage state keeps for image `id` and repository `repo` (the
+/// state's own file, as a run left it): as if the runs that wrote them happened at `at`.
+fn set_stamps(state: &std::path::Path, id: &str, repo: &str, at: i64) {
+    let path = state.join("usage.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["images"].get(id).is_some(),
+        "precondition: the state knows {id}: {text}"
+    );
+    v["images"][id] = at.into();
+    v["observed"][id] = at.into();
+    v["repos"][repo] = at.into();
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Args of a run over the threshold (the data-root is at least 1 %) whose tier may evict down
+/// to 0 %, with no `until` that ages anything of this suite, and `conf`.
+fn tier_args(conf: &std::path::Path) -> Vec<String> {
+    [
+        "--path",
+        &data_root(),
+        "--threshold",
+        "1",
+        "--evict-low-watermark",
+        "0",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--config",
+        &conf.to_string_lossy(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn prune_state_run(
+    args: &[String],
+    state: &std::path::Path,
+    setup: impl FnOnce(&RecordingProxy),
+) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    prune_at_with_env(
+        &sb().socket_path(),
+        &tagged_image_ids(),
+        &args,
+        setup,
+        &[("STATE_DIRECTORY", state.as_os_str())],
+    )
+}
+
+/// Item 4: events the daemon's ring lost are noticed, and what they may have said counts as
+/// recent use. The state dates repository A's only image 30 days back (runs then); the
+/// control dry run, whose events since the last run are all there, queues it (least recently
+/// used). Then a swarm task deploys A — and 300 events, most of them after the run's `until`,
+/// push the deploy and everything the last run read out of the 256-event ring before the
+/// run reads it: it gets no event at all, fewer than 256. The run must say its events were
+/// lost and keep A. Before: the count alone decided, no gap was seen, A was evicted first.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn events_the_daemon_lost_are_noticed_and_count_as_recent_use() {
+    let s = seed("evgap");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/evgap-{s}");
+    let a = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-a"), 1 << 16)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (a, a_ref) = cached_pull(a, &format!("{repo}:1"));
+    let flood_repo = format!("127.0.0.1:5000/ccci-test/evgap-flood-{s}");
+    let flood = load_image(
+        &format!("{s}-flood"),
+        0,
+        Some(&format!("{flood_repo}:keep")),
+    );
+    clean.images.extend([a.clone(), flood.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "evict_min_age = \"0s\"\n").unwrap();
+    let args = tier_args(&conf);
+    let first = prune_state_run(&args, &state, |_| {});
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(image_exists(&a), "precondition: first sight keeps A");
+    set_stamps(&state, &a, &repo, unix_now() - 30 * DAY as i64);
+    // control: nothing lost since the last run — no gap, and A (30 days unused) is queued
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    let control = prune_state_run(&dry, &state, |_| {});
+    assert_eq!(control.code, 0, "{}", control.stderr);
+    assert!(
+        control.removed("images").contains(&a),
+        "precondition: the state's 30 days queue A:\n{}",
+        control.stderr
+    );
+    assert!(
+        !control.stderr.contains("events before"),
+        "a gap where no event was lost:\n{}",
+        control.stderr
+    );
+    // A deployed by a swarm task, then the ring overflows between `until` and the read
+    let c = docker_ok(&[
+        "create",
+        "--label",
+        &format!("com.docker.swarm.service.name=evgap-{s}"),
+        &a_ref,
+        "/ccci-none",
+    ]);
+    docker_ok(&["rm", &c]);
+    let (id, fr) = (flood.clone(), flood_repo.clone());
+    let run = prune_state_run(&args, &state, move |proxy| {
+        proxy.before_first(
+            |r, _| r.path == "/events",
+            move || flood_events(&id, &fr, 300),
+        )
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ci-docker-prune: usage state: the daemon's events before")
+            && run.stderr.contains(
+                "are lost (the newest event the last run read is gone from the daemon's ring (it overflowed, or dockerd restarted)"
+            ),
+        "the lost events went unnoticed:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.removed("images").contains(&a) && image_exists(&a),
+        "the recipe deployed just before the run was evicted on a 30-day-old date:\n{}",
+        run.stderr
+    );
+}
+
+/// Item 12: stamps written while a clock ran ahead (here: the state says image B and its
+/// repository were last used in 2030) are clamped to the daemon's now and age from then; a
+/// later run whose `evict_keep_recent` (1 s) and age guard (0 s) have passed queues B. Before:
+/// B kept its 2030 dates, its repository counted as deployed "within 1 s" and it was never
+/// queued until the clock reached 2030.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn stamps_from_the_future_are_clamped_to_the_daemons_clock() {
+    let s = seed("clock");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/clock-{s}");
+    let b = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-b"), 1 << 16)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (b, _) = cached_pull(b, &format!("{repo}:1"));
+    clean.images.push(b.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "").unwrap();
+    let args = tier_args(&conf);
+    let first = prune_state_run(&args, &state, |_| {});
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    const Y2030: i64 = 1_893_456_000;
+    set_stamps(&state, &b, &repo, Y2030);
+    let second = prune_state_run(&args, &state, |_| {});
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(image_exists(&b), "precondition: B used \"now\" stays");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let short = dir.path().join("short.toml");
+    std::fs::write(
+        &short,
+        "evict_keep_recent = \"1s\"\nevict_min_age = \"0s\"\n",
+    )
+    .unwrap();
+    let mut dry = tier_args(&short);
+    dry.push("--dry-run".into());
+    let third = prune_state_run(&dry, &state, |_| {});
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(
+        third.removed("images").contains(&b),
+        "an image stamped in 2030 is still kept as recently used:\nsecond run:\n{}\nthird run:\n{}",
+        second.stderr,
+        third.stderr
+    );
+    assert!(
+        second.stderr.contains(
+            "ci-docker-prune: usage state: 3 time stamp(s) lay in the future of the daemon's clock ("
+        ),
+        "{}",
+        second.stderr
+    );
+    // and the state holds no stamp past the daemon's clock any more
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("usage.json")).unwrap()).unwrap();
+    let limit = unix_now() + 60;
+    for map in ["images", "observed", "repos"] {
+        for (k, t) in v[map].as_object().unwrap() {
+            assert!(
+                t.as_i64().is_some_and(|t| t <= limit),
+                "{map}[{k}] = {t} lies in the future"
+            );
+        }
+    }
 }
