@@ -194,6 +194,14 @@ pub struct UsageState {
     /// The newest event the last run read (see the module's doc): the next run looks for it.
     #[serde(default)]
     pub anchor: Option<EventMark>,
+    /// Image id → when the state first saw it in the store (an upper bound of when the daemon
+    /// got it).
+    #[serde(default)]
+    pub first_seen: BTreeMap<String, i64>,
+    /// Image id → the last time the daemon got it from a registry or deployed it: a pull in
+    /// its events, a swarm task's container created from it, a service listing it.
+    #[serde(default)]
+    pub got: BTreeMap<String, i64>,
 }
 
 /// What the daemon showed at this run.
@@ -282,6 +290,22 @@ impl UsageState {
         self.observed.get(id).copied()
     }
 
+    /// When the daemon last got `id`: its last pull or swarm deploy seen (events, service
+    /// listings), else when the state first saw it (an upper bound). Not the image's `Created`:
+    /// a build date says nothing of when it reached this store (Nix `dockerTools` images are
+    /// all dated 1970).
+    pub fn got(&self, id: &str) -> Option<i64> {
+        self.got
+            .get(id)
+            .or_else(|| self.first_seen.get(id))
+            .copied()
+    }
+
+    /// When `id` was last seen pulled or deployed by a swarm service, if ever.
+    pub fn last_got(&self, id: &str) -> Option<i64> {
+        self.got.get(id).copied()
+    }
+
     /// When `repo` (normalised, see [`normalize_repo`]) was last deployed, if known.
     pub fn last_deployed(&self, repo: &str) -> Option<i64> {
         self.repos.get(repo).copied()
@@ -298,7 +322,13 @@ impl UsageState {
         // Clock: a stamp from the future of the daemon's clock was written while a clock ran
         // ahead; clamped to now, it ages from now on.
         let limit = o.now.saturating_add(CLOCK_SKEW);
-        for map in [&mut self.images, &mut self.repos, &mut self.observed] {
+        for map in [
+            &mut self.images,
+            &mut self.repos,
+            &mut self.observed,
+            &mut self.first_seen,
+            &mut self.got,
+        ] {
             for t in map.values_mut().filter(|t| **t > limit) {
                 *t = o.now;
                 out.future_stamps += 1;
@@ -331,6 +361,14 @@ impl UsageState {
         }
         if let Some(m) = o.marks.and_then(|m| m.last()) {
             self.anchor = Some(m.clone());
+        }
+        // When the store got it, at the latest: now, or for an image a state of the previous
+        // version knew, its last use.
+        for img in o.images {
+            if !self.first_seen.contains_key(&img.id) {
+                let t = self.images.get(&img.id).map_or(o.now, |t| (*t).min(o.now));
+                self.first_seen.insert(img.id.clone(), t);
+            }
         }
         // First sight: unknown counts as recently used.
         for img in o.images {
@@ -369,6 +407,9 @@ impl UsageState {
                     if let Some(id) = refs.resolve(image) {
                         bump(&mut self.images, id, *time);
                         bump(&mut self.observed, id, *time);
+                        if *swarm {
+                            bump(&mut self.got, id, *time);
+                        }
                     }
                     if *swarm {
                         if let Some(repo) = repo_of_reference(image) {
@@ -380,6 +421,7 @@ impl UsageState {
                     if let Some(id) = refs.resolve(reference) {
                         bump(&mut self.images, id, *time);
                         bump(&mut self.observed, id, *time);
+                        bump(&mut self.got, id, *time);
                     }
                 }
                 UsageEvent::Other { .. } => {}
@@ -398,6 +440,7 @@ impl UsageState {
             if let Some(id) = refs.resolve(image) {
                 bump(&mut self.images, id, o.now);
                 bump(&mut self.observed, id, o.now);
+                bump(&mut self.got, id, o.now);
             }
             if let Some(repo) = repo_of_reference(image) {
                 bump(&mut self.repos, &repo, o.now);
@@ -407,6 +450,9 @@ impl UsageState {
             o.images.iter().map(|i| i.id.as_str()).collect();
         self.images.retain(|id, _| present.contains(id.as_str()));
         self.observed.retain(|id, _| present.contains(id.as_str()));
+        self.first_seen
+            .retain(|id, _| present.contains(id.as_str()));
+        self.got.retain(|id, _| present.contains(id.as_str()));
         self.cursor = Some(o.now);
         if let Some(b) = o.boot_id {
             self.boot_id = Some(b.to_string());

@@ -68,8 +68,9 @@ fn cached_pull(spec: ImageSpec, tag: &str) -> (String, String) {
     (id, digest_ref)
 }
 
-/// A superseded cached pull of a repository of its own, and the newer tagged image that
-/// supersedes it: (old id, new id).
+/// A superseded cached pull of a repository of its own, and the newer cached pull (pulled
+/// after it, built later) that supersedes it: (old id, new id). (A tagged image that was only
+/// loaded supersedes nothing: item 9.)
 fn superseded_pair(s: &str, clean: &mut Cleanup) -> (String, String) {
     let repo = format!("127.0.0.1:5000/ccci-test/tier-{s}");
     let old = ImageSpec::new(
@@ -81,7 +82,7 @@ fn superseded_pair(s: &str, clean: &mut Cleanup) -> (String, String) {
         vec![noise_layer(&format!("{s}-new"), 1 << 16)],
         "2026-01-01T00:00:00Z",
     );
-    let new_id = load(&new.tag(&format!("{repo}:2")));
+    let (new_id, _) = cached_pull(new, &format!("{repo}:2"));
     clean.images.extend([old_id.clone(), new_id.clone()]);
     (old_id, new_id)
 }
@@ -177,10 +178,12 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
     let keeper =
         load(&ImageSpec::new(vec![shared()], "2026-06-01T00:00:00Z").tag(&format!("{repo}:keep")));
     clean.images.push(keeper.clone());
-    // four cached pulls with the same layers, older than anything else in the store: the
-    // front of the queue (ordered by last use — all "now" without a state dir —, then age)
+    // five cached pulls with the same layers: the newest (built last; no state dir, so all
+    // got "now") is kept, the other four are the front of the queue (ordered by last use —
+    // all "now" without a state dir —, then age). The tagged keeper, only loaded, supersedes
+    // nothing (item 9).
     let mut pulls = Vec::new();
-    for i in 1..=4 {
+    for i in 1..=5 {
         let spec = ImageSpec::new(vec![shared()], &format!("1971-01-0{i}T00:00:00Z"));
         let (id, _) = cached_pull(spec, &format!("{repo}:{i}"));
         clean.images.push(id.clone());
@@ -209,7 +212,7 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
         "the tier went on after removals stopped helping:\n{}",
         run.stderr
     );
-    assert!(image_exists(&pulls[3]) && image_exists(&keeper));
+    assert!(image_exists(&pulls[3]) && image_exists(&pulls[4]) && image_exists(&keeper));
     assert!(
         run.stderr.contains(
             "— eviction stopped: the last 3 removals freed less than 1 MiB each there; the space is held by something else"
@@ -388,12 +391,12 @@ fn a_service_created_mid_run_keeps_its_queued_image() {
         "2020-01-01T00:00:00Z",
     );
     let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
-    let v2 = load(
-        &ImageSpec::new(
+    let (v2, _) = cached_pull(
+        ImageSpec::new(
             vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
             "2026-01-01T00:00:00Z",
-        )
-        .tag(&format!("{repo}:2")),
+        ),
+        &format!("{repo}:2"),
     );
     clean.images.extend([v1.clone(), v2.clone()]);
     let name = format!("ccci-midrun-{s}");
@@ -683,4 +686,72 @@ fn stamps_from_the_future_are_clamped_to_the_daemons_clock() {
             );
         }
     }
+}
+
+/// Item 9: the newest image of a repository is the one the daemon got last, not the one built
+/// last. Repository N: two cached pulls both dated 1970 (as Nix `dockerTools` dates every
+/// image), pulled one after the other: the first is superseded (before: a tie, both "newest",
+/// neither queued). Repository R: the deployed digest (a cached pull) and a local `R:dev`
+/// build (`docker load`, dated later): the build supersedes nothing, the deployed digest is
+/// not queued (before: queued as superseded). One dry run with a fresh state directory (its
+/// first run reads the daemon's whole event ring: the pulls are there).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_newest_image_is_the_one_the_daemon_got_last() {
+    let s = seed("gotlast");
+    let mut clean = Cleanup::default();
+    let nix = format!("127.0.0.1:5000/ccci-test/gotlast-nix-{s}");
+    let nix_image = |v: &str| {
+        ImageSpec::new(
+            vec![noise_layer(&format!("{s}-{v}"), 1 << 16)],
+            "1970-01-01T00:00:01Z",
+        )
+    };
+    let (n1, _) = cached_pull(nix_image("n1"), &format!("{nix}:1"));
+    // the daemon stamps events to the second: the second pull a second later
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (n2, _) = cached_pull(nix_image("n2"), &format!("{nix}:2"));
+    let app = format!("127.0.0.1:5000/ccci-test/gotlast-app-{s}");
+    let (deployed, _) = cached_pull(
+        ImageSpec::new(
+            vec![noise_layer(&format!("{s}-dep"), 1 << 16)],
+            "2020-01-01T00:00:00Z",
+        ),
+        &format!("{app}:1"),
+    );
+    let dev = load(
+        &ImageSpec::new(
+            vec![noise_layer(&format!("{s}-dev"), 1 << 16)],
+            "2026-06-01T00:00:00Z",
+        )
+        .tag(&format!("{app}:dev")),
+    );
+    clean
+        .images
+        .extend([n1.clone(), n2.clone(), deployed.clone(), dev.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "evict_min_age = \"0s\"\n").unwrap();
+    let mut args = tier_args(&conf);
+    args.push("--dry-run".into());
+    let run = prune_state_run(&args, &dir.path().join("state"), |_| {});
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let queued = run.removed("images");
+    assert!(
+        !queued.contains(&deployed),
+        "a local build made the deployed digest superseded:\n{}",
+        run.stderr
+    );
+    assert!(
+        queued.contains(&n1) && !queued.contains(&n2),
+        "of two images built at the same date, the one pulled first is not the superseded one:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "eviction tier: superseded cached pull of {nix}, last used"
+        )),
+        "{}",
+        run.stderr
+    );
 }
