@@ -113,6 +113,9 @@ pub struct RunState {
     lock: Option<statefile::StateLock>,
     /// The daemon's roots: remembered, or learnt by this run.
     roots: Option<DaemonRoots>,
+    /// The daemon's clock minus this host's (seconds), from `GET /info`'s `SystemTime` when
+    /// this run asked it: the usage state is kept in the daemon's clock.
+    clock_offset: Option<i64>,
 }
 
 impl RunState {
@@ -146,7 +149,13 @@ impl RunState {
             dir: Some(dir),
             lock,
             roots,
+            clock_offset: None,
         }
+    }
+
+    /// Now on the daemon's clock (this host's when the daemon's is not known).
+    fn daemon_now(&self) -> i64 {
+        now().saturating_add(self.clock_offset.unwrap_or(0))
     }
 
     /// The directory, when this run may write state in it.
@@ -161,7 +170,13 @@ impl RunState {
         client: &DockerClient,
         hooks: &mut dyn Hooks,
     ) -> Result<(), PruneError> {
-        let roots = crate::roots::of_host(&client.info_raw().await?);
+        let info = client.info_raw().await?;
+        self.clock_offset = info
+            .get("SystemTime")
+            .and_then(|t| t.as_str())
+            .and_then(crate::docker::parse_docker_time)
+            .map(|t| t.saturating_sub(now()));
+        let roots = crate::roots::of_host(&info);
         if self.roots.as_ref() != Some(&roots) {
             if let Some(dir) = self.writable() {
                 if let Err(e) = crate::roots::save(dir, &roots) {
@@ -320,7 +335,11 @@ pub async fn make_plan_with(
     };
     let mut plan = plan::build(&inv, &pol);
     if cfg.evict {
-        let p = evict_policy(cfg);
+        let mut p = evict_policy(cfg);
+        // the state's times are the daemon's clock: this run observed it at its cursor
+        if let Some(at) = state.and_then(|s| s.cursor) {
+            p.now = at;
+        }
         let fresh;
         let state = match state {
             Some(s) => s,
@@ -333,6 +352,7 @@ pub async fn make_plan_with(
                     services: &inv.services,
                     containers: &inv.containers,
                     events: &[],
+                    marks: None,
                 });
                 fresh = s;
                 &fresh
@@ -398,18 +418,22 @@ pub async fn record_usage(
         ));
         UsageState::new()
     });
-    let now = now();
+    // the daemon's clock: its events and stamps are in it (a clock that jumped shows here)
+    let now = rs.daemon_now();
     let images = client.list_images().await?;
     let services = client.list_services().await?.listed_or_default();
     let containers = client.list_containers().await?;
-    let events = match client.events_since(state.cursor, now).await {
-        Ok(e) => e,
+    let (events, marks): (Vec<_>, Vec<_>) = match client
+        .events_since(state.events_since(now), now)
+        .await
+    {
+        Ok(e) => e.into_iter().unzip(),
         Err(e) => {
             hooks.log(&format!(
-                "ci-docker-prune: cannot read the daemon's events ({e}) — every image counts as used now"
-            ));
+                    "ci-docker-prune: cannot read the daemon's events ({e}) — every image counts as used now"
+                ));
             state.cursor = None;
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     let boot = boot_id();
@@ -420,11 +444,20 @@ pub async fn record_usage(
         services: &services,
         containers: &containers,
         events: &events,
+        marks: Some(&marks),
     });
+    if observed.future_stamps > 0 {
+        hooks.log(&format!(
+            "ci-docker-prune: usage state: {} time stamp(s) lay in the future of the daemon's clock ({}; a clock jumped back) — set to now",
+            observed.future_stamps,
+            crate::report::when(now)
+        ));
+    }
     if let Some(gap) = observed.gap.filter(|g| g.start.is_some()) {
         hooks.log(&format!(
-            "ci-docker-prune: usage state: the daemon's events before {} are lost (it keeps its last {}) — every image counts as used then",
+            "ci-docker-prune: usage state: the daemon's events before {} are lost ({}; it keeps its last {}) — every image counts as used then",
             crate::report::when(gap.end),
+            gap.cause.describe(),
             usage::DAEMON_EVENT_BUFFER
         ));
     }

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{go_duration, DockerHost};
-use crate::usage::UsageEvent;
+use crate::usage::{EventMark, UsageEvent};
 
 /// Timeout of one API request, seconds.
 const TIMEOUT_SECS: u64 = 120;
@@ -406,7 +406,7 @@ impl DockerClient {
         &self,
         since: Option<i64>,
         until: i64,
-    ) -> Result<Vec<UsageEvent>, DockerError> {
+    ) -> Result<Vec<(UsageEvent, EventMark)>, DockerError> {
         use futures_util::StreamExt;
         self.count();
         let opts = EventsOptions {
@@ -418,7 +418,9 @@ impl DockerClient {
         let mut out = Vec::new();
         let read = async {
             while let Some(e) = stream.next().await {
-                out.push(usage_event(e.map_err(api("read events"))?));
+                let e = e.map_err(api("read events"))?;
+                let mark = event_mark(&e);
+                out.push((usage_event(e), mark));
             }
             Ok::<(), DockerError>(())
         };
@@ -738,6 +740,26 @@ pub fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
         return Err("unexpected chunked response to an HTTP/1.0 request".into());
     }
     Ok((code, raw[split + 4..].to_vec()))
+}
+
+/// One daemon event's identity (the usage state's anchor): `timeNano` (the second's start
+/// when a daemon gives none), type, action, actor id.
+fn event_mark(e: &bollard::models::EventMessage) -> EventMark {
+    let secs = e.time.unwrap_or(0);
+    EventMark {
+        time_nano: e
+            .time_nano
+            .unwrap_or_else(|| secs.saturating_mul(1_000_000_000)),
+        what: format!(
+            "{} {} {}",
+            e.typ.map(|t| t.to_string()).unwrap_or_default(),
+            e.action.as_deref().unwrap_or_default(),
+            e.actor
+                .as_ref()
+                .and_then(|a| a.id.as_deref())
+                .unwrap_or_default()
+        ),
+    }
 }
 
 /// One daemon event as the usage state reads it: a container created from an image (its

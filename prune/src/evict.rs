@@ -8,8 +8,16 @@
 //! - is not the newest image of a repository deployed within `keep_recent` (the next CI run
 //!   of that recipe deploys it).
 //!
+//! **Newest** is decided by when the daemon got the image ([`UsageState::got`]: its last pull
+//! or swarm deploy seen, else when the state first saw it), the build date (`Created`) only
+//! breaking ties: Nix `dockerTools` images are all dated 1970, and a rebuild is not a
+//! deploy. Only images that came from a registry or were deployed compete: a cached pull, or
+//! an image seen pulled or deployed by a swarm service. A tagged image nobody was seen
+//! pulling or deploying (a local `R:dev` build or `docker load`) supersedes nothing — it would
+//! otherwise make the deployed digest of `R` "superseded".
+//!
 //! The queue is ordered least recently used first ([`crate::usage`]: unknown counts as recently
-//! used), then oldest created, then id. The run removes from the front, one image at a time,
+//! used), then earliest got, then oldest created, then id. The run removes from the front, one image at a time,
 //! re-measuring the disk after each removal, and stops as soon as usage is at or below the low
 //! watermark ([`reached`]): how much deleting an image frees depends on the layers it shares
 //! with the images that stay, which the image list does not tell. The queue is what a dry run
@@ -106,12 +114,17 @@ pub fn select<'a>(
         .flat_map(ServiceInfo::images)
         .filter_map(|r| refs.resolve(r))
         .collect();
-    // newest image of each repository (by created; ties all count as newest)
-    let mut newest: HashMap<String, i64> = HashMap::new();
-    for img in images {
+    // newest image of each repository: by when the daemon got it, then by created (ties all
+    // count as newest); only images from a registry compete
+    let got = |img: &ImageInfo| (state.got(&img.id).unwrap_or(p.now), img.created);
+    let mut newest: HashMap<String, (i64, i64)> = HashMap::new();
+    for img in images
+        .iter()
+        .filter(|i| kind_of(i) == ImageKind::CachedPull || state.last_got(&i.id).is_some())
+    {
         for repo in repos_of_image(img) {
-            let e = newest.entry(repo).or_insert(img.created);
-            *e = (*e).max(img.created);
+            let e = newest.entry(repo).or_insert(got(img));
+            *e = (*e).max(got(img));
         }
     }
     let keep = i64::try_from(p.keep_recent.as_secs()).unwrap_or(i64::MAX);
@@ -127,6 +140,7 @@ pub fn select<'a>(
             .is_some_and(|t| t >= p.now.saturating_sub(keep))
     };
     let mut out = Vec::new();
+    let mut order: HashMap<String, i64> = HashMap::new();
     for img in images {
         // Only a cached pull (no tag; a repo digest, or on the containerd store a
         // digest-pinned name): a tagged image is never evicted (deleting it by id would untag
@@ -141,7 +155,7 @@ pub fn select<'a>(
         let repos = repos_of_image(img);
         let newest_of: Vec<&String> = repos
             .iter()
-            .filter(|r| newest.get(*r).is_some_and(|n| img.created >= *n))
+            .filter(|r| newest.get(*r).is_some_and(|n| got(img) >= *n))
             .collect();
         if newest_of.iter().any(|r| recent(r)) {
             continue;
@@ -152,6 +166,7 @@ pub fn select<'a>(
                 repo: repos.first().cloned().unwrap_or_default(),
             },
         };
+        order.insert(img.id.clone(), got(img).0);
         out.push(EvictCandidate {
             id: img.id.clone(),
             size: img.size,
@@ -160,7 +175,10 @@ pub fn select<'a>(
             reason,
         });
     }
-    out.sort_by(|a, b| (a.last_used, a.created, &a.id).cmp(&(b.last_used, b.created, &b.id)));
+    let got_of = |c: &EvictCandidate| order.get(&c.id).copied().unwrap_or(p.now);
+    out.sort_by(|a, b| {
+        (a.last_used, got_of(a), a.created, &a.id).cmp(&(b.last_used, got_of(b), b.created, &b.id))
+    });
     out
 }
 
@@ -243,6 +261,7 @@ mod tests {
             services: &[],
             containers: &[],
             events: &[],
+            marks: None,
         });
         let events: Vec<UsageEvent> = uses
             .iter()
@@ -259,6 +278,7 @@ mod tests {
             services: &[],
             containers: &[],
             events: &events,
+            marks: None,
         });
         s
     }
@@ -381,10 +401,18 @@ mod tests {
             images: &images,
             services: &[],
             containers: &[],
-            events: &[UsageEvent::Pull {
-                time: NOW - 3600,
-                reference: "app@sha256:1".into(),
-            }],
+            // (v2 pulled after it: still the newest the daemon got)
+            events: &[
+                UsageEvent::Pull {
+                    time: NOW - 3600,
+                    reference: "app@sha256:1".into(),
+                },
+                UsageEvent::Pull {
+                    time: NOW - 60,
+                    reference: "app@sha256:2".into(),
+                },
+            ],
+            marks: None,
         });
         let guarded = |secs: u64| EvictPolicy {
             min_age: Duration::from_secs(secs),
@@ -427,6 +455,77 @@ mod tests {
         assert_eq!(ids(&select(&images, [], &[svc.clone()], &s, &p)), ["v1"]);
         svc.previous_image = Some("app:1@sha256:1".into());
         assert!(select(&images, [], &[svc], &s, &p).is_empty());
+    }
+
+    /// Issue 17, item 9, by hand: "newest of a repository" is who the daemon got last. Two
+    /// Nix-style images both dated 1970: the one pulled 10 days ago is superseded by the one
+    /// pulled 2 days ago (before: a tie, both newest, nothing queued). A local `app:dev`
+    /// build dated later than the deployed digest supersedes nothing (before: the deployed
+    /// digest was queued), until the events show it pulled.
+    #[test]
+    fn newest_is_what_the_daemon_got_last_not_the_build_date() {
+        let images = vec![
+            img("n1", &[], &["nix@sha256:1"], 1),
+            img("n2", &[], &["nix@sha256:2"], 1),
+            img("dep", &[], &["app@sha256:1"], DAY),
+            // the containerd store lists a digest for a local build too
+            img("dev", &["app:dev"], &["app@sha256:9"], 90 * DAY),
+        ];
+        let mut s = state(
+            &images,
+            &[("nix@sha256:2", NOW - DAY), ("app@sha256:1", NOW - DAY)],
+        );
+        let pull = |t: i64, r: &str| UsageEvent::Pull {
+            time: t,
+            reference: r.into(),
+        };
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images: &images,
+            services: &[],
+            containers: &[],
+            events: &[
+                pull(NOW - 10 * DAY, "nix@sha256:1"),
+                pull(NOW - 2 * DAY, "nix@sha256:2"),
+            ],
+            marks: None,
+        });
+        let q = select(&images, [], &[], &s, &policy());
+        assert_eq!(ids(&q), ["n1"]);
+        assert_eq!(q[0].reason, EvictReason::Superseded { repo: "nix".into() });
+        // the dev image seen pulled an hour ago: it came from a registry, the deployed digest
+        // is superseded now (and goes after n1: used a day ago, n1 ten)
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images: &images,
+            services: &[],
+            containers: &[],
+            events: &[pull(NOW - 3600, "app:dev")],
+            marks: None,
+        });
+        let q = select(&images, [], &[], &s, &policy());
+        assert_eq!(ids(&q), ["n1", "dep"]);
+        assert_eq!(q[1].reason, EvictReason::Superseded { repo: "app".into() });
+        // n1 deployed again by a swarm task (an upgrade test starting from it): now it is the
+        // newest the daemon got, n2 the superseded one
+        s.observe(&Observation {
+            now: NOW,
+            boot_id: None,
+            images: &images,
+            services: &[],
+            containers: &[],
+            events: &[UsageEvent::ContainerCreate {
+                time: NOW - 60,
+                image: "nix@sha256:1".into(),
+                swarm: true,
+            }],
+            marks: None,
+        });
+        // (both last used and got a day ago: the older build date goes first)
+        let q = select(&images, [], &[], &s, &policy());
+        assert_eq!(ids(&q), ["n2", "dep"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod prune_common;
 use std::os::unix::fs::MetadataExt;
 
 use ccci_sandbox::images::{ImageSpec, Layer};
+use ccci_tests::proxy::RecordingProxy;
 use prune_common::*;
 
 /// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares.
@@ -67,8 +68,9 @@ fn cached_pull(spec: ImageSpec, tag: &str) -> (String, String) {
     (id, digest_ref)
 }
 
-/// A superseded cached pull of a repository of its own, and the newer tagged image that
-/// supersedes it: (old id, new id).
+/// A superseded cached pull of a repository of its own, and the newer cached pull (pulled
+/// after it, built later) that supersedes it: (old id, new id). (A tagged image that was only
+/// loaded supersedes nothing: item 9.)
 fn superseded_pair(s: &str, clean: &mut Cleanup) -> (String, String) {
     let repo = format!("127.0.0.1:5000/ccci-test/tier-{s}");
     let old = ImageSpec::new(
@@ -80,7 +82,7 @@ fn superseded_pair(s: &str, clean: &mut Cleanup) -> (String, String) {
         vec![noise_layer(&format!("{s}-new"), 1 << 16)],
         "2026-01-01T00:00:00Z",
     );
-    let new_id = load(&new.tag(&format!("{repo}:2")));
+    let (new_id, _) = cached_pull(new, &format!("{repo}:2"));
     clean.images.extend([old_id.clone(), new_id.clone()]);
     (old_id, new_id)
 }
@@ -176,10 +178,12 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
     let keeper =
         load(&ImageSpec::new(vec![shared()], "2026-06-01T00:00:00Z").tag(&format!("{repo}:keep")));
     clean.images.push(keeper.clone());
-    // four cached pulls with the same layers, older than anything else in the store: the
-    // front of the queue (ordered by last use — all "now" without a state dir —, then age)
+    // five cached pulls with the same layers: the newest (built last; no state dir, so all
+    // got "now") is kept, the other four are the front of the queue (ordered by last use —
+    // all "now" without a state dir —, then age). The tagged keeper, only loaded, supersedes
+    // nothing (item 9).
     let mut pulls = Vec::new();
-    for i in 1..=4 {
+    for i in 1..=5 {
         let spec = ImageSpec::new(vec![shared()], &format!("1971-01-0{i}T00:00:00Z"));
         let (id, _) = cached_pull(spec, &format!("{repo}:{i}"));
         clean.images.push(id.clone());
@@ -208,7 +212,7 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
         "the tier went on after removals stopped helping:\n{}",
         run.stderr
     );
-    assert!(image_exists(&pulls[3]) && image_exists(&keeper));
+    assert!(image_exists(&pulls[3]) && image_exists(&pulls[4]) && image_exists(&keeper));
     assert!(
         run.stderr.contains(
             "— eviction stopped: the last 3 removals freed less than 1 MiB each there; the space is held by something else"
@@ -387,12 +391,12 @@ fn a_service_created_mid_run_keeps_its_queued_image() {
         "2020-01-01T00:00:00Z",
     );
     let (v1, v1_ref) = cached_pull(v1, &format!("{repo}:1"));
-    let v2 = load(
-        &ImageSpec::new(
+    let (v2, _) = cached_pull(
+        ImageSpec::new(
             vec![noise_layer(&format!("{s}-v2"), 1 << 16)],
             "2026-01-01T00:00:00Z",
-        )
-        .tag(&format!("{repo}:2")),
+        ),
+        &format!("{repo}:2"),
     );
     clean.images.extend([v1.clone(), v2.clone()]);
     let name = format!("ccci-midrun-{s}");
@@ -451,5 +455,303 @@ fn a_service_created_mid_run_keeps_its_queued_image() {
             .any(|r| r.method == "DELETE" && r.path == format!("/images/{v1}")),
         "{:?}",
         run.requests
+    );
+}
+
+/// `n` tag/untag events on the sandbox daemon, as fast as its socket answers (raw HTTP/1.0
+/// over the unix socket: no CLI start per event): `tag` then `untag` of `repo:fN` on `id`.
+fn flood_events(id: &str, repo: &str, n: usize) {
+    use std::io::{Read, Write};
+    let call = |method: &str, path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(sb().socket_path())
+            .unwrap_or_else(|e| panic!("connect to the sandbox daemon: {e}"));
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(
+            out.starts_with("HTTP/1.0 20") || out.starts_with("HTTP/1.1 20"),
+            "{method} {path}: {out}"
+        );
+    };
+    for i in 0..n.div_ceil(2) {
+        call("POST", &format!("/images/{id}/tag?repo={repo}&tag=f{i}"));
+        call("DELETE", &format!("/images/{repo}:f{i}"));
+    }
+}
+
+/// Rewrite the stamps the usage state keeps for image `id` and repository `repo` (the
+/// state's own file, as a run left it): as if the runs that wrote them happened at `at`.
+fn set_stamps(state: &std::path::Path, id: &str, repo: &str, at: i64) {
+    let path = state.join("usage.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["images"].get(id).is_some(),
+        "precondition: the state knows {id}: {text}"
+    );
+    v["images"][id] = at.into();
+    v["observed"][id] = at.into();
+    v["repos"][repo] = at.into();
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Args of a run over the threshold (the data-root is at least 1 %) whose tier may evict down
+/// to 0 %, with no `until` that ages anything of this suite, and `conf`.
+fn tier_args(conf: &std::path::Path) -> Vec<String> {
+    [
+        "--path",
+        &data_root(),
+        "--threshold",
+        "1",
+        "--evict-low-watermark",
+        "0",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--config",
+        &conf.to_string_lossy(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn prune_state_run(
+    args: &[String],
+    state: &std::path::Path,
+    setup: impl FnOnce(&RecordingProxy),
+) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    prune_at_with_env(
+        &sb().socket_path(),
+        &tagged_image_ids(),
+        &args,
+        setup,
+        &[("STATE_DIRECTORY", state.as_os_str())],
+    )
+}
+
+/// Item 4: events the daemon's ring lost are noticed, and what they may have said counts as
+/// recent use. The state dates repository A's only image 30 days back (runs then); the
+/// control dry run, whose events since the last run are all there, queues it (least recently
+/// used). Then a swarm task deploys A — and 300 events, most of them after the run's `until`,
+/// push the deploy and everything the last run read out of the 256-event ring before the
+/// run reads it: it gets no event at all, fewer than 256. The run must say its events were
+/// lost and keep A. Before: the count alone decided, no gap was seen, A was evicted first.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn events_the_daemon_lost_are_noticed_and_count_as_recent_use() {
+    let s = seed("evgap");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/evgap-{s}");
+    let a = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-a"), 1 << 16)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (a, a_ref) = cached_pull(a, &format!("{repo}:1"));
+    let flood_repo = format!("127.0.0.1:5000/ccci-test/evgap-flood-{s}");
+    let flood = load_image(
+        &format!("{s}-flood"),
+        0,
+        Some(&format!("{flood_repo}:keep")),
+    );
+    clean.images.extend([a.clone(), flood.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "evict_min_age = \"0s\"\n").unwrap();
+    let args = tier_args(&conf);
+    let first = prune_state_run(&args, &state, |_| {});
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(image_exists(&a), "precondition: first sight keeps A");
+    set_stamps(&state, &a, &repo, unix_now() - 30 * DAY as i64);
+    // control: nothing lost since the last run — no gap, and A (30 days unused) is queued
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    let control = prune_state_run(&dry, &state, |_| {});
+    assert_eq!(control.code, 0, "{}", control.stderr);
+    assert!(
+        control.removed("images").contains(&a),
+        "precondition: the state's 30 days queue A:\n{}",
+        control.stderr
+    );
+    assert!(
+        !control.stderr.contains("events before"),
+        "a gap where no event was lost:\n{}",
+        control.stderr
+    );
+    // A deployed by a swarm task, then the ring overflows between `until` and the read
+    let c = docker_ok(&[
+        "create",
+        "--label",
+        &format!("com.docker.swarm.service.name=evgap-{s}"),
+        &a_ref,
+        "/ccci-none",
+    ]);
+    docker_ok(&["rm", &c]);
+    let (id, fr) = (flood.clone(), flood_repo.clone());
+    let run = prune_state_run(&args, &state, move |proxy| {
+        proxy.before_first(
+            |r, _| r.path == "/events",
+            move || flood_events(&id, &fr, 300),
+        )
+    });
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ci-docker-prune: usage state: the daemon's events before")
+            && run.stderr.contains(
+                "are lost (the newest event the last run read is gone from the daemon's ring (it overflowed, or dockerd restarted)"
+            ),
+        "the lost events went unnoticed:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.removed("images").contains(&a) && image_exists(&a),
+        "the recipe deployed just before the run was evicted on a 30-day-old date:\n{}",
+        run.stderr
+    );
+}
+
+/// Item 12: stamps written while a clock ran ahead (here: the state says image B and its
+/// repository were last used in 2030) are clamped to the daemon's now and age from then; a
+/// later run whose `evict_keep_recent` (1 s) and age guard (0 s) have passed queues B. Before:
+/// B kept its 2030 dates, its repository counted as deployed "within 1 s" and it was never
+/// queued until the clock reached 2030.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn stamps_from_the_future_are_clamped_to_the_daemons_clock() {
+    let s = seed("clock");
+    let mut clean = Cleanup::default();
+    let repo = format!("127.0.0.1:5000/ccci-test/clock-{s}");
+    let b = ImageSpec::new(
+        vec![noise_layer(&format!("{s}-b"), 1 << 16)],
+        "2020-01-01T00:00:00Z",
+    );
+    let (b, _) = cached_pull(b, &format!("{repo}:1"));
+    clean.images.push(b.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "").unwrap();
+    let args = tier_args(&conf);
+    let first = prune_state_run(&args, &state, |_| {});
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    const Y2030: i64 = 1_893_456_000;
+    set_stamps(&state, &b, &repo, Y2030);
+    let second = prune_state_run(&args, &state, |_| {});
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(image_exists(&b), "precondition: B used \"now\" stays");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let short = dir.path().join("short.toml");
+    std::fs::write(
+        &short,
+        "evict_keep_recent = \"1s\"\nevict_min_age = \"0s\"\n",
+    )
+    .unwrap();
+    let mut dry = tier_args(&short);
+    dry.push("--dry-run".into());
+    let third = prune_state_run(&dry, &state, |_| {});
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(
+        third.removed("images").contains(&b),
+        "an image stamped in 2030 is still kept as recently used:\nsecond run:\n{}\nthird run:\n{}",
+        second.stderr,
+        third.stderr
+    );
+    assert!(
+        second.stderr.contains(
+            "ci-docker-prune: usage state: 3 time stamp(s) lay in the future of the daemon's clock ("
+        ),
+        "{}",
+        second.stderr
+    );
+    // and the state holds no stamp past the daemon's clock any more
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("usage.json")).unwrap()).unwrap();
+    let limit = unix_now() + 60;
+    for map in ["images", "observed", "repos"] {
+        for (k, t) in v[map].as_object().unwrap() {
+            assert!(
+                t.as_i64().is_some_and(|t| t <= limit),
+                "{map}[{k}] = {t} lies in the future"
+            );
+        }
+    }
+}
+
+/// Item 9: the newest image of a repository is the one the daemon got last, not the one built
+/// last. Repository N: two cached pulls both dated 1970 (as Nix `dockerTools` dates every
+/// image), pulled one after the other: the first is superseded (before: a tie, both "newest",
+/// neither queued). Repository R: the deployed digest (a cached pull) and a local `R:dev`
+/// build (`docker load`, dated later): the build supersedes nothing, the deployed digest is
+/// not queued (before: queued as superseded). One dry run with a fresh state directory (its
+/// first run reads the daemon's whole event ring: the pulls are there).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_newest_image_is_the_one_the_daemon_got_last() {
+    let s = seed("gotlast");
+    let mut clean = Cleanup::default();
+    let nix = format!("127.0.0.1:5000/ccci-test/gotlast-nix-{s}");
+    let nix_image = |v: &str| {
+        ImageSpec::new(
+            vec![noise_layer(&format!("{s}-{v}"), 1 << 16)],
+            "1970-01-01T00:00:01Z",
+        )
+    };
+    let (n1, _) = cached_pull(nix_image("n1"), &format!("{nix}:1"));
+    // the daemon stamps events to the second: the second pull a second later
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (n2, _) = cached_pull(nix_image("n2"), &format!("{nix}:2"));
+    let app = format!("127.0.0.1:5000/ccci-test/gotlast-app-{s}");
+    let (deployed, _) = cached_pull(
+        ImageSpec::new(
+            vec![noise_layer(&format!("{s}-dep"), 1 << 16)],
+            "2020-01-01T00:00:00Z",
+        ),
+        &format!("{app}:1"),
+    );
+    let dev = load(
+        &ImageSpec::new(
+            vec![noise_layer(&format!("{s}-dev"), 1 << 16)],
+            "2026-06-01T00:00:00Z",
+        )
+        .tag(&format!("{app}:dev")),
+    );
+    clean
+        .images
+        .extend([n1.clone(), n2.clone(), deployed.clone(), dev.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("prune.toml");
+    std::fs::write(&conf, "evict_min_age = \"0s\"\n").unwrap();
+    let mut args = tier_args(&conf);
+    args.push("--dry-run".into());
+    let run = prune_state_run(&args, &dir.path().join("state"), |_| {});
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let queued = run.removed("images");
+    assert!(
+        !queued.contains(&deployed),
+        "a local build made the deployed digest superseded:\n{}",
+        run.stderr
+    );
+    assert!(
+        queued.contains(&n1) && !queued.contains(&n2),
+        "of two images built at the same date, the one pulled first is not the superseded one:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "eviction tier: superseded cached pull of {nix}, last used"
+        )),
+        "{}",
+        run.stderr
     );
 }

@@ -199,6 +199,7 @@ pub fn record_usage(state: &mut UsageState, s: &Store, t: i64) -> bool {
         services: &inv.services,
         containers: &inv.containers,
         events: &events,
+        marks: None,
     });
     o.gap.is_some()
 }
