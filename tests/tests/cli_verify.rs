@@ -442,6 +442,7 @@ fn sandbox_status_json_says_how_to_reach_it() {
     assert_eq!(v["running"], true);
     assert_eq!(v["docker_host"], info.docker_host.as_str());
     assert_eq!(v["registry"], info.registry.as_str());
+    assert_eq!(v["auth_registry"], "127.0.0.1:5001");
     assert_eq!(v["host_container"], info.host_container.as_str());
     assert_eq!(
         v["data_root"],

@@ -441,5 +441,8 @@ fn the_authenticated_registry_asks_for_a_user_and_the_mirror_does_not() {
         status(reg, Some("ccci-sandbox:sandbox-not-a-real-secret")).contains(" 200 "),
         "the sandbox user"
     );
-    assert!(status("127.0.0.1:5000", None).contains(" 200 "), "the mirror");
+    assert!(
+        status("127.0.0.1:5000", None).contains(" 200 "),
+        "the mirror"
+    );
 }

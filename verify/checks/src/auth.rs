@@ -202,7 +202,7 @@ impl Check<Ctx> for DaemonAuthenticated {
         "auth.daemon-authenticated"
     }
     fn title(&self) -> &'static str {
-        "the daemon user's Docker Hub credential exists for the expected user, the file (links followed) is 0600 or 0400 and the daemon user's, the secret never printed"
+        "the daemon user's Docker Hub credential exists for the expected user, Docker takes it from the file (no credential helper), the registry accepts it (the daemon logs in), the file (links followed) is 0600 or 0400 and the daemon user's, the secret never printed"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
         let mut t = Trail::new();
