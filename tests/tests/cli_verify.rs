@@ -442,6 +442,7 @@ fn sandbox_status_json_says_how_to_reach_it() {
     assert_eq!(v["running"], true);
     assert_eq!(v["docker_host"], info.docker_host.as_str());
     assert_eq!(v["registry"], info.registry.as_str());
+    assert_eq!(v["auth_registry"], "127.0.0.1:5001");
     assert_eq!(v["host_container"], info.host_container.as_str());
     assert_eq!(
         v["data_root"],
@@ -856,10 +857,12 @@ const CANARY_UNKNOWN: &str = "canary-future-field-s3cret";
 const HELPER: &str = "ccci-canary-helper";
 const PROXY_ADDRESS: &str = "proxy.invalid:3128";
 
-/// The sandbox host's config with every canary in: the index's credential spelled
-/// `Auths`/`Auth` (the user the gate expects, so `auth.daemon-authenticated` reads it), another
-/// registry's `Password` and `IdentityToken`, a credential helper, proxies with and without a
-/// scheme, a header, a plugin's option and a field Docker may add tomorrow.
+/// The sandbox host's config with every canary in: the sandbox registry's working credential
+/// spelled `Auths`/`Auth` (the user the gate expects, so `auth.daemon-authenticated` reads it
+/// and has the daemon log in with it: its secret is the sandbox's, which no output may carry
+/// either), the index's credential, another registry's `Password` and `IdentityToken`, a
+/// credential helper for another registry, proxies with and without a scheme, a header, a
+/// plugin's option and a field Docker may add tomorrow.
 fn canary_config(original: &str) -> Value {
     let v: Value = serde_json::from_str(original).unwrap();
     let mut out = serde_json::Map::new();
@@ -870,6 +873,7 @@ fn canary_config(original: &str) -> Value {
     }
     let mut v = Value::Object(out);
     v["Auths"] = serde_json::json!({
+        (ccci_tests::ccci_sandbox::AUTH_REGISTRY_ADDR): {"Auth": auth_blob("ccci-sandbox", verify_cli::SANDBOX_SECRET)},
         "https://index.docker.io/v1/": {"Auth": auth_blob("ccci-sandbox", CANARY_AUTH)},
         "registry.invalid": {"Username": "someone", "Password": CANARY_PASSWORD, "IdentityToken": CANARY_TOKEN},
     });
@@ -992,6 +996,12 @@ fn no_secret_in_any_format_or_check_even_when_a_check_prints_the_config() {
                     .unwrap();
                 assert_eq!(auth["verdict"], "pass", "{what}: {auth}");
                 let shown = auth["evidence"].to_string();
+                // the daemon logged in with the credential: the call is evidence, its secret
+                // masked
+                assert!(
+                    shown.contains("POST /auth") && shown.contains("Login Succeeded"),
+                    "{what}: no login in the evidence: {shown}"
+                );
                 for plain in [HELPER, PROXY_ADDRESS, "localhost", "someone"] {
                     assert!(
                         shown.contains(plain),

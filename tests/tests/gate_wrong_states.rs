@@ -629,6 +629,127 @@ fn wrong_expected_user() {
     );
 }
 
+/// The host's client config replaced in place by `text` (`cat >` into the file the path
+/// leads to keeps its mode, its owner and, on NixOS, the link to the sops-rendered file, which
+/// an archive upload cannot reach under `/run`); the guard writes the original back.
+fn client_config(text: String) -> Restore<impl FnMut()> {
+    let info = sandbox();
+    let file = host_sh(info, "readlink -f /root/.docker/config.json")
+        .trim()
+        .to_string();
+    let original = host_sh(info, &format!("cat {file}"));
+    let put = move |text: &str| {
+        let scratch = "/root/ccci-wrong-config.json";
+        upload(info, scratch, text.as_bytes(), 0o600);
+        host_sh_quiet(info, &format!("cat {scratch} > {file}; rm -f {scratch}"));
+    };
+    put(&text);
+    Restore(move || put(&original))
+}
+
+/// The sandbox's credential for its authenticated registry, written by hand (base64 of
+/// `user:password`, Docker's `auth` field) with `password`, and `extra` top-level fields.
+fn sandbox_credential(password: &str, extra: &str) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("ccci-sandbox:{password}"));
+    format!(
+        r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}{extra}}}"#,
+        ccci_sandbox::AUTH_REGISTRY_ADDR
+    )
+}
+
+/// A credential the registry does not accept: the right user, a wrong password. Only the
+/// registry can tell (the file is as right as ever), and it says no.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_registry_refuses_a_wrong_password() {
+    let _config = client_config(sandbox_credential("a-wrong-password", ""));
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "auth.daemon-authenticated",
+            Verdict::Fail,
+            "the registry refuses the credential of `ccci-sandbox`",
+        )],
+    );
+    let shown = serde_json::to_string(&check(&r, "auth.daemon-authenticated").evidence).unwrap();
+    assert!(
+        shown.contains("POST /auth") && shown.contains("401 Unauthorized"),
+        "the registry's refusal is not the evidence: {shown}"
+    );
+    assert!(!shown.contains("a-wrong-password"), "{shown}");
+}
+
+/// The auth check alone (the other checks are what the whole-gate wrong states show).
+fn auth_check_only() -> ccci_core::CheckResult {
+    let only = vec!["auth.daemon-authenticated".to_string()];
+    let mut run = prepare(&builtin_spec("2pc"), "sandbox", &only);
+    let target = run.bind(sandbox_gate_target(sandbox()));
+    let report = run_prepared(run, target);
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(
+        !json.contains(SANDBOX_SECRET),
+        "a report carries the host's registry secret"
+    );
+    report
+        .checks
+        .into_iter()
+        .next()
+        .expect("the auth check ran")
+}
+
+/// A revoked token: the credential on the host is unchanged, the registry no longer knows
+/// the user (its htpasswd file, re-read on change, holds another user only).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_credential_revoked_after_the_deploy() {
+    let info = sandbox();
+    let before = auth_check_only();
+    assert_eq!(before.verdict, Verdict::Pass, "{}", before.detail);
+    let file = info.htpasswd.clone();
+    let original = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let _restore = Restore(move || {
+        if let Err(e) = std::fs::write(&file, &original) {
+            eprintln!("clean-up: {}: {e}", file.display());
+        }
+    });
+    // another user's bcrypt entry, made with crypt(3) by hand (`$2b$`, cost 5)
+    std::fs::write(
+        &info.htpasswd,
+        "someone-else:$2b$05$0123456789abcdefghijkeqhtTEE1cn5mn8k0PEJqDkZu2yVSLL0W\n",
+    )
+    .unwrap();
+    let c = auth_check_only();
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.detail);
+    assert!(
+        c.detail
+            .contains("the registry refuses the credential of `ccci-sandbox`"),
+        "{}",
+        c.detail
+    );
+}
+
+/// A credential helper beside a right `auths` entry: Docker's CLI asks the helper, so what
+/// `auths` holds is not what the daemon is given, and the check cannot pass.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_credential_helper_shadows_auths() {
+    let _config = client_config(sandbox_credential(
+        SANDBOX_SECRET,
+        r#","credsStore":"desktop""#,
+    ));
+    let c = auth_check_only();
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.detail);
+    assert!(
+        c.detail
+            .contains("credential helper `desktop` (`credsStore`)")
+            && c.detail.contains("shadowed"),
+        "{}",
+        c.detail
+    );
+}
+
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn disk_under_pressure_the_noop_check_skips_and_starts_no_real_prune() {

@@ -401,3 +401,48 @@ fn registry_answers_inside_the_namespace_with_the_fixture() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("library/redis"), "catalog: {text}");
 }
+
+/// The authenticated registry (docs/sandbox.md) asks for a user: an anonymous client and a
+/// wrong password get 401, the sandbox's user 200; the mirror stays open. Raw HTTP with a
+/// hand-made Basic header, nothing of the code under test.
+#[test]
+#[serial_test::file_serial(sandbox)] // the wrong states revoke the user for a while
+fn the_authenticated_registry_asks_for_a_user_and_the_mirror_does_not() {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let info = sandbox();
+    assert_eq!(info.auth_registry, "127.0.0.1:5001");
+    let status = |addr: &str, user_pass: Option<&str>| -> String {
+        let mut s = info.netns_connect(addr).expect("connect in the namespace");
+        let auth = user_pass
+            .map(|up| {
+                format!(
+                    "Authorization: Basic {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(up)
+                )
+            })
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or("").to_string()
+    };
+    let reg = "127.0.0.1:5001";
+    assert!(status(reg, None).contains(" 401 "), "anonymous");
+    assert!(
+        status(reg, Some("ccci-sandbox:not-the-password")).contains(" 401 "),
+        "wrong password"
+    );
+    assert!(
+        status(reg, Some("ccci-sandbox:sandbox-not-a-real-secret")).contains(" 200 "),
+        "the sandbox user"
+    );
+    assert!(
+        status("127.0.0.1:5000", None).contains(" 200 "),
+        "the mirror"
+    );
+}

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use verify_cli::{assert_no_secret, run, verify, Run};
+use verify_cli::{assert_no_secret, run, verify, Run, SANDBOX_AUTH_BLOB};
 
 /// A running sshd on 127.0.0.1:port, killed when dropped.
 struct Sshd {
@@ -517,9 +517,12 @@ fn the_whole_gate_over_ssh_carries_evidence_for_every_verdict() {
 }
 
 /// A spec copy whose ssh override expects the sandbox data-root and a credential file made
-/// here with a canary secret: both checks pass over ssh, in every format, and the canary is
-/// never printed; a world-readable copy of the file fails the auth check, still without it.
+/// here: the sandbox registry's working credential (the daemon behind the forward logs in with
+/// it) beside another registry's canary secret: both checks pass over ssh, in every format,
+/// and neither secret is printed; a world-readable copy of the file fails the auth check,
+/// still without them.
 #[test]
+#[serial_test::file_serial(sandbox)] // the wrong states revoke the sandbox user for a while
 fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
     const CANARY: &str = "ssh-canary-s3cret-never-print";
     // base64("ccci-canary:<CANARY>")
@@ -529,7 +532,10 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
     let cred = sshd.path("config.json");
     std::fs::write(
         &cred,
-        format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{CANARY_BLOB}"}}}}}}"#),
+        format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{CANARY_BLOB}"}},"{}":{{"auth":"{SANDBOX_AUTH_BLOB}"}}}}}}"#,
+            ccci_tests::ccci_sandbox::AUTH_REGISTRY_ADDR
+        ),
     )
     .unwrap();
     set_mode(&cred, 0o600);
@@ -538,9 +544,10 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
     std::fs::write(
         &spec,
         format!(
-            "{base}\n[targets.ssh.params.store]\ndocker_root = \"{}\"\n\n[targets.ssh.params.auth]\nexpected_user = \"ccci-canary\"\nconfig_path = \"{}\"\n",
+            "{base}\n[targets.ssh.params.store]\ndocker_root = \"{}\"\n\n[targets.ssh.params.auth]\nexpected_user = \"ccci-sandbox\"\nconfig_path = \"{}\"\nregistry = \"{}\"\n",
             info.data_root.display(),
-            cred.display()
+            cred.display(),
+            ccci_tests::ccci_sandbox::AUTH_REGISTRY_ADDR
         ),
     )
     .unwrap();
@@ -578,7 +585,8 @@ fn gate_over_ssh_passes_with_the_right_spec_and_never_prints_the_secret() {
             assert!(
                 auth["detail"]
                     .as_str()
-                    .is_some_and(|d| d.contains("ccci-canary")),
+                    .is_some_and(|d| d.contains("ccci-sandbox")
+                        && d.contains("the registry accepts it: Login Succeeded")),
                 "{auth}"
             );
         }

@@ -1,6 +1,8 @@
 //! `auth.daemon-authenticated`: the daemon user's Docker Hub credential exists for the
-//! expected user, in a file only its owner can read. The secret is registered with the run's
-//! redactor the moment it is read and never put in evidence.
+//! expected user, in a file only its owner can read, Docker takes it from that file (no
+//! credential helper shadows it), and the registry accepts it: the daemon is asked to log in
+//! with it (`POST /auth`, what `docker login` does), and a refusal fails. The secret is
+//! registered with the run's redactor the moment it is read and never put in evidence.
 
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
@@ -13,12 +15,65 @@ pub fn checks() -> Vec<DynCheck> {
     vec![Arc::new(DaemonAuthenticated)]
 }
 
-/// What a client config says about one registry, with the secret kept out.
+/// What a client config says about one registry. The secret is only in [`Login`], whose
+/// `Debug` never shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub user: Option<String>,
     pub has_secret: bool,
-    pub helper: Option<String>,
+    /// The credential helper Docker's CLI takes this registry's credential from, and where
+    /// the config names it (`credHelpers` or `credsStore`). When one is set Docker asks it,
+    /// not `auths` (docker/cli `configfile.GetCredentialsStore`).
+    pub helper: Option<(String, &'static str)>,
+    /// What a login with the `auths` entry sends, when it has a user and a secret.
+    pub login: Option<Login>,
+}
+
+/// A login as the daemon's `POST /auth` takes it. Never printed: `Debug` masks the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    password: Option<String>,
+    identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| MASK),
+            )
+            .finish()
+    }
+}
+
+impl Login {
+    /// The body of `POST /auth` for `registry` (Docker's `AuthConfig`).
+    fn body(&self, registry: &str) -> serde_json::Value {
+        let mut b = serde_json::json!({ "username": self.username, "serveraddress": registry });
+        if let Some(p) = &self.password {
+            b["password"] = serde_json::Value::String(p.clone());
+        }
+        if let Some(t) = &self.identity_token {
+            b["identitytoken"] = serde_json::Value::String(t.clone());
+        }
+        b
+    }
+
+    /// The call as evidence shows it: every secret masked.
+    fn shown(&self, registry: &str) -> String {
+        let mut b = serde_json::json!({ "username": self.username, "serveraddress": registry });
+        if self.password.is_some() {
+            b["password"] = serde_json::Value::String(MASK.into());
+        }
+        if self.identity_token.is_some() {
+            b["identitytoken"] = serde_json::Value::String(MASK.into());
+        }
+        format!("POST /auth {b}")
+    }
 }
 
 /// Register every secret of a Docker client config with `redactor` (masked by default: see
@@ -45,11 +100,16 @@ pub fn read_credential(
     crate::client_config::mask(&mut masked_v, redactor);
     let v = original;
     let helper = match get_ci(&v, "credHelpers")? {
-        Some(h) => h.get(registry).and_then(|x| x.as_str()),
+        Some(h) => h
+            .get(registry)
+            .and_then(|x| x.as_str())
+            .filter(|x| !x.is_empty())
+            .map(|x| (x.to_string(), "credHelpers")),
         None => None,
     }
-    .or(get_str_ci(&v, "credsStore")?)
-    .map(String::from);
+    .or(get_str_ci(&v, "credsStore")?
+        .filter(|x| !x.is_empty())
+        .map(|x| (x.to_string(), "credsStore")));
     let entry = match get_ci(&v, "auths")? {
         Some(a) => a.get(registry).cloned(),
         None => None,
@@ -58,8 +118,11 @@ pub fn read_credential(
         user: None,
         has_secret: false,
         helper,
+        login: None,
     };
+    let nonempty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(String::from);
     if let Some(e) = &entry {
+        let mut password = None;
         if let Some(a) = get_str_ci(e, "auth")? {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
@@ -69,15 +132,22 @@ pub fn read_credential(
                 .split_once(':')
                 .ok_or_else(|| format!("auths[{registry}].auth is not user:secret"))?;
             cred.user = Some(user.to_string());
-            cred.has_secret = !secret.is_empty();
+            password = nonempty(Some(secret));
         }
         if cred.user.is_none() {
             cred.user = get_str_ci(e, "username")?.map(String::from);
         }
-        if !cred.has_secret {
-            for k in ["password", "identitytoken"] {
-                cred.has_secret |= get_str_ci(e, k)?.is_some_and(|s| !s.is_empty());
-            }
+        if password.is_none() {
+            password = nonempty(get_str_ci(e, "password")?);
+        }
+        let identity_token = nonempty(get_str_ci(e, "identitytoken")?);
+        cred.has_secret = password.is_some() || identity_token.is_some();
+        if let (Some(u), true) = (&cred.user, cred.has_secret) {
+            cred.login = Some(Login {
+                username: u.clone(),
+                password,
+                identity_token,
+            });
         }
     }
     let masked = serde_json::to_string_pretty(&masked_v).unwrap_or_default();
@@ -95,16 +165,16 @@ pub fn decide(
     registry: &str,
 ) -> Outcome {
     let mut bad = Vec::new();
-    match (&cred.user, cred.has_secret) {
-        (Some(u), true) if u == expected_user => {}
-        (Some(u), true) => bad.push(format!("the credential is for user `{u}`, expected `{expected_user}`")),
-        (Some(u), false) => bad.push(format!("the credential for `{u}` has no secret")),
-        (None, _) => bad.push(match &cred.helper {
-            Some(h) => format!(
-                "no inline credential for {registry}; it is kept by the credential helper `{h}`, which this check does not query"
-            ),
-            None => format!("no credential for {registry}"),
-        }),
+    match (&cred.helper, &cred.user, cred.has_secret) {
+        // Docker's CLI asks the helper whenever one is set, whatever `auths` holds
+        (Some((h, key)), user, _) => bad.push(format!(
+            "Docker takes the credential for {registry} from the credential helper `{h}` (`{key}`), not from `auths`{}; this check does not run credential helpers (what they print is the secret), so it cannot show that the registry accepts the credential Docker uses",
+            if user.is_some() { " (its `auths` entry is shadowed)" } else { "" }
+        )),
+        (None, Some(u), true) if u == expected_user => {}
+        (None, Some(u), true) => bad.push(format!("the credential is for user `{u}`, expected `{expected_user}`")),
+        (None, Some(u), false) => bad.push(format!("the credential for `{u}` has no secret")),
+        (None, None, _) => bad.push(format!("no credential for {registry}")),
     }
     if mode != "600" && mode != "400" {
         bad.push(format!(
@@ -132,7 +202,7 @@ impl Check<Ctx> for DaemonAuthenticated {
         "auth.daemon-authenticated"
     }
     fn title(&self) -> &'static str {
-        "the daemon user's Docker Hub credential exists for the expected user, the file (links followed) is 0600 or 0400 and the daemon user's, the secret never printed"
+        "the daemon user's Docker Hub credential exists for the expected user, Docker takes it from the file (no credential helper), the registry accepts it (the daemon logs in), the file (links followed) is 0600 or 0400 and the daemon user's, the secret never printed"
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
         let mut t = Trail::new();
@@ -211,10 +281,137 @@ async fn daemon_authenticated(ctx: &Ctx, t: &mut Trail) -> Decided {
         ),
     );
     let mut o = decide(&cred, expected, &mode, &file_owner, &a.owner, &a.registry);
+    if o.verdict == ccci_core::Verdict::Pass {
+        let Some(login) = &cred.login else {
+            return Err(Halt::error(
+                "a passing credential without a login (a defect)",
+            ));
+        };
+        let status = ask_registry(ctx, t, login, &a.registry).await?;
+        o.detail = format!("{} (the registry accepts it: {status})", o.detail);
+    }
     if chain.len() > 1 {
         o.detail = format!("{} ({})", o.detail, chain.join(" -> "));
     }
     Ok(o)
+}
+
+/// Ask the target's daemon to log in to `registry` with `login` (`POST /auth`, what `docker
+/// login` sends): the daemon talks to the registry from the host, as its pulls do. A refusal
+/// is a fail; anything else that is not "Login Succeeded" (registry unreachable, the daemon
+/// not answering) is an error. Returns the daemon's status line.
+async fn ask_registry(
+    ctx: &Ctx,
+    t: &mut Trail,
+    login: &Login,
+    registry: &str,
+) -> Result<String, Halt> {
+    let docker = ctx.docker().await?;
+    let call = login.shown(registry);
+    let body = serde_json::to_vec(&login.body(registry))
+        .map_err(|e| Halt::error(format!("cannot encode the login: {e}")))?;
+    match daemon_auth(docker, body).await {
+        Ok(answer) => {
+            let v: serde_json::Value = match serde_json::from_str(&answer) {
+                Ok(v) => v,
+                Err(_) => {
+                    t.api(call, ctx.redactor.scrub(&answer));
+                    return Err(Halt::error(
+                        "the daemon's answer to POST /auth is not JSON: it did not log in",
+                    ));
+                }
+            };
+            let status = v
+                .get("Status")
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string();
+            // a registry may hand back a token for later logins: a secret too
+            let token = v
+                .get("IdentityToken")
+                .and_then(|x| x.as_str())
+                .unwrap_or("");
+            if !token.is_empty() {
+                ctx.redactor.add(token);
+            }
+            let shown = serde_json::json!({
+                "Status": status,
+                "IdentityToken": if token.is_empty() { "" } else { MASK },
+            });
+            t.api(call, format!("200 {shown}"));
+            if status.contains("Login Succeeded") {
+                Ok(status)
+            } else {
+                Err(Halt::error(format!(
+                    "the daemon answered POST /auth with status `{status}`, not `Login Succeeded`"
+                )))
+            }
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
+            let message = ctx.redactor.scrub(&message);
+            t.api(call, format!("{status_code} {message}"));
+            if refused(status_code, &message) {
+                Err(Halt::fail(format!(
+                    "the registry refuses the credential of `{}` for {registry}: {message}",
+                    login.username
+                )))
+            } else {
+                Err(Halt::error(format!(
+                    "cannot ask {registry} whether it accepts the credential: the daemon answered {status_code}: {message}"
+                )))
+            }
+        }
+        Err(e) => {
+            let e = ctx.redactor.scrub(&e.to_string());
+            t.api(call, e.clone());
+            Err(Halt::error(format!(
+                "cannot ask {registry} whether it accepts the credential: {e}"
+            )))
+        }
+    }
+}
+
+/// The daemon's answer to a login says the registry refused the credential: Docker 20.10
+/// answers 500 with the registry's `401 Unauthorized` in the message, newer engines 401;
+/// Docker Hub says `incorrect username or password`.
+pub fn refused(status_code: u16, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    status_code == 401
+        || m.contains("401 unauthorized")
+        || m.contains("unauthorized:")
+        || m.contains("incorrect username or password")
+}
+
+/// `POST /auth` with `body`, through bollard. Bollard 0.21 has no call for this endpoint, so
+/// its `/_ping` request is rewritten by a request modifier (path, method, body): the
+/// connection, API version and error decoding stay bollard's.
+async fn daemon_auth(
+    docker: bollard::Docker,
+    body: Vec<u8>,
+) -> Result<String, bollard::errors::Error> {
+    let body = bytes::Bytes::from(body);
+    let docker = docker.with_request_modifier(move |mut req| {
+        let uri = req.uri().to_string();
+        let Some(at) = uri.rfind("/_ping") else {
+            return req; // the daemon then answers `OK`, which is no login: an error
+        };
+        let rewritten = format!("{}/auth{}", &uri[..at], &uri[at + "/_ping".len()..]);
+        let Ok(new_uri) = rewritten.parse() else {
+            return req;
+        };
+        *req.uri_mut() = new_uri;
+        *req.method_mut() = http::Method::POST;
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        *req.body_mut() = bollard::body_full(body.clone());
+        req
+    });
+    docker.ping().await
 }
 
 /// How many links a credential path may go through.
@@ -367,6 +564,118 @@ mod tests {
         let o = decide(&c, "nptest2", "600", "root", "root", reg);
         assert!(o.detail.contains("credential helper `pass`"));
         assert!(read_credential("{not json", reg, &r).is_err());
+    }
+
+    /// Docker's CLI asks a credential helper whenever one applies to the registry
+    /// (`credHelpers[registry]`, else `credsStore`), whatever `auths` holds: a right `auths`
+    /// entry beside a helper does not pass.
+    #[test]
+    fn a_helper_shadows_auths() {
+        use ccci_core::Verdict::*;
+        let r = Redactor::new();
+        let reg = "127.0.0.1:5001";
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("u:{CANARY}"));
+        let entry = format!(r#""auths":{{"{reg}":{{"auth":"{auth}"}}}}"#);
+        // (config, helper Docker uses, where it is named) — by hand from docker/cli
+        let cases = [
+            (
+                format!(r#"{{{entry},"credsStore":"desktop"}}"#),
+                Some(("desktop", "credsStore")),
+            ),
+            (
+                format!(r#"{{{entry},"CredHelpers":{{"{reg}":"pass"}},"credsStore":"desktop"}}"#),
+                Some(("pass", "credHelpers")),
+            ),
+            (
+                format!(r#"{{{entry},"credHelpers":{{"other.invalid":"pass"}}}}"#),
+                None,
+            ),
+            (format!(r#"{{{entry},"credsStore":""}}"#), None),
+        ];
+        for (text, want) in cases {
+            let (c, masked) = read_credential(&text, reg, &r).unwrap();
+            assert!(!masked.contains(CANARY));
+            assert_eq!(
+                c.helper.as_ref().map(|(h, k)| (h.as_str(), *k)),
+                want,
+                "{text}"
+            );
+            let o = decide(&c, "u", "600", "root", "root", reg);
+            match want {
+                Some((h, k)) => {
+                    assert_eq!(o.verdict, Fail, "{text}");
+                    assert!(
+                        o.detail
+                            .contains(&format!("credential helper `{h}` (`{k}`)"))
+                            && o.detail.contains("shadowed"),
+                        "{}",
+                        o.detail
+                    );
+                }
+                None => assert_eq!(o.verdict, Pass, "{text}: {}", o.detail),
+            }
+        }
+    }
+
+    #[test]
+    fn the_login_is_what_the_entry_holds_and_never_shown() {
+        let r = Redactor::new();
+        let reg = "r.example";
+        let (c, _) = read_credential(
+            &format!(r#"{{"auths":{{"{reg}":{{"Username":"u","Password":"{CANARY}"}}}}}}"#),
+            reg,
+            &r,
+        )
+        .unwrap();
+        let l = c.login.clone().unwrap();
+        assert_eq!(
+            l.body(reg),
+            serde_json::json!({"username":"u","password":CANARY,"serveraddress":reg})
+        );
+        for shown in [format!("{l:?}"), format!("{c:?}"), l.shown(reg)] {
+            assert!(!shown.contains(CANARY), "{shown}");
+        }
+        assert_eq!(
+            l.shown(reg),
+            r#"POST /auth {"password":"[REDACTED]","serveraddress":"r.example","username":"u"}"#
+        );
+        let (c, _) = read_credential(
+            &format!(r#"{{"auths":{{"{reg}":{{"username":"u","identitytoken":"{CANARY}"}}}}}}"#),
+            reg,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(
+            c.login.unwrap().body(reg),
+            serde_json::json!({"username":"u","identitytoken":CANARY,"serveraddress":reg})
+        );
+        // an empty secret is no login
+        let (c, _) = read_credential(
+            r#"{"auths":{"r.example":{"username":"u","password":""}}}"#,
+            reg,
+            &r,
+        )
+        .unwrap();
+        assert!(c.login.is_none() && !c.has_secret);
+    }
+
+    /// The daemons' answers, as measured: Docker 20.10 against the sandbox's htpasswd registry,
+    /// an unreachable Docker Hub; Docker Hub's refusal as its documentation gives it.
+    #[test]
+    fn what_a_refusal_is() {
+        assert!(refused(
+            500,
+            "login attempt to http://127.0.0.1:5001/v2/ failed with status: 401 Unauthorized"
+        ));
+        assert!(refused(401, "anything"));
+        assert!(refused(
+            500,
+            "Get \"https://registry-1.docker.io/v2/\": unauthorized: incorrect username or password"
+        ));
+        assert!(!refused(
+            500,
+            "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: dial udp 10.255.255.53:53: connect: network is unreachable"
+        ));
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn print_info(info: &ccci_sandbox::SandboxInfo, json: bool) -> Result<(), CliErr
             "name": info.name,
             "docker_host": info.docker_host,
             "registry": info.registry,
+            "auth_registry": info.auth_registry,
             "host_container": info.host_container,
             "data_root": info.data_root,
             "netns": info.netns,
@@ -109,6 +110,11 @@ fn print_info(info: &ccci_sandbox::SandboxInfo, json: bool) -> Result<(), CliErr
         println!(
             "registry={} (inside network namespace {})",
             info.registry, info.netns
+        );
+        println!(
+            "authenticated registry={} (htpasswd {})",
+            info.auth_registry,
+            info.htpasswd.display()
         );
         println!("host container={}", info.host_container);
         println!("data-root={}", info.data_root.display());

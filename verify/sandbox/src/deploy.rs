@@ -171,12 +171,14 @@ impl Deploy {
         Ok(out)
     }
 
-    /// A Docker client config for the sandbox host: a credential for Docker Hub that is not a
-    /// real secret (the sandbox registry needs none), so the `auth.*` checks have a file to
-    /// inspect. Never print it.
+    /// A Docker client config for the sandbox host: the sandbox user's credential for the
+    /// sandbox's authenticated registry ([`crate::registry_auth`]), the stand-in for cc-ci's
+    /// Docker Hub token, so `auth.daemon-authenticated` has a file to inspect and a registry
+    /// that says whether it is accepted. Not a real secret; never printed.
     pub fn sandbox_docker_config() -> String {
-        let auth = base64(b"ccci-sandbox:sandbox-not-a-real-secret");
-        format!("{{\n  \"auths\": {{\n    \"https://index.docker.io/v1/\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n")
+        use crate::registry_auth::{AUTH_REGISTRY_ADDR, SECRET, USER};
+        let auth = base64(format!("{USER}:{SECRET}").as_bytes());
+        format!("{{\n  \"auths\": {{\n    \"{AUTH_REGISTRY_ADDR}\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n")
     }
 }
 

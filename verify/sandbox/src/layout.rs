@@ -233,6 +233,11 @@ impl Layout {
         self.run_dir.join("registry.pid")
     }
 
+    /// The authenticated registry's pidfile.
+    pub fn auth_registry_pid(&self) -> PathBuf {
+        self.run_dir.join("auth-registry.pid")
+    }
+
     /// The daemon's exec-root.
     pub fn exec_root(&self) -> PathBuf {
         self.run_dir.join("exec")
@@ -270,6 +275,25 @@ impl Layout {
         self.state_dir.join("registry.yml")
     }
 
+    /// The authenticated registry's config file, storage (it holds no image) and htpasswd
+    /// file (see `registry_auth`).
+    pub fn auth_registry_cfg(&self) -> PathBuf {
+        self.state_dir.join("auth-registry.yml")
+    }
+
+    pub fn auth_registry_store(&self) -> PathBuf {
+        self.state_dir.join("auth-registry")
+    }
+
+    pub fn htpasswd(&self) -> PathBuf {
+        self.state_dir.join("auth-registry.htpasswd")
+    }
+
+    /// The authenticated registry's log.
+    pub fn auth_registry_log(&self) -> PathBuf {
+        self.logs().join("auth-registry.log")
+    }
+
     /// The daemon's config file.
     pub fn daemon_json(&self) -> PathBuf {
         self.state_dir.join("daemon.json")
@@ -302,6 +326,8 @@ impl Layout {
             docker_host: self.docker_host(),
             registry: REGISTRY_ADDR.to_string(),
             registry_log: self.registry_log(),
+            auth_registry: crate::AUTH_REGISTRY_ADDR.to_string(),
+            htpasswd: self.htpasswd(),
             netns: self.netns(),
             host_container: self.host_container(),
             data_root: self.data_root(),

@@ -29,6 +29,7 @@ pub mod images;
 pub mod layout;
 mod lifecycle;
 pub mod nixos;
+pub mod registry_auth;
 mod rootfs;
 pub mod shape;
 mod sys;
@@ -39,6 +40,7 @@ pub use error::{Result, SandboxError, UpAndDeployError};
 pub use host::exec_in_host;
 pub use layout::Layout;
 pub use lifecycle::{down, down_with, status, up};
+pub use registry_auth::AUTH_REGISTRY_ADDR;
 pub use shape::{Engine, Flavour, ImageStore, Shape};
 pub use sys::netns_connect;
 pub use target::gate_target;
@@ -227,6 +229,14 @@ pub struct SandboxInfo {
     pub registry: String,
     /// The registry's log (its HTTP access lines included).
     pub registry_log: PathBuf,
+    /// `127.0.0.1:5001`: the registry that asks for a user (htpasswd), the one the host's
+    /// client config holds a credential for (`registry_auth`). Absent in the info of sandboxes
+    /// made before it: such a sandbox does not match its layout and is started again.
+    #[serde(default)]
+    pub auth_registry: String,
+    /// Its htpasswd file (the users it accepts); `up` puts the sandbox's back.
+    #[serde(default)]
+    pub htpasswd: PathBuf,
     /// Network namespace name (`/var/run/netns/<netns>`).
     pub netns: String,
     /// Name of the systemd host container.

@@ -31,6 +31,10 @@ pub async fn up(cfg: &SandboxConfig) -> Result<SandboxInfo> {
                 cfg.name, info.shape, cfg.shape
             )));
         }
+        // what a test (or a person) did to the registry's users is undone: a warm sandbox
+        // authenticates as a cold one does
+        let htpasswd = cfg.layout().htpasswd();
+        blocking(move || crate::registry_auth::ensure_htpasswd(&htpasswd)).await?;
         return Ok(info);
     }
     cleanup(cfg, false).await?;
@@ -103,7 +107,7 @@ async fn health(cfg: &SandboxConfig) -> Health {
         return Health::Down;
     }
     let alive = |f: &Path| sys::read_pidfile(f).map(sys::pid_alive).unwrap_or(false);
-    if !alive(&p.dockerd_pid()) || !alive(&p.registry_pid()) {
+    if !alive(&p.dockerd_pid()) || !alive(&p.registry_pid()) || !alive(&p.auth_registry_pid()) {
         return Health::Down;
     }
     if !sys::is_mounted(&p.data_root()) || !sys::is_private_mount(&p.data_view()) {
@@ -111,9 +115,13 @@ async fn health(cfg: &SandboxConfig) -> Health {
     }
     let netns = info.netns.clone();
     let reg_ok = tokio::task::spawn_blocking(move || {
-        sys::netns_http(&netns, REGISTRY_ADDR, "GET", "/v2/", "*/*")
-            .map(|(c, _)| c == 200)
-            .unwrap_or(false)
+        // the mirror answers anyone, the authenticated registry refuses an anonymous client
+        let answers = |addr: &str, code: u16| {
+            sys::netns_http(&netns, addr, "GET", "/v2/", "*/*")
+                .map(|(c, _)| c == code)
+                .unwrap_or(false)
+        };
+        answers(REGISTRY_ADDR, 200) && answers(crate::AUTH_REGISTRY_ADDR, 401)
     })
     .await
     .unwrap_or(false);
@@ -179,6 +187,7 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
     for d in [
         &cfg.cache_dir,
         &p.registry_store(),
+        &p.auth_registry_store(),
         &p.logs(),
         &p.exec_root(),
     ] {
@@ -205,7 +214,9 @@ async fn start(cfg: &SandboxConfig) -> Result<SandboxInfo> {
         trace("netns + data-root", t0);
         let cfg2 = cfg.clone();
         blocking(move || start_registry(&cfg2)).await?;
-        trace("registry answering", t0);
+        let cfg2 = cfg.clone();
+        blocking(move || start_auth_registry(&cfg2)).await?;
+        trace("registries answering", t0);
         let docker = start_dockerd(cfg, &bins).await?;
         check_image_store(&docker, cfg).await?;
         trace("dockerd answering", t0);
@@ -344,30 +355,72 @@ fn start_registry(cfg: &SandboxConfig) -> Result<()> {
     let info = p.info();
     std::fs::write(p.registry_cfg(), registry_config(&p.registry_store()))
         .map_err(|e| SandboxError::io("registry", p.registry_cfg(), e))?;
+    serve_registry(
+        &info.netns,
+        "registry",
+        &p.registry_cfg(),
+        &p.registry_pid(),
+        &info.registry_log,
+        REGISTRY_ADDR,
+        200,
+    )
+}
+
+/// The registry that asks for a user (`registry_auth`): its htpasswd file written first, so
+/// a cold and a warm start serve the same user.
+fn start_auth_registry(cfg: &SandboxConfig) -> Result<()> {
+    let p = cfg.layout();
+    crate::registry_auth::ensure_htpasswd(&p.htpasswd())?;
+    let text = crate::registry_auth::config(&p.auth_registry_store(), &p.htpasswd());
+    std::fs::write(p.auth_registry_cfg(), text)
+        .map_err(|e| SandboxError::io("auth registry", p.auth_registry_cfg(), e))?;
+    serve_registry(
+        &p.netns(),
+        "auth registry",
+        &p.auth_registry_cfg(),
+        &p.auth_registry_pid(),
+        &p.auth_registry_log(),
+        crate::AUTH_REGISTRY_ADDR,
+        401,
+    )
+}
+
+/// Start `docker-registry serve CFG` in the namespace and wait until `addr/v2/` answers an
+/// anonymous client with `code` (200 for the open mirror, 401 for the one asking for a user).
+fn serve_registry(
+    netns: &str,
+    step: &str,
+    cfg_file: &Path,
+    pidfile: &Path,
+    log: &Path,
+    addr: &str,
+    code: u16,
+) -> Result<()> {
     let bin = sys::which("docker-registry").unwrap_or_else(|| "docker-registry".into());
     let argv = vec![
         bin.to_string_lossy().to_string(),
         "serve".to_string(),
-        p.registry_cfg().to_string_lossy().to_string(),
+        cfg_file.to_string_lossy().to_string(),
     ];
-    let pid = sys::spawn_in_netns("registry", &info.netns, &argv, &info.registry_log)?;
-    std::fs::write(p.registry_pid(), format!("{pid}\n"))
-        .map_err(|e| SandboxError::io("registry", p.registry_pid(), e))?;
+    let pid = sys::spawn_in_netns(step, netns, &argv, log)?;
+    std::fs::write(pidfile, format!("{pid}\n")).map_err(|e| SandboxError::io(step, pidfile, e))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok((200, _)) = sys::netns_http(&info.netns, REGISTRY_ADDR, "GET", "/v2/", "*/*") {
-            return Ok(());
+        if let Ok((c, _)) = sys::netns_http(netns, addr, "GET", "/v2/", "*/*") {
+            if c == code {
+                return Ok(());
+            }
         }
         if !sys::pid_alive(pid) || Instant::now() > deadline {
             return Err(SandboxError::StartFailed {
-                step: "registry".into(),
+                step: step.into(),
                 reason: if sys::pid_alive(pid) {
-                    format!("{REGISTRY_ADDR}/v2/ did not answer 200 within 30 s")
+                    format!("{addr}/v2/ did not answer {code} within 30 s")
                 } else {
                     "docker-registry exited".into()
                 },
-                log: info.registry_log.clone(),
-                log_tail: sys::log_tail(&info.registry_log, 30),
+                log: log.to_path_buf(),
+                log_tail: sys::log_tail(log, 30),
             });
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -538,6 +591,9 @@ async fn cleanup(cfg: &SandboxConfig, purge: bool) -> Result<()> {
         // (with a trailing '/', so sandbox `ccci` never matches `ccci-life`'s paths)
         let mut rest = sys::pids_with_cmdline(&format!("{run_dir_s}/"));
         rest.extend(sys::pids_with_cmdline(&p.registry_cfg().to_string_lossy()));
+        rest.extend(sys::pids_with_cmdline(
+            &p.auth_registry_cfg().to_string_lossy(),
+        ));
         let cg = sys::cgroup_dirs(&p.cgroup_parent());
         rest.extend(sys::cgroup_pids(&cg));
         rest.sort();
