@@ -1371,3 +1371,39 @@ fn the_platform_prune_started_on_success_of_the_prune() {
         explain(&r, &c.id)
     );
 }
+
+/// Issue 18, item 6: a prune that removes what the daemon's dangling prune removes (untagged
+/// images used by no container) passed `prune.keeps-deployed-images` whenever some other
+/// container used the probe's image: the daemon keeps an image in use, so the dry run did not
+/// list it, and the check took that for the prune's choice. With a container using the image
+/// the dry run shows nothing about the prune: the check skips saying which container (a
+/// skip fails the gate). A right host (no such container) passes in every whole-gate test.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn another_container_uses_the_probe_image() {
+    let info = sandbox();
+    host_docker_cli();
+    let _restore = Restore(redeploy);
+    upload(
+        info,
+        &deployed_prune_path(),
+        &fixture("daemon-prune.sh"),
+        0o755,
+    );
+    // someone else's container made from the probe's image, which is in the store as swarm
+    // leaves it: pulled by digest, no tag (the tag of a pull by tag goes first, with the image,
+    // while no container holds it)
+    let _user = host_state(
+        "docker pull -q redis:7-alpine >/dev/null && d=$(docker image inspect -f '{{index .RepoDigests 0}}' redis:7-alpine) && docker rmi redis:7-alpine >/dev/null && docker pull -q \"$d\" >/dev/null && docker create --name ccci-image-user \"$d\" >/dev/null",
+        "docker rm -f ccci-image-user >/dev/null 2>&1; true",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "prune.keeps-deployed-images",
+            Verdict::Skip,
+            "container(s) use it (ccci-image-user",
+        )],
+    );
+}

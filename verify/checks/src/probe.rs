@@ -34,7 +34,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// What the probe saw, step by step. `None` for a step that did not run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProbeRun {
     pub service: String,
     /// `image@digest` the service was pinned to.
@@ -45,7 +45,13 @@ pub struct ProbeRun {
     /// earlier `docker pull` by tag makes the image non-dangling, a weaker test of the prune).
     /// The containerd store names a swarm pull by the digest-pinned reference it pulled
     /// (`redis:7-alpine@sha256:…`): that is no tag (the prune's rule, `plan::is_untagged`).
-    pub tags: Vec<String>,
+    /// `Err` holds why the image could not be inspected: then whether it is tagged is unknown.
+    pub tags: Result<Vec<String>, String>,
+    /// Containers (other than the probe's, which the teardown removed) that use the probe's
+    /// image around the dry run, as `name (id, state)`: a prune never removes an image a
+    /// container uses, so with one there the dry run not listing the image shows nothing.
+    /// `Err` holds why the containers could not be listed.
+    pub image_users: Result<Vec<String>, String>,
     /// After teardown: the id found in the store (None = gone).
     pub after_teardown: Option<Option<String>>,
     /// The deployed prune's dry run (every gate forced open): its report, which lists the
@@ -68,6 +74,27 @@ pub struct ProbeRun {
     pub labels: HashMap<String, String>,
     /// The evidence of every step, in order.
     pub trail: Trail,
+}
+
+impl Default for ProbeRun {
+    fn default() -> Self {
+        ProbeRun {
+            service: String::new(),
+            pinned: None,
+            image_id: None,
+            tags: Err("the image was not inspected".into()),
+            image_users: Err("the containers were not listed".into()),
+            after_teardown: None,
+            dry_run: None,
+            warm_pull: None,
+            redeploy_pull_events: None,
+            redeploy_image_id: None,
+            error: None,
+            deadline: None,
+            labels: HashMap::new(),
+            trail: Trail::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -582,6 +609,34 @@ async fn image_present(docker: &Docker, id: &str) -> Result<Option<String>, Halt
     }
 }
 
+/// The containers (any state) whose image is `id`, as `name (short id, state)`; an error
+/// when they cannot be listed.
+async fn containers_using(docker: &Docker, id: &str) -> Result<Vec<String>, String> {
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
+        .await
+        .map_err(|e| format!("GET /containers/json?all=1: {e}"))?;
+    Ok(list
+        .into_iter()
+        .filter(|c| c.image_id.as_deref().is_some_and(|i| same_id(i, id)))
+        .map(|c| {
+            let name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            format!(
+                "{name} ({}, {})",
+                short(c.id.as_deref().unwrap_or_default()),
+                c.state.map(|s| s.to_string()).unwrap_or_default()
+            )
+        })
+        .collect())
+}
+
 /// The deployed prune's dry run with every gate forced open; what it lists is recorded.
 async fn dry_run(ctx: &Ctx, p: &mut ProbeRun) -> Result<(), Halt> {
     let argv = deployed::argv(ctx, &mut p.trail)
@@ -687,23 +742,34 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
     deploy(docker, p, &pinned).await?;
     let id = wait_running(docker, p, secs).await?;
     p.image_id = Some(id.clone());
-    // how the deploy left the image: a swarm deploy pins by digest and adds no tag
-    if let Ok(img) = docker.inspect_image(&id).await {
-        p.tags = img
-            .repo_tags
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| !ci_docker_prune::plan::is_untagged(std::slice::from_ref(t)))
-            .collect();
-        p.trail.push(Evidence::api(
-            format!("GET /images/{}/json (after deploy)", short(&id)),
-            format!(
-                "RepoTags={:?} RepoDigests={:?}",
-                img.repo_tags.unwrap_or_default(),
-                img.repo_digests.unwrap_or_default()
-            ),
-        ));
+    // how the deploy left the image: a swarm deploy pins by digest and adds no tag; an image
+    // that cannot be inspected leaves that unknown (an error of the check that needs it)
+    match docker.inspect_image(&id).await {
+        Ok(img) => {
+            p.tags = Ok(img
+                .repo_tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| !ci_docker_prune::plan::is_untagged(std::slice::from_ref(t)))
+                .collect());
+            p.trail.push(Evidence::api(
+                format!("GET /images/{}/json (after deploy)", short(&id)),
+                format!(
+                    "RepoTags={:?} RepoDigests={:?}",
+                    img.repo_tags.unwrap_or_default(),
+                    img.repo_digests.unwrap_or_default()
+                ),
+            ));
+        }
+        Err(e) => {
+            let why = format!("GET /images/{id}/json (after deploy): {e}");
+            p.trail.push(Evidence::api(
+                format!("GET /images/{}/json (after deploy)", short(&id)),
+                why.clone(),
+            ));
+            p.tags = Err(why);
+        }
     }
     // 2. teardown: service, volume, secret; then the host's own extra steps
     let limit = budget_for(p, Duration::from_secs(60), "the teardown")?;
@@ -733,10 +799,36 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
         },
     ));
     p.after_teardown = Some(found);
-    // 4. the deployed prune, every gate forced open
+    // 4. the deployed prune, every gate forced open; the containers that use the image are
+    // listed right before and right after it (a prune keeps an image a container uses, so
+    // the dry run shows the prune's choice only when there is none)
+    let before = containers_using(docker, &id).await;
     if let Err(h) = dry_run(ctx, p).await {
         p.trail.note("dry run", h.detail);
     }
+    let after = containers_using(docker, &id).await;
+    p.image_users = match (before, after) {
+        (Ok(mut a), Ok(b)) => {
+            for u in b {
+                if !a.contains(&u) {
+                    a.push(u);
+                }
+            }
+            Ok(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    p.trail.push(Evidence::api(
+        format!(
+            "GET /containers/json?all=1 (before and after the dry run: containers using image {})",
+            short(&id)
+        ),
+        match &p.image_users {
+            Ok(u) if u.is_empty() => "none".to_string(),
+            Ok(u) => u.join("\n"),
+            Err(e) => e.clone(),
+        },
+    ));
     // 5. between runs, then redeploy
     let hooks = ctx.params.probe.before_redeploy.clone();
     run_hooks(ctx, p, &hooks, "between runs").await?;
@@ -806,6 +898,8 @@ pub(crate) fn sample(after: Option<Option<&str>>, dry: Option<Vec<&str>>) -> Pro
         service: "p".into(),
         pinned: Some("redis:7-alpine@sha256:d".into()),
         image_id: Some("sha256:aaaa".into()),
+        tags: Ok(vec![]),
+        image_users: Ok(vec![]),
         after_teardown: after.map(|a| a.map(String::from)),
         dry_run: dry.map(|v| PruneReport {
             version: 1,

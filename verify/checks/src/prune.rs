@@ -453,23 +453,60 @@ pub fn decide_keeps_deployed(p: &ProbeRun) -> Outcome {
         );
     }
     let listed = &dr.removed.images;
-    let o = if listed.iter().any(|i| same_id(i, id)) {
-        Outcome::fail(format!(
-            "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
+    if listed.iter().any(|i| same_id(i, id)) {
+        return with_probe(
+            p,
+            Outcome::fail(format!(
+                "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
+                short(id),
+                listed.len()
+            )),
+        );
+    }
+    // not listed: that shows the prune keeps an untagged cached pull only when nothing else
+    // keeps it — no container uses it (a prune never removes an image in use) and it has no tag
+    let users = match &p.image_users {
+        Ok(u) => u,
+        Err(e) => {
+            return with_probe(
+                p,
+                Outcome::error(format!(
+                    "cannot tell whether a container uses the probe's image {}, so its absence from the dry run shows nothing: {e}",
+                    short(id)
+                )),
+            )
+        }
+    };
+    let tags = match &p.tags {
+        Ok(t) => t,
+        Err(e) => {
+            return with_probe(
+                p,
+                Outcome::error(format!(
+                    "cannot tell whether the probe's image {} is tagged, so its absence from the dry run shows nothing: {e}",
+                    short(id)
+                )),
+            )
+        }
+    };
+    let o = if !users.is_empty() {
+        Outcome::skip(format!(
+            "the dry run does not list the probe's image {}, but {} container(s) use it ({}), and a prune never removes an image a container uses (the daemon's own dangling prune keeps it too), so that shows nothing about the prune; remove those containers and run the gate again",
             short(id),
-            listed.len()
+            users.len(),
+            users.join(", ")
         ))
-    } else if !p.tags.is_empty() {
+    } else if !tags.is_empty() {
         // a tagged image is kept for its tag: the untagged case was not exercised
         Outcome::skip(format!(
             "the dry run does not list the probe's image {}, but the image also carries {} from an earlier pull by tag, so that only shows a tagged image is kept, not an untagged cached pull; remove the tag (`docker image rm {}`: the next deploy pulls it again by digest, untagged, as swarm leaves it) and run the gate again",
             short(id),
-            p.tags.join(", "),
-            p.tags[0]
+            tags.join(", "),
+            tags[0]
         ))
     } else {
         Outcome::pass(format!(
-            "the dry run lists {} image(s), not the probe's {} (untagged, as swarm left it)",
+            "the dry run lists {} image(s), not the probe's {} (untagged, as swarm left it, and used by no container)",
             listed.len(),
             short(id)
         ))
@@ -583,7 +620,7 @@ mod tests {
         assert!(o.detail.contains("skipped by runs"), "{}", o.detail);
         // a tagged image not listed: the untagged case was not exercised, never a pass
         let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
-        p.tags = vec!["redis:7-alpine".into()];
+        p.tags = Ok(vec!["redis:7-alpine".into()]);
         let o = decide_keeps_deployed(&p);
         assert_eq!(o.verdict, Skip);
         assert!(
@@ -593,8 +630,27 @@ mod tests {
         );
         // a tagged image listed is a failure all the same
         let mut p = sample(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]));
-        p.tags = vec!["redis:7-alpine".into()];
+        p.tags = Ok(vec!["redis:7-alpine".into()]);
         assert_eq!(decide_keeps_deployed(&p).verdict, Fail);
+        // issue 18 item 6: another container uses the image (the daemon's prune keeps an
+        // image in use): not listed shows nothing, never a pass; listed is still a failure
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.image_users = Ok(vec!["other (0123, exited)".into()]);
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Skip);
+        assert!(o.detail.contains("other (0123, exited)"), "{}", o.detail);
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]));
+        p.image_users = Ok(vec!["other (0123, exited)".into()]);
+        assert_eq!(decide_keeps_deployed(&p).verdict, Fail);
+        // the image or the containers could not be read: an error, never a pass
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.tags = Err("GET /images/sha256:aaaa/json: 500 boom".into());
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Error);
+        assert!(o.detail.contains("500 boom"), "{}", o.detail);
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.image_users = Err("GET /containers/json?all=1: 500 boom".into());
+        assert_eq!(decide_keeps_deployed(&p).verdict, Error);
     }
 
     #[test]
