@@ -1407,3 +1407,115 @@ fn another_container_uses_the_probe_image() {
         )],
     );
 }
+
+/// `docker ARGS` on this machine's CLI against the sandbox's daemon; its stdout (panics on
+/// failure).
+fn docker_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &sandbox().docker_host)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 18, "Busy hosts": the gate runs on a CI host that keeps working. Beside the gate, one
+/// loop pulls other images (built here and pushed to the sandbox's registry) and another runs
+/// `docker run --rm` containers. Before: the warm redeploy counted every pull on the daemon
+/// in its window, and the noop check every container that disappeared during the prune's run,
+/// so this right host failed both. Now each counts only what the probe and the prune did.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_busy_host_still_passes() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let info = sandbox();
+    let seed = ccci_sandbox::images::unique_seed("busy").to_lowercase();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox-static is a sandbox prerequisite (apt-get install busybox-static)");
+    let mut refs = Vec::new();
+    for n in 0..2 {
+        let mut spec =
+            ccci_sandbox::images::ImageSpec::unique_test_image(&format!("{seed}{n}"), 1, 0)
+                .unwrap_or_else(|e| panic!("test image: {e}"));
+        spec.layers.push(
+            ccci_sandbox::images::Layer::new()
+                .dir("/bin", 0o755)
+                .and_then(|l| l.host_file("/bin/busybox", &busybox))
+                .and_then(|l| l.symlink("/bin/sleep", "busybox"))
+                .unwrap_or_else(|e| panic!("busybox layer: {e}")),
+        );
+        let reference = format!("127.0.0.1:5000/ccci-test/busy-{seed}-{n}:1");
+        let spec = spec.tag(&reference);
+        ccci_tests::block_on(async {
+            let d = info
+                .docker_negotiated()
+                .await
+                .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+            ccci_sandbox::images::load(&d, &spec)
+                .await
+                .unwrap_or_else(|e| panic!("load: {e}"))
+        });
+        docker_ok(&["push", &reference]);
+        refs.push(reference);
+    }
+    let cleanup_refs = refs.clone();
+    let _images = Restore(move || {
+        for r in &cleanup_refs {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", r])
+                .env("DOCKER_HOST", &sandbox().docker_host)
+                .output();
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (pulls, runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let pull_loop = {
+        let (stop, pulls, refs) = (stop.clone(), pulls.clone(), refs.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for r in &refs {
+                    docker_ok(&["pull", "-q", r]);
+                    pulls.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let run_loop = {
+        let (stop, runs, image) = (stop.clone(), runs.clone(), refs[0].clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                docker_ok(&["run", "--rm", &image, "/bin/sleep", "0.4"]);
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // the loops stop (and are joined) before anything else is cleaned up, on failure too
+    let _loops = Restore({
+        let stop = stop.clone();
+        let mut threads = vec![pull_loop, run_loop];
+        move || {
+            stop.store(true, Ordering::SeqCst);
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    });
+    let r = gate(params());
+    stop.store(true, Ordering::SeqCst);
+    let (pulls, runs) = (pulls.load(Ordering::SeqCst), runs.load(Ordering::SeqCst));
+    eprintln!("beside the gate: {pulls} pulls, {runs} `docker run --rm` containers");
+    assert!(
+        pulls >= 10 && runs >= 3,
+        "precondition: the host was busy during the gate ({pulls} pulls, {runs} runs)"
+    );
+    assert_only(&r, &[]);
+}

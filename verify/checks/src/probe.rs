@@ -59,10 +59,10 @@ pub struct ProbeRun {
     pub dry_run: Option<PruneReport>,
     /// The warm pull: layers downloaded (ids) and layers found locally.
     pub warm_pull: Option<PullStats>,
-    /// Image pull events the daemon reported during the redeploy.
-    /// Image pull events the daemon reported from the warm pull to the converged redeploy,
-    /// the warm pull's own event included (so a right host shows exactly 1; 0 means the window
-    /// missed the events and nothing was shown).
+    /// Pull events of the probe's image (its digest) the daemon reported from the warm pull to
+    /// the converged redeploy, the warm pull's own event included (so a right host shows
+    /// exactly 1; 0 means the window missed the events and nothing was shown). Pulls of other
+    /// images (a CI host keeps working) are listed in the evidence and not counted.
     pub redeploy_pull_events: Option<usize>,
     /// The redeploy converged, and ran this image id.
     pub redeploy_image_id: Option<String>,
@@ -848,23 +848,53 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
         .filters(&filters)
         .build();
     let mut events = docker.events(Some(opts));
-    let mut pulls = Vec::new();
+    let mut actors = Vec::new();
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| Halt::error(format!("GET /events: {e}")))?;
         let actor = ev.actor.and_then(|a| a.id).unwrap_or_default();
-        pulls.push(format!("{} {}", ev.action.unwrap_or_default(), actor));
+        actors.push((ev.action.unwrap_or_default(), actor));
+    }
+    // a CI host keeps working: only pulls of the probe's image (its digest) are the probe's
+    let (ours, others) = probe_pulls(&actors, &pinned);
+    let mut out = if ours.is_empty() {
+        "(no pull event of the probe's image)".to_string()
+    } else {
+        ours.join("\n")
+    };
+    if !others.is_empty() {
+        let names: BTreeSet<&str> = others.iter().map(|(_, a)| a.as_str()).collect();
+        out.push_str(&format!(
+            "\n=> not counted: {} pull event(s) of other images ({})",
+            others.len(),
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     p.trail.push(Evidence::api(
         format!("GET /events?since={since}&until={until}&filters={{type:image,event:pull}}"),
-        if pulls.is_empty() {
-            "(no pull events)".to_string()
-        } else {
-            pulls.join("\n")
-        },
+        out,
     ));
     // our own warm pull by digest is one pull event; anything beyond it is the redeploy pulling
-    p.redeploy_pull_events = Some(pulls.len());
+    p.redeploy_pull_events = Some(ours.len());
     Ok(())
+}
+
+/// Split pull events (action, actor) into the probe's — a pull of the image it pinned, by
+/// that digest — rendered `action actor`, and everyone else's.
+pub fn probe_pulls(
+    events: &[(String, String)],
+    pinned: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let digest = pinned.split_once('@').map(|(_, d)| d).unwrap_or(pinned);
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for (action, actor) in events {
+        if actor.ends_with(&format!("@{digest}")) {
+            ours.push(format!("{action} {actor}"));
+        } else {
+            others.push((action.clone(), actor.clone()));
+        }
+    }
+    (ours, others)
 }
 
 async fn cleanup(docker: &Docker, p: &mut ProbeRun) {
@@ -936,6 +966,28 @@ mod tests {
             repository_of("localhost:5000/redis"),
             "localhost:5000/redis"
         );
+    }
+
+    #[test]
+    fn only_pulls_of_the_probes_digest_are_the_probes() {
+        let ev = |a: &str| ("pull".to_string(), a.to_string());
+        let events = vec![
+            ev("redis@sha256:d1"),
+            ev("127.0.0.1:5000/ci/app:1"),
+            ev("docker.io/library/redis:7-alpine@sha256:d1"),
+            // the same repository at another digest, or by tag: not the probe's pull
+            ev("redis@sha256:d2"),
+            ev("redis:7-alpine"),
+        ];
+        let (ours, others) = probe_pulls(&events, "redis:7-alpine@sha256:d1");
+        assert_eq!(
+            ours,
+            vec![
+                "pull redis@sha256:d1",
+                "pull docker.io/library/redis:7-alpine@sha256:d1"
+            ]
+        );
+        assert_eq!(others.len(), 3);
     }
 
     #[test]
