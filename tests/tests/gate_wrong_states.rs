@@ -1519,3 +1519,76 @@ fn a_busy_host_still_passes() {
     );
     assert_only(&r, &[]);
 }
+
+/// The gate with the host's own CI teardown (`[params.probe] teardown`): the fixture script
+/// `name` installed as `/usr/local/bin/ci-teardown` and run with the probe's stack; the probe
+/// then deploys the way CI does too (`docker stack deploy` of its compose file).
+fn gate_with_host_teardown(name: &str) -> Report {
+    host_docker_cli();
+    upload(
+        sandbox(),
+        "/usr/local/bin/ci-teardown",
+        &fixture(name),
+        0o755,
+    );
+    let _script = Restore(|| host_sh_quiet(sandbox(), "rm -f /usr/local/bin/ci-teardown"));
+    let mut p = params();
+    p.probe.teardown = vec![vec!["/usr/local/bin/ci-teardown".into(), "{stack}".into()]];
+    gate(p)
+}
+
+/// Issue 18, item 7: a host whose teardown is `docker stack rm` of a stack deployed from a
+/// compose file, as cc-ci's: the probe deploys and tears down that way, and the right host
+/// passes; the evidence says which teardown ran.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_hosts_own_stack_teardown_keeps_the_image() {
+    let r = gate_with_host_teardown("ci-teardown.sh");
+    assert_only(&r, &[]);
+    let c = check(&r, "cache.image-survives-teardown");
+    let commands: Vec<&str> = c.evidence.iter().map(|e| e.command.as_str()).collect();
+    let has = |prefix: &str| commands.iter().any(|c| c.starts_with(prefix));
+    assert!(
+        has("(deploy) docker stack deploy --compose-file /tmp/ccci-probe-")
+            && has("(teardown) /usr/local/bin/ci-teardown ccci-probe-")
+            && has("(redeploy) docker stack deploy"),
+        "the evidence does not show the host's deploy and teardown:\n{}",
+        explain(&r, "cache.image-survives-teardown")
+    );
+    assert!(
+        c.evidence.iter().any(|e| e
+            .output
+            .contains("the host's own ([params.probe] teardown)")),
+        "the evidence does not say which teardown ran:\n{}",
+        explain(&r, "cache.image-survives-teardown")
+    );
+}
+
+/// Issue 18, item 7: the host's own CI teardown also removes the images its stack ran. Before,
+/// the gate tore the probe down its own way and passed such a host; given the host's teardown,
+/// every cache check fails.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_hosts_own_teardown_removes_the_image() {
+    let r = gate_with_host_teardown("ci-teardown-rmi.sh");
+    assert_only(
+        &r,
+        &[
+            (
+                "cache.image-survives-teardown",
+                Verdict::Fail,
+                "is gone after the teardown",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Fail,
+                "already gone after the teardown",
+            ),
+            (
+                "cache.warm-redeploy-zero-layers",
+                Verdict::Fail,
+                "downloaded",
+            ),
+        ],
+    );
+}
