@@ -1426,9 +1426,12 @@ fn docker_ok(args: &[&str]) -> String {
 
 /// Issue 18, "Busy hosts": the gate runs on a CI host that keeps working. Beside the gate, one
 /// loop pulls other images (built here and pushed to the sandbox's registry) and another runs
-/// `docker run --rm` containers. Before: the warm redeploy counted every pull on the daemon
-/// in its window, and the noop check every container that disappeared during the prune's run,
-/// so this right host failed both. Now each counts only what the probe and the prune did.
+/// `docker run --rm` containers, and a swarm service's task restarts at once (swarm trims its
+/// task history, removing containers). Before: the warm redeploy counted every pull on the
+/// daemon in its window, and the noop check every container that disappeared during the
+/// prune's run, so this right host failed both. Now each counts only what the probe and the
+/// prune did. The host tears a run down with its own `docker stack rm` (issue 18, item 7: the
+/// right host of that item, passing, with the evidence naming the host's teardown).
 #[test]
 #[serial_test::file_serial(sandbox)]
 fn a_busy_host_still_passes() {
@@ -1476,6 +1479,29 @@ fn a_busy_host_still_passes() {
                 .output();
         }
     });
+    // a swarm service whose task exits and restarts at once: swarm keeps a short task history
+    // and removes the containers of the tasks it trims, while the gate runs
+    let churn = format!("ccci-busy-{seed}");
+    docker_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        &churn,
+        "--restart-condition",
+        "any",
+        "--restart-delay",
+        "0s",
+        &refs[1],
+        "/bin/sleep",
+        "0.5",
+    ]);
+    let _churn = Restore(move || {
+        let _ = std::process::Command::new("docker")
+            .args(["service", "rm", &churn])
+            .env("DOCKER_HOST", &sandbox().docker_host)
+            .output();
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let (pulls, runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let pull_loop = {
@@ -1509,7 +1535,9 @@ fn a_busy_host_still_passes() {
             }
         }
     });
-    let r = gate(params());
+    // the host's own CI teardown (`docker stack rm`, as cc-ci's): this right host is also the
+    // right host of issue 18 item 7, one gate run for both
+    let r = gate_with_host_teardown("ci-teardown.sh");
     stop.store(true, Ordering::SeqCst);
     let (pulls, runs) = (pulls.load(Ordering::SeqCst), runs.load(Ordering::SeqCst));
     eprintln!("beside the gate: {pulls} pulls, {runs} `docker run --rm` containers");
@@ -1518,6 +1546,16 @@ fn a_busy_host_still_passes() {
         "precondition: the host was busy during the gate ({pulls} pulls, {runs} runs)"
     );
     assert_only(&r, &[]);
+    // what the host's own work removed during the prune's run is named, not ignored
+    let noop = check(&r, "prune.noop-below-threshold");
+    assert!(
+        noop.evidence
+            .iter()
+            .any(|e| e.output.contains("not the prune's:")),
+        "no container of the host's own work went during the prune's run, so the attribution was not exercised:\n{}",
+        explain(&r, "prune.noop-below-threshold")
+    );
+    assert_host_teardown_ran(&r);
 }
 
 /// The gate with the host's own CI teardown (`[params.probe] teardown`): the fixture script
@@ -1537,15 +1575,10 @@ fn gate_with_host_teardown(name: &str) -> Report {
     gate(p)
 }
 
-/// Issue 18, item 7: a host whose teardown is `docker stack rm` of a stack deployed from a
-/// compose file, as cc-ci's: the probe deploys and tears down that way, and the right host
-/// passes; the evidence says which teardown ran.
-#[test]
-#[serial_test::file_serial(sandbox)]
-fn the_hosts_own_stack_teardown_keeps_the_image() {
-    let r = gate_with_host_teardown("ci-teardown.sh");
-    assert_only(&r, &[]);
-    let c = check(&r, "cache.image-survives-teardown");
+/// The evidence of the probe's checks shows the host's own deploy, teardown and redeploy ran,
+/// and says so.
+fn assert_host_teardown_ran(r: &Report) {
+    let c = check(r, "cache.image-survives-teardown");
     let commands: Vec<&str> = c.evidence.iter().map(|e| e.command.as_str()).collect();
     let has = |prefix: &str| commands.iter().any(|c| c.starts_with(prefix));
     assert!(
@@ -1553,14 +1586,14 @@ fn the_hosts_own_stack_teardown_keeps_the_image() {
             && has("(teardown) /usr/local/bin/ci-teardown ccci-probe-")
             && has("(redeploy) docker stack deploy"),
         "the evidence does not show the host's deploy and teardown:\n{}",
-        explain(&r, "cache.image-survives-teardown")
+        explain(r, "cache.image-survives-teardown")
     );
     assert!(
         c.evidence.iter().any(|e| e
             .output
             .contains("the host's own ([params.probe] teardown)")),
         "the evidence does not say which teardown ran:\n{}",
-        explain(&r, "cache.image-survives-teardown")
+        explain(r, "cache.image-survives-teardown")
     );
 }
 
@@ -1591,4 +1624,5 @@ fn the_hosts_own_teardown_removes_the_image() {
             ),
         ],
     );
+    assert_host_teardown_ran(&r);
 }
