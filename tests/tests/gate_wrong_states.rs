@@ -1492,3 +1492,237 @@ fn the_platform_prune_started_on_success_of_the_prune() {
         explain(&r, &c.id)
     );
 }
+
+/// Issue 18, item 6: a prune that removes what the daemon's dangling prune removes (untagged
+/// images used by no container) passed `prune.keeps-deployed-images` whenever some other
+/// container used the probe's image: the daemon keeps an image in use, so the dry run did not
+/// list it, and the check took that for the prune's choice. With a container using the image
+/// the dry run shows nothing about the prune: the check skips saying which container (a
+/// skip fails the gate). A right host (no such container) passes in every whole-gate test.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn another_container_uses_the_probe_image() {
+    let info = sandbox();
+    host_docker_cli();
+    let _restore = Restore(redeploy);
+    upload(
+        info,
+        &deployed_prune_path(),
+        &fixture("daemon-prune.sh"),
+        0o755,
+    );
+    // someone else's container made from the probe's image, which is in the store as swarm
+    // leaves it: pulled by digest, no tag (the tag of a pull by tag goes first, with the image,
+    // while no container holds it)
+    let _user = host_state(
+        "docker pull -q redis:7-alpine >/dev/null && d=$(docker image inspect -f '{{index .RepoDigests 0}}' redis:7-alpine) && docker rmi redis:7-alpine >/dev/null && docker pull -q \"$d\" >/dev/null && docker create --name ccci-image-user \"$d\" >/dev/null",
+        "docker rm -f ccci-image-user >/dev/null 2>&1; true",
+    );
+    let r = gate(params());
+    assert_only(
+        &r,
+        &[(
+            "prune.keeps-deployed-images",
+            Verdict::Skip,
+            "container(s) use it (ccci-image-user",
+        )],
+    );
+}
+
+/// `docker ARGS` on this machine's CLI against the sandbox's daemon; its stdout (panics on
+/// failure).
+fn docker_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &sandbox().docker_host)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 18, "Busy hosts": the gate runs on a CI host that keeps working. Beside the gate, one
+/// loop pulls other images (built here and pushed to the sandbox's registry) and another runs
+/// `docker run --rm` containers. (A swarm service whose task restarts at once is left out: it
+/// keeps a task in flight, so the prune's converge gate rightly stays closed and the probe's
+/// dry run cannot show anything; swarm's trimming of task history is covered by
+/// `attribute_gone`'s unit test.) Before: the warm redeploy counted every pull on the
+/// daemon in its window, and the noop check every container that disappeared during the
+/// prune's run, so this right host failed both. Now each counts only what the probe and the
+/// prune did. The host tears a run down with its own `docker stack rm` (issue 18, item 7: the
+/// right host of that item, passing, with the evidence naming the host's teardown).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_busy_host_still_passes() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let info = sandbox();
+    let seed = ccci_sandbox::images::unique_seed("busy").to_lowercase();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox-static is a sandbox prerequisite (apt-get install busybox-static)");
+    let mut refs = Vec::new();
+    for n in 0..2 {
+        let mut spec =
+            ccci_sandbox::images::ImageSpec::unique_test_image(&format!("{seed}{n}"), 1, 0)
+                .unwrap_or_else(|e| panic!("test image: {e}"));
+        spec.layers.push(
+            ccci_sandbox::images::Layer::new()
+                .dir("/bin", 0o755)
+                .and_then(|l| l.host_file("/bin/busybox", &busybox))
+                .and_then(|l| l.symlink("/bin/sleep", "busybox"))
+                .unwrap_or_else(|e| panic!("busybox layer: {e}")),
+        );
+        let reference = format!("127.0.0.1:5000/ccci-test/busy-{seed}-{n}:1");
+        let spec = spec.tag(&reference);
+        ccci_tests::block_on(async {
+            let d = info
+                .docker_negotiated()
+                .await
+                .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+            ccci_sandbox::images::load(&d, &spec)
+                .await
+                .unwrap_or_else(|e| panic!("load: {e}"))
+        });
+        docker_ok(&["push", &reference]);
+        refs.push(reference);
+    }
+    let cleanup_refs = refs.clone();
+    let _images = Restore(move || {
+        for r in &cleanup_refs {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", r])
+                .env("DOCKER_HOST", &sandbox().docker_host)
+                .output();
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (pulls, runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let pull_loop = {
+        let (stop, pulls, refs) = (stop.clone(), pulls.clone(), refs.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for r in &refs {
+                    docker_ok(&["pull", "-q", r]);
+                    pulls.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let run_loop = {
+        let (stop, runs, image) = (stop.clone(), runs.clone(), refs[0].clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                docker_ok(&["run", "--rm", &image, "/bin/sleep", "0.4"]);
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // the loops stop (and are joined) before anything else is cleaned up, on failure too
+    let _loops = Restore({
+        let stop = stop.clone();
+        let mut threads = vec![pull_loop, run_loop];
+        move || {
+            stop.store(true, Ordering::SeqCst);
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    });
+    // the host's own CI teardown (`docker stack rm`, as cc-ci's): this right host is also the
+    // right host of issue 18 item 7, one gate run for both
+    let r = gate_with_host_teardown("ci-teardown.sh");
+    stop.store(true, Ordering::SeqCst);
+    let (pulls, runs) = (pulls.load(Ordering::SeqCst), runs.load(Ordering::SeqCst));
+    eprintln!("beside the gate: {pulls} pulls, {runs} `docker run --rm` containers");
+    assert!(
+        pulls >= 10 && runs >= 3,
+        "precondition: the host was busy during the gate ({pulls} pulls, {runs} runs)"
+    );
+    assert_only(&r, &[]);
+    // what the host's own work removed during the prune's run is named, not ignored
+    let noop = check(&r, "prune.noop-below-threshold");
+    assert!(
+        noop.evidence
+            .iter()
+            .any(|e| e.output.contains("not the prune's:")),
+        "no container of the host's own work went during the prune's run, so the attribution was not exercised:\n{}",
+        explain(&r, "prune.noop-below-threshold")
+    );
+    assert_host_teardown_ran(&r);
+}
+
+/// The gate with the host's own CI teardown (`[params.probe] teardown`): the fixture script
+/// `name` installed as `/usr/local/bin/ci-teardown` and run with the probe's stack; the probe
+/// then deploys the way CI does too (`docker stack deploy` of its compose file).
+fn gate_with_host_teardown(name: &str) -> Report {
+    host_docker_cli();
+    upload(
+        sandbox(),
+        "/usr/local/bin/ci-teardown",
+        &fixture(name),
+        0o755,
+    );
+    let _script = Restore(|| host_sh_quiet(sandbox(), "rm -f /usr/local/bin/ci-teardown"));
+    let mut p = params();
+    p.probe.teardown = vec![vec!["/usr/local/bin/ci-teardown".into(), "{stack}".into()]];
+    gate(p)
+}
+
+/// The evidence of the probe's checks shows the host's own deploy, teardown and redeploy ran,
+/// and says so.
+fn assert_host_teardown_ran(r: &Report) {
+    let c = check(r, "cache.image-survives-teardown");
+    let commands: Vec<&str> = c.evidence.iter().map(|e| e.command.as_str()).collect();
+    let has = |prefix: &str| commands.iter().any(|c| c.starts_with(prefix));
+    assert!(
+        has("(deploy) docker stack deploy --compose-file /tmp/ccci-probe-")
+            && has("(teardown) /usr/local/bin/ci-teardown ccci-probe-")
+            && has("(redeploy) docker stack deploy"),
+        "the evidence does not show the host's deploy and teardown:\n{}",
+        explain(r, "cache.image-survives-teardown")
+    );
+    assert!(
+        c.evidence.iter().any(|e| e
+            .output
+            .contains("the host's own ([params.probe] teardown)")),
+        "the evidence does not say which teardown ran:\n{}",
+        explain(r, "cache.image-survives-teardown")
+    );
+}
+
+/// Issue 18, item 7: the host's own CI teardown also removes the images its stack ran. Before,
+/// the gate tore the probe down its own way and passed such a host; given the host's teardown,
+/// every cache check fails.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_hosts_own_teardown_removes_the_image() {
+    let r = gate_with_host_teardown("ci-teardown-rmi.sh");
+    assert_only(
+        &r,
+        &[
+            (
+                "cache.image-survives-teardown",
+                Verdict::Fail,
+                "is gone after the teardown",
+            ),
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Fail,
+                "already gone after the teardown",
+            ),
+            (
+                "cache.warm-redeploy-zero-layers",
+                Verdict::Fail,
+                "downloaded",
+            ),
+        ],
+    );
+    assert_host_teardown_ran(&r);
+}

@@ -67,6 +67,18 @@ fn d_converge() -> u64 {
 fn d_budget() -> u64 {
     200
 }
+fn d_deploy() -> Vec<Vec<String>> {
+    vec![[
+        "docker",
+        "stack",
+        "deploy",
+        "--compose-file",
+        "{compose}",
+        "{stack}",
+    ]
+    .map(String::from)
+    .to_vec()]
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +94,19 @@ pub struct ProbeParams {
     /// sum, or the probe is cancelled (and cleaned up) before it finishes.
     #[serde(default = "d_budget")]
     pub budget_secs: u64,
+    /// The host's own CI teardown: argv run on the host, in order, to tear the probe's stack
+    /// down the way CI does (e.g. `[["docker", "stack", "rm", "{stack}"]]`). Given, the probe
+    /// also deploys the way CI does ([`Self::deploy`]); empty (the default), the verifier
+    /// deploys and tears down through the API (service, volume, secret; never an image).
+    /// `{stack}`, `{service}`, `{compose}`, `{image}` and `{image_id}` are substituted.
+    #[serde(default)]
+    pub teardown: Vec<Vec<String>>,
+    /// The host's own CI deploy, used (for the deploy and the redeploy) when
+    /// [`Self::teardown`] is given: default `docker stack deploy --compose-file {compose}
+    /// {stack}`, the compose file being the probe's (image pinned by digest, a volume, a
+    /// secret) written on the host. Same substitutions.
+    #[serde(default = "d_deploy")]
+    pub deploy: Vec<Vec<String>>,
     /// Extra argv the host's own CI teardown runs after removing services, volumes and secrets
     /// (e.g. your teardown script). `{service}` and `{image_id}` are substituted.
     #[serde(default)]
@@ -98,6 +123,8 @@ impl Default for ProbeParams {
             image: d_image(),
             converge_secs: d_converge(),
             budget_secs: d_budget(),
+            teardown: vec![],
+            deploy: d_deploy(),
             teardown_extra: vec![],
             before_redeploy: vec![],
         }
@@ -266,6 +293,16 @@ mod tests {
         let p = Params::default();
         assert_eq!(p.prune_timer, "ci-docker-prune.timer");
         assert_eq!(p.probe.image, "redis:7-alpine");
+        // no host teardown by default: the verifier's own deploy and teardown, as before
+        assert!(p.probe.teardown.is_empty());
+        let t: toml::Table =
+            toml::from_str("[probe]\nteardown = [['docker', 'stack', 'rm', '{stack}']]").unwrap();
+        let p2 = Params::from_table(&t).unwrap();
+        assert_eq!(p2.probe.teardown[0][2], "rm");
+        assert_eq!(
+            p2.probe.deploy[0].join(" "),
+            "docker stack deploy --compose-file {compose} {stack}"
+        );
         let t: toml::Table = toml::from_str("thresold = 70").unwrap();
         assert!(Params::from_table(&t).unwrap_err().contains("thresold"));
         let t: toml::Table = toml::from_str("threshold = 170").unwrap();

@@ -8,7 +8,9 @@
 //!    inspect) and deploy a swarm service pinned to `image@digest`, with a named volume and a
 //!    secret, under a unique name; no pull by tag first, so the image ends up with no tag;
 //! 2. tear it down as a CI teardown does: service, then volume and secret — never images — and
-//!    the host's own extra teardown steps from the spec;
+//!    the host's own extra teardown steps from the spec; when the spec gives the host's own
+//!    teardown (`[params.probe] teardown`), steps 1, 2 and the redeploy are the host's instead:
+//!    a compose stack deployed with the host's deploy command and torn down with its teardown;
 //! 3. check the image (same id) is still in the store;
 //! 4. ask the deployed prune for a dry run with every gate forced open and `--until 0s`;
 //! 5. run what the spec says happens between runs, then redeploy: a pull by digest (its progress
@@ -34,9 +36,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// What the probe saw, step by step. `None` for a step that did not run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProbeRun {
+    /// The probe's name: the swarm service's in the verifier's own deploy, the stack's when the
+    /// spec gives the host's own teardown (then the service is `<stack>_probe`).
     pub service: String,
+    /// The swarm service whose task the probe watches (empty: [`Self::service`]).
+    pub task_service: String,
+    /// The host's own deploy and teardown are used (`[params.probe] teardown` given): where
+    /// the compose file was written on the host.
+    pub stack_dir: Option<String>,
     /// `image@digest` the service was pinned to.
     pub pinned: Option<String>,
     /// The image id the deployed task ran.
@@ -45,7 +54,13 @@ pub struct ProbeRun {
     /// earlier `docker pull` by tag makes the image non-dangling, a weaker test of the prune).
     /// The containerd store names a swarm pull by the digest-pinned reference it pulled
     /// (`redis:7-alpine@sha256:…`): that is no tag (the prune's rule, `plan::is_untagged`).
-    pub tags: Vec<String>,
+    /// `Err` holds why the image could not be inspected: then whether it is tagged is unknown.
+    pub tags: Result<Vec<String>, String>,
+    /// Containers (other than the probe's, which the teardown removed) that use the probe's
+    /// image around the dry run, as `name (id, state)`: a prune never removes an image a
+    /// container uses, so with one there the dry run not listing the image shows nothing.
+    /// `Err` holds why the containers could not be listed.
+    pub image_users: Result<Vec<String>, String>,
     /// After teardown: the id found in the store (None = gone).
     pub after_teardown: Option<Option<String>>,
     /// The deployed prune's dry run (every gate forced open): its report, which lists the
@@ -53,10 +68,10 @@ pub struct ProbeRun {
     pub dry_run: Option<PruneReport>,
     /// The warm pull: layers downloaded (ids) and layers found locally.
     pub warm_pull: Option<PullStats>,
-    /// Image pull events the daemon reported during the redeploy.
-    /// Image pull events the daemon reported from the warm pull to the converged redeploy,
-    /// the warm pull's own event included (so a right host shows exactly 1; 0 means the window
-    /// missed the events and nothing was shown).
+    /// Pull events of the probe's image (its digest) the daemon reported from the warm pull to
+    /// the converged redeploy, the warm pull's own event included (so a right host shows
+    /// exactly 1; 0 means the window missed the events and nothing was shown). Pulls of other
+    /// images (a CI host keeps working) are listed in the evidence and not counted.
     pub redeploy_pull_events: Option<usize>,
     /// The redeploy converged, and ran this image id.
     pub redeploy_image_id: Option<String>,
@@ -68,6 +83,40 @@ pub struct ProbeRun {
     pub labels: HashMap<String, String>,
     /// The evidence of every step, in order.
     pub trail: Trail,
+}
+
+impl ProbeRun {
+    /// The swarm service whose task the probe deploys and watches.
+    pub fn task_service(&self) -> &str {
+        if self.task_service.is_empty() {
+            &self.service
+        } else {
+            &self.task_service
+        }
+    }
+}
+
+impl Default for ProbeRun {
+    fn default() -> Self {
+        ProbeRun {
+            service: String::new(),
+            task_service: String::new(),
+            stack_dir: None,
+            pinned: None,
+            image_id: None,
+            tags: Err("the image was not inspected".into()),
+            image_users: Err("the containers were not listed".into()),
+            after_teardown: None,
+            dry_run: None,
+            warm_pull: None,
+            redeploy_pull_events: None,
+            redeploy_image_id: None,
+            error: None,
+            deadline: None,
+            labels: HashMap::new(),
+            trail: Trail::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -133,16 +182,18 @@ pub const CLEANUP_SECS: u64 = 30;
 struct Guard {
     docker: Docker,
     service: String,
+    task_service: String,
     cleanups: crate::Cleanups,
     armed: bool,
 }
 
 impl Guard {
-    fn new(docker: &Docker, service: &str, cleanups: &crate::Cleanups) -> Guard {
+    fn new(docker: &Docker, p: &ProbeRun, cleanups: &crate::Cleanups) -> Guard {
         cleanups.enter();
         Guard {
             docker: docker.clone(),
-            service: service.to_string(),
+            service: p.service.clone(),
+            task_service: p.task_service.clone(),
             cleanups: cleanups.clone(),
             armed: true,
         }
@@ -154,9 +205,11 @@ impl Drop for Guard {
         if self.armed {
             let docker = self.docker.clone();
             let service = self.service.clone();
+            let task_service = self.task_service.clone();
             self.cleanups.spawn(async move {
                 let mut p = ProbeRun {
                     service,
+                    task_service,
                     ..Default::default()
                 };
                 cleanup(&docker, &mut p).await;
@@ -280,9 +333,19 @@ async fn run(ctx: &Ctx) -> ProbeRun {
             (now + (budget + CLEANUP_SECS) as i64).to_string(),
         );
         sweep(&docker, now, &mut p.trail).await?;
-        let mut guard = Guard::new(&docker, &p.service, &ctx.cleanups);
+        if !ctx.params.probe.teardown.is_empty() {
+            p.task_service = format!("{}_{STACK_SERVICE}", p.service);
+        }
+        let mut guard = Guard::new(&docker, &p, &ctx.cleanups);
         let res = steps(ctx, &docker, &mut p).await;
         cleanup(&docker, &mut p).await;
+        if let Some(dir) = p.stack_dir.clone() {
+            let mut t = Trail::new();
+            let _ = ctx.cmd(&mut t, &["rm", "-rf", "--", &dir]).await;
+            for ev in t.take() {
+                p.trail.push(ev);
+            }
+        }
         guard.armed = false;
         res
     }
@@ -395,7 +458,7 @@ async fn deploy(docker: &Docker, p: &mut ProbeRun, pinned: &str) -> Result<(), H
 async fn wait_running(docker: &Docker, p: &mut ProbeRun, secs: u64) -> Result<String, Halt> {
     let limit = budget_for(p, Duration::from_secs(secs), "the service converged")?;
     let secs = limit.as_secs().max(1);
-    let svc = p.service.clone();
+    let svc = p.task_service().to_string();
     let deadline = Instant::now() + limit;
     let mut filters = HashMap::new();
     filters.insert("service", vec![svc.as_str()]);
@@ -466,6 +529,11 @@ async fn remove_service(docker: &Docker, svc: &str, limit: Duration) -> Result<(
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(Halt::error(format!("DELETE /services/{svc}: {e}"))),
     }
+    containers_gone(docker, svc, limit).await
+}
+
+/// Wait, at most `limit`, until no container of service `svc` is left.
+async fn containers_gone(docker: &Docker, svc: &str, limit: Duration) -> Result<(), Halt> {
     let mut filters = HashMap::new();
     let label = format!("com.docker.swarm.service.name={svc}");
     filters.insert("label", vec![label.as_str()]);
@@ -526,9 +594,25 @@ async fn remove_volume_and_secret(docker: &Docker, svc: &str, limit: Duration) -
     errs
 }
 
-fn substitute(argv: &[String], svc: &str, image_id: &str) -> Vec<String> {
+/// The probe's values in a host command: `{service}` (the swarm service), `{stack}` (the
+/// probe's name: its stack when the host's own deploy is used), `{compose}` (the compose file
+/// written on the host, empty otherwise), `{image_id}`, `{image}` (the pinned reference).
+fn substitute(argv: &[String], p: &ProbeRun) -> Vec<String> {
+    let compose = p
+        .stack_dir
+        .as_deref()
+        .map(|d| format!("{d}/{COMPOSE_FILE}"))
+        .unwrap_or_default();
+    let image_id = p.image_id.clone().unwrap_or_default();
+    let image = p.pinned.clone().unwrap_or_default();
     argv.iter()
-        .map(|a| a.replace("{service}", svc).replace("{image_id}", image_id))
+        .map(|a| {
+            a.replace("{service}", p.task_service())
+                .replace("{stack}", &p.service)
+                .replace("{compose}", &compose)
+                .replace("{image_id}", &image_id)
+                .replace("{image}", &image)
+        })
         .collect()
 }
 
@@ -538,12 +622,11 @@ async fn run_hooks(
     hooks: &[Vec<String>],
     what: &str,
 ) -> Result<(), Halt> {
-    let image_id = p.image_id.clone().unwrap_or_default();
     for h in hooks {
         if h.is_empty() {
             continue;
         }
-        let argv = substitute(h, &p.service, &image_id);
+        let argv = substitute(h, p);
         // recorded under the step's name: `(teardown) …`, `(between runs) …`
         let mut step = Trail::new();
         let out = ctx.cmd_owned(&mut step, &argv).await;
@@ -580,6 +663,106 @@ async fn image_present(docker: &Docker, id: &str) -> Result<Option<String>, Halt
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(Halt::error(format!("GET /images/{id}/json: {e}"))),
     }
+}
+
+/// The service's name in the probe's compose file: the stack's service is `<stack>_probe`.
+pub const STACK_SERVICE: &str = "probe";
+/// The compose file's name in the probe's directory on the host.
+pub const COMPOSE_FILE: &str = "compose.yml";
+
+/// The compose file of the probe's stack, for the host's own deploy: the pinned image, a named
+/// volume and a secret, as a CI stack has them, every object labelled as the probe's (JSON is
+/// YAML, so it is written as JSON).
+pub fn compose_file(pinned: &str, labels: &HashMap<String, String>) -> String {
+    let mut labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    labels.insert(LABEL.to_string(), "1".into());
+    let labels = serde_json::Value::Object(labels);
+    serde_json::json!({
+        "version": "3.8",
+        "services": {
+            STACK_SERVICE: {
+                "image": pinned,
+                "volumes": ["data:/data"],
+                "secrets": [{"source": "secret", "target": "probe", "mode": 0o400}],
+                "deploy": {"replicas": 1, "labels": labels.clone()},
+            }
+        },
+        "volumes": {"data": {"labels": labels.clone()}},
+        "secrets": {"secret": {"file": "./probe.secret", "labels": labels}},
+    })
+    .to_string()
+}
+
+/// Write the probe's compose file (and its secret's file) into a new directory on the host.
+async fn write_compose(ctx: &Ctx, p: &mut ProbeRun, pinned: &str) -> Result<(), Halt> {
+    let mut t = Trail::new();
+    let out = ctx
+        .cmd(&mut t, &["mktemp", "-d", "/tmp/ccci-probe-XXXXXX"])
+        .await?;
+    let dir = out.stdout_str().trim().to_string();
+    if !out.ok() || !dir.starts_with('/') {
+        for ev in t.take() {
+            p.trail.push(ev);
+        }
+        return Err(Halt::error(
+            "cannot make a directory for the probe's compose file on the host (`mktemp -d`)",
+        ));
+    }
+    p.stack_dir = Some(dir.clone());
+    let compose = compose_file(pinned, &p.labels);
+    let out = ctx
+        .cmd(
+            &mut t,
+            &[
+                "sh",
+                "-c",
+                "umask 077 && printf %s \"$2\" > \"$1/compose.yml\" && printf probe > \"$1/probe.secret\"",
+                "sh",
+                &dir,
+                &compose,
+            ],
+        )
+        .await;
+    for ev in t.take() {
+        p.trail.push(ev);
+    }
+    match out {
+        Ok(o) if o.ok() => Ok(()),
+        _ => Err(Halt::error(format!(
+            "cannot write the probe's compose file to {dir}/{COMPOSE_FILE} on the host"
+        ))),
+    }
+}
+
+/// The containers (any state) whose image is `id`, as `name (short id, state)`; an error
+/// when they cannot be listed.
+async fn containers_using(docker: &Docker, id: &str) -> Result<Vec<String>, String> {
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
+        .await
+        .map_err(|e| format!("GET /containers/json?all=1: {e}"))?;
+    Ok(list
+        .into_iter()
+        .filter(|c| c.image_id.as_deref().is_some_and(|i| same_id(i, id)))
+        .map(|c| {
+            let name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            format!(
+                "{name} ({}, {})",
+                short(c.id.as_deref().unwrap_or_default()),
+                c.state.map(|s| s.to_string()).unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 /// The deployed prune's dry run with every gate forced open; what it lists is recorded.
@@ -684,43 +867,87 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
         format!("digest {digest}"),
     ));
     p.pinned = Some(pinned.clone());
-    deploy(docker, p, &pinned).await?;
+    let host_teardown = ctx.params.probe.teardown.clone();
+    if host_teardown.is_empty() {
+        deploy(docker, p, &pinned).await?;
+    } else {
+        write_compose(ctx, p, &pinned).await?;
+        let hooks = ctx.params.probe.deploy.clone();
+        run_hooks(ctx, p, &hooks, "deploy").await?;
+    }
     let id = wait_running(docker, p, secs).await?;
     p.image_id = Some(id.clone());
-    // how the deploy left the image: a swarm deploy pins by digest and adds no tag
-    if let Ok(img) = docker.inspect_image(&id).await {
-        p.tags = img
-            .repo_tags
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| !ci_docker_prune::plan::is_untagged(std::slice::from_ref(t)))
-            .collect();
-        p.trail.push(Evidence::api(
-            format!("GET /images/{}/json (after deploy)", short(&id)),
-            format!(
-                "RepoTags={:?} RepoDigests={:?}",
-                img.repo_tags.unwrap_or_default(),
-                img.repo_digests.unwrap_or_default()
-            ),
-        ));
+    // how the deploy left the image: a swarm deploy pins by digest and adds no tag; an image
+    // that cannot be inspected leaves that unknown (an error of the check that needs it)
+    match docker.inspect_image(&id).await {
+        Ok(img) => {
+            p.tags = Ok(img
+                .repo_tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| !ci_docker_prune::plan::is_untagged(std::slice::from_ref(t)))
+                .collect());
+            p.trail.push(Evidence::api(
+                format!("GET /images/{}/json (after deploy)", short(&id)),
+                format!(
+                    "RepoTags={:?} RepoDigests={:?}",
+                    img.repo_tags.unwrap_or_default(),
+                    img.repo_digests.unwrap_or_default()
+                ),
+            ));
+        }
+        Err(e) => {
+            let why = format!("GET /images/{id}/json (after deploy): {e}");
+            p.trail.push(Evidence::api(
+                format!("GET /images/{}/json (after deploy)", short(&id)),
+                why.clone(),
+            ));
+            p.tags = Err(why);
+        }
     }
-    // 2. teardown: service, volume, secret; then the host's own extra steps
-    let limit = budget_for(p, Duration::from_secs(60), "the teardown")?;
-    remove_service(docker, &p.service, limit).await?;
-    let limit = budget_for(p, Duration::from_secs(20), "the teardown")?;
-    let errs = remove_volume_and_secret(docker, &p.service, limit).await;
-    p.trail.push(Evidence::api(
-        format!(
-            "DELETE /services/{0}; DELETE /volumes/{0}_data; DELETE /secrets/{0}_secret (teardown)",
-            p.service
-        ),
-        if errs.is_empty() {
-            "removed; no image removed".to_string()
-        } else {
-            errs.join("\n")
-        },
-    ));
+    // 2. teardown: the host's own (the command its CI runs), or the verifier's — service,
+    // volume, secret, as a CI teardown does; then the host's own extra steps
+    if host_teardown.is_empty() {
+        p.trail.note(
+            "teardown",
+            "the verifier's own (no [params.probe] teardown given): DELETE the service, its volume and its secret through the API, never an image",
+        );
+        let limit = budget_for(p, Duration::from_secs(60), "the teardown")?;
+        remove_service(docker, &p.service, limit).await?;
+        let limit = budget_for(p, Duration::from_secs(20), "the teardown")?;
+        let errs = remove_volume_and_secret(docker, &p.service, limit).await;
+        p.trail.push(Evidence::api(
+            format!(
+                "DELETE /services/{0}; DELETE /volumes/{0}_data; DELETE /secrets/{0}_secret (teardown)",
+                p.service
+            ),
+            if errs.is_empty() {
+                "removed; no image removed".to_string()
+            } else {
+                errs.join("\n")
+            },
+        ));
+    } else {
+        p.trail.note(
+            "teardown",
+            format!(
+                "the host's own ([params.probe] teardown): {}",
+                host_teardown
+                    .iter()
+                    .map(|h| substitute(h, p).join(" "))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        );
+        run_hooks(ctx, p, &host_teardown, "teardown").await?;
+        // a `docker stack rm` returns before the task's container is gone
+        let limit = budget_for(p, Duration::from_secs(60), "the teardown")?;
+        let svc = p.task_service().to_string();
+        containers_gone(docker, &svc, limit)
+            .await
+            .map_err(|h| Halt::error(format!("after the host's teardown: {}", h.detail)))?;
+    }
     let hooks = ctx.params.probe.teardown_extra.clone();
     run_hooks(ctx, p, &hooks, "teardown").await?;
     // 3. the image is still there
@@ -733,17 +960,48 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
         },
     ));
     p.after_teardown = Some(found);
-    // 4. the deployed prune, every gate forced open
+    // 4. the deployed prune, every gate forced open; the containers that use the image are
+    // listed right before and right after it (a prune keeps an image a container uses, so
+    // the dry run shows the prune's choice only when there is none)
+    let before = containers_using(docker, &id).await;
     if let Err(h) = dry_run(ctx, p).await {
         p.trail.note("dry run", h.detail);
     }
+    let after = containers_using(docker, &id).await;
+    p.image_users = match (before, after) {
+        (Ok(mut a), Ok(b)) => {
+            for u in b {
+                if !a.contains(&u) {
+                    a.push(u);
+                }
+            }
+            Ok(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    p.trail.push(Evidence::api(
+        format!(
+            "GET /containers/json?all=1 (before and after the dry run: containers using image {})",
+            short(&id)
+        ),
+        match &p.image_users {
+            Ok(u) if u.is_empty() => "none".to_string(),
+            Ok(u) => u.join("\n"),
+            Err(e) => e.clone(),
+        },
+    ));
     // 5. between runs, then redeploy
     let hooks = ctx.params.probe.before_redeploy.clone();
     run_hooks(ctx, p, &hooks, "between runs").await?;
     // the event window in the daemon's own clock, not the verifier's (they may be skewed)
     let since = daemon_now(docker).await? - 1;
     warm_pull(docker, p, &pinned).await?;
-    deploy(docker, p, &pinned).await?;
+    if host_teardown.is_empty() {
+        deploy(docker, p, &pinned).await?;
+    } else {
+        let hooks = ctx.params.probe.deploy.clone();
+        run_hooks(ctx, p, &hooks, "redeploy").await?;
+    }
     let id2 = wait_running(docker, p, secs).await?;
     p.redeploy_image_id = Some(id2);
     let until = daemon_now(docker).await? + 1;
@@ -756,37 +1014,80 @@ async fn steps(ctx: &Ctx, docker: &Docker, p: &mut ProbeRun) -> Result<(), Halt>
         .filters(&filters)
         .build();
     let mut events = docker.events(Some(opts));
-    let mut pulls = Vec::new();
+    let mut actors = Vec::new();
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| Halt::error(format!("GET /events: {e}")))?;
         let actor = ev.actor.and_then(|a| a.id).unwrap_or_default();
-        pulls.push(format!("{} {}", ev.action.unwrap_or_default(), actor));
+        actors.push((ev.action.unwrap_or_default(), actor));
+    }
+    // a CI host keeps working: only pulls of the probe's image (its digest) are the probe's
+    let (ours, others) = probe_pulls(&actors, &pinned);
+    let mut out = if ours.is_empty() {
+        "(no pull event of the probe's image)".to_string()
+    } else {
+        ours.join("\n")
+    };
+    if !others.is_empty() {
+        let names: BTreeSet<&str> = others.iter().map(|(_, a)| a.as_str()).collect();
+        out.push_str(&format!(
+            "\n=> not counted: {} pull event(s) of other images ({})",
+            others.len(),
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     p.trail.push(Evidence::api(
         format!("GET /events?since={since}&until={until}&filters={{type:image,event:pull}}"),
-        if pulls.is_empty() {
-            "(no pull events)".to_string()
-        } else {
-            pulls.join("\n")
-        },
+        out,
     ));
     // our own warm pull by digest is one pull event; anything beyond it is the redeploy pulling
-    p.redeploy_pull_events = Some(pulls.len());
+    p.redeploy_pull_events = Some(ours.len());
     Ok(())
+}
+
+/// Split pull events (action, actor) into the probe's — a pull of the image it pinned, by
+/// that digest — rendered `action actor`, and everyone else's.
+pub fn probe_pulls(
+    events: &[(String, String)],
+    pinned: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let digest = pinned.split_once('@').map(|(_, d)| d).unwrap_or(pinned);
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for (action, actor) in events {
+        if actor.ends_with(&format!("@{digest}")) {
+            ours.push(format!("{action} {actor}"));
+        } else {
+            others.push((action.clone(), actor.clone()));
+        }
+    }
+    (ours, others)
 }
 
 async fn cleanup(docker: &Docker, p: &mut ProbeRun) {
     let mut errs = Vec::new();
     // the clean-up has its own time, after the budget: CLEANUP_SECS in all
     let third = Duration::from_secs(CLEANUP_SECS / 3);
-    if let Err(h) = remove_service(docker, &p.service, 2 * third).await {
-        errs.push(h.detail);
+    let mut services = vec![p.service.clone()];
+    if p.task_service() != p.service {
+        services.push(p.task_service().to_string());
+    }
+    for svc in &services {
+        if let Err(h) = remove_service(docker, svc, third).await {
+            errs.push(h.detail);
+        }
     }
     errs.extend(remove_volume_and_secret(docker, &p.service, third).await);
+    // a stack's network (the host's own deploy makes one; absent otherwise)
+    let net = format!("{}_default", p.service);
+    match docker.remove_network(&net).await {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => errs.push(format!("DELETE /networks/{net}: {e}")),
+    }
     p.trail.push(Evidence::api(
         format!("cleanup of {}", p.service),
         if errs.is_empty() {
-            "probe service, volume and secret removed".into()
+            "probe service, volume, secret (and stack network) removed".into()
         } else {
             errs.join("\n")
         },
@@ -806,6 +1107,8 @@ pub(crate) fn sample(after: Option<Option<&str>>, dry: Option<Vec<&str>>) -> Pro
         service: "p".into(),
         pinned: Some("redis:7-alpine@sha256:d".into()),
         image_id: Some("sha256:aaaa".into()),
+        tags: Ok(vec![]),
+        image_users: Ok(vec![]),
         after_teardown: after.map(|a| a.map(String::from)),
         dry_run: dry.map(|v| PruneReport {
             version: 1,
@@ -842,6 +1145,94 @@ mod tests {
             repository_of("localhost:5000/redis"),
             "localhost:5000/redis"
         );
+    }
+
+    #[test]
+    fn the_probes_compose_file() {
+        let labels: HashMap<String, String> =
+            [(LABEL_DEADLINE.to_string(), "123".to_string())].into();
+        let text = compose_file("redis:7-alpine@sha256:d1", &labels);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let svc = &v["services"]["probe"];
+        assert_eq!(svc["image"], "redis:7-alpine@sha256:d1");
+        assert_eq!(svc["volumes"][0], "data:/data");
+        assert_eq!(svc["secrets"][0]["mode"], 256);
+        for labels in [
+            &svc["deploy"]["labels"],
+            &v["volumes"]["data"]["labels"],
+            &v["secrets"]["secret"]["labels"],
+        ] {
+            assert_eq!(labels[LABEL], "1");
+            assert_eq!(labels[LABEL_DEADLINE], "123");
+        }
+    }
+
+    #[test]
+    fn host_commands_get_the_probes_values() {
+        let mut p = ProbeRun {
+            service: "ccci-probe-1".into(),
+            pinned: Some("redis@sha256:d1".into()),
+            image_id: Some("sha256:aa".into()),
+            ..Default::default()
+        };
+        let argv: Vec<String> = [
+            "x",
+            "{stack}",
+            "{service}",
+            "{compose}",
+            "{image}",
+            "{image_id}",
+        ]
+        .map(String::from)
+        .to_vec();
+        // the verifier's own deploy: the service is the probe's name, no compose file
+        assert_eq!(
+            substitute(&argv, &p),
+            [
+                "x",
+                "ccci-probe-1",
+                "ccci-probe-1",
+                "",
+                "redis@sha256:d1",
+                "sha256:aa"
+            ]
+        );
+        // the host's own deploy: a stack, its service `<stack>_probe`
+        p.task_service = "ccci-probe-1_probe".into();
+        p.stack_dir = Some("/tmp/d".into());
+        assert_eq!(
+            substitute(&argv, &p),
+            [
+                "x",
+                "ccci-probe-1",
+                "ccci-probe-1_probe",
+                "/tmp/d/compose.yml",
+                "redis@sha256:d1",
+                "sha256:aa"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_pulls_of_the_probes_digest_are_the_probes() {
+        let ev = |a: &str| ("pull".to_string(), a.to_string());
+        let events = vec![
+            ev("redis@sha256:d1"),
+            ev("127.0.0.1:5000/ci/app:1"),
+            ev("docker.io/library/redis:7-alpine@sha256:d1"),
+            // the same repository at another digest, or by tag: not the probe's pull
+            ev("redis@sha256:d2"),
+            ev("redis:7-alpine"),
+        ];
+        let (ours, others) = probe_pulls(&events, "redis:7-alpine@sha256:d1");
+        assert_eq!(
+            ours,
+            vec![
+                "pull redis@sha256:d1",
+                "pull docker.io/library/redis:7-alpine@sha256:d1"
+            ]
+        );
+        assert_eq!(others.len(), 3);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::probe::{same_id, ProbeRun};
 use crate::{Ctx, DynCheck};
 use async_trait::async_trait;
 use ccci_core::{short, Check, Decided, Evidence, Halt, Outcome, Trail};
-use std::collections::BTreeSet;
+use ccci_host::docker_error::is_not_found;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub mod other_pruner;
@@ -27,12 +28,27 @@ pub fn checks() -> Vec<DynCheck> {
     v
 }
 
-/// Ids of every image and container in the store, and the evidence of the listing.
-async fn store_snapshot(
-    ctx: &Ctx,
-    t: &mut Trail,
-    when: &str,
-) -> Result<(BTreeSet<String>, BTreeSet<String>), Halt> {
+/// A container as the noop check saw it before the prune's run: what tells whether someone
+/// other than the prune removes it (a host that keeps working removes containers of its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenContainer {
+    pub id: String,
+    pub name: String,
+    /// Its state when the run started (`running`, `exited`, …).
+    pub state: String,
+    /// Started with `--rm` (`HostConfig.AutoRemove`): the daemon removes it when it exits.
+    pub auto_remove: bool,
+    /// The swarm task it runs (`com.docker.swarm.task.id`), if any.
+    pub task: Option<String>,
+}
+
+/// What the store held at one moment: image ids, and the containers by id.
+type StoreSnapshot = (BTreeSet<String>, BTreeMap<String, SeenContainer>);
+
+/// Ids of every image, and every container with what attributes its removal, and the evidence
+/// of the listing. A stopped container is inspected for `AutoRemove` (one that is gone by then
+/// is left out: it went before the run).
+async fn store_snapshot(ctx: &Ctx, t: &mut Trail, when: &str) -> Result<StoreSnapshot, Halt> {
     let docker = ctx.docker().await?;
     let images = docker
         .list_images(Some(bollard::query_parameters::ListImagesOptions {
@@ -43,23 +59,97 @@ async fn store_snapshot(
         .map_err(|e| Halt::error(format!("GET /images/json: {e}")))?
         .into_iter()
         .map(|i| i.id)
-        .collect();
-    let containers = docker
+        .collect::<BTreeSet<String>>();
+    let list = docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptions {
             all: true,
             ..Default::default()
         }))
         .await
-        .map_err(|e| Halt::error(format!("GET /containers/json: {e}")))?
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect::<BTreeSet<String>>();
-    let images: BTreeSet<String> = images;
+        .map_err(|e| Halt::error(format!("GET /containers/json: {e}")))?;
+    let mut containers = BTreeMap::new();
+    let mut inspected = 0;
+    for c in list {
+        let Some(id) = c.id else { continue };
+        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+        let stopped = matches!(state.as_str(), "created" | "exited" | "dead");
+        let auto_remove = if stopped {
+            inspected += 1;
+            match docker.inspect_container(&id, None).await {
+                Ok(i) => i.host_config.and_then(|h| h.auto_remove).unwrap_or(false),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(Halt::error(format!("GET /containers/{id}/json: {e}"))),
+            }
+        } else {
+            false
+        };
+        containers.insert(
+            id.clone(),
+            SeenContainer {
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                task: c
+                    .labels
+                    .unwrap_or_default()
+                    .get("com.docker.swarm.task.id")
+                    .cloned(),
+                id,
+                state,
+                auto_remove,
+            },
+        );
+    }
     t.api(
         format!("GET /images/json?all=1; GET /containers/json?all=1 ({when})"),
-        format!("{} images, {} containers", images.len(), containers.len()),
+        format!(
+            "{} images, {} containers ({inspected} stopped ones inspected for AutoRemove)",
+            images.len(),
+            containers.len()
+        ),
     );
     Ok((images, containers))
+}
+
+/// Split the containers gone during the prune's run into those the prune may have removed
+/// and those the host's own work removed, each with why: a container that was not stopped
+/// when the run started (a prune removes only stopped ones, and never forces), one started
+/// with `--rm` (the daemon removes it when it exits), one whose swarm task is gone too (swarm
+/// trims a service's task history). `live_tasks` is `None` when the tasks could not be listed:
+/// then no task container is attributed to swarm.
+pub fn attribute_gone(
+    gone: &[SeenContainer],
+    live_tasks: Option<&BTreeSet<String>>,
+) -> (Vec<String>, Vec<String>) {
+    let mut prune = Vec::new();
+    let mut others = Vec::new();
+    for c in gone {
+        let what = format!("{} ({})", c.name, short(&c.id));
+        let why = if !matches!(c.state.as_str(), "created" | "exited" | "dead") {
+            Some(format!(
+                "was {} when the run started: a prune removes only stopped containers",
+                c.state
+            ))
+        } else if c.auto_remove {
+            Some("started with --rm: the daemon removes it when it exits".to_string())
+        } else {
+            match (&c.task, live_tasks) {
+                (Some(task), Some(live)) if !live.contains(task) => Some(format!(
+                    "its swarm task {} is gone too: swarm trimmed the service's task history",
+                    short(task)
+                )),
+                _ => None,
+            }
+        };
+        match why {
+            Some(why) => others.push(format!("{what}: {why}")),
+            None => prune.push(format!("{what}, {}", c.state)),
+        }
+    }
+    (prune, others)
 }
 
 /// The last disk decision in `text`: `<path> at N% (< T%)` or `(≥ T%)`, as (usage, threshold).
@@ -189,11 +279,44 @@ async fn noop(ctx: &Ctx, t: &mut Trail) -> Decided {
         .unwrap_or_default();
     let after = store_snapshot(ctx, t, "after").await?;
     let gone_images = before.0.difference(&after.0).count();
-    let gone_containers = before.1.difference(&after.1).count();
-    t.note(
-        "gone during the run",
-        format!("{gone_images} images, {gone_containers} containers"),
+    let gone: Vec<SeenContainer> = before
+        .1
+        .iter()
+        .filter(|(id, _)| !after.1.contains_key(*id))
+        .map(|(_, c)| c.clone())
+        .collect();
+    // a busy host removes containers of its own during the run: attribute each one
+    let live_tasks = if gone.iter().any(|c| c.task.is_some()) {
+        let docker = ctx.docker().await?;
+        match docker
+            .list_tasks(None::<bollard::query_parameters::ListTasksOptions>)
+            .await
+        {
+            Ok(tasks) => Some(tasks.into_iter().filter_map(|t| t.id).collect()),
+            Err(e) => {
+                t.note(
+                    "GET /tasks",
+                    format!("{e}: no gone task container is attributed to swarm"),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (by_prune, by_others) = attribute_gone(&gone, live_tasks.as_ref());
+    let gone_containers = by_prune.len();
+    let mut lines = vec![format!(
+        "{gone_images} images; {} containers, {gone_containers} of them possibly by the prune",
+        gone.len()
+    )];
+    lines.extend(
+        by_prune
+            .iter()
+            .map(|c| format!("possibly the prune's: {c}")),
     );
+    lines.extend(by_others.iter().map(|c| format!("not the prune's: {c}")));
+    t.note("gone during the run", lines.join("\n"));
     if !out.ok() {
         return Err(Halt::fail(format!(
             "`systemctl start {svc}` exited {}: the run failed",
@@ -453,23 +576,60 @@ pub fn decide_keeps_deployed(p: &ProbeRun) -> Outcome {
         );
     }
     let listed = &dr.removed.images;
-    let o = if listed.iter().any(|i| same_id(i, id)) {
-        Outcome::fail(format!(
-            "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
+    if listed.iter().any(|i| same_id(i, id)) {
+        return with_probe(
+            p,
+            Outcome::fail(format!(
+                "the deployed prune would delete the probe's image {} (a cached pull left untagged by swarm): {} candidate image(s)",
+                short(id),
+                listed.len()
+            )),
+        );
+    }
+    // not listed: that shows the prune keeps an untagged cached pull only when nothing else
+    // keeps it — no container uses it (a prune never removes an image in use) and it has no tag
+    let users = match &p.image_users {
+        Ok(u) => u,
+        Err(e) => {
+            return with_probe(
+                p,
+                Outcome::error(format!(
+                    "cannot tell whether a container uses the probe's image {}, so its absence from the dry run shows nothing: {e}",
+                    short(id)
+                )),
+            )
+        }
+    };
+    let tags = match &p.tags {
+        Ok(t) => t,
+        Err(e) => {
+            return with_probe(
+                p,
+                Outcome::error(format!(
+                    "cannot tell whether the probe's image {} is tagged, so its absence from the dry run shows nothing: {e}",
+                    short(id)
+                )),
+            )
+        }
+    };
+    let o = if !users.is_empty() {
+        Outcome::skip(format!(
+            "the dry run does not list the probe's image {}, but {} container(s) use it ({}), and a prune never removes an image a container uses (the daemon's own dangling prune keeps it too), so that shows nothing about the prune; remove those containers and run the gate again",
             short(id),
-            listed.len()
+            users.len(),
+            users.join(", ")
         ))
-    } else if !p.tags.is_empty() {
+    } else if !tags.is_empty() {
         // a tagged image is kept for its tag: the untagged case was not exercised
         Outcome::skip(format!(
             "the dry run does not list the probe's image {}, but the image also carries {} from an earlier pull by tag, so that only shows a tagged image is kept, not an untagged cached pull; remove the tag (`docker image rm {}`: the next deploy pulls it again by digest, untagged, as swarm leaves it) and run the gate again",
             short(id),
-            p.tags.join(", "),
-            p.tags[0]
+            tags.join(", "),
+            tags[0]
         ))
     } else {
         Outcome::pass(format!(
-            "the dry run lists {} image(s), not the probe's {} (untagged, as swarm left it)",
+            "the dry run lists {} image(s), not the probe's {} (untagged, as swarm left it, and used by no container)",
             listed.len(),
             short(id)
         ))
@@ -583,7 +743,7 @@ mod tests {
         assert!(o.detail.contains("skipped by runs"), "{}", o.detail);
         // a tagged image not listed: the untagged case was not exercised, never a pass
         let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
-        p.tags = vec!["redis:7-alpine".into()];
+        p.tags = Ok(vec!["redis:7-alpine".into()]);
         let o = decide_keeps_deployed(&p);
         assert_eq!(o.verdict, Skip);
         assert!(
@@ -593,8 +753,63 @@ mod tests {
         );
         // a tagged image listed is a failure all the same
         let mut p = sample(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]));
-        p.tags = vec!["redis:7-alpine".into()];
+        p.tags = Ok(vec!["redis:7-alpine".into()]);
         assert_eq!(decide_keeps_deployed(&p).verdict, Fail);
+        // issue 18 item 6: another container uses the image (the daemon's prune keeps an
+        // image in use): not listed shows nothing, never a pass; listed is still a failure
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.image_users = Ok(vec!["other (0123, exited)".into()]);
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Skip);
+        assert!(o.detail.contains("other (0123, exited)"), "{}", o.detail);
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec!["sha256:aaaa"]));
+        p.image_users = Ok(vec!["other (0123, exited)".into()]);
+        assert_eq!(decide_keeps_deployed(&p).verdict, Fail);
+        // the image or the containers could not be read: an error, never a pass
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.tags = Err("GET /images/sha256:aaaa/json: 500 boom".into());
+        let o = decide_keeps_deployed(&p);
+        assert_eq!(o.verdict, Error);
+        assert!(o.detail.contains("500 boom"), "{}", o.detail);
+        let mut p = sample(Some(Some("sha256:aaaa")), Some(vec![]));
+        p.image_users = Err("GET /containers/json?all=1: 500 boom".into());
+        assert_eq!(decide_keeps_deployed(&p).verdict, Error);
+    }
+
+    #[test]
+    fn containers_gone_during_the_run_are_attributed() {
+        let c = |id: &str, state: &str, auto_remove: bool, task: Option<&str>| SeenContainer {
+            id: id.into(),
+            name: format!("n-{id}"),
+            state: state.into(),
+            auto_remove,
+            task: task.map(String::from),
+        };
+        let gone = vec![
+            c("a1", "running", false, None),
+            c("b2", "exited", true, None),
+            c("c3", "exited", false, Some("t-gone")),
+            c("d4", "exited", false, Some("t-live")),
+            c("e5", "exited", false, None),
+            c("f6", "created", false, None),
+        ];
+        let live: BTreeSet<String> = ["t-live".to_string()].into();
+        let (prune, others) = attribute_gone(&gone, Some(&live));
+        assert_eq!(
+            prune,
+            vec![
+                "n-d4 (d4), exited",
+                "n-e5 (e5), exited",
+                "n-f6 (f6), created"
+            ]
+        );
+        assert_eq!(others.len(), 3, "{others:?}");
+        assert!(others[0].starts_with("n-a1 (a1): was running"));
+        assert!(others[1].contains("--rm"));
+        assert!(others[2].contains("task t-gone is gone too"));
+        // tasks not listed: a task container is never put down to swarm
+        let (prune, _) = attribute_gone(&gone, None);
+        assert_eq!(prune.len(), 4);
     }
 
     #[test]
