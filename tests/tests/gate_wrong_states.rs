@@ -1372,9 +1372,10 @@ fn the_platform_prune_started_on_success_of_the_prune() {
     );
 }
 
-/// The option values of a host configured away from the module's defaults (threshold, paths
-/// and schedule set), as NixOS option values in JSON.
-const HOST_SETTINGS: &str = r#"{"services":{"ci-docker-prune":{"enable":true,"threshold":75,"paths":["/","/var/lib/docker"],"schedule":"hourly"}}}"#;
+/// The option values of a host configured away from the module's defaults (threshold, paths,
+/// schedule and persistence set; paths that exist on the sandbox host), as NixOS option values
+/// in JSON.
+const HOST_SETTINGS: &str = r#"{"services":{"ci-docker-prune":{"enable":true,"threshold":75,"paths":["/","/nix/store"],"schedule":"Mon *-*-* 04:00:00","persistent":false}}}"#;
 
 /// A flake whose host configuration `t` renders its units from the module with the settings in
 /// `sys/settings.json` (the stand-in module system and the renderer the nixos flavour deploys
@@ -1400,20 +1401,30 @@ fn unit_config_is_the_hosts_own_configuration() {
         return;
     }
     let info = sandbox();
-    let _restore = Restore(redeploy);
-    // the host deployed from a configuration that sets them (as nixos-rebuild switch does)
+    let _restore = Restore(|| {
+        redeploy();
+        host_sh_quiet(
+            sandbox(),
+            "systemctl reset-failed ci-docker-prune.service || true",
+        )
+    });
+    // the host deployed from a configuration that sets them (as nixos-rebuild switch does);
+    // its timer stopped for the test, so no real run of the configured prune lands in the
+    // next test's gate (the check compares the units' settings, not their activity)
     host_sh_quiet(info, "rm -f /var/lib/ccci-sandbox/deployed.sha256");
     let mut d = ccci_tests::default_deploy().unwrap_or_else(|e| panic!("{e}"));
     d.nixos_settings = Some(HOST_SETTINGS.into());
     ccci_tests::block_on(ccci_sandbox::deploy(info, &d)).unwrap_or_else(|e| panic!("{e}"));
+    host_sh(info, "systemctl stop ci-docker-prune.timer");
     // what the host runs, read from systemd (not from the check)
     let exec = host_sh(
         info,
-        "systemctl show -p ExecStart --value ci-docker-prune.service; systemctl show -p TimersCalendar --value ci-docker-prune.timer",
+        "systemctl show -p ExecStart --value ci-docker-prune.service; systemctl show -p TimersCalendar,Persistent ci-docker-prune.timer",
     );
     assert!(
-        exec.contains("--threshold 75 --path / --path /var/lib/docker")
-            && exec.contains("OnCalendar=*-*-* *:00:00"),
+        exec.contains("--threshold 75 --path / --path /nix/store")
+            && exec.contains("OnCalendar=Mon *-*-* 04:00:00")
+            && exec.contains("Persistent=no"),
         "the host runs the configuration's settings: {exec}"
     );
     let package = deployed_prune_path()
@@ -1442,7 +1453,7 @@ fn unit_config_is_the_hosts_own_configuration() {
             ("sys/flake.nix", flake.as_bytes()),
             ("sys/settings.json", HOST_SETTINGS.as_bytes()),
         ],
-        "cc-ci: the prune at 75 %, two paths, hourly",
+        "cc-ci: the prune at 75 %, two paths, Mondays at 04:00, not persistent",
     );
     const ID: &str = "repro.unit-config-git-eq-host";
     let run = |rev: &str, attr: Option<&str>| {
