@@ -1048,7 +1048,7 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
             (config, _) => {
                 let why = match config {
                     Some(c) => format!(
-                        "git's {c} at {} has no systemd.units (not a NixOS configuration)",
+                        "git's {c} at {} has no systemd.units: not a NixOS configuration",
                         short(&ctx.rev)
                     ),
                     None => format!(
