@@ -1726,3 +1726,229 @@ fn the_hosts_own_teardown_removes_the_image() {
     );
     assert_host_teardown_ran(&r);
 }
+
+/// The option values of a host configured away from the module's defaults (threshold, paths,
+/// schedule and persistence set; paths that exist on the sandbox host), as NixOS option values
+/// in JSON.
+const HOST_SETTINGS: &str = r#"{"services":{"ci-docker-prune":{"enable":true,"threshold":75,"paths":["/","/nix/store"],"schedule":"Mon *-*-* 04:00:00","persistent":false}}}"#;
+
+/// A flake whose host configuration `t` renders its units from the module with the settings in
+/// `sys/settings.json` (the stand-in module system and the renderer the nixos flavour deploys
+/// with, committed beside it), the prune package at `package`: what `config.systemd.units`
+/// holds on a real NixOS configuration.
+fn configured_host_flake(package: &str) -> String {
+    format!(
+        "{{ outputs = {{ self }}: let units = import ../nix/eval/nixos-units.nix {{ packagePath = \"{package}\"; scriptPath = \"/nix/store/00000000000000000000000000000000-unit-script-docker-prune-start\"; settings = builtins.readFile ./settings.json; }}; in {{ nixosConfigurations.t.config = {{ systemd.units = builtins.mapAttrs (n: u: {{ inherit (u) text; }}) units; system.build.toplevel = derivation {{ name = \"nixos-system-t\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo t > $out\" ]; }}; }}; }}; }}\n"
+    )
+}
+
+/// A right NixOS host whose configuration sets the prune's threshold, paths and schedule: git's
+/// side of `repro.unit-config-git-eq-host` is that configuration's rendered units
+/// (`config.systemd.units` at REV, evaluated on the host as a `git+file` flake). Compared with
+/// the module's defaults instead, as the check did, the right host failed. A commit that
+/// configures another threshold fails by the check's id with both values; with no host
+/// configuration named the defaults are git's side and the evidence says so.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn unit_config_is_the_hosts_own_configuration() {
+    if !nixos() {
+        eprintln!("ignored: git's side is a NixOS configuration on the nixos flavour only (the debian flavour's is the portable unit files)");
+        return;
+    }
+    let info = sandbox();
+    let _restore = Restore(|| {
+        redeploy();
+        host_sh_quiet(
+            sandbox(),
+            "systemctl reset-failed ci-docker-prune.service || true",
+        )
+    });
+    // the host deployed from a configuration that sets them (as nixos-rebuild switch does);
+    // its timer stopped for the test, so no real run of the configured prune lands in the
+    // next test's gate (the check compares the units' settings, not their activity)
+    host_sh_quiet(info, "rm -f /var/lib/ccci-sandbox/deployed.sha256");
+    let mut d = ccci_tests::default_deploy().unwrap_or_else(|e| panic!("{e}"));
+    d.nixos_settings = Some(HOST_SETTINGS.into());
+    ccci_tests::block_on(ccci_sandbox::deploy(info, &d)).unwrap_or_else(|e| panic!("{e}"));
+    host_sh(info, "systemctl stop ci-docker-prune.timer");
+    // what the host runs, read from systemd (not from the check)
+    let exec = host_sh(
+        info,
+        "systemctl show -p ExecStart --value ci-docker-prune.service; systemctl show -p TimersCalendar,Persistent ci-docker-prune.timer",
+    );
+    assert!(
+        exec.contains("--threshold 75 --path / --path /nix/store")
+            && exec.contains("OnCalendar=Mon *-*-* 04:00:00")
+            && exec.contains("Persistent=no"),
+        "the host runs the configuration's settings: {exec}"
+    );
+    let package = deployed_prune_path()
+        .strip_suffix("/bin/ci-docker-prune")
+        .map(String::from)
+        .unwrap_or_else(|| panic!("the deployed prune is not PACKAGE/bin/ci-docker-prune"));
+    let root = workspace_root();
+    let file = |rel: &str| std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let flake = configured_host_flake(&package);
+    let repo = ccci_tests::git::Repo::new();
+    let a = repo.commit(
+        &[
+            (
+                "nix/modules/docker-prune.nix",
+                &file("nix/modules/docker-prune.nix"),
+            ),
+            ("nix/eval/standin.nix", &file("nix/eval/standin.nix")),
+            (
+                "nix/eval/eval-module.nix",
+                &file("nix/eval/eval-module.nix"),
+            ),
+            (
+                "nix/eval/nixos-units.nix",
+                &file("nix/eval/nixos-units.nix"),
+            ),
+            ("sys/flake.nix", flake.as_bytes()),
+            ("sys/settings.json", HOST_SETTINGS.as_bytes()),
+        ],
+        "cc-ci: the prune at 75 %, two paths, Mondays at 04:00, not persistent",
+    );
+    const ID: &str = "repro.unit-config-git-eq-host";
+    let run = |rev: &str, attr: Option<&str>| {
+        let spec = builtin_spec("2pc");
+        let mut run =
+            ccci_tests::gate::prepare_at(&spec, "sandbox", &[ID.to_string()], repo.path(), rev);
+        let target = run.bind(sandbox_gate_target(sandbox()));
+        run.params.repro.system_flake = "sys".into();
+        run.params.repro.system_attr = attr.map(String::from);
+        run_prepared(run, target)
+    };
+    const ATTR: &str = "nixosConfigurations.t.config.system.build.toplevel";
+    let r = run(&a, Some(ATTR));
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Pass, "{}", explain(&r, ID));
+    assert!(
+        c.detail
+            .contains("git's side: nixosConfigurations.t.config.systemd.units at"),
+        "{}",
+        explain(&r, ID)
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.command.contains("git+file:///tmp/ccci-system-")
+                && e.command.contains(&format!("rev={a}"))
+                && e.command.contains("--apply")),
+        "git at REV is evaluated as a git+file flake: {}",
+        explain(&r, ID)
+    );
+    // no host configuration named: the module's defaults are git's side, said so, and this
+    // host (configured away from them) fails with both values
+    let r = run(&a, None);
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("the module's defaults")
+            && c.detail.contains("system_attr is not set")
+            && c.detail.contains("--threshold 80")
+            && c.detail.contains("--threshold 75"),
+        "{}",
+        explain(&r, ID)
+    );
+    // git's configuration moves on (threshold 78), the host does not: a FAIL naming both
+    let settings_b = HOST_SETTINGS.replace("\"threshold\":75", "\"threshold\":78");
+    let b = repo.commit(
+        &[("sys/settings.json", settings_b.as_bytes())],
+        "cc-ci: the prune at 78 %",
+    );
+    let r = run(&b, Some(ATTR));
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("ci-docker-prune.service ExecStart")
+            && c.detail.contains("--threshold 78")
+            && c.detail.contains("--threshold 75")
+            && c.detail
+                .contains("git's side: nixosConfigurations.t.config.systemd.units"),
+        "{}",
+        explain(&r, ID)
+    );
+    // the host back at the defaults; the sandbox's stand-in system has no systemd.units: the
+    // module's defaults are git's side, and the evidence says why
+    redeploy();
+    let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[ID.to_string()]);
+    let target = run.bind(sandbox_gate_target(sandbox()));
+    let r = run_prepared(run, target);
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Pass, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("the module's defaults") && c.detail.contains("has no systemd.units"),
+        "{}",
+        explain(&r, ID)
+    );
+}
+
+/// A NixOS host deployed from the store (deploy-rs, colmena) keeps no checkout: with none,
+/// `repro.files-git-eq-host` compares what the system was built from (git at REV's toplevel
+/// against the running system) and says so; a running system that is not git's fails with
+/// both paths; with no system toplevel named either, a FAIL with the reason. Off NixOS the
+/// checkout is the only record: its absence fails.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn files_without_a_checkout_compare_what_the_system_was_built_from() {
+    const ID: &str = "repro.files-git-eq-host";
+    let run = |f: &dyn Fn(&mut Params)| {
+        let mut run = prepare(&builtin_spec("2pc"), "sandbox", &[ID.to_string()]);
+        let target = run.bind(sandbox_gate_target(sandbox()));
+        run.params.repro.deployed_tree = "/nonexistent/ccci-tree".into();
+        f(&mut run.params);
+        run_prepared(run, target)
+    };
+    let r = run(&|_| {});
+    let c = check(&r, ID);
+    if !nixos() {
+        assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+        assert!(
+            c.detail
+                .contains("/nonexistent/ccci-tree is missing from the host")
+                && c.detail.contains("off NixOS"),
+            "{}",
+            explain(&r, ID)
+        );
+        return;
+    }
+    assert_eq!(c.verdict, Verdict::Pass, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("no deployed source tree")
+            && c.detail
+                .contains("what the system was built from is compared instead")
+            && c.detail.contains("/run/current-system is /nix/store/"),
+        "{}",
+        explain(&r, ID)
+    );
+    // the running system is another store path: a FAIL with both
+    let info = sandbox();
+    let _rm = host_state(
+        "ln -sfn \"$(readlink -f /etc/static/os-release)\" /run/ccci-other-system",
+        "rm -f /run/ccci-other-system",
+    );
+    let r = run(&|p| p.repro.current_system = "/run/ccci-other-system".into());
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    let other = host_sh(info, "readlink -f /run/ccci-other-system")
+        .trim()
+        .to_string();
+    assert!(
+        c.detail.contains("no deployed source tree")
+            && c.detail.contains(&other)
+            && c.detail.matches("/nix/store/").count() == 2,
+        "{}",
+        explain(&r, ID)
+    );
+    // neither a checkout nor a system toplevel to compare: a FAIL with the reason
+    let r = run(&|p| p.repro.system_attr = None);
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("names no system toplevel"),
+        "{}",
+        explain(&r, ID)
+    );
+}

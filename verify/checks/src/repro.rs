@@ -7,7 +7,9 @@
 //!   analysis with `ccci-nix`) are exactly the host's live units of that family, and the
 //!   legacy names are not-found.
 //! - `repro.files-git-eq-host`: the module files at REV are byte-identical to the host's
-//!   deployed source tree.
+//!   deployed source tree. A NixOS host with no deployed tree (deployed from the store by
+//!   deploy-rs or colmena) is judged by what its system was built from instead: git at REV's
+//!   toplevel against the running system, as `repro.system-git-eq-host` compares them.
 //! - `repro.docs-reference-declared-units`: every unit of the family that a `systemctl`
 //!   command in the docs names is declared at REV (or is a legacy name in an absence check).
 //!
@@ -756,12 +758,60 @@ impl Check<Ctx> for FilesGitEqHost {
     }
     async fn run(&self, ctx: &Ctx) -> Outcome {
         // decide_files attaches the evidence of every file it compared
-        let r = files_git_eq_host(ctx).await;
-        Trail::new().conclude(r)
+        let mut t = Trail::new();
+        let r = files_git_eq_host(ctx, &mut t).await;
+        t.conclude(r)
     }
 }
 
-async fn files_git_eq_host(ctx: &Ctx) -> Decided {
+/// No deployed source tree on the host (a NixOS host deployed from the store by deploy-rs,
+/// colmena or `nixos-rebuild --target-host` keeps no checkout): on NixOS, with the gate naming
+/// the system toplevel, what the system was built from is compared instead — git at REV
+/// evaluated to its toplevel (as `repro.system-git-eq-host` evaluates it) against the running
+/// system — and the verdict says so. Otherwise nothing records what was deployed: a FAIL with
+/// the reason (a check that compared nothing never passes).
+async fn files_without_a_tree(ctx: &Ctx, t: &mut Trail, tree: &str) -> Decided {
+    let missing = format!("{tree} is missing from the host (no deployed source tree)");
+    if !host_is_nixos(ctx, t).await? {
+        return Ok(Outcome::fail(format!(
+            "{missing}: off NixOS the checkout is the only record of what was deployed, so the module files at {} cannot be compared",
+            short(&ctx.rev)
+        )));
+    }
+    let Some(attr) = ctx.params.repro.system_attr.clone() else {
+        return Ok(Outcome::fail(format!(
+            "{missing}, and the gate names no system toplevel ([params.repro] system_attr) to compare what the system was built from instead"
+        )));
+    };
+    let how = format!(
+        "{missing}: on NixOS what the system was built from is compared instead (git at {} evaluated to {attr}, which the module files at REV are built into as far as the configuration imports them)",
+        short(&ctx.rev)
+    );
+    let with_how = |h: Halt| Halt {
+        verdict: h.verdict,
+        detail: format!("{how}: {}", h.detail),
+    };
+    let host_path = system::current_system(ctx, t).await.map_err(with_how)?;
+    let o = system::compare_toplevel(ctx, t, &attr, &host_path)
+        .await
+        .map_err(with_how)?;
+    Ok(match o.verdict {
+        ccci_core::Verdict::Pass => Outcome::pass(format!("{how}: {}", o.detail)),
+        _ => Outcome::fail(format!("{how}: {}", o.detail)),
+    })
+}
+
+async fn files_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
+    let tree = ctx
+        .params
+        .repro
+        .deployed_tree
+        .trim_end_matches('/')
+        .to_string();
+    let has_tree = ctx.cmd(t, &["test", "-d", &tree]).await?.ok();
+    if !has_tree {
+        return files_without_a_tree(ctx, t, &tree).await;
+    }
     let repo = ctx.repo.clone();
     let rev = ctx.rev.clone();
     let files = ctx.params.repro.module_files.clone();
@@ -778,7 +828,6 @@ async fn files_git_eq_host(ctx: &Ctx) -> Decided {
     })
     .await?
     .map_err(|e| Halt::error(format!("cannot read git at {}: {e}", ctx.rev)))?;
-    let tree = ctx.params.repro.deployed_tree.trim_end_matches('/');
     let mut pairs = Vec::new();
     for (file, git) in ctx.params.repro.module_files.iter().zip(git) {
         let host_path = format!("{tree}/{}", file.trim_start_matches("./"));

@@ -66,6 +66,11 @@ pub struct Deploy {
     /// `nixos` flavour only: also install autoPrune's `docker-prune.timer`, as
     /// `virtualisation.docker.autoPrune.enable = true` would (a wrong state for tests).
     pub nixos_auto_prune: bool,
+    /// `nixos` flavour only: the module's option values (NixOS option values as JSON, e.g.
+    /// `{"services":{"ci-docker-prune":{"enable":true,"threshold":70}}}`) the units are
+    /// rendered with, as a host configuration that sets them gives; `None`: the renderer's
+    /// default (the module enabled, every option at its default).
+    pub nixos_settings: Option<String>,
 }
 
 impl Default for Deploy {
@@ -78,6 +83,7 @@ impl Default for Deploy {
             docker_config: None,
             repo: None,
             nixos_auto_prune: false,
+            nixos_settings: None,
         }
     }
 }
@@ -405,9 +411,16 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
             };
             let cfg = d.docker_config.clone();
             let auto = d.nixos_auto_prune;
+            let settings = d.nixos_settings.clone();
             Some(
                 tokio::task::spawn_blocking(move || {
-                    crate::nixos::entries(&repo, bin.as_deref(), cfg.as_deref(), auto)
+                    crate::nixos::entries(
+                        &repo,
+                        bin.as_deref(),
+                        cfg.as_deref(),
+                        auto,
+                        settings.as_deref(),
+                    )
                 })
                 .await
                 .map_err(|e| SandboxError::Config(format!("render task: {e}")))??,

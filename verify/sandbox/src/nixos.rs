@@ -104,15 +104,22 @@ pub struct RenderedUnit {
 
 /// Render the units of `repo`'s module (as `nix/eval/nixos-units.nix` there does) with the prune
 /// package at `package` and the docker module's prune script at `script`; `auto_prune` adds
-/// autoPrune's `docker-prune.timer` (a wrong state). Runs `nix-instantiate` on this machine.
+/// autoPrune's `docker-prune.timer` (a wrong state); `settings` (NixOS option values as JSON)
+/// replaces the expression's default settings (a host configured away from the module's
+/// defaults). Runs `nix-instantiate` on this machine.
 pub fn render_units(
     repo: &Path,
     package: &str,
     script: &str,
     auto_prune: bool,
+    settings: Option<&str>,
 ) -> Result<Vec<(String, RenderedUnit)>> {
     let expr = repo.join(RENDER_EXPR);
-    let out = std::process::Command::new("nix-instantiate")
+    let mut cmd = std::process::Command::new("nix-instantiate");
+    if let Some(s) = settings {
+        cmd.args(["--argstr", "settings", s]);
+    }
+    let out = cmd
         .args(["--eval", "--strict", "--json"])
         .arg(&expr)
         .args(["--argstr", "packagePath", package])
@@ -145,12 +152,13 @@ pub fn render_units(
 }
 
 /// Everything the `nixos` flavour installs, as host paths: the prune binary (bytes), the
-/// repository to render from, the Docker client config.
+/// repository to render from, the Docker client config; `settings` as in [`render_units`].
 pub fn entries(
     repo: &Path,
     prune_bin: Option<&[u8]>,
     docker_config: Option<&str>,
     auto_prune: bool,
+    settings: Option<&str>,
 ) -> Result<(Vec<Entry>, Vec<String>)> {
     let mut v = Vec::new();
     let package = store_path(
@@ -172,7 +180,7 @@ pub fn entries(
         data: script_text.to_vec(),
     });
     let mut wanted_timers = Vec::new();
-    for (name, unit) in render_units(repo, &package, &script, auto_prune)? {
+    for (name, unit) in render_units(repo, &package, &script, auto_prune, settings)? {
         let store = store_path(&format!("unit-{name}"), unit.text.as_bytes());
         v.push(Entry::File {
             path: format!("{store}/{name}"),
@@ -288,7 +296,7 @@ mod tests {
         {
             panic!("nix-instantiate is needed (Debian package nix-bin; .ci/deps installs it)");
         }
-        let (entries, timers) = entries(&repo, Some(b"bin"), Some("{}"), false).unwrap();
+        let (entries, timers) = entries(&repo, Some(b"bin"), Some("{}"), false, None).unwrap();
         assert_eq!(timers, vec!["ci-docker-prune.timer".to_string()]);
         let links: Vec<(&str, &str)> = entries
             .iter()
@@ -328,7 +336,7 @@ mod tests {
                 && service.contains(&format!("-ci-docker-prune-{VERSION}/bin/ci-docker-prune\"")),
             "{service}"
         );
-        let (with_auto, timers) = super::entries(&repo, None, None, true).unwrap();
+        let (with_auto, timers) = super::entries(&repo, None, None, true, None).unwrap();
         assert!(timers.contains(&"docker-prune.timer".to_string()));
         assert!(with_auto.iter().any(
             |e| matches!(e, Entry::Link { path, .. } if path == "/etc/systemd/system/docker-prune.timer")

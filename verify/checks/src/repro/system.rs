@@ -123,6 +123,148 @@ pub fn flake_ref(repo_dir: &str, commit: &str, sub: &str) -> String {
     format!("git+file://{repo_dir}?ref={REV_REF}&rev={commit}{dir}")
 }
 
+/// Git at REV on the host, where the flake's inputs are: a temporary directory holding the
+/// repository at REV (see [`repo_at_rev`]) and the `git+file` flake reference `nixos-rebuild`
+/// would evaluate for it. [`HostFlake::remove`] deletes it again.
+pub(crate) struct HostFlake {
+    dir: String,
+    /// `git+file://DIR/repo?ref=ccci-rev&rev=REV[&dir=SUB]`
+    pub flake: String,
+}
+
+impl HostFlake {
+    /// Copy git at REV (the flake in `[params.repro] system_flake`) to the host through the
+    /// target's own transport (base64 chunks, so ssh and docker exec alike; the upload lands
+    /// beside the repository, never inside it). Recorded.
+    pub(crate) async fn upload(ctx: &Ctx, t: &mut Trail) -> Result<HostFlake, Halt> {
+        let flake_dir = ctx.params.repro.system_flake.clone();
+        let (repo, rev) = (ctx.repo.clone(), ctx.rev.clone());
+        let (commit, tarball) = blocking(move || repo_at_rev(&repo, &rev))
+            .await?
+            .map_err(|e| Halt::error(format!("cannot read git at REV: {e}")))?;
+        let tmp = ctx
+            .cmd(t, &["mktemp", "-d", "/tmp/ccci-system-XXXXXX"])
+            .await?;
+        let dir = tmp.stdout_str().trim().to_string();
+        if !tmp.ok() || !dir.starts_with("/tmp/ccci-system-") {
+            return Err(Halt::error(format!("mktemp on the host gave `{dir}`")));
+        }
+        let hf = HostFlake {
+            flake: flake_ref(&format!("{dir}/repo"), &commit, &flake_dir),
+            dir,
+        };
+        match hf.unpack(ctx, t, &commit, &tarball).await {
+            Ok(()) => Ok(hf),
+            Err(e) => {
+                hf.remove(ctx).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unpack(
+        &self,
+        ctx: &Ctx,
+        t: &mut Trail,
+        commit: &str,
+        tarball: &[u8],
+    ) -> Result<(), Halt> {
+        let dir = &self.dir;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(tarball);
+        // the upload sits beside the repository, never inside the tree that is evaluated
+        let file = format!("{dir}/upload.tar.gz");
+        let repo_dir = format!("{dir}/repo");
+        let mut chunks = 0;
+        for chunk in b64.as_bytes().chunks(CHUNK) {
+            let chunk = std::str::from_utf8(chunk).unwrap_or_default();
+            let o = ctx
+                .target
+                .run(&[
+                    "sh",
+                    "-c",
+                    "printf %s \"$1\" >> \"$2\"",
+                    "sh",
+                    chunk,
+                    &format!("{file}.b64"),
+                ])
+                .await
+                .map_err(|e| Halt::error(format!("cannot copy git at REV to the host: {e}")))?;
+            if !o.ok() {
+                return Err(Halt::error(format!(
+                    "cannot copy git at REV to the host: {}",
+                    o.combined()
+                )));
+            }
+            chunks += 1;
+        }
+        t.push(Evidence::new(
+            format!(
+                "git init; git fetch --no-tags REPO {commit}:refs/heads/{REV_REF}; tar -czf - .git | base64 > (host) {file}.b64"
+            ),
+            Some(0),
+            format!(
+                "{} bytes (REV and its history, nothing else) in {chunks} chunk(s) of base64 through the target's transport",
+                tarball.len()
+            ),
+        ));
+        let x = ctx
+            .cmd(
+                t,
+                &[
+                    "sh",
+                    "-c",
+                    "base64 -d < \"$1.b64\" > \"$1\" && mkdir \"$2\" && tar -xzf \"$1\" -C \"$2\" && rm -f \"$1\" \"$1.b64\"",
+                    "sh",
+                    &file,
+                    &repo_dir,
+                ],
+            )
+            .await?;
+        if !x.ok() {
+            return Err(Halt::error("cannot unpack git at REV on the host"));
+        }
+        Ok(())
+    }
+
+    /// Delete the upload from the host (not recorded: it changes nothing the verdict read).
+    pub(crate) async fn remove(self, ctx: &Ctx) {
+        let _ = ctx.target.run(&["rm", "-rf", "--", &self.dir]).await;
+    }
+}
+
+/// A `nix eval` on the host with the flake features on, `args` after `eval`.
+pub(crate) fn nix_eval(args: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = NIX.iter().map(|s| s.to_string()).collect();
+    argv.push("eval".into());
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// Error text of a failed `nix` run without its warnings, on one line.
+pub(crate) fn nix_error(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
+/// The link to the running system (`[params.repro] current_system`) resolved on the host: a
+/// store path, else a FAIL.
+pub(crate) async fn current_system(ctx: &Ctx, t: &mut Trail) -> Result<String, Halt> {
+    let current = ctx.params.repro.current_system.clone();
+    let cur = ctx.cmd(t, &["readlink", "-f", "--", &current]).await?;
+    let host_path = cur.stdout_str().trim().to_string();
+    if !cur.ok() || !host_path.starts_with("/nix/store/") {
+        return Err(Halt::fail(format!(
+            "{current} is not a store path: `{host_path}`"
+        )));
+    }
+    Ok(host_path)
+}
+
 pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     if !super::host_is_nixos(ctx, t).await? {
         return Ok(Outcome::not_applicable(
@@ -134,119 +276,40 @@ pub(super) async fn system_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
             "[params.repro] system_attr is not set: the gate spec must name the flake attribute of the system toplevel",
         ));
     };
-    let current = ctx.params.repro.current_system.clone();
-    let cur = ctx.cmd(t, &["readlink", "-f", "--", &current]).await?;
-    let host_path = cur.stdout_str().trim().to_string();
-    if !cur.ok() || !host_path.starts_with("/nix/store/") {
-        return Err(Halt::fail(format!(
-            "{current} is not a store path: `{host_path}`"
-        )));
-    }
-    // git at REV: a repository holding REV and its history, copied to the host and evaluated
-    // there as a git+file flake (what nixos-rebuild evaluates), nothing added to its tree
-    let flake_dir = ctx.params.repro.system_flake.clone();
-    let (repo, rev) = (ctx.repo.clone(), ctx.rev.clone());
-    let (commit, tarball) = blocking(move || repo_at_rev(&repo, &rev))
-        .await?
-        .map_err(|e| Halt::error(format!("cannot read git at REV: {e}")))?;
-    let tmp = ctx
-        .cmd(t, &["mktemp", "-d", "/tmp/ccci-system-XXXXXX"])
-        .await?;
-    let dir = tmp.stdout_str().trim().to_string();
-    if !tmp.ok() || !dir.starts_with("/tmp/ccci-system-") {
-        return Err(Halt::error(format!("mktemp on the host gave `{dir}`")));
-    }
-    let r = evaluate_and_compare(
-        ctx, t, &dir, &commit, &tarball, &flake_dir, &attr, &host_path,
-    )
-    .await;
-    let _ = ctx.target.run(&["rm", "-rf", "--", &dir]).await;
-    r
+    let host_path = current_system(ctx, t).await?;
+    compare_toplevel(ctx, t, &attr, &host_path).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn evaluate_and_compare(
+/// Git at REV (a repository holding REV and its history, copied to the host and evaluated
+/// there as a git+file flake: what nixos-rebuild evaluates, nothing added to its tree)
+/// evaluated to its toplevel `attr`, against `host_path`.
+pub(crate) async fn compare_toplevel(
     ctx: &Ctx,
     t: &mut Trail,
-    dir: &str,
-    commit: &str,
-    tarball: &[u8],
-    flake_dir: &str,
     attr: &str,
     host_path: &str,
 ) -> Decided {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(tarball);
-    // the upload sits beside the repository, never inside the tree that is evaluated
-    let file = format!("{dir}/upload.tar.gz");
-    let repo_dir = format!("{dir}/repo");
-    let mut chunks = 0;
-    for chunk in b64.as_bytes().chunks(CHUNK) {
-        let chunk = std::str::from_utf8(chunk).unwrap_or_default();
-        let o = ctx
-            .target
-            .run(&[
-                "sh",
-                "-c",
-                "printf %s \"$1\" >> \"$2\"",
-                "sh",
-                chunk,
-                &format!("{file}.b64"),
-            ])
-            .await
-            .map_err(|e| Halt::error(format!("cannot copy git at REV to the host: {e}")))?;
-        if !o.ok() {
-            return Err(Halt::error(format!(
-                "cannot copy git at REV to the host: {}",
-                o.combined()
-            )));
-        }
-        chunks += 1;
-    }
-    t.push(Evidence::new(
-        format!(
-            "git init; git fetch --no-tags REPO {commit}:refs/heads/{REV_REF}; tar -czf - .git | base64 > (host) {file}.b64"
-        ),
-        Some(0),
-        format!(
-            "{} bytes (REV and its history, nothing else) in {chunks} chunk(s) of base64 through the target's transport",
-            tarball.len()
-        ),
-    ));
-    let x = ctx
-        .cmd(
-            t,
-            &[
-                "sh",
-                "-c",
-                "base64 -d < \"$1.b64\" > \"$1\" && mkdir \"$2\" && tar -xzf \"$1\" -C \"$2\" && rm -f \"$1\" \"$1.b64\"",
-                "sh",
-                &file,
-                &repo_dir,
-            ],
-        )
-        .await?;
-    if !x.ok() {
-        return Err(Halt::error("cannot unpack git at REV on the host"));
-    }
-    let flake = flake_ref(&repo_dir, commit, flake_dir);
-    let mut argv: Vec<String> = NIX.iter().map(|s| s.to_string()).collect();
-    argv.extend([
-        "eval".into(),
-        "--raw".into(),
-        format!("{flake}#{attr}.outPath"),
-    ]);
+    let hf = HostFlake::upload(ctx, t).await?;
+    let r = evaluate_and_compare(ctx, t, &hf.flake, attr, host_path).await;
+    hf.remove(ctx).await;
+    r
+}
+
+async fn evaluate_and_compare(
+    ctx: &Ctx,
+    t: &mut Trail,
+    flake: &str,
+    attr: &str,
+    host_path: &str,
+) -> Decided {
+    let argv = nix_eval(&["--raw".into(), format!("{flake}#{attr}.outPath")]);
     let ev = ctx.cmd_owned(t, &argv).await?;
     let git_path = ev.stdout_str().trim().to_string();
     if !ev.ok() || !git_path.starts_with("/nix/store/") {
         return Err(Halt::fail(format!(
             "git at {} does not evaluate {attr} on the host: {}",
             short(&ctx.rev),
-            ev.stderr_str()
-                .lines()
-                .filter(|l| !l.starts_with("warning:"))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .trim()
+            nix_error(&ev.stderr_str())
         )));
     }
     t.note(

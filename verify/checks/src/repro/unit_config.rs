@@ -5,10 +5,20 @@
 //! `RandomizedDelaySec` and the unit it triggers; every `Exec*` command of the service.
 //!
 //! What git declares:
-//! - on NixOS (`/etc/NIXOS`): the module file at REV evaluated with the module options the
-//!   deploy uses (`[params.repro] module_settings`), by the stand-in module system at REV
-//!   (`nix/eval/eval-module.nix` + `standin.nix`, read from git at REV, run with this machine's
-//!   `nix-instantiate`). The package's store path is the build's (and
+//! - on NixOS, when the gate names the host's configuration (`[params.repro] system_attr`
+//!   `nixosConfigurations.HOST.config.system.build.toplevel`, in the flake `system_flake`):
+//!   what that configuration's `config.systemd.units."<unit>".text` holds at REV — the units
+//!   as the host's own configuration renders them (its paths, threshold, schedule, a `mkForce`
+//!   override) — with git at REV evaluated on the host as `repro.system-git-eq-host` evaluates
+//!   it (a `git+file` flake at REV, `system::HostFlake`). Commands are compared
+//!   exactly (the store paths are git's). NixOS's own variables (`PATH`, `LOCALE_ARCHIVE`,
+//!   `TZDIR`) are left out on both sides;
+//! - on NixOS otherwise (no `system_attr` of that form, or a configuration with no
+//!   `systemd.units`, like the sandbox's stand-in system): the module file at REV evaluated with
+//!   the module options the deploy uses (`[params.repro] module_settings`), by the stand-in
+//!   module system at REV (`nix/eval/eval-module.nix` + `standin.nix`, read from git at REV, run
+//!   with this machine's `nix-instantiate`); the evidence and the detail say that git's side is
+//!   the module's defaults, and why. The package's store path is then the build's (and
 //!   `repro.system-git-eq-host`'s) business: a command's program must be
 //!   `/nix/store/…/bin/<the same name>`, its arguments equal;
 //! - elsewhere: the portable unit files at REV (`[params.repro] portable_units`).
@@ -859,30 +869,204 @@ async fn static_is_current_system(ctx: &Ctx, t: &mut Trail) -> Result<Option<Str
     }))
 }
 
+/// The host's configuration in the flake, from the system toplevel's attribute:
+/// `nixosConfigurations.HOST.config.system.build.toplevel` → `nixosConfigurations.HOST.config`.
+pub fn configuration_of(system_attr: &str) -> Option<String> {
+    system_attr
+        .strip_suffix(".system.build.toplevel")
+        .filter(|c| c.ends_with(".config"))
+        .map(String::from)
+}
+
+/// A Nix string literal of `s` (`"`, `\\` and `${` escaped).
+fn nix_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("\\$"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The function `nix eval --apply` gives the host's configuration: the `text` of each unit in
+/// `names` as `config.systemd.units` renders it (null when the configuration does not declare
+/// it, or declares it disabled), or null when the configuration has no `systemd.units` (not a
+/// NixOS configuration).
+pub fn units_apply(names: &[&str]) -> String {
+    let list = names
+        .iter()
+        .map(|n| nix_string(n))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "c: if (c ? systemd) && (c.systemd ? units) then builtins.listToAttrs (map (n: {{ name = n; value = let u = c.systemd.units.${{n}} or null; in if u == null || !(u.enable or true) then null else u.text or null; }}) [ {list} ]) else null"
+    )
+}
+
+/// Git's side on NixOS when the gate knows the host's configuration: what
+/// `config.systemd.units` of `config_attr` holds at REV for the timer and the service, git at
+/// REV evaluated on the host as the system check evaluates it (a `git+file` flake). `None`
+/// when the configuration has no `systemd.units` (a stand-in, not a NixOS configuration).
+async fn rendered_units_at_rev(
+    ctx: &Ctx,
+    t: &mut Trail,
+    config_attr: &str,
+    timer: &str,
+    service: &str,
+) -> Result<Option<(String, String)>, Halt> {
+    let hf = super::system::HostFlake::upload(ctx, t).await?;
+    let argv = super::system::nix_eval(&[
+        "--json".into(),
+        format!("{}#{config_attr}", hf.flake),
+        "--apply".into(),
+        units_apply(&[timer, service]),
+    ]);
+    let ev = ctx.cmd_owned(t, &argv).await;
+    hf.remove(ctx).await;
+    let ev = ev?;
+    if !ev.ok() {
+        return Err(Halt::error(format!(
+            "git at {} does not evaluate {config_attr}.systemd.units on the host: {}",
+            short(&ctx.rev),
+            super::system::nix_error(&ev.stderr_str())
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&ev.stdout).map_err(|e| {
+        Halt::error(format!(
+            "{config_attr}.systemd.units at {}: not JSON: {e}",
+            short(&ctx.rev)
+        ))
+    })?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    let text = |name: &str| -> Result<String, Halt> {
+        v.get(name)
+            .and_then(|x| x.as_str())
+            .map(String::from)
+            .ok_or_else(|| {
+                Halt::fail(format!(
+                    "git's configuration {config_attr} at {} declares no enabled systemd.units.\"{name}\"",
+                    short(&ctx.rev)
+                ))
+            })
+    };
+    Ok(Some((text(timer)?, text(service)?)))
+}
+
+/// Git's settings from units as NixOS renders them: the unit files' settings, without the
+/// variables NixOS sets for every service ([`NIXOS_PLATFORM_VARS`], not compared on NixOS).
+pub fn from_rendered_units(
+    timer: &str,
+    timer_name: &str,
+    service: &str,
+) -> Result<Settings, String> {
+    let mut s = from_unit_files(timer, timer_name, service)?;
+    s.environment.retain(|a| {
+        let k = a.split('=').next().unwrap_or("");
+        !NIXOS_PLATFORM_VARS.contains(&k)
+    });
+    Ok(s)
+}
+
+/// Git's settings on NixOS from the module's defaults: the module file at REV evaluated with
+/// `[params.repro] module_settings` (the stand-in module system at REV); `why` says why the
+/// host's own configuration is not git's side, in the evidence.
+async fn module_defaults(
+    ctx: &Ctx,
+    t: &mut Trail,
+    timer: &str,
+    service: &str,
+    why: String,
+) -> Result<Settings, Halt> {
+    let repro = ctx.params.repro.clone();
+    let Some(module_file) = repro.module_files.first().cloned() else {
+        return Err(Halt::error("[params.repro] module_files is empty"));
+    };
+    let (repo, rev, settings) = (ctx.repo.clone(), ctx.rev.clone(), repro.module_settings);
+    t.note(
+        "git's side: the module's defaults",
+        format!("{why}: git's side is {module_file} at {} evaluated with module_settings (the module's options as the deploy gives them), not the host's own configuration", short(&ctx.rev)),
+    );
+    let (eval, shown) = blocking(move || module_settings_at(&repo, &rev, &module_file, &settings))
+        .await?
+        .map_err(|e| Halt::error(format!("cannot evaluate the module at REV: {e}")))?;
+    let s = from_module_eval(&eval, timer, service).map_err(Halt::fail)?;
+    t.note(
+        shown,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "timers": eval.get("timers"),
+            "services": eval.get("services").map(|s| s.get(service.trim_end_matches(".service")))
+        }))
+        .unwrap_or_default(),
+    );
+    Ok(s)
+}
+
 pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     let timer = ctx.params.prune_timer.clone();
     let service = ctx.params.prune_service.clone();
     let nixos = super::host_is_nixos(ctx, t).await?;
     let repro = ctx.params.repro.clone();
+    // where git's side comes from, for the detail
+    let mut source = String::new();
     let (git, how) = if nixos {
-        let Some(module_file) = repro.module_files.first().cloned() else {
-            return Err(Halt::error("[params.repro] module_files is empty"));
+        let config = repro.system_attr.as_deref().and_then(configuration_of);
+        let rendered = match &config {
+            Some(c) => rendered_units_at_rev(ctx, t, c, &timer, &service).await?,
+            None => None,
         };
-        let (repo, rev, settings) = (ctx.repo.clone(), ctx.rev.clone(), repro.module_settings);
-        let (eval, shown) =
-            blocking(move || module_settings_at(&repo, &rev, &module_file, &settings))
-                .await?
-                .map_err(|e| Halt::error(format!("cannot evaluate the module at REV: {e}")))?;
-        let s = from_module_eval(&eval, &timer, &service).map_err(Halt::fail)?;
-        t.note(
-            shown,
-            serde_json::to_string_pretty(&serde_json::json!({
-                "timers": eval.get("timers"),
-                "services": eval.get("services").map(|s| s.get(service.trim_end_matches(".service")))
-            }))
-            .unwrap_or_default(),
-        );
-        (s, Program::AnyStorePath)
+        match (config, rendered) {
+            (Some(c), Some((ttext, stext))) => {
+                source = format!(
+                    "git's side: {c}.systemd.units at {} (the host's configuration in {})",
+                    short(&ctx.rev),
+                    repro.system_flake
+                );
+                t.note(
+                    format!("{c}.systemd.units.\"{timer}\".text at {}", short(&ctx.rev)),
+                    ttext.clone(),
+                );
+                t.note(
+                    format!(
+                        "{c}.systemd.units.\"{service}\".text at {}",
+                        short(&ctx.rev)
+                    ),
+                    stext.clone(),
+                );
+                (
+                    from_rendered_units(&ttext, &timer, &stext).map_err(Halt::fail)?,
+                    Program::Exact,
+                )
+            }
+            (config, _) => {
+                let why = match config {
+                    Some(c) => format!(
+                        "git's {c} at {} has no systemd.units: not a NixOS configuration",
+                        short(&ctx.rev)
+                    ),
+                    None => format!(
+                        "the gate names no host configuration ([params.repro] system_attr {})",
+                        repro
+                            .system_attr
+                            .as_deref()
+                            .map(|a| format!("`{a}` is not nixosConfigurations.HOST.config.system.build.toplevel"))
+                            .unwrap_or_else(|| "is not set".into())
+                    ),
+                };
+                source = format!("git's side: the module's defaults with module_settings ({why})");
+                (
+                    module_defaults(ctx, t, &timer, &service, why).await?,
+                    Program::AnyStorePath,
+                )
+            }
+        }
     } else {
         let files = repro.portable_units.clone();
         let find = |suffix: &str| files.iter().find(|f| f.ends_with(suffix)).cloned();
@@ -985,7 +1169,10 @@ pub(super) async fn unit_config_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided
         // equal once hidden: say so without the values
         host.environment.push("(a hidden value differs)".into());
     }
-    let (o, table) = decide(&git, &host, &timer, &service, how);
+    let (mut o, table) = decide(&git, &host, &timer, &service, how);
+    if !source.is_empty() {
+        o.detail = format!("{} ({source})", o.detail);
+    }
     t.push(Evidence::note("git ⟷ host, setting by setting", table));
     // where the settings come from: only the files the deployment puts there
     let mut foreign = foreign_unit_files(ctx, t, &timer, &tshow.stdout_str(), nixos).await?;
@@ -1286,6 +1473,78 @@ Persistent=yes\nRandomizedDelayUSec=1h\nTriggers=ci-docker-prune.service\n";
             vec!["B=1".to_string(), "DOCKER_HOST=unix:///a.sock".into()]
         );
         assert_eq!(g.docker_host.as_deref(), Some("unix:///a.sock"));
+    }
+
+    #[test]
+    fn the_host_configuration_is_the_toplevel_attribute_s_config() {
+        assert_eq!(
+            configuration_of("nixosConfigurations.cc-ci.config.system.build.toplevel").as_deref(),
+            Some("nixosConfigurations.cc-ci.config")
+        );
+        assert_eq!(configuration_of("packages.x86_64-linux.default"), None);
+        assert_eq!(configuration_of("system.build.toplevel"), None);
+    }
+
+    /// The `--apply` function, run by this machine's Nix on hand-written configurations: the
+    /// units' text, null for a unit declared disabled or not at all, null for a configuration
+    /// without `systemd.units`; names with `"` and `${` stay literal.
+    #[test]
+    fn the_apply_function_reads_the_units_text() {
+        let names = ["a.timer", "b.service", "c.service", "d\"${x}.service"];
+        let eval = |config: &str| -> serde_json::Value {
+            let expr = format!("({}) ({config})", units_apply(&names));
+            let out = std::process::Command::new("nix-instantiate")
+                .args(["--eval", "--strict", "--json", "-E", &expr])
+                .output()
+                .expect("nix-instantiate (Debian: nix-bin)");
+            assert!(
+                out.status.success(),
+                "{expr}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let v = eval(
+            r#"{ systemd.units = { "a.timer".text = "[Timer]\nOnCalendar=hourly\n"; "b.service" = { text = "S"; enable = false; }; "d\"\${x}.service".text = "D"; }; }"#,
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "a.timer": "[Timer]\nOnCalendar=hourly\n",
+                "b.service": null,
+                "c.service": null,
+                "d\"${x}.service": "D"
+            })
+        );
+        assert_eq!(
+            eval("{ system.build.toplevel = 1; }"),
+            serde_json::Value::Null
+        );
+    }
+
+    /// Units as NixOS renders them: the platform's variables are not git's module's.
+    #[test]
+    fn rendered_units_leave_out_the_platform_variables() {
+        let service = "[Service]\nEnvironment=\"LOCALE_ARCHIVE=/nix/store/l/locale-archive\"\nEnvironment=\"PATH=/nix/store/c/bin\"\nEnvironment=\"DOCKER_HOST=unix:///run/d.sock\"\nExecStart=\"/nix/store/p-ci-docker-prune/bin/ci-docker-prune\" \"--threshold\" \"75\"\n";
+        let timer = "[Timer]\nOnCalendar=hourly\nUnit=ci-docker-prune.service\n";
+        let s = from_rendered_units(timer, "ci-docker-prune.timer", service).unwrap();
+        assert_eq!(
+            s.environment,
+            vec!["DOCKER_HOST=unix:///run/d.sock".to_string()]
+        );
+        assert_eq!(s.docker_host.as_deref(), Some("unix:///run/d.sock"));
+        assert_eq!(
+            s.exec,
+            vec![(
+                "ExecStart".to_string(),
+                vec![
+                    "/nix/store/p-ci-docker-prune/bin/ci-docker-prune".to_string(),
+                    "--threshold".into(),
+                    "75".into()
+                ]
+            )]
+        );
+        assert_eq!(s.on_calendar, vec!["hourly".to_string()]);
     }
 
     #[test]
