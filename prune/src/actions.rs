@@ -88,9 +88,13 @@ pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
 
 /// [`check_disk`] with the roots this run knows.
 fn check_disk_with(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<GateDecision, PruneError> {
-    let mut d = disk_gate(cfg.threshold, &usages(cfg, roots)?);
+    let (measured, unmeasured) = usages(cfg, roots)?;
+    let mut d = disk_gate(cfg.threshold, &measured);
     if let Some(r) = roots.filter(|r| !r.gate_paths().is_empty()) {
         d.detail = format!("{} ({})", d.detail, r.describe());
+    }
+    for why in unmeasured {
+        d.detail = format!("{}; {why}", d.detail);
     }
     Ok(d)
 }
@@ -113,6 +117,11 @@ pub struct RunState {
     lock: Option<statefile::StateLock>,
     /// The daemon's roots: remembered, or learnt by this run.
     roots: Option<DaemonRoots>,
+    /// The stamp the remembered roots were learnt with ([`crate::roots::Stamp`]).
+    stamp: Option<crate::roots::Stamp>,
+    /// Why the remembered roots may be stale (then a run that can keep new ones asks the
+    /// daemon again before the disk gate).
+    stale: Option<String>,
 }
 
 impl RunState {
@@ -121,7 +130,14 @@ impl RunState {
         let Some(dir) = cfg.state_dir.clone() else {
             return RunState::default();
         };
-        let roots = crate::roots::load(&dir);
+        let remembered = crate::roots::load_remembered(&dir);
+        let stale = remembered
+            .as_ref()
+            .and_then(|r| r.why_stale(crate::roots::FileId::of));
+        let (roots, stamp) = match remembered {
+            Some(r) => (Some(r.roots), r.stamp),
+            None => (None, None),
+        };
         let lock = if dry_run {
             None
         } else {
@@ -129,7 +145,7 @@ impl RunState {
                 // A full filesystem still takes the empty lock file: a run that must learn
                 // the roots (and would contact the daemon for them) first checks it can keep
                 // them.
-                if roots.is_none() {
+                if roots.is_none() || stale.is_some() {
                     statefile::probe(&dir)?;
                 }
                 Ok(l)
@@ -146,6 +162,8 @@ impl RunState {
             dir: Some(dir),
             lock,
             roots,
+            stamp,
+            stale,
         }
     }
 
@@ -161,10 +179,20 @@ impl RunState {
         client: &DockerClient,
         hooks: &mut dyn Hooks,
     ) -> Result<(), PruneError> {
-        let roots = crate::roots::of_host(&client.info_raw().await?);
-        if self.roots.as_ref() != Some(&roots) {
+        let info = client.info_raw().await?;
+        let roots = crate::roots::of_host(&info);
+        let stamp = crate::roots::Stamp::take(
+            &roots,
+            crate::roots::containerd_address(&info),
+            crate::roots::FileId::of,
+        );
+        if self.roots.as_ref() != Some(&roots) || self.stamp.as_ref() != Some(&stamp) {
             if let Some(dir) = self.writable() {
-                if let Err(e) = crate::roots::save(dir, &roots) {
+                let remembered = crate::roots::Remembered {
+                    roots: roots.clone(),
+                    stamp: Some(stamp.clone()),
+                };
+                if let Err(e) = crate::roots::save(dir, &remembered) {
                     hooks.log(&state_lines::write_failed(
                         &dir.join(crate::roots::STATE_FILE),
                         &e.to_string(),
@@ -173,6 +201,8 @@ impl RunState {
             }
         }
         self.roots = Some(roots);
+        self.stamp = Some(stamp);
+        self.stale = None;
         Ok(())
     }
 }
@@ -186,6 +216,14 @@ mod state_lines {
             "ci-docker-prune: state directory {} {why}: this run writes no state (usage, daemon roots, gate stall); below the threshold it measures the --path(s) and the roots it already knows, without contacting Docker",
             dir.display()
         )
+    }
+
+    pub fn stale(why: &str, asking: bool) -> String {
+        if asking {
+            format!("ci-docker-prune: the remembered daemon roots may be stale ({why}): asking the daemon where it keeps its data")
+        } else {
+            format!("ci-docker-prune: the remembered daemon roots may be stale ({why}), and this run cannot keep new ones: measuring them as they are")
+        }
     }
 
     pub fn write_failed(path: &Path, why: &str) -> String {
@@ -344,9 +382,13 @@ pub async fn make_plan_with(
 }
 
 /// The usage of the `--path`s and of the daemon's remembered roots (containerd store): what
-/// the disk gate and the low watermark compare. A `--path` that cannot be measured is an
-/// error; a remembered root that is not there (the daemon moved it) is left out.
-fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, PruneError> {
+/// the disk gate compares. A `--path` that cannot be measured is an error; a remembered root
+/// that cannot be (the daemon moved it) is left out and said (the second list, for the gate's
+/// detail).
+fn usages(
+    cfg: &Config,
+    roots: Option<&DaemonRoots>,
+) -> Result<(Vec<DiskUsage>, Vec<String>), PruneError> {
     let mut out = cfg
         .paths
         .iter()
@@ -357,12 +399,18 @@ fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, P
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut unmeasured = Vec::new();
     for p in roots.map(|r| r.gate_paths()).unwrap_or_default() {
         if !cfg.paths.contains(&p) {
-            out.extend(disk_usage(&p).ok());
+            match disk_usage(&p) {
+                Ok(u) => out.push(u),
+                Err(e) => {
+                    unmeasured.push(format!("remembered root {} not measured: {e}", p.display()))
+                }
+            }
         }
     }
-    Ok(out)
+    Ok((out, unmeasured))
 }
 
 fn max_percent(u: &[DiskUsage]) -> u8 {
@@ -559,19 +607,40 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         // answer leaves the `--path`s measured alone) — only when it can keep them (or in a
         // dry run, which a person starts): a directory that cannot be written would make
         // every run contact the daemon.
+        // Remembered roots that may be stale (a root gone or replaced, a config file changed,
+        // the daemon started again: docs/prune-policy.md) are asked for again the same way.
         let mut learnt = false;
-        if rs.dir.is_some() && rs.roots.is_none() && (dry_run || rs.writable().is_some()) {
+        let may_keep = dry_run || rs.writable().is_some();
+        if let Some(why) = rs.stale.clone() {
+            hooks.log(&state_lines::stale(&why, may_keep));
+        }
+        if rs.dir.is_some() && (rs.roots.is_none() || rs.stale.is_some()) && may_keep {
+            let measuring = if rs.roots.is_some() {
+                "measuring the --path(s) and the remembered roots"
+            } else {
+                "measuring the --path(s) only"
+            };
             match DockerClient::connect(&cfg.docker_host).await {
                 Ok(client) => {
                     learnt = true;
-                    if let Err(e) = rs.learn_roots(&client, hooks).await {
-                        hooks.log(&format!(
-                            "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
-                        ));
+                    let was_stale = rs.stale.is_some();
+                    match rs.learn_roots(&client, hooks).await {
+                        Ok(()) if was_stale => {
+                            if let Some(r) = &rs.roots {
+                                hooks.log(&format!(
+                                    "ci-docker-prune: the daemon keeps its data now: {}",
+                                    r.describe()
+                                ));
+                            }
+                        }
+                        Ok(()) => {}
+                        Err(e) => hooks.log(&format!(
+                            "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): {measuring}"
+                        )),
                     }
                 }
                 Err(e) => hooks.log(&format!(
-                    "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
+                    "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): {measuring}"
                 )),
             }
         }
@@ -607,7 +676,7 @@ async fn end_facts(
     report: &mut Report,
 ) {
     report.disks = usages(cfg, roots)
-        .map(|u| u.iter().map(crate::report::DiskReport::from).collect())
+        .map(|(u, _)| u.iter().map(crate::report::DiskReport::from).collect())
         .unwrap_or_default();
     if let Some(client) = client {
         report.cache = client
