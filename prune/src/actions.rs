@@ -955,11 +955,77 @@ async fn image_usages(
     rs: &RunState,
     client: &DockerClient,
 ) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
+    image_usages_synced(rs, client, false).await
+}
+
+/// [`image_usages`]; with `sync`, each filesystem is first asked to commit what it has pending
+/// (`syncfs`: btrfs then counts the extents a delete freed; [`crate::settle`]).
+async fn image_usages_synced(
+    rs: &RunState,
+    client: &DockerClient,
+    sync: bool,
+) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
     let roots = match &rs.roots {
         Some(r) => r.clone(),
         None => crate::roots::of_host(&client.info_raw().await?),
     };
+    if sync {
+        for p in roots.paths() {
+            sync_fs(&p);
+        }
+    }
     Ok(measure_image_fs(&roots))
+}
+
+/// `statfs(2)`'s `f_type` of the filesystem of `path`, if it can be read.
+fn fs_type(path: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct the call fills.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then_some(st.f_type as i64)
+}
+
+/// `syncfs(2)` on the filesystem of `path` (best effort: a failure only means the next sample
+/// may not count everything freed yet).
+fn sync_fs(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(dir) = std::fs::File::open(path) {
+        // SAFETY: a valid open descriptor for the duration of the call.
+        unsafe {
+            libc::syncfs(dir.as_raw_fd());
+        }
+    }
+}
+
+/// The image filesystems' usage once the frees of a removal have settled ([`crate::settle`]):
+/// `before` the used bytes before it, `expected` the bytes the daemon says it freed (0: it
+/// removed nothing, one sample). Also the time waited (for the log when it was long).
+async fn settled_image_usages(
+    rs: &RunState,
+    client: &DockerClient,
+    before: u64,
+    expected: u64,
+) -> Result<Result<(Vec<DiskUsage>, std::time::Duration), String>, PruneError> {
+    use crate::settle::{settled, Sample, SETTLE};
+    let start = std::time::Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let usage = match image_usages_synced(rs, client, expected > 0).await? {
+            Ok(u) => u,
+            Err(why) => return Ok(Err(why)),
+        };
+        samples.push(Sample {
+            at: start.elapsed(),
+            used: used_bytes(&usage),
+        });
+        if expected == 0 || settled(before, expected, &samples, &SETTLE) {
+            return Ok(Ok((usage, start.elapsed())));
+        }
+        tokio::time::sleep(SETTLE.poll).await;
+    }
 }
 
 /// [`image_usages`] for known roots.
@@ -1053,6 +1119,15 @@ async fn evict_step(
     }
     let p = evict_policy(cfg);
     let mut no_relief = 0usize;
+    // On a filesystem that frees later (btrfs, zfs; one filesystem holds the image data) a
+    // removal's bytes count as freed before the filesystem shows them ([`crate::settle`]).
+    let deferring = match usage.as_slice() {
+        [one] => fs_type(&one.path).filter(|t| crate::settle::defers_frees(*t)),
+        _ => None,
+    };
+    let start_used = used_bytes(&usage);
+    let mut said_freed = 0u64;
+    let mut measured = usage.clone();
     let mut usage = usage;
     for item in Step::Evict.items(plan, cfg.until) {
         if evict::reached(max_percent(&usage), &p) {
@@ -1069,13 +1144,29 @@ async fn evict_step(
         };
         let before = used_bytes(&usage);
         let done = remove_item(Step::Evict, &item, client, Some(&fresh), hooks, progress).await;
-        usage = match measure(rs).await? {
+        let freed = done.removed().1;
+        let now = if deferring.is_some() {
+            // what the delete freed may be counted by the filesystem only later
+            settled_image_usages(rs, client, used_bytes(&measured), freed)
+                .await?
+                .map(|(u, _)| u)
+        } else {
+            measure(rs).await?
+        };
+        usage = match now {
             Ok(u) => u,
             Err(why) => {
                 hooks.log(&evict_lines::unmeasurable(&why, 0));
                 return Ok(false);
             }
         };
+        measured = usage.clone();
+        if deferring.is_some() {
+            said_freed = said_freed.saturating_add(freed);
+            if let [one] = usage.as_slice() {
+                usage = vec![crate::settle::with_pending(one, start_used, said_freed)];
+            }
+        }
         if matches!(done, Done::Removed { .. }) {
             if evict::relieved(before, used_bytes(&usage)) {
                 no_relief = 0;
@@ -1086,6 +1177,11 @@ async fn evict_step(
                     return Ok(false);
                 }
             }
+        }
+    }
+    if let ([shown], [seen]) = (usage.as_slice(), measured.as_slice()) {
+        if shown.used < seen.used {
+            hooks.log(&evict_lines::pending(seen, shown, deferring.unwrap_or(0)));
         }
     }
     let max = usage.iter().max_by_key(|u| u.percent());

@@ -82,7 +82,7 @@ fn disk_gate(run: &Run) -> (bool, String) {
 
 #[test]
 fn stale_remembered_roots_are_refreshed_without_the_daemon_below_the_threshold() {
-    let mut node = Node::start_with(Some(sid_engine()), Some("64m"));
+    let mut node = Node::start_with(Some(sid_engine()), |n| n.mount_tmpfs(&n.data_root, "64m"));
     // `--path`: a tmpfs of its own, nearly empty (far below the threshold, 50 %)
     let path = node.dir("path");
     node.mount_tmpfs(&path, "4m");

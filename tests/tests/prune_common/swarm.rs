@@ -53,14 +53,14 @@ pub struct Node {
 impl Node {
     /// Make the namespace and start the daemon; waits until it answers.
     pub fn start() -> Node {
-        Node::start_with(None, None)
+        Node::start_with(None, |_| {})
     }
 
-    /// [`Node::start`] with another engine's binaries, and the data-root on a tmpfs of
-    /// `tmpfs_size` (a mount option, `64m`) when given.
+    /// [`Node::start`] with another engine's binaries, and `prepare` run before the daemon
+    /// starts (to mount a filesystem at its data-root, say).
     pub fn start_with(
         engine: Option<ccci_sandbox::engine::EngineBins>,
-        tmpfs_size: Option<&str>,
+        prepare: impl FnOnce(&Node),
     ) -> Node {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -81,9 +81,7 @@ impl Node {
         for d in [node.run_dir.join("exec"), node.data_dir.join("data")] {
             std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
         }
-        if let Some(size) = tmpfs_size {
-            node.mount_tmpfs(&node.data_root, size);
-        }
+        prepare(&node);
         // An explicit config so /etc/docker/daemon.json never applies, and the trust key
         // Docker 20.10 writes goes here, not to /etc/docker/key.json.
         let conf = serde_json::json!({ "deprecated-key-path": node.run_dir.join("key.json") });
