@@ -88,9 +88,13 @@ pub fn check_disk(cfg: &Config) -> Result<GateDecision, PruneError> {
 
 /// [`check_disk`] with the roots this run knows.
 fn check_disk_with(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<GateDecision, PruneError> {
-    let mut d = disk_gate(cfg.threshold, &usages(cfg, roots)?);
+    let (measured, unmeasured) = usages(cfg, roots)?;
+    let mut d = disk_gate(cfg.threshold, &measured);
     if let Some(r) = roots.filter(|r| !r.gate_paths().is_empty()) {
         d.detail = format!("{} ({})", d.detail, r.describe());
+    }
+    for why in unmeasured {
+        d.detail = format!("{}; {why}", d.detail);
     }
     Ok(d)
 }
@@ -116,6 +120,11 @@ pub struct RunState {
     /// The daemon's clock minus this host's (seconds), from `GET /info`'s `SystemTime` when
     /// this run asked it: the usage state is kept in the daemon's clock.
     clock_offset: Option<i64>,
+    /// The stamp the remembered roots were learnt with ([`crate::roots::Stamp`]).
+    stamp: Option<crate::roots::Stamp>,
+    /// Why the remembered roots may be stale (then a run that can keep new ones asks the
+    /// daemon again before the disk gate).
+    stale: Option<String>,
 }
 
 impl RunState {
@@ -124,7 +133,14 @@ impl RunState {
         let Some(dir) = cfg.state_dir.clone() else {
             return RunState::default();
         };
-        let roots = crate::roots::load(&dir);
+        let remembered = crate::roots::load_remembered(&dir);
+        let stale = remembered
+            .as_ref()
+            .and_then(|r| r.why_stale(crate::roots::FileId::of));
+        let (roots, stamp) = match remembered {
+            Some(r) => (Some(r.roots), r.stamp),
+            None => (None, None),
+        };
         let lock = if dry_run {
             None
         } else {
@@ -132,7 +148,7 @@ impl RunState {
                 // A full filesystem still takes the empty lock file: a run that must learn
                 // the roots (and would contact the daemon for them) first checks it can keep
                 // them.
-                if roots.is_none() {
+                if roots.is_none() || stale.is_some() {
                     statefile::probe(&dir)?;
                 }
                 Ok(l)
@@ -150,6 +166,8 @@ impl RunState {
             lock,
             roots,
             clock_offset: None,
+            stamp,
+            stale,
         }
     }
 
@@ -177,9 +195,18 @@ impl RunState {
             .and_then(crate::docker::parse_docker_time)
             .map(|t| t.saturating_sub(now()));
         let roots = crate::roots::of_host(&info);
-        if self.roots.as_ref() != Some(&roots) {
+        let stamp = crate::roots::Stamp::take(
+            &roots,
+            crate::roots::containerd_address(&info),
+            crate::roots::FileId::of,
+        );
+        if self.roots.as_ref() != Some(&roots) || self.stamp.as_ref() != Some(&stamp) {
             if let Some(dir) = self.writable() {
-                if let Err(e) = crate::roots::save(dir, &roots) {
+                let remembered = crate::roots::Remembered {
+                    roots: roots.clone(),
+                    stamp: Some(stamp.clone()),
+                };
+                if let Err(e) = crate::roots::save(dir, &remembered) {
                     hooks.log(&state_lines::write_failed(
                         &dir.join(crate::roots::STATE_FILE),
                         &e.to_string(),
@@ -188,6 +215,8 @@ impl RunState {
             }
         }
         self.roots = Some(roots);
+        self.stamp = Some(stamp);
+        self.stale = None;
         Ok(())
     }
 }
@@ -201,6 +230,14 @@ mod state_lines {
             "ci-docker-prune: state directory {} {why}: this run writes no state (usage, daemon roots, gate stall); below the threshold it measures the --path(s) and the roots it already knows, without contacting Docker",
             dir.display()
         )
+    }
+
+    pub fn stale(why: &str, asking: bool) -> String {
+        if asking {
+            format!("ci-docker-prune: the remembered daemon roots may be stale ({why}): asking the daemon where it keeps its data")
+        } else {
+            format!("ci-docker-prune: the remembered daemon roots may be stale ({why}), and this run cannot keep new ones: measuring them as they are")
+        }
     }
 
     pub fn write_failed(path: &Path, why: &str) -> String {
@@ -364,9 +401,13 @@ pub async fn make_plan_with(
 }
 
 /// The usage of the `--path`s and of the daemon's remembered roots (containerd store): what
-/// the disk gate and the low watermark compare. A `--path` that cannot be measured is an
-/// error; a remembered root that is not there (the daemon moved it) is left out.
-fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, PruneError> {
+/// the disk gate compares. A `--path` that cannot be measured is an error; a remembered root
+/// that cannot be (the daemon moved it) is left out and said (the second list, for the gate's
+/// detail).
+fn usages(
+    cfg: &Config,
+    roots: Option<&DaemonRoots>,
+) -> Result<(Vec<DiskUsage>, Vec<String>), PruneError> {
     let mut out = cfg
         .paths
         .iter()
@@ -377,12 +418,18 @@ fn usages(cfg: &Config, roots: Option<&DaemonRoots>) -> Result<Vec<DiskUsage>, P
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut unmeasured = Vec::new();
     for p in roots.map(|r| r.gate_paths()).unwrap_or_default() {
         if !cfg.paths.contains(&p) {
-            out.extend(disk_usage(&p).ok());
+            match disk_usage(&p) {
+                Ok(u) => out.push(u),
+                Err(e) => {
+                    unmeasured.push(format!("remembered root {} not measured: {e}", p.display()))
+                }
+            }
         }
     }
-    Ok(out)
+    Ok((out, unmeasured))
 }
 
 fn max_percent(u: &[DiskUsage]) -> u8 {
@@ -592,19 +639,40 @@ pub async fn run(cfg: &Config, dry_run: bool, hooks: &mut dyn Hooks) -> Report {
         // answer leaves the `--path`s measured alone) — only when it can keep them (or in a
         // dry run, which a person starts): a directory that cannot be written would make
         // every run contact the daemon.
+        // Remembered roots that may be stale (a root gone or replaced, a config file changed,
+        // the daemon started again: docs/prune-policy.md) are asked for again the same way.
         let mut learnt = false;
-        if rs.dir.is_some() && rs.roots.is_none() && (dry_run || rs.writable().is_some()) {
+        let may_keep = dry_run || rs.writable().is_some();
+        if let Some(why) = rs.stale.clone() {
+            hooks.log(&state_lines::stale(&why, may_keep));
+        }
+        if rs.dir.is_some() && (rs.roots.is_none() || rs.stale.is_some()) && may_keep {
+            let measuring = if rs.roots.is_some() {
+                "measuring the --path(s) and the remembered roots"
+            } else {
+                "measuring the --path(s) only"
+            };
             match DockerClient::connect(&cfg.docker_host).await {
                 Ok(client) => {
                     learnt = true;
-                    if let Err(e) = rs.learn_roots(&client, hooks).await {
-                        hooks.log(&format!(
-                            "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
-                        ));
+                    let was_stale = rs.stale.is_some();
+                    match rs.learn_roots(&client, hooks).await {
+                        Ok(()) if was_stale => {
+                            if let Some(r) = &rs.roots {
+                                hooks.log(&format!(
+                                    "ci-docker-prune: the daemon keeps its data now: {}",
+                                    r.describe()
+                                ));
+                            }
+                        }
+                        Ok(()) => {}
+                        Err(e) => hooks.log(&format!(
+                            "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): {measuring}"
+                        )),
                     }
                 }
                 Err(e) => hooks.log(&format!(
-                    "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): measuring the --path(s) only"
+                    "ci-docker-prune: cannot learn where the daemon keeps its data ({e}): {measuring}"
                 )),
             }
         }
@@ -640,7 +708,7 @@ async fn end_facts(
     report: &mut Report,
 ) {
     report.disks = usages(cfg, roots)
-        .map(|u| u.iter().map(crate::report::DiskReport::from).collect())
+        .map(|(u, _)| u.iter().map(crate::report::DiskReport::from).collect())
         .unwrap_or_default();
     if let Some(client) = client {
         report.cache = client
@@ -919,11 +987,77 @@ async fn image_usages(
     rs: &RunState,
     client: &DockerClient,
 ) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
+    image_usages_synced(rs, client, false).await
+}
+
+/// [`image_usages`]; with `sync`, each filesystem is first asked to commit what it has pending
+/// (`syncfs`: btrfs then counts the extents a delete freed; [`crate::settle`]).
+async fn image_usages_synced(
+    rs: &RunState,
+    client: &DockerClient,
+    sync: bool,
+) -> Result<Result<Vec<DiskUsage>, String>, PruneError> {
     let roots = match &rs.roots {
         Some(r) => r.clone(),
         None => crate::roots::of_host(&client.info_raw().await?),
     };
+    if sync {
+        for p in roots.paths() {
+            sync_fs(&p);
+        }
+    }
     Ok(measure_image_fs(&roots))
+}
+
+/// `statfs(2)`'s `f_type` of the filesystem of `path`, if it can be read.
+fn fs_type(path: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct the call fills.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then_some(st.f_type as i64)
+}
+
+/// `syncfs(2)` on the filesystem of `path` (best effort: a failure only means the next sample
+/// may not count everything freed yet).
+fn sync_fs(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(dir) = std::fs::File::open(path) {
+        // SAFETY: a valid open descriptor for the duration of the call.
+        unsafe {
+            libc::syncfs(dir.as_raw_fd());
+        }
+    }
+}
+
+/// The image filesystems' usage once the frees of a removal have settled ([`crate::settle`]):
+/// `before` the used bytes before it, `expected` the bytes the daemon says it freed (0: it
+/// removed nothing, one sample). Also the time waited (for the log when it was long).
+async fn settled_image_usages(
+    rs: &RunState,
+    client: &DockerClient,
+    before: u64,
+    expected: u64,
+) -> Result<Result<(Vec<DiskUsage>, std::time::Duration), String>, PruneError> {
+    use crate::settle::{settled, Sample, SETTLE};
+    let start = std::time::Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let usage = match image_usages_synced(rs, client, expected > 0).await? {
+            Ok(u) => u,
+            Err(why) => return Ok(Err(why)),
+        };
+        samples.push(Sample {
+            at: start.elapsed(),
+            used: used_bytes(&usage),
+        });
+        if expected == 0 || settled(before, expected, &samples, &SETTLE) {
+            return Ok(Ok((usage, start.elapsed())));
+        }
+        tokio::time::sleep(SETTLE.poll).await;
+    }
 }
 
 /// [`image_usages`] for known roots.
@@ -1017,6 +1151,15 @@ async fn evict_step(
     }
     let p = evict_policy(cfg);
     let mut no_relief = 0usize;
+    // On a filesystem that frees later (btrfs, zfs; one filesystem holds the image data) a
+    // removal's bytes count as freed before the filesystem shows them ([`crate::settle`]).
+    let deferring = match usage.as_slice() {
+        [one] => fs_type(&one.path).filter(|t| crate::settle::defers_frees(*t)),
+        _ => None,
+    };
+    let start_used = used_bytes(&usage);
+    let mut said_freed = 0u64;
+    let mut measured = usage.clone();
     let mut usage = usage;
     for item in Step::Evict.items(plan, cfg.until) {
         if evict::reached(max_percent(&usage), &p) {
@@ -1033,13 +1176,29 @@ async fn evict_step(
         };
         let before = used_bytes(&usage);
         let done = remove_item(Step::Evict, &item, client, Some(&fresh), hooks, progress).await;
-        usage = match measure(rs).await? {
+        let freed = done.removed().1;
+        let now = if deferring.is_some() {
+            // what the delete freed may be counted by the filesystem only later
+            settled_image_usages(rs, client, used_bytes(&measured), freed)
+                .await?
+                .map(|(u, _)| u)
+        } else {
+            measure(rs).await?
+        };
+        usage = match now {
             Ok(u) => u,
             Err(why) => {
                 hooks.log(&evict_lines::unmeasurable(&why, 0));
                 return Ok(false);
             }
         };
+        measured = usage.clone();
+        if deferring.is_some() {
+            said_freed = said_freed.saturating_add(freed);
+            if let [one] = usage.as_slice() {
+                usage = vec![crate::settle::with_pending(one, start_used, said_freed)];
+            }
+        }
         if matches!(done, Done::Removed { .. }) {
             if evict::relieved(before, used_bytes(&usage)) {
                 no_relief = 0;
@@ -1050,6 +1209,11 @@ async fn evict_step(
                     return Ok(false);
                 }
             }
+        }
+    }
+    if let ([shown], [seen]) = (usage.as_slice(), measured.as_slice()) {
+        if shown.used < seen.used {
+            hooks.log(&evict_lines::pending(seen, shown, deferring.unwrap_or(0)));
         }
     }
     let max = usage.iter().max_by_key(|u| u.percent());

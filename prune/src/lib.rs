@@ -12,7 +12,7 @@
 //! [`docker`] (the only module that talks to the daemon; its API cannot express `all` or
 //! volume pruning), [`roots`] and [`usage`] (facts: where the image data is, when each image
 //! was used), [`evict`] (the eviction tier's queue), [`stall`] (a gate closed under pressure
-//! for too long), [`statefile`] (atomic, locked state writes).
+//! for too long), [`settle`] (space a filesystem frees after the delete returns), [`statefile`] (atomic, locked state writes).
 
 pub mod actions;
 pub mod config;
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod roots;
+pub mod settle;
 pub mod sim;
 pub mod stall;
 pub mod statefile;

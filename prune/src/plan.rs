@@ -234,7 +234,11 @@ pub fn select_images<'a>(
         .collect();
     let mut out: Vec<ImageCandidate> = Vec::new();
     for img in images {
-        if !is_untagged(&img.repo_tags) || img.created > cutoff || used.contains(img.id.as_str()) {
+        if !is_untagged(&img.repo_tags)
+            || img.created > cutoff
+            || used.contains(img.id.as_str())
+            || pinned_by_service(img, &service_digests)
+        {
             continue;
         }
         if kind_of(img) == ImageKind::Leftover {
@@ -245,14 +249,6 @@ pub fn select_images<'a>(
                 reason: ImageReason::BuildLeftover,
             });
         } else if p.reclaim_superseded_pulls {
-            let referenced = img
-                .repo_digests
-                .iter()
-                .filter_map(|d| digest_of(d))
-                .any(|d| service_digests.contains(d));
-            if referenced {
-                continue;
-            }
             let newer_repo = img
                 .repo_digests
                 .iter()
@@ -289,6 +285,19 @@ pub fn select_images<'a>(
         .collect();
     out.retain(|c| !kept_parents.contains(c.id.as_str()));
     out
+}
+
+/// An image a service spec (current or previous) references by digest: one of its repo
+/// digests, or its id — on the containerd store an image's id *is* the digest of its manifest
+/// (or index), and an image pulled by tag whose tag then moved keeps neither a tag nor a repo
+/// digest there, while the spec that pinned it still names it (`repo:tag@sha256:<id>`).
+fn pinned_by_service(img: &ImageInfo, service_digests: &HashSet<&str>) -> bool {
+    service_digests.contains(img.id.as_str())
+        || img
+            .repo_digests
+            .iter()
+            .filter_map(|d| digest_of(d))
+            .any(|d| service_digests.contains(d))
 }
 
 /// Build cache records that `POST /build/prune` with only an `until` filter removes: not in
@@ -590,6 +599,42 @@ mod tests {
                 repo: "redis".into()
             }
         );
+    }
+
+    /// Issue 17, item 11: on the containerd store an image's id is its manifest digest; a pull
+    /// by tag whose tag moved lists no tag and no digest, like a build. A service spec (current
+    /// or previous, any replica count) that pins that digest keeps it; nothing else does.
+    #[test]
+    fn a_leftover_a_service_pins_by_digest_stays() {
+        let svc = |name: &str, image: Option<&str>, previous: Option<&str>| ServiceInfo {
+            id: name.into(),
+            name: name.into(),
+            mode: ServiceMode::Replicated(0),
+            update_state: None,
+            image: image.map(Into::into),
+            previous_image: previous.map(Into::into),
+        };
+        let inv = Inventory {
+            images: vec![
+                image("sha256:aaa", &[], &[], 30 * DAY),
+                image("sha256:bbb", &[], &[], 30 * DAY),
+                image("sha256:ccc", &[], &[], 30 * DAY),
+                image("sha256:ddd", &[], &[], 30 * DAY),
+            ],
+            services: vec![
+                svc("now", Some("reg:5000/app:t@sha256:aaa"), None),
+                svc(
+                    "rolled",
+                    Some("reg:5000/app:t2"),
+                    Some("reg:5000/app:t@sha256:bbb"),
+                ),
+                // a tag only (`--no-resolve-image`): pins no digest
+                svc("by-tag", Some("reg:5000/app:ddd"), None),
+            ],
+            ..Default::default()
+        };
+        let plan = build(&inv, &policy());
+        assert_eq!(ids(&plan).1, ["sha256:ccc", "sha256:ddd"]);
     }
 
     #[test]

@@ -372,6 +372,23 @@ pub mod evict_lines {
         )
     }
 
+    /// The filesystem (`f_type`) has not counted everything the removals freed yet: the tier
+    /// went by `shown`, `seen` is what it measured.
+    pub fn pending(seen: &DiskUsage, shown: &DiskUsage, f_type: i64) -> String {
+        let fs = match f_type {
+            crate::settle::BTRFS_MAGIC => "btrfs",
+            crate::settle::ZFS_MAGIC => "zfs",
+            _ => "the filesystem",
+        };
+        format!(
+            "ci-docker-prune: {} measured at {}%, {}% counting the {:.1} MiB the removals freed that {fs} has not counted yet (it frees later)",
+            seen.path.display(),
+            seen.percent(),
+            shown.percent(),
+            seen.used.saturating_sub(shown.used) as f64 / f64::from(1u32 << 20)
+        )
+    }
+
     /// The references cannot be listed again before a removal.
     pub fn unverifiable() -> String {
         "ci-docker-prune: eviction stopped: the swarm's services cannot be listed again, so what the next removal would delete cannot be checked".to_string()

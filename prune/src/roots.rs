@@ -88,11 +88,7 @@ pub fn from_info(
         };
     }
     let managed = docker_root.join("containerd").join("daemon");
-    let address = info
-        .get("Containerd")
-        .and_then(|c| c.get("Address"))
-        .and_then(|a| a.as_str())
-        .filter(|a| !a.is_empty());
+    let address = containerd_address(info);
     let system = |how: String| -> (PathBuf, String) {
         match containerd_config().as_deref().and_then(config_root) {
             Some(root) => (root, format!("{how}, `root` in {CONTAINERD_CONFIG}")),
@@ -161,15 +157,161 @@ impl DaemonRoots {
 /// below the threshold measures them without contacting the daemon.
 pub const STATE_FILE: &str = "daemon-roots.json";
 
+/// The daemon's config file at its default place (Debian's packaging; on NixOS a symlink into
+/// the store, so a new config is another file).
+pub const DOCKER_CONFIG: &str = "/etc/docker/daemon.json";
+/// dockerd's pidfile at its default place: written anew at every start of the daemon.
+pub const DOCKER_PIDFILE: &str = "/run/docker.pid";
+
+/// Which file a path is, as `stat` tells (symlinks followed): enough to notice that a
+/// directory was replaced or mounted over, or that a file was rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    pub size: u64,
+}
+
+impl FileId {
+    /// The file at `path` on this host, if it exists.
+    pub fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            size: m.size(),
+        })
+    }
+
+    fn same_place(&self, other: &FileId) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+/// What the roots were learnt against: cheap facts of this host, read without the daemon,
+/// that change when the daemon's roots may have changed since (docs/prune-policy.md, "Where
+/// the daemon keeps its data").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Each remembered root directory (device and inode; `None`: not on this host).
+    pub roots: std::collections::BTreeMap<PathBuf, Option<FileId>>,
+    /// The daemon's and containerd's config files ([`DOCKER_CONFIG`], [`CONTAINERD_CONFIG`]).
+    pub config: std::collections::BTreeMap<PathBuf, Option<FileId>>,
+    /// Files a start of the daemon makes anew: its pidfile ([`DOCKER_PIDFILE`]) and the socket
+    /// of the containerd it talks to (`Containerd.Address` of `GET /info`).
+    pub starts: std::collections::BTreeMap<PathBuf, Option<FileId>>,
+}
+
+impl Stamp {
+    /// The stamp of `roots`, learnt from an `/info` answer whose containerd address (if any)
+    /// is `containerd_address`; `stat` reads a file's identity.
+    pub fn take(
+        roots: &DaemonRoots,
+        containerd_address: Option<&str>,
+        stat: impl Fn(&Path) -> Option<FileId>,
+    ) -> Stamp {
+        let at = |paths: Vec<PathBuf>| paths.into_iter().map(|p| (p.clone(), stat(&p))).collect();
+        Stamp {
+            roots: at(roots.paths()),
+            config: at(vec![DOCKER_CONFIG.into(), CONTAINERD_CONFIG.into()]),
+            starts: at(std::iter::once(PathBuf::from(DOCKER_PIDFILE))
+                .chain(containerd_address.and_then(socket_path))
+                .collect()),
+        }
+    }
+
+    /// Why roots remembered with this stamp may be stale now, if they may: a remembered root
+    /// is gone or is another directory (a data-root moved, a disk mounted over it), a config
+    /// file changed, or the daemon started again since (a store switch or a data-root move
+    /// takes effect only at a start). A start file that is absent now is no reason (a stopped,
+    /// socket-activated daemon stays stopped: nothing would answer without starting it).
+    pub fn why_stale(&self, stat: impl Fn(&Path) -> Option<FileId>) -> Option<String> {
+        for (p, was) in &self.roots {
+            match (was, stat(p)) {
+                (Some(_), None) => return Some(format!("remembered root {} is gone", p.display())),
+                (Some(a), Some(b)) if !a.same_place(&b) => {
+                    return Some(format!(
+                        "remembered root {} is another directory now",
+                        p.display()
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Some(format!("remembered root {} appeared", p.display()))
+                }
+                _ => {}
+            }
+        }
+        for (p, was) in &self.config {
+            if *was != stat(p) {
+                return Some(format!("{} changed", p.display()));
+            }
+        }
+        for (p, was) in &self.starts {
+            if let Some(now) = stat(p) {
+                if *was != Some(now) {
+                    return Some(format!("the daemon started again ({} is new)", p.display()));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The filesystem path of a containerd address (`/run/…/containerd.sock`, or `unix://…`).
+fn socket_path(address: &str) -> Option<PathBuf> {
+    let p = address.strip_prefix("unix://").unwrap_or(address);
+    p.starts_with('/').then(|| PathBuf::from(p))
+}
+
+/// The containerd address of a `GET /info` answer (API ≥ 1.46), if any.
+pub fn containerd_address(info: &serde_json::Value) -> Option<&str> {
+    info.get("Containerd")
+        .and_then(|c| c.get("Address"))
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+}
+
+/// The remembered roots and the stamp they were learnt with (a file written before stamps has
+/// none: its roots may be stale).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    #[serde(flatten)]
+    pub roots: DaemonRoots,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
+}
+
+impl Remembered {
+    /// Why these roots may be stale on this host now ([`Stamp::why_stale`]).
+    pub fn why_stale(&self, stat: impl Fn(&Path) -> Option<FileId>) -> Option<String> {
+        match &self.stamp {
+            None => Some("they were remembered without the facts to check them against".into()),
+            Some(s) => s.why_stale(stat),
+        }
+    }
+}
+
 /// The remembered roots in `state_dir`, if any (an unreadable file counts as none).
 pub fn load(state_dir: &Path) -> Option<DaemonRoots> {
+    load_remembered(state_dir).map(|r| r.roots)
+}
+
+/// The remembered roots in `state_dir` with their stamp, if any.
+pub fn load_remembered(state_dir: &Path) -> Option<Remembered> {
     let text = std::fs::read_to_string(state_dir.join(STATE_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-/// Remember `roots` in `state_dir` ([`crate::statefile::write_atomic`]).
-pub fn save(state_dir: &Path, roots: &DaemonRoots) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(roots).map_err(std::io::Error::other)?;
+/// Remember `roots` with `stamp` in `state_dir` ([`crate::statefile::write_atomic`]).
+pub fn save(state_dir: &Path, remembered: &Remembered) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(remembered).map_err(std::io::Error::other)?;
     crate::statefile::write_atomic(state_dir, STATE_FILE, (text + "\n").as_bytes())
 }
 
@@ -287,5 +429,123 @@ mod tests {
             r.containerd_root.as_deref(),
             Some(Path::new("/var/lib/containerd"))
         );
+    }
+
+    fn id(dev: u64, ino: u64, mtime_ns: i64) -> Option<FileId> {
+        Some(FileId {
+            dev,
+            ino,
+            mtime_ns,
+            size: 10,
+        })
+    }
+
+    /// A host by hand: what `stat` answers for each path.
+    fn host(files: &[(&str, Option<FileId>)]) -> impl Fn(&Path) -> Option<FileId> {
+        let m: std::collections::HashMap<PathBuf, Option<FileId>> =
+            files.iter().map(|(p, f)| (PathBuf::from(p), *f)).collect();
+        move |p: &Path| m.get(p).copied().flatten()
+    }
+
+    fn containerd_roots() -> DaemonRoots {
+        DaemonRoots {
+            store: ImageStore::Containerd,
+            docker_root: "/var/lib/docker".into(),
+            containerd_root: Some("/var/lib/docker/containerd/daemon".into()),
+            containerd_how: "dockerd's own containerd at /run/docker/containerd/containerd.sock"
+                .into(),
+        }
+    }
+
+    const SOCK: &str = "/run/docker/containerd/containerd.sock";
+
+    fn learnt_on() -> Vec<(&'static str, Option<FileId>)> {
+        vec![
+            ("/var/lib/docker", id(1, 100, 5)),
+            ("/var/lib/docker/containerd/daemon", id(1, 200, 5)),
+            (DOCKER_CONFIG, id(2, 300, 7)),
+            (CONTAINERD_CONFIG, None),
+            (DOCKER_PIDFILE, id(3, 400, 9)),
+            (SOCK, id(3, 500, 9)),
+        ]
+    }
+
+    /// Each change of the host, by hand, and whether it makes the roots stale (and why).
+    #[test]
+    fn a_stamp_says_when_the_roots_may_be_stale() {
+        let stamp = Stamp::take(
+            &containerd_roots(),
+            Some(&format!("unix://{SOCK}")),
+            host(&learnt_on()),
+        );
+        let with = |path: &str, f: Option<FileId>| {
+            let mut h = learnt_on();
+            for e in h.iter_mut().filter(|e| e.0 == path) {
+                e.1 = f;
+            }
+            stamp.why_stale(host(&h))
+        };
+        assert_eq!(stamp.why_stale(host(&learnt_on())), None, "nothing changed");
+        // the data-root's contents change its mtime: not a reason
+        assert_eq!(with("/var/lib/docker", id(1, 100, 99)), None);
+        let table: [(&str, Option<FileId>, Option<&str>); 8] = [
+            (
+                "/var/lib/docker",
+                None,
+                Some("remembered root /var/lib/docker is gone"),
+            ),
+            (
+                "/var/lib/docker",
+                id(9, 100, 5),
+                Some("remembered root /var/lib/docker is another directory now"),
+            ),
+            (
+                "/var/lib/docker/containerd/daemon",
+                id(1, 201, 5),
+                Some("remembered root /var/lib/docker/containerd/daemon is another directory now"),
+            ),
+            (
+                DOCKER_CONFIG,
+                id(2, 300, 8),
+                Some("/etc/docker/daemon.json changed"),
+            ),
+            (DOCKER_CONFIG, None, Some("/etc/docker/daemon.json changed")),
+            (
+                CONTAINERD_CONFIG,
+                id(2, 301, 1),
+                Some("/etc/containerd/config.toml changed"),
+            ),
+            (
+                DOCKER_PIDFILE,
+                id(3, 401, 10),
+                Some("the daemon started again (/run/docker.pid is new)"),
+            ),
+            // a stopped (socket-activated) daemon: no pidfile, nothing to ask
+            (DOCKER_PIDFILE, None, None),
+        ];
+        for (path, now, why) in table {
+            assert_eq!(with(path, now).as_deref(), why, "{path} -> {now:?}");
+        }
+        assert_eq!(
+            with(SOCK, id(3, 501, 10)).as_deref(),
+            Some("the daemon started again (/run/docker/containerd/containerd.sock is new)")
+        );
+    }
+
+    #[test]
+    fn roots_remembered_before_stamps_may_be_stale_and_still_load() {
+        let old = r#"{"store":"legacy","docker_root":"/var/lib/docker","containerd_root":null,"containerd_how":""}"#;
+        let r: Remembered = serde_json::from_str(old).unwrap();
+        assert_eq!(r.roots.store, ImageStore::Legacy);
+        assert!(r.why_stale(|_| None).is_some());
+        // a remote daemon's roots (not on this host) with nothing else: not stale
+        let stamp = Stamp::take(&r.roots, None, |_| None);
+        let r = Remembered {
+            stamp: Some(stamp),
+            ..r
+        };
+        assert_eq!(r.why_stale(|_| None), None);
+        let back: Remembered = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

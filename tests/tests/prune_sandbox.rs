@@ -1383,3 +1383,75 @@ fn stopped_containers_age_from_when_they_stopped() {
         run.requests
     );
 }
+
+/// Issue 17, item 11: an image pulled by tag, pinned by digest in a service spec (scaled to
+/// zero: no task, no container), whose tag then moved to a newer image. The containerd store
+/// lists it with no tag and no repo digest — exactly like a build leftover (the daemon says
+/// so below) — but the spec still references it: it must stay. Before: selected as a build
+/// leftover and deleted. On the legacy store it keeps its repo digest (a cached pull).
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn an_image_a_service_pins_by_digest_is_no_leftover_after_its_tag_moved() {
+    let s = seed("pinned");
+    let mut clean = Cleanup::default();
+    let tag = format!("127.0.0.1:5000/ccci-test/pinned-{s}:t");
+    let old = load_image(&format!("{s}-old"), 30 * DAY, Some(&tag));
+    clean.images.push(old.clone());
+    // pulled by tag, as a user or a CI step pulls it
+    docker_ok(&["push", &tag]);
+    docker_ok(&["rmi", &tag]);
+    docker_ok(&["pull", &tag]);
+    let svc = format!("ccci-pinned-{s}");
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--replicas",
+        "0",
+        "--name",
+        &svc,
+        &tag,
+    ]);
+    clean.services.push(svc.clone());
+    let spec = docker_ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        &svc,
+    ]);
+    assert!(
+        spec.contains("@sha256:"),
+        "precondition: pinned by digest: {spec}"
+    );
+    // the tag moves to a newer image
+    let new = load_image(&format!("{s}-new"), 2 * DAY, Some(&tag));
+    clean.images.push(new.clone());
+    assert_ne!(old, new);
+    let refs = |what: &str| docker_ok(&["image", "inspect", "--format", what, &old]);
+    if containerd_store() {
+        assert_eq!(
+            (refs("{{json .RepoTags}}"), refs("{{json .RepoDigests}}")),
+            ("[]".to_string(), "[]".to_string()),
+            "precondition: the containerd store lists it like a build leftover"
+        );
+    }
+    let run = prune(&[
+        "--threshold",
+        "0",
+        "--until",
+        "25d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--no-evict",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["outcome"], "pruned", "{}", run.stdout);
+    assert!(
+        !run.removed("images").contains(&old),
+        "the image the service pins was removed as a leftover: {}",
+        run.stderr
+    );
+    assert!(image_exists(&old), "{}", run.stderr);
+}

@@ -44,11 +44,24 @@ pub struct Node {
     run_dir: PathBuf,
     data_dir: PathBuf,
     child: Option<Child>,
+    /// The `dockerd` to run and the PATH it gets (`None`: the system's, this PATH).
+    engine: Option<ccci_sandbox::engine::EngineBins>,
+    /// `--data-root` (default `<data_dir>/data`).
+    pub data_root: PathBuf,
 }
 
 impl Node {
     /// Make the namespace and start the daemon; waits until it answers.
     pub fn start() -> Node {
+        Node::start_with(None, |_| {})
+    }
+
+    /// [`Node::start`] with another engine's binaries, and `prepare` run before the daemon
+    /// starts (to mount a filesystem at its data-root, say).
+    pub fn start_with(
+        engine: Option<ccci_sandbox::engine::EngineBins>,
+        prepare: impl FnOnce(&Node),
+    ) -> Node {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "ccci-psw-{}-{}",
@@ -58,14 +71,17 @@ impl Node {
         let node = Node {
             run_dir: Path::new(RUN_ROOT).join(&name),
             data_dir: Path::new(DATA_ROOT).join(&name),
+            data_root: Path::new(DATA_ROOT).join(&name).join("data"),
             name,
             child: None,
+            engine,
         };
         sh(&["ip", "netns", "add", &node.name]);
         sh(&["ip", "-n", &node.name, "link", "set", "lo", "up"]);
         for d in [node.run_dir.join("exec"), node.data_dir.join("data")] {
             std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
         }
+        prepare(&node);
         // An explicit config so /etc/docker/daemon.json never applies, and the trust key
         // Docker 20.10 writes goes here, not to /etc/docker/key.json.
         let conf = serde_json::json!({ "deprecated-key-path": node.run_dir.join("key.json") });
@@ -74,6 +90,33 @@ impl Node {
         let mut node = node;
         node.spawn();
         node
+    }
+
+    /// Mount a tmpfs of `size` at `dir` (made first); the drop unmounts it with the others.
+    pub fn mount_tmpfs(&self, dir: &Path, size: &str) {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            &dir.to_string_lossy(),
+        ]);
+    }
+
+    /// A directory of this node's own (removed with it).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    /// Replace the daemon's config file with `conf` (the trust key stays out of /etc/docker);
+    /// it applies at the next [`Node::restart`].
+    pub fn set_config(&self, mut conf: serde_json::Value) {
+        conf["deprecated-key-path"] = serde_json::json!(self.run_dir.join("key.json"));
+        std::fs::write(self.run_dir.join("daemon.json"), conf.to_string())
+            .unwrap_or_else(|e| panic!("daemon.json: {e}"));
     }
 
     /// `unix://<socket>`.
@@ -99,15 +142,22 @@ impl Node {
             .try_clone()
             .unwrap_or_else(|e| panic!("dockerd log: {e}"));
         let p = |x: PathBuf| x.to_string_lossy().into_owned();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.name))
-            .arg("--")
-            .arg("dockerd")
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg("--");
+        match &self.engine {
+            Some(bins) => cmd
+                .arg("env")
+                .arg(format!("PATH={}", bins.path_env()))
+                .arg(&bins.dockerd),
+            None => cmd.arg("dockerd"),
+        };
+        let child = cmd
             .args(["--config-file", &p(self.run_dir.join("daemon.json"))])
             .args(["-H", &self.docker_host()])
             .args(["--pidfile", &p(self.run_dir.join("dockerd.pid"))])
             .args(["--exec-root", &p(self.run_dir.join("exec"))])
-            .args(["--data-root", &p(self.data_dir.join("data"))])
+            .args(["--data-root", &p(self.data_root.clone())])
             .args(["--cgroup-parent", &self.name])
             .args(["--shutdown-timeout", "5", "--userland-proxy=false"])
             .arg("--bridge=none")
