@@ -15,7 +15,12 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The single files of the set (repository-relative); with every file below [`SRC_DIR`].
-const FILES: &[&str] = &["Cargo.toml", "Cargo.lock", "prune/Cargo.toml", "prune/build.rs"];
+const FILES: &[&str] = &[
+    "Cargo.toml",
+    "Cargo.lock",
+    "prune/Cargo.toml",
+    "prune/build.rs",
+];
 const SRC_DIR: &str = "prune/src";
 
 fn walk(root: &Path, rel: &str, out: &mut Vec<String>) {
