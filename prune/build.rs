@@ -2,8 +2,10 @@
 //! `repro.program-git-eq-host`): sha256 over the files the binary is built from, so a verifier
 //! can tell a build of git's source at REV from a build of anything else without a
 //! reproducible build. The set, as repository-relative paths: `Cargo.toml`, `Cargo.lock`,
-//! `prune/Cargo.toml`, `prune/build.rs` and every file under `prune/src/`. Sorted by path
-//! (bytes), each file is hashed as `path NUL len NUL content` (`len` in decimal).
+//! `prune/Cargo.toml`, `prune/build.rs` and every file under `prune/src/`. The fingerprint is
+//! the sha256 of the set's manifest as `sha256sum` prints it, files sorted by path (bytes):
+//! one line `<sha256 of the content>  <path>\n` per file; so anyone can recompute it from a
+//! checkout with coreutils (docs/checks.md).
 //!
 //! The same fingerprint is computed by the verifier from git's objects at REV
 //! (`verify/checks/src/repro/program.rs`) and by the Nix build (this script runs there too,
@@ -54,18 +56,16 @@ fn main() {
         .to_path_buf();
     let mut files: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
     walk(&root, SRC_DIR, &mut files);
-    files.sort();
-    let mut h = Sha256::new();
+    files.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let hex = |d: &[u8]| -> String { d.iter().map(|b| format!("{b:02x}")).collect() };
+    // the manifest: one `sha256sum` line per file
+    let mut manifest = String::new();
     for f in &files {
         let data = std::fs::read(root.join(f))
             .unwrap_or_else(|e| panic!("source fingerprint: cannot read {f}: {e}"));
-        h.update(f.as_bytes());
-        h.update([0]);
-        h.update(data.len().to_string().as_bytes());
-        h.update([0]);
-        h.update(&data);
+        manifest.push_str(&format!("{}  {f}\n", hex(&Sha256::digest(&data))));
     }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&Sha256::digest(manifest.as_bytes()));
     println!("cargo:rustc-env=CCCI_PRUNE_SOURCE=sha256:{hex}");
     for f in FILES {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -35,20 +35,20 @@ pub const FILES: &[&str] = &[
 /// The directory whose every file is fingerprinted.
 pub const SRC_DIR: &str = "prune/src";
 
-/// The fingerprint of `files` (repository-relative path, content): sorted by path, each
-/// hashed as `path NUL len NUL content`, sha256, `sha256:<hex>`.
+/// The fingerprint of `files` (repository-relative path, content): the sha256 of their
+/// manifest as `sha256sum` prints it (`<sha256 hex>  <path>\n` per file, sorted by path),
+/// `sha256:<hex>`.
 pub fn fingerprint(files: &[(String, Vec<u8>)]) -> String {
     let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut h = Sha256::new();
-    for (path, data) in sorted {
-        h.update(path.as_bytes());
-        h.update([0]);
-        h.update(data.len().to_string().as_bytes());
-        h.update([0]);
-        h.update(data);
-    }
-    format!("sha256:{}", hex::encode(h.finalize()))
+    let manifest: String = sorted
+        .iter()
+        .map(|(path, data)| format!("{}  {path}\n", hex::encode(Sha256::digest(data))))
+        .collect();
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(manifest.as_bytes()))
+    )
 }
 
 /// The fingerprinted files at `rev` with their contents, read from git's objects.
@@ -285,13 +285,12 @@ mod tests {
     use super::*;
     use ccci_core::Verdict;
 
-    /// The fingerprint's definition, written out by hand for two files.
+    /// The fingerprint's definition, from coreutils: in a directory holding `a/b` = "hi" and
+    /// an empty `b`, `sha256sum a/b b | sha256sum` prints
+    /// `56912bd8f17a02e879b6558f2c2f1f048420bab661f6001a8f875062fd592b45` (hand-run, kept).
     #[test]
-    fn fingerprint_is_sorted_path_len_content() {
-        let mut h = Sha256::new();
-        h.update(b"a/b\x002\x00hi");
-        h.update(b"b\x000\x00");
-        let want = format!("sha256:{}", hex::encode(h.finalize()));
+    fn fingerprint_is_the_sha256sum_manifest() {
+        let want = "sha256:56912bd8f17a02e879b6558f2c2f1f048420bab661f6001a8f875062fd592b45";
         let got = fingerprint(&[("b".into(), vec![]), ("a/b".into(), b"hi".to_vec())]);
         assert_eq!(got, want);
         assert_ne!(
