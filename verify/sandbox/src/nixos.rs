@@ -19,8 +19,9 @@
 //!   then reports the wanted timer `enabled` and the timer-triggered service `linked`, as on
 //!   NixOS;
 //! - nixpkgs' docker module's own `docker-prune.service` (in the system), inert;
-//! - the Docker client config as sops-nix renders it: `/root/.docker/config.json ->
-//!   /run/secrets-rendered/docker-config.json`, mode 0400, owner root;
+//! - the Docker client config as sops-nix renders a template: `/root/.docker/config.json ->
+//!   /run/secrets/rendered/docker-config.json`, `/run/secrets -> /run/secrets.d/<N>`, mode
+//!   0400, owner root;
 //! - `/etc/NIXOS`, `/etc/os-release -> /etc/static/os-release`.
 
 use std::path::Path;
@@ -54,8 +55,12 @@ pub const SYSTEM_ATTR_AUTO_PRUNE: &str =
 /// Where the deploy stages the prune binary for the stand-in package's builder
 /// (`fixtures/nix/system/system.nix` copies it from here).
 pub const STAGED_BIN: &str = "/var/lib/ccci-sandbox/nixos/ci-docker-prune";
-/// The sops-nix rendered secret the Docker client config links to.
-pub const RENDERED_SECRET: &str = "/run/secrets-rendered/docker-config.json";
+/// The sops-nix template the Docker client config links to: sops-nix renders templates under
+/// `/run/secrets/rendered/`, and `/run/secrets` is a link to the current generation
+/// `/run/secrets.d/<N>` (a ramfs; each activation makes the next generation).
+pub const RENDERED_SECRET: &str = "/run/secrets/rendered/docker-config.json";
+/// sops-nix's generations directory.
+pub const SECRETS_GENERATIONS: &str = "/run/secrets.d";
 /// Where the deploy stages the secret until the activation moves it under /run.
 pub const STAGED_SECRET: &str = "/var/lib/ccci-sandbox/sops/docker-config.json";
 /// One thing the deploy puts into the host.
@@ -235,7 +240,9 @@ pub const CLEAN_SCRIPT: &str = "rm -rf /root/ccci-system; \
      systemctl stop docker-prune.timer 2>/dev/null; true";
 
 /// The host commands that finish a `nixos` deploy after the files are in (what
-/// `nixos-rebuild switch` does): the rendered secret into `/run/secrets-rendered/` (0400 root);
+/// `nixos-rebuild switch` does): the secret rendered as sops-nix renders a template, into the
+/// next generation `/run/secrets.d/<N>/rendered/` (0400 root) with `/run/secrets` pointed at it
+/// and the previous generation removed;
 /// the system's source committed in [`SYSTEM_FLAKE_DIR`], its toplevel built with the host's Nix
 /// as a `git+file` flake, and every path of its closure whose contents were changed in place (a
 /// test's wrong state) rebuilt; `/etc/static` pointed at the toplevel's `etc`, `/run/current-system`
@@ -247,7 +254,9 @@ pub fn activate_script(auto_prune: bool) -> String {
         SYSTEM_ATTR
     };
     format!(
-        "set -e; if [ -f {STAGED_SECRET} ]; then mkdir -p -m 0751 /run/secrets-rendered; install -m 0400 -o root -g root {STAGED_SECRET} {RENDERED_SECRET}; rm -f {STAGED_SECRET}; fi; \
+        "set -e; if [ -f {STAGED_SECRET} ]; then n=1; if [ -L /run/secrets ]; then n=$(( $(basename \"$(readlink /run/secrets)\") + 1 )); fi; \
+         mkdir -p -m 0751 {SECRETS_GENERATIONS}/$n/rendered; install -m 0400 -o root -g root {STAGED_SECRET} {SECRETS_GENERATIONS}/$n/rendered/docker-config.json; \
+         old=$(readlink /run/secrets || true); ln -sfn {SECRETS_GENERATIONS}/$n /run/secrets; if [ -n \"$old\" ] && [ \"$old\" != {SECRETS_GENERATIONS}/$n ]; then rm -rf \"$old\"; fi; rm -f {STAGED_SECRET}; fi; \
          cd {SYSTEM_FLAKE_DIR}; rm -rf .git; git init -q; git add -A; git -c user.name=ccci-sandbox -c user.email=ccci@sandbox.invalid commit -qm deploy; \
          a='git+file://{SYSTEM_FLAKE_DIR}?dir={SYSTEM_FLAKE}#{attr}'; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; test -e \"$out\"; \
          for p in $(nix-store --query --requisites \"$out\"); do nix-store --verify-path \"$p\" 2>/dev/null || nix-store --repair-path \"$p\"; done; \
