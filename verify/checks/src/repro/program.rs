@@ -51,11 +51,11 @@ pub fn fingerprint(files: &[(String, Vec<u8>)]) -> String {
     )
 }
 
-/// The fingerprinted files at `rev` with their contents, read from git's objects.
-pub fn source_files(
-    repo: &std::path::Path,
-    rev: &str,
-) -> Result<(String, Vec<(String, Vec<u8>)>), String> {
+/// Repository-relative paths with their contents.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// The commit `rev` resolves to and the fingerprinted files at it, read from git's objects.
+pub fn source_files(repo: &std::path::Path, rev: &str) -> Result<(String, Files), String> {
     let g = GitRepo::open(repo).map_err(|e| e.to_string())?;
     let sha = g.resolve(rev).map_err(|e| e.to_string())?;
     let mut paths: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
