@@ -24,6 +24,9 @@ let
   # folder: fixtures/, verify/gates/) and every workspace member (cargo loads them all).
   # Docs, nix/, vm-tests/ and the like stay out, so editing them does not rebuild.
   # tests/tests/package_fileset.rs builds from exactly this list (`cargo check --offline`).
+  # prune/build.rs runs in this build too: it fingerprints Cargo.toml, Cargo.lock and prune/
+  # (all in this set), and `ci-docker-prune --version` prints it; repro.program-git-eq-host
+  # compares it with git's at REV (docs/checks.md).
   src = fs.toSource {
     root = ../.;
     fileset = fs.unions (

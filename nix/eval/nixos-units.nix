@@ -15,6 +15,13 @@
   scriptPath,
   # true: also the autoPrune timer (a wrong state: virtualisation.docker.autoPrune.enable)
   autoPrune ? false,
+  # What NixOS adds to every service it renders (nixpkgs' systemd-lib and
+  # nixos/modules/system/boot/systemd.nix): `Environment="PATH=…"` from the unit's `path`
+  # (coreutils, findutils, gnugrep, gnused, systemd, each `bin` and `sbin`),
+  # `Environment="LOCALE_ARCHIVE=…"` and `Environment="TZDIR=…"` from
+  # systemd.globalEnvironment. Store paths given by the caller (the sandbox's stand-in system,
+  # fixtures/nix/system); null: not rendered (the unit's own settings only).
+  nixosEnv ? null,
 }:
 let
   standin = import ./standin.nix;
@@ -42,10 +49,28 @@ let
     // (if (u.wants or [ ]) != [ ] then { Wants = u.wants; } else { })
     // (if (u.restartIfChanged or true) == false then { X-RestartIfChanged = false; } else { })
     // (u.unitConfig or { });
+  # `Environment=` as NixOS writes it: one quoted assignment per line, NixOS's own first, then
+  # the unit's `environment`, then serviceConfig's own Environment= values
+  quote = s: "\"" + s + "\"";
+  platformEnv =
+    if nixosEnv == null then [ ]
+    else [
+      "LOCALE_ARCHIVE=${nixosEnv.localeArchive}"
+      "PATH=${builtins.concatStringsSep ":" (builtins.concatMap (p: [ "${p}/bin" "${p}/sbin" ]) nixosEnv.path)}"
+      "TZDIR=${nixosEnv.tzdir}"
+    ];
+  serviceSection = u:
+    let
+      sc = u.serviceConfig or { };
+      own = map (k: "${k}=${toValue u.environment.${k}}") (builtins.attrNames (u.environment or { }));
+      scEnv = if sc ? Environment then (if builtins.isList sc.Environment then sc.Environment else [ sc.Environment ]) else [ ];
+      env = map quote (platformEnv ++ own) ++ scEnv;
+    in
+    (builtins.removeAttrs sc [ "Environment" ]) // (if env == [ ] then { } else { Environment = env; });
   service = name: u: {
     name = "${name}.service";
     value = {
-      text = section "Unit" (unitSection u) + "\n" + section "Service" (u.serviceConfig or { });
+      text = section "Unit" (unitSection u) + "\n" + section "Service" (serviceSection u);
       wantedBy = u.wantedBy or [ ];
     };
   };
@@ -74,9 +99,10 @@ let
     docker-prune = {
       description = "Prune docker resources timer";
       wantedBy = [ "timers.target" ];
+      # `startAt = cfg.autoPrune.dates`: nixpkgs renders startAt as a timer with
+      # OnCalendar only (no Unit=: the timer triggers the service of its own name)
       timerConfig = {
         OnCalendar = "weekly";
-        Unit = "docker-prune.service";
       };
     };
   };

@@ -33,8 +33,17 @@ Exit: 0 done (pruned, skipped by a gate, or dry run); 1 runtime error (e.g. Dock
 unreachable, an item the daemon failed to remove: the run goes on with the next); 2 usage or
 config error. With --json, one object on stdout in every case (outcome \"error\" on exit 1 or 2).";
 
+/// `--version`: the package version and the source fingerprint `prune/build.rs` computed over
+/// the files this binary was built from (`repro.program-git-eq-host` compares it with git's).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (source ",
+    env!("CCCI_PRUNE_SOURCE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "ci-docker-prune", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "ci-docker-prune", version = VERSION, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
     /// Disk usage percent (0-100) at or above which pruning may happen [default: 80]
     #[arg(long, value_name = "PCT")]

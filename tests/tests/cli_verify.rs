@@ -33,6 +33,8 @@ const DESIGN_IDS: &[&str] = &[
     "repro.unit-config-git-eq-host",
     "repro.system-git-eq-host",
     "prune.no-other-pruner",
+    // issue 18 item 2 (new): the running program tied to git (docs/checks.md)
+    "repro.program-git-eq-host",
 ];
 
 const UNIT_CHECKS: &[&str] = &[

@@ -81,6 +81,10 @@ fn host_state(set: &str, restore: &'static str) -> Restore<impl FnMut()> {
     guard
 }
 
+/// The binary tie (issue 18 item 2) and its reason when a script stands in the binary's place.
+const PROGRAM: &str = "repro.program-git-eq-host";
+const NOT_ELF: &str = "is not an ELF executable";
+
 const DROPIN_DIR: &str = "/etc/systemd/system/ci-docker-prune.service.d";
 
 /// Install the fixture `name` as a drop-in of the prune service (its commands pointed at the
@@ -227,6 +231,9 @@ fn legacy_docker_prune_timer_installed_and_enabled() {
                     Verdict::Fail,
                     "system service docker-prune.service",
                 ),
+                // the host switched to a system with autoPrune on: not the toplevel git at
+                // REV evaluates to (the stand-in system holds the units since issue 19)
+                ("repro.system-git-eq-host", Verdict::Fail, "but git at"),
             ],
         );
         assert!(
@@ -366,6 +373,8 @@ fn prune_unit_asks_for_all() {
                 Verdict::Fail,
                 "ci-docker-prune.service ExecStart: git `",
             ),
+            // nor is its program (docker's --version names no source of this repository)
+            (PROGRAM, Verdict::Fail, "prints no source fingerprint"),
         ],
     );
     assert!(
@@ -544,16 +553,20 @@ fn prune_uses_the_daemons_dangling_filter() {
         // The containerd store names a swarm pull `redis:7-alpine@sha256:…`: it is not dangling
         // there, the daemon's dangling prune keeps it (docs/prune-policy.md, "The image
         // stores"), and the gate rightly finds nothing wrong with the probe's image.
-        assert_only(&r, &[]);
+        // (a script in the binary's place is not git's program either)
+        assert_only(&r, &[(PROGRAM, Verdict::Fail, NOT_ELF)]);
         return;
     }
     assert_only(
         &r,
-        &[(
-            "prune.keeps-deployed-images",
-            Verdict::Fail,
-            "would delete the probe's image",
-        )],
+        &[
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Fail,
+                "would delete the probe's image",
+            ),
+            (PROGRAM, Verdict::Fail, NOT_ELF),
+        ],
     );
 }
 
@@ -564,8 +577,8 @@ fn credentials_file_world_readable() {
     // through the config's link
     let (set, restore, mode) = if nixos() {
         (
-            "chmod 444 /run/secrets-rendered/docker-config.json",
-            "chmod 400 /run/secrets-rendered/docker-config.json",
+            "chmod 444 /run/secrets/rendered/docker-config.json",
+            "chmod 400 /run/secrets/rendered/docker-config.json",
             "mode is 444",
         )
     } else {
@@ -583,7 +596,7 @@ fn credentials_file_world_readable() {
         let c = check(&r, "auth.daemon-authenticated");
         assert!(
             c.detail
-                .contains("/root/.docker/config.json -> /run/secrets-rendered/docker-config.json"),
+                .contains("/root/.docker/config.json -> /run/secrets/rendered/docker-config.json"),
             "{}",
             explain(&r, "auth.daemon-authenticated")
         );
@@ -594,7 +607,7 @@ fn credentials_file_world_readable() {
 #[serial_test::file_serial(sandbox)]
 fn credentials_owned_by_another_user() {
     let path = if nixos() {
-        "/run/secrets-rendered/docker-config.json"
+        "/run/secrets/rendered/docker-config.json"
     } else {
         "/root/.docker/config.json"
     };
@@ -1027,7 +1040,10 @@ fn current_system_is_not_gits() {
     // another system: the stand-in built with a change the commit does not have
     host_sh(
         info,
-        "set -e; d=$(mktemp -d); sed 's/echo sandbox/echo drifted/' /root/ccci-system/flake.nix > $d/flake.nix;          a=path:$d#nixosConfigurations.ccci-host.config.system.build.toplevel; out=$(nix eval --raw $a.outPath); nix build --no-link --option substituters '' $a;          ln -sfn $out /run/current-system; rm -rf $d",
+        "set -e; d=$(mktemp -d); cp -a /root/ccci-system/. $d; cd $d; sed -i 's/echo sandbox/echo drifted/' fixtures/nix/system/system.nix; \
+         git -c user.name=t -c user.email=t@t commit -qam drift; \
+         a=\"git+file://$d?dir=fixtures/nix/system#nixosConfigurations.ccci-host.config.system.build.toplevel\"; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; \
+         ln -sfn $out /run/current-system; cd /; rm -rf $d",
     );
     let r = gate(params());
     assert_only(
@@ -1035,7 +1051,7 @@ fn current_system_is_not_gits() {
         &[(
             "repro.system-git-eq-host",
             Verdict::Fail,
-            "-nixos-system-ccci-host-sandbox, but git at",
+            "-nixos-system-ccci-host-25.11, but git at",
         )],
     );
     let c = check(&r, "repro.system-git-eq-host");
@@ -1072,7 +1088,7 @@ fn current_system_is_not_gits() {
 fn orig_for_link() -> String {
     host_sh(
         sandbox(),
-        "nix --extra-experimental-features 'nix-command flakes' eval --raw 'path:/root/ccci-system#nixosConfigurations.ccci-host.config.system.build.toplevel.outPath' 2>/dev/null",
+        "nix --extra-experimental-features 'nix-command flakes' eval --raw 'git+file:///root/ccci-system?dir=fixtures/nix/system#nixosConfigurations.ccci-host.config.system.build.toplevel.outPath' 2>/dev/null",
     )
     .trim()
     .to_string()
@@ -1227,11 +1243,115 @@ fn a_prune_that_says_it_keeps_the_cache_but_removes_a_container() {
     ccci_tests::gate::untag_probe_image_if_free(sandbox());
     assert_only(
         &r,
-        &[(
-            "prune.noop-below-threshold",
-            Verdict::Fail,
-            "0 image(s) and 1 container(s) disappeared during the run",
-        )],
+        &[
+            (
+                "prune.noop-below-threshold",
+                Verdict::Fail,
+                "0 image(s) and 1 container(s) disappeared during the run",
+            ),
+            (PROGRAM, Verdict::Fail, NOT_ELF),
+        ],
+    );
+}
+
+/// issue 18 item 2, the seed's F2pc-1: the program the prune service runs is tied to git
+/// (`repro.program-git-eq-host`). A right host passes; git moving on to a commit that changes
+/// the prune's source fails (the host runs a build of other source); on Debian a wrapper script
+/// that behaves below the threshold fails by this id alone (every other check passed it); on
+/// NixOS the same binary in a store path outside the running system, named by a runtime
+/// drop-in (`systemctl edit --runtime`, what NixOS allows), fails.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn the_program_is_not_gits() {
+    const ID: &str = "repro.program-git-eq-host";
+    let info = sandbox();
+    let run = |repo: &std::path::Path, rev: &str| {
+        let spec = builtin_spec("2pc");
+        let run = ccci_tests::gate::prepare_at(&spec, "sandbox", &[ID.to_string()], repo, rev);
+        let mut run = run;
+        let target = run.bind(sandbox_gate_target(sandbox()));
+        run_prepared(run, target)
+    };
+    let r = run(&workspace_root(), "HEAD");
+    assert_eq!(check(&r, ID).verdict, Verdict::Pass, "{}", explain(&r, ID));
+    // git at REV changes one prune source file the deployed build was not built from
+    let repo = ccci_tests::git::Repo::new();
+    let root = workspace_root();
+    let root = root.to_string_lossy();
+    repo.git(&["fetch", "-q", "--no-tags", &root, "HEAD"]);
+    repo.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
+    let main = std::fs::read(repo.path().join("prune/src/main.rs")).unwrap_or_default();
+    let changed = [
+        main.as_slice(),
+        b"\n// a change the host's build does not have\n",
+    ]
+    .concat();
+    let rev = repo.commit(&[("prune/src/main.rs", &changed)], "change the prune");
+    let r = run(repo.path(), &rev);
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    assert!(
+        c.detail.contains("was built from other source"),
+        "{}",
+        explain(&r, ID)
+    );
+    if !nixos() {
+        // a wrapper script in the binary's place: the gate's runs go to the real product
+        let _restore = Restore(|| {
+            host_sh_quiet(
+                sandbox(),
+                "test -f /usr/local/lib/ccci-real-prune && mv -f /usr/local/lib/ccci-real-prune /usr/local/bin/ci-docker-prune",
+            )
+        });
+        host_sh(
+            info,
+            "mkdir -p /usr/local/lib && cp /usr/local/bin/ci-docker-prune /usr/local/lib/ccci-real-prune",
+        );
+        upload(
+            info,
+            "/usr/local/bin/ci-docker-prune",
+            &fixture("wrapper-prune.sh"),
+            0o755,
+        );
+        let r = gate(params());
+        assert_only(&r, &[(ID, Verdict::Fail, "is not an ELF executable")]);
+        return;
+    }
+    // NixOS: the same binary in a store path no system contains, the unit pointed at it by a
+    // runtime drop-in
+    let _restore = Restore(|| {
+        host_sh_quiet(
+            sandbox(),
+            "rm -rf /run/systemd/system/ci-docker-prune.service.d/ccci-other-program.conf /nix/store/00000000000000000000000000000000-ci-docker-prune-0.1.0; systemctl daemon-reload",
+        )
+    });
+    let deployed = deployed_prune_path();
+    let other =
+        "/nix/store/00000000000000000000000000000000-ci-docker-prune-0.1.0/bin/ci-docker-prune";
+    let argv = host_sh(
+        info,
+        "systemctl show -p ExecStart --value ci-docker-prune.service | sed -n 's/.*argv\\[\\]=\\([^;]*\\) ;.*/\\1/p'",
+    );
+    let argv = argv.trim().replacen(&deployed, other, 1);
+    host_sh(
+        info,
+        &format!(
+            "set -e; mkdir -p {dir} /run/systemd/system/ci-docker-prune.service.d; cp {deployed} {other}; \
+             printf '[Service]\\nExecStart=\\nExecStart=%s\\n' '{argv}' > /run/systemd/system/ci-docker-prune.service.d/ccci-other-program.conf; \
+             systemctl daemon-reload",
+            dir = other.trim_end_matches("/ci-docker-prune"),
+        ),
+    );
+    let r = run(&workspace_root(), "HEAD");
+    let c = check(&r, ID);
+    assert_eq!(c.verdict, Verdict::Fail, "{}", explain(&r, ID));
+    assert!(
+        c.detail
+            .contains("is not in the closure of /run/current-system")
+            && !c.detail.contains("other source")
+            && !c.detail.contains("ELF"),
+        "{}",
+        explain(&r, ID)
     );
 }
 
@@ -1258,6 +1378,8 @@ fn nixos_signals_that_disagree() {
             ("repro.unit-config-git-eq-host", Verdict::Error, reason),
             ("repro.system-git-eq-host", Verdict::Error, reason),
             ("prune.no-other-pruner", Verdict::Error, reason),
+            // whether the program must be in a running system's closure is a NixOS question
+            (PROGRAM, Verdict::Error, reason),
         ],
     );
     let c = check(&r, "repro.system-git-eq-host");

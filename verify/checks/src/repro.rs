@@ -18,6 +18,7 @@
 //! ([`decide_units`], [`decide_files`], [`decide_docs`]) so their every branch is unit-tested.
 
 pub mod docs;
+pub mod program;
 pub mod system;
 pub mod unit_config;
 
@@ -38,6 +39,7 @@ pub fn checks() -> Vec<DynCheck> {
         Arc::new(DocsReferenceDeclaredUnits),
         Arc::new(UnitConfigGitEqHost),
         Arc::new(SystemGitEqHost),
+        Arc::new(ProgramGitEqHost),
     ]
 }
 
@@ -75,6 +77,25 @@ impl Check<Ctx> for SystemGitEqHost {
     async fn run(&self, ctx: &Ctx) -> Outcome {
         let mut t = Trail::new();
         let r = system::system_git_eq_host(ctx, &mut t).await;
+        t.conclude(r)
+    }
+}
+
+struct ProgramGitEqHost;
+#[async_trait]
+impl Check<Ctx> for ProgramGitEqHost {
+    fn id(&self) -> &'static str {
+        "repro.program-git-eq-host"
+    }
+    fn title(&self) -> &'static str {
+        "the prune service runs git's product: an ELF whose source fingerprint is git's at REV (on NixOS, in the running system's closure)"
+    }
+    fn reads_git(&self) -> bool {
+        true
+    }
+    async fn run(&self, ctx: &Ctx) -> Outcome {
+        let mut t = Trail::new();
+        let r = program::program_git_eq_host(ctx, &mut t).await;
         t.conclude(r)
     }
 }

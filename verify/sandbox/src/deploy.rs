@@ -441,20 +441,9 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
         let tar = match &nixos {
             None => deploy_tar(d)?,
             Some((entries, _)) => {
-                // what an earlier deploy with other units linked (autoPrune's timer) goes
-                run_checked(
-                    &docker,
-                    info,
-                    &[
-                        "sh",
-                        "-c",
-                        "find /etc/systemd/system /etc/static/systemd/system -xtype l -lname '/etc/static/*' -delete 2>/dev/null; \
-                         rm -f /etc/systemd/system/docker-prune.timer /etc/static/systemd/system/docker-prune.timer \
-                               /etc/systemd/system/timers.target.wants/docker-prune.timer /etc/static/systemd/system/timers.target.wants/docker-prune.timer; \
-                         systemctl stop docker-prune.timer 2>/dev/null; true",
-                    ],
-                )
-                .await?;
+                // the previous system's source and the links an earlier deploy made (a unit
+                // no longer in the system, e.g. autoPrune's timer, goes with them)
+                run_checked(&docker, info, &["sh", "-c", crate::nixos::CLEAN_SCRIPT]).await?;
                 nixos_tar(d, entries)?
             }
         };
@@ -471,11 +460,12 @@ pub(crate) async fn deploy(info: &SandboxInfo, d: &Deploy) -> Result<()> {
             )
             .await
             .map_err(|e| SandboxError::docker("deploy upload", e))?;
-        run_checked(&docker, info, &["systemctl", "daemon-reload"]).await?;
         if nixos.is_some() {
-            let script = crate::nixos::activate_script();
+            // the switch: build the system, point /etc/static and /run/current-system at it
+            let script = crate::nixos::activate_script(d.nixos_auto_prune);
             run_checked(&docker, info, &["sh", "-c", &script]).await?;
         }
+        run_checked(&docker, info, &["systemctl", "daemon-reload"]).await?;
     }
     match &nixos {
         None => {

@@ -2,61 +2,67 @@
 //! the repository's module leaves on disk, laid out in the Debian container (docs/sandbox.md,
 //! "The nixos flavour").
 //!
-//! - unit files rendered from the repository's own module by Nix (`nix/eval/nixos-units.nix`
-//!   with the stand-in module system; no `[Install]` section), each in a store path
-//!   `/nix/store/<hash>-unit-<name>/<name>`, linked `/etc/systemd/system/<name> ->
-//!   /etc/static/systemd/system/<name> -> the store`, and `<target>.wants/` links where the
-//!   module says `wantedBy`; systemd then reports the wanted timer `enabled` and the
-//!   timer-triggered service `linked`, as on NixOS;
-//! - nixpkgs' docker module's own `docker-prune.service`, inert (no timer: autoPrune is off);
-//! - the prune binary at `/nix/store/<hash>-ci-docker-prune-<version>/bin/ci-docker-prune`;
-//! - the Docker client config as sops-nix renders it: `/root/.docker/config.json ->
-//!   /run/secrets-rendered/docker-config.json`, mode 0400, owner root;
-//! - `/etc/NIXOS`, and `/run/current-system` pointing at a system built on the host by its own
-//!   Nix from `fixtures/nix/system/flake.nix` (a stand-in toplevel).
+//! The system itself is built **on the host by its own Nix** from the repository's
+//! `fixtures/nix/system` flake (its `system.nix`): a toplevel that holds `etc` (with
+//! `etc/systemd/system` one link to a `system-units` store path whose units are rendered from the
+//! repository's module by `nix/eval/nixos-units.nix`, NixOS's own `Environment=` lines
+//! included, and `etc/os-release`) and the prune package the units' `ExecStart` names. The
+//! deploy copies the files that flake reads to `/root/ccci-system` (a git repository, evaluated
+//! as `git+file`, as `nixos-rebuild --flake` evaluates a checkout) and stages the prune binary
+//! for the package's builder; the activation builds the toplevel, points `/etc/static` at its
+//! `etc` and `/run/current-system` at it.
+//!
+//! Beside that, in the Debian container's writable `/etc`:
+//! - `/etc/systemd/system/<name> -> /etc/static/systemd/system/<name>` for the system's units
+//!   and `<target>.wants/` links where the module says `wantedBy` (the Debian container's own
+//!   units stay in the directory: see docs/sandbox.md for why it is not one link here); systemd
+//!   then reports the wanted timer `enabled` and the timer-triggered service `linked`, as on
+//!   NixOS;
+//! - nixpkgs' docker module's own `docker-prune.service` (in the system), inert;
+//! - the Docker client config as sops-nix renders a template: `/root/.docker/config.json ->
+//!   /run/secrets/rendered/docker-config.json`, `/run/secrets -> /run/secrets.d/<N>`, mode
+//!   0400, owner root;
+//! - `/etc/NIXOS`, `/etc/os-release -> /etc/static/os-release`.
 
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, SandboxError};
 
 /// The rendered units' Nix expression, relative to the repository.
 pub const RENDER_EXPR: &str = "nix/eval/nixos-units.nix";
-/// The system stand-in flake, relative to the repository.
-pub const SYSTEM_FLAKE: &str = "fixtures/nix/system/flake.nix";
-/// Where the host keeps the system flake it builds.
+/// The system stand-in flake's directory, relative to the repository.
+pub const SYSTEM_FLAKE: &str = "fixtures/nix/system";
+/// The repository files the system flake reads (directories: every file below), relative to
+/// the repository: the flake, the unit renderer and the module, and the prune's source files
+/// (the package's store path follows them, as `prune/build.rs`'s fingerprint does).
+pub const SYSTEM_SOURCES: &[&str] = &[
+    "fixtures/nix/system",
+    "nix/eval",
+    "nix/modules",
+    "Cargo.toml",
+    "Cargo.lock",
+    "prune/Cargo.toml",
+    "prune/build.rs",
+    "prune/src",
+];
+/// Where the host keeps the system's source (a git repository the activation commits).
 pub const SYSTEM_FLAKE_DIR: &str = "/root/ccci-system";
 /// The flake attribute of the stand-in toplevel.
 pub const SYSTEM_ATTR: &str = "nixosConfigurations.ccci-host.config.system.build.toplevel";
-/// The sops-nix rendered secret the Docker client config links to.
-pub const RENDERED_SECRET: &str = "/run/secrets-rendered/docker-config.json";
+/// The same system with nixpkgs' docker autoPrune on (the `Deploy.nixos_auto_prune` wrong state).
+pub const SYSTEM_ATTR_AUTO_PRUNE: &str =
+    "nixosConfigurations.ccci-host-autoprune.config.system.build.toplevel";
+/// Where the deploy stages the prune binary for the stand-in package's builder
+/// (`fixtures/nix/system/system.nix` copies it from here).
+pub const STAGED_BIN: &str = "/var/lib/ccci-sandbox/nixos/ci-docker-prune";
+/// The sops-nix template the Docker client config links to: sops-nix renders templates under
+/// `/run/secrets/rendered/`, and `/run/secrets` is a link to the current generation
+/// `/run/secrets.d/<N>` (a ramfs; each activation makes the next generation).
+pub const RENDERED_SECRET: &str = "/run/secrets/rendered/docker-config.json";
+/// sops-nix's generations directory.
+pub const SECRETS_GENERATIONS: &str = "/run/secrets.d";
 /// Where the deploy stages the secret until the activation moves it under /run.
 pub const STAGED_SECRET: &str = "/var/lib/ccci-sandbox/sops/docker-config.json";
-/// `/etc/os-release` of NixOS 25.11 as nixpkgs' `nixos/modules/misc/version.nix` writes it
-/// (the build id is the stand-in's).
-pub const OS_RELEASE: &str = "ANSI_COLOR=\"0;38;2;126;186;228\"
-BUG_REPORT_URL=\"https://github.com/NixOS/nixpkgs/issues\"
-BUILD_ID=\"25.11.20251201.0000000\"
-CPE_NAME=\"cpe:/o:nixos:nixos:25.11\"
-DEFAULT_HOSTNAME=nixos
-DOCUMENTATION_URL=\"https://nixos.org/learn.html\"
-HOME_URL=\"https://nixos.org/\"
-ID=nixos
-ID_LIKE=\"\"
-IMAGE_ID=\"\"
-IMAGE_VERSION=\"\"
-LOGO=\"nix-snowflake\"
-NAME=NixOS
-PRETTY_NAME=\"NixOS 25.11 (Xantusia)\"
-SUPPORT_URL=\"https://nixos.org/community.html\"
-VERSION=\"25.11 (Xantusia)\"
-VERSION_CODENAME=xantusia
-VERSION_ID=\"25.11\"
-";
-/// The `ci-docker-prune` version in its store path name.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
 /// One thing the deploy puts into the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -73,25 +79,6 @@ pub enum Entry {
         path: String,
         target: String,
     },
-}
-
-/// Nix's base-32 alphabet (no e, o, u, t).
-const NIX32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
-
-/// A store path name `<hash>-<name>`, the hash taken from the content (a stand-in for Nix's own
-/// derivation hashing: the same content gives the same path).
-pub fn store_path(name: &str, content: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(name.as_bytes())
-        .chain_update([0])
-        .chain_update(content)
-        .finalize();
-    let hash: String = digest
-        .iter()
-        .take(32)
-        .map(|b| NIX32[(*b as usize) % 32] as char)
-        .collect();
-    format!("/nix/store/{hash}-{name}")
 }
 
 /// A unit as the module renders it.
@@ -151,8 +138,33 @@ pub fn render_units(
     Ok(units.into_iter().collect())
 }
 
-/// Everything the `nixos` flavour installs, as host paths: the prune binary (bytes), the
-/// repository to render from, the Docker client config; `settings` as in [`render_units`].
+/// Every file below `rel` in `repo` (a file: itself), repository-relative, sorted.
+fn files_below(repo: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    let p = repo.join(rel);
+    let meta =
+        std::fs::symlink_metadata(&p).map_err(|e| SandboxError::io("nixos flavour", &p, e))?;
+    if meta.is_dir() {
+        let mut names: Vec<String> = std::fs::read_dir(&p)
+            .map_err(|e| SandboxError::io("nixos flavour", &p, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            files_below(repo, &format!("{rel}/{n}"), out)?;
+        }
+    } else if meta.is_file() {
+        let data = std::fs::read(&p).map_err(|e| SandboxError::io("nixos flavour", &p, e))?;
+        out.push((rel.to_string(), data));
+    }
+    Ok(())
+}
+
+/// Everything the `nixos` flavour installs, as host paths: the prune binary staged for the
+/// system's package, the system's source, the links into the system's `/etc`, the Docker client
+/// config; `settings` (NixOS option values as JSON, a host configured away from the module's
+/// defaults) become the system's `settings.json`, which the stand-in system renders its units
+/// with. Returns the entries and the timers a target wants (started after the switch).
 pub fn entries(
     repo: &Path,
     prune_bin: Option<&[u8]>,
@@ -161,45 +173,46 @@ pub fn entries(
     settings: Option<&str>,
 ) -> Result<(Vec<Entry>, Vec<String>)> {
     let mut v = Vec::new();
-    let package = store_path(
-        &format!("ci-docker-prune-{VERSION}"),
-        prune_bin.unwrap_or_default(),
-    );
     if let Some(bin) = prune_bin {
         v.push(Entry::File {
-            path: format!("{package}/bin/ci-docker-prune"),
+            path: STAGED_BIN.into(),
             mode: 0o555,
             data: bin.to_vec(),
         });
     }
-    let script_text = b"#!/bin/sh\n# nixpkgs' docker module: autoPrune's command (inert while no timer triggers it)\nexec docker system prune -f\n";
-    let script = store_path("unit-script-docker-prune-start", script_text);
-    v.push(Entry::File {
-        path: format!("{script}/bin/docker-prune-start"),
-        mode: 0o555,
-        data: script_text.to_vec(),
-    });
-    let mut wanted_timers = Vec::new();
-    for (name, unit) in render_units(repo, &package, &script, auto_prune, settings)? {
-        let store = store_path(&format!("unit-{name}"), unit.text.as_bytes());
+    let mut sources = Vec::new();
+    for rel in SYSTEM_SOURCES {
+        files_below(repo, rel, &mut sources)?;
+    }
+    for (rel, data) in sources {
         v.push(Entry::File {
-            path: format!("{store}/{name}"),
-            mode: 0o444,
-            data: unit.text.into_bytes(),
+            path: format!("{SYSTEM_FLAKE_DIR}/{rel}"),
+            mode: 0o644,
+            data,
         });
-        v.push(Entry::Link {
-            path: format!("/etc/static/systemd/system/{name}"),
-            target: format!("{store}/{name}"),
+    }
+    if let Some(s) = settings {
+        // the host's configuration: the system's units are rendered with it
+        v.push(Entry::File {
+            path: format!("{SYSTEM_FLAKE_DIR}/{SYSTEM_FLAKE}/settings.json"),
+            mode: 0o644,
+            data: s.as_bytes().to_vec(),
         });
+    }
+    // the unit names and what wants them (the texts are the system's, built on the host)
+    let mut wanted_timers = Vec::new();
+    for (name, unit) in render_units(
+        repo,
+        "/nix/store/x-pkg",
+        "/nix/store/x-script",
+        auto_prune,
+        settings,
+    )? {
         v.push(Entry::Link {
             path: format!("/etc/systemd/system/{name}"),
             target: format!("/etc/static/systemd/system/{name}"),
         });
         for target in &unit.wanted_by {
-            v.push(Entry::Link {
-                path: format!("/etc/static/systemd/system/{target}.wants/{name}"),
-                target: format!("../{name}"),
-            });
             v.push(Entry::Link {
                 path: format!("/etc/systemd/system/{target}.wants/{name}"),
                 target: format!("/etc/static/systemd/system/{target}.wants/{name}"),
@@ -231,40 +244,47 @@ pub fn entries(
         mode: 0o644,
         data: Vec::new(),
     });
-    // /etc/os-release as NixOS links it: /etc/os-release -> /etc/static/os-release -> the store
-    // (the checks decide NixOS from it, /etc/NIXOS and /run/current-system together)
-    let os_release = store_path("etc-os-release", OS_RELEASE.as_bytes());
-    v.push(Entry::File {
-        path: os_release.clone(),
-        mode: 0o444,
-        data: OS_RELEASE.as_bytes().to_vec(),
-    });
-    v.push(Entry::Link {
-        path: "/etc/static/os-release".into(),
-        target: os_release,
-    });
+    // /etc/os-release as NixOS links it: /etc/os-release -> /etc/static/os-release -> the
+    // system's etc (the checks decide NixOS from it, /etc/NIXOS and /run/current-system together)
     v.push(Entry::Link {
         path: "/etc/os-release".into(),
         target: "/etc/static/os-release".into(),
-    });
-    let flake = std::fs::read(repo.join(SYSTEM_FLAKE))
-        .map_err(|e| SandboxError::io("nixos flavour", repo.join(SYSTEM_FLAKE), e))?;
-    v.push(Entry::File {
-        path: format!("{SYSTEM_FLAKE_DIR}/flake.nix"),
-        mode: 0o644,
-        data: flake,
     });
     wanted_timers.sort();
     wanted_timers.dedup();
     Ok((v, wanted_timers))
 }
 
-/// The host commands that finish a `nixos` deploy after the files are in (what activation
-/// does): the rendered secret into `/run/secrets-rendered/` (0400 root), the system stand-in
-/// built with the host's Nix and `/run/current-system` pointed at it.
-pub fn activate_script() -> String {
+/// What goes before the files of a `nixos` deploy: the previous system's source and the
+/// links an earlier deploy made into `/etc/static` (a unit that is no longer the system's, e.g.
+/// autoPrune's timer, disappears with them), never anything inside the store.
+pub const CLEAN_SCRIPT: &str = "rm -rf /root/ccci-system; \
+     find /etc/systemd/system -xtype l -lname '/etc/static/*' -delete 2>/dev/null; \
+     find /etc/systemd/system -type l -lname '/etc/static/*' -delete 2>/dev/null; \
+     systemctl stop docker-prune.timer 2>/dev/null; true";
+
+/// The host commands that finish a `nixos` deploy after the files are in (what
+/// `nixos-rebuild switch` does): the secret rendered as sops-nix renders a template, into the
+/// next generation `/run/secrets.d/<N>/rendered/` (0400 root) with `/run/secrets` pointed at it
+/// and the previous generation removed;
+/// the system's source committed in [`SYSTEM_FLAKE_DIR`], its toplevel built with the host's Nix
+/// as a `git+file` flake, and every path of its closure whose contents were changed in place (a
+/// test's wrong state) rebuilt; `/etc/static` pointed at the toplevel's `etc`, `/run/current-system`
+/// at the toplevel.
+pub fn activate_script(auto_prune: bool) -> String {
+    let attr = if auto_prune {
+        SYSTEM_ATTR_AUTO_PRUNE
+    } else {
+        SYSTEM_ATTR
+    };
     format!(
-        "set -e; if [ -f {STAGED_SECRET} ]; then mkdir -p -m 0751 /run/secrets-rendered; install -m 0400 -o root -g root {STAGED_SECRET} {RENDERED_SECRET}; rm -f {STAGED_SECRET}; fi; a='path:{SYSTEM_FLAKE_DIR}#{SYSTEM_ATTR}'; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; test -e \"$out\"; ln -sfn \"$out\" /run/current-system"
+        "set -e; if [ -f {STAGED_SECRET} ]; then n=1; if [ -L /run/secrets ]; then n=$(( $(basename \"$(readlink /run/secrets)\") + 1 )); fi; \
+         mkdir -p -m 0751 {SECRETS_GENERATIONS}/$n/rendered; install -m 0400 -o root -g root {STAGED_SECRET} {SECRETS_GENERATIONS}/$n/rendered/docker-config.json; \
+         old=$(readlink /run/secrets || true); ln -sfn {SECRETS_GENERATIONS}/$n /run/secrets; if [ -n \"$old\" ] && [ \"$old\" != {SECRETS_GENERATIONS}/$n ]; then rm -rf \"$old\"; fi; rm -f {STAGED_SECRET}; fi; \
+         cd {SYSTEM_FLAKE_DIR}; rm -rf .git; git init -q; git add -A; git -c user.name=ccci-sandbox -c user.email=ccci@sandbox.invalid commit -qm deploy; \
+         a='git+file://{SYSTEM_FLAKE_DIR}?dir={SYSTEM_FLAKE}#{attr}'; out=$(nix eval --raw \"$a.outPath\"); nix build --no-link --option substituters '' \"$a\"; test -e \"$out\"; \
+         for p in $(nix-store --query --requisites \"$out\"); do nix-store --verify-path \"$p\" 2>/dev/null || nix-store --repair-path \"$p\"; done; \
+         etc=$(readlink -e \"$out/etc\"); rm -rf /etc/static; ln -s \"$etc\" /etc/static; ln -sfn \"$out\" /run/current-system"
     )
 }
 
@@ -273,21 +293,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_paths_look_like_nix() {
-        let p = store_path("unit-x.timer", b"[Timer]\n");
-        let hash = p
-            .strip_prefix("/nix/store/")
-            .and_then(|r| r.split_once('-'))
-            .map(|(h, _)| h)
-            .unwrap_or_default();
-        assert_eq!(hash.len(), 32, "{p}");
-        assert!(hash.bytes().all(|b| NIX32.contains(&b)), "{p}");
-        assert!(p.ends_with("-unit-x.timer"));
-        assert_ne!(p, store_path("unit-x.timer", b"[Timer]\nX=1\n"));
-    }
-
-    #[test]
-    fn renders_the_repository_module_nixos_style() {
+    fn lays_out_the_repository_system_nixos_style() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         if std::process::Command::new("nix-instantiate")
             .arg("--version")
@@ -314,6 +320,7 @@ mod tests {
             "/etc/static/systemd/system/timers.target.wants/ci-docker-prune.timer"
         )));
         assert!(links.contains(&("/root/.docker/config.json", RENDERED_SECRET)));
+        assert!(links.contains(&("/etc/os-release", "/etc/static/os-release")));
         // the docker module's service is there, its timer is not
         assert!(links
             .iter()
@@ -321,25 +328,38 @@ mod tests {
         assert!(!links
             .iter()
             .any(|(p, _)| p.contains("docker-prune.timer") && !p.contains("ci-docker-prune")));
-        let service = entries
+        let files: Vec<&str> = entries
             .iter()
-            .find_map(|e| match e {
-                Entry::File { path, data, .. } if path.ends_with("/ci-docker-prune.service") => {
-                    Some(String::from_utf8_lossy(data).to_string())
-                }
+            .filter_map(|e| match e {
+                Entry::File { path, .. } => Some(path.as_str()),
                 _ => None,
             })
-            .unwrap();
-        assert!(!service.contains("[Install]"), "{service}");
+            .collect();
+        // what the system flake reads, and the binary its package copies
+        for f in [
+            "/root/ccci-system/fixtures/nix/system/flake.nix",
+            "/root/ccci-system/fixtures/nix/system/system.nix",
+            "/root/ccci-system/nix/eval/nixos-units.nix",
+            "/root/ccci-system/nix/modules/docker-prune.nix",
+            "/root/ccci-system/prune/src/main.rs",
+            "/root/ccci-system/Cargo.lock",
+            STAGED_BIN,
+        ] {
+            assert!(files.contains(&f), "{f} not deployed");
+        }
+        // no unit file is written outside the store: the system has them
         assert!(
-            service.contains("ExecStart=\"/nix/store/")
-                && service.contains(&format!("-ci-docker-prune-{VERSION}/bin/ci-docker-prune\"")),
-            "{service}"
+            !files
+                .iter()
+                .any(|f| f.starts_with("/etc/") && f.contains("systemd")),
+            "{files:?}"
         );
         let (with_auto, timers) = super::entries(&repo, None, None, true, None).unwrap();
         assert!(timers.contains(&"docker-prune.timer".to_string()));
         assert!(with_auto.iter().any(
             |e| matches!(e, Entry::Link { path, .. } if path == "/etc/systemd/system/docker-prune.timer")
         ));
+        assert!(activate_script(true).contains("ccci-host-autoprune"));
+        assert!(!activate_script(false).contains("autoprune"));
     }
 }
