@@ -18,7 +18,10 @@
 //!   unless it said why the tier stopped.
 //!
 //! `CCCI_EXPLORER_SEEDS` (comma-separated) and `CCCI_EXPLORER_STEPS` widen the search; the
-//! default (CI) is two seeds of 14 actions. A failing seed prints its action log: keep it here
+//! default (CI) is two seeds of 14 actions. `CCCI_EXPLORER_KEEP` keeps a seed's objects on the
+//! daemon after it (to look at them); the next run of that seed sweeps them first, as it does
+//! what a run stopped by a failing action left. `CCCI_EXPLORER_DEBUG` prints the daemon's raw
+//! image list and the stderr of a dry run and of the run before each check. A failing seed prints its action log: keep it here
 //! as a regression seed. The fast variant over generated inventories is
 //! `prune/tests/plan_invariants.rs`.
 
@@ -325,6 +328,59 @@ impl Made {
     }
 }
 
+/// Remove what an earlier run of `seed` left on the daemon: one kept with
+/// `CCCI_EXPLORER_KEEP`, or one an action's panic stopped before its own clean-up. Without
+/// this the same seed collides with its own leftovers (`service ccci-x17-svc16 already
+/// exists`) and explores a state it did not generate (the old services still pin versions,
+/// old tags and pulls are in the store), which is not the seed's sequence any more.
+fn sweep(seed: u64) {
+    let prefix = format!("ccci-x{seed}-");
+    let names = |args: &[&str]| -> Vec<String> {
+        docker_ok(args)
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    for s in names(&["service", "ls", "--format", "{{.Name}}"]) {
+        remove_service(&s);
+    }
+    for c in names(&["ps", "-a", "--format", "{{.Names}}"]) {
+        let _ = docker(&["rm", "-f", &c]);
+    }
+    for v in names(&["volume", "ls", "--format", "{{.Name}}"]) {
+        let _ = docker(&["volume", "rm", "-f", &v]);
+    }
+    let images = docker_ok(&[
+        "image",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}} {{.ID}}",
+    ]);
+    let build = format!("ccci-explore/{seed}-build");
+    for l in images.lines() {
+        let mut f = l.split_whitespace();
+        if let (Some(repo), Some(id)) = (f.next(), f.next()) {
+            if repo == build || repo.contains(&format!("/ccci-explore/{prefix}")) {
+                let _ = docker(&["rmi", "-f", id]);
+            }
+        }
+    }
+}
+
+/// Cleans up when a seed ends, panics included (an action's `docker_ok` panics).
+struct CleanOnDrop<'a>(&'a mut Made);
+
+impl Drop for CleanOnDrop<'_> {
+    fn drop(&mut self) {
+        if std::env::var("CCCI_EXPLORER_KEEP").is_err() {
+            self.0.clean();
+        }
+    }
+}
+
 /// What the daemon held before a run, read by the test.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -449,7 +505,7 @@ fn run_and_check(state_dir: &std::path::Path, first: bool, made: &Made) -> Vec<S
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         eprintln!("RAW /images/json: {raw}");
-        prune_with_state_dir(
+        let dry = prune_with_state_dir(
             &[
                 "--threshold",
                 "1",
@@ -465,8 +521,9 @@ fn run_and_check(state_dir: &std::path::Path, first: bool, made: &Made) -> Vec<S
                 "--dry-run",
             ],
             state_dir,
-        )
-        .stdout
+        );
+        eprintln!("DRY STDERR: {}", dry.stderr);
+        dry.stdout
     } else {
         String::new()
     };
@@ -487,6 +544,9 @@ fn run_and_check(state_dir: &std::path::Path, first: bool, made: &Made) -> Vec<S
         state_dir,
     );
     let j = run.json();
+    if std::env::var("CCCI_EXPLORER_DEBUG").is_ok() {
+        eprintln!("RUN STDERR: {}", run.stderr);
+    }
     let after = snapshot();
     let mut bad = Vec::new();
     let outcome = j["outcome"].as_str().unwrap_or_default().to_string();
@@ -600,22 +660,22 @@ fn the_prune_keeps_its_promises_on_explored_states() {
     for seed in seeds() {
         let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let mut rng = Rng::new(seed);
+        sweep(seed);
         let mut made = Made::default();
+        let guard = CleanOnDrop(&mut made);
+        let made = &mut *guard.0;
         let mut bad = Vec::new();
         for step in 1..=steps {
             made.act(seed, &mut rng);
             states += 1;
             if step % RUN_EVERY == 0 || step == steps {
                 made.settle();
-                bad = run_and_check(state.path(), step <= RUN_EVERY, &made);
+                bad = run_and_check(state.path(), step <= RUN_EVERY, made);
                 runs += 1;
                 if !bad.is_empty() {
                     break;
                 }
             }
-        }
-        if std::env::var("CCCI_EXPLORER_KEEP").is_err() {
-            made.clean();
         }
         assert!(bad.is_empty(), "seed {seed}: {}", bad.join("\n"));
     }
