@@ -244,7 +244,7 @@ pub struct CacheReport {
 
 impl CacheReport {
     /// The cache among the images the daemon lists.
-    pub fn of(images: &[crate::docker::ImageInfo]) -> Self {
+    pub fn of(images: &[crate::answers::ImageInfo]) -> Self {
         let cached = images.iter().filter(|i| {
             !crate::plan::is_untagged(&i.repo_tags) || !crate::plan::has_no_digest(&i.repo_digests)
         });
