@@ -17,8 +17,8 @@ use crate::gates::DiskUsage;
 use crate::gates::{converge_gate, disk_gate, disk_usage, runs_gate, Gate, GateDecision};
 use crate::plan::{self, Inventory, Plan, Policy};
 use crate::report::{
-    done_lines, evict_lines, gate_line, stalled_line, would_remove_lines, Failure, Incident,
-    Outcome, Removed, RemovedImage, Report, Stalled,
+    below_threshold_line, done_lines, evict_lines, gate_line, stalled_line, would_remove_lines,
+    BelowThreshold, Failure, Incident, Outcome, Removed, RemovedImage, Report, Stalled,
 };
 use crate::roots::DaemonRoots;
 use crate::stall;
@@ -580,6 +580,10 @@ struct Progress {
     stalled: Option<Stalled>,
     /// The eviction tier's queue length, once a plan was made with the tier on.
     evict_queue: Option<u64>,
+    /// The last removal step that ran.
+    last_step: Option<Step>,
+    /// The run pruned its way below the threshold (it stopped there, outcome `pruned`).
+    below_threshold_after: Option<BelowThreshold>,
 }
 
 impl Progress {
@@ -620,6 +624,7 @@ impl Progress {
         r.image_reasons = self.image_reasons;
         r.stalled = self.stalled;
         r.evict_queue = self.evict_queue;
+        r.below_threshold_after = self.below_threshold_after;
         r.error = error;
         r.settle()
     }
@@ -914,35 +919,50 @@ async fn execute(
     progress.started = true;
     for step in Step::ALL {
         if step == Step::Evict {
-            if evict_step(cfg, rs, client, plan, hooks, progress).await? {
-                return Ok(Outcome::Skipped);
+            if let Some(stop) = evict_step(cfg, rs, client, plan, hooks, progress).await? {
+                return Ok(stop);
             }
             continue;
         }
         hooks.before_step(step);
-        if regate(cfg, rs, client, hooks, progress).await? {
-            return Ok(Outcome::Skipped);
+        if let Some(stop) = regate(cfg, rs, client, hooks, progress).await? {
+            return Ok(stop);
         }
         for item in step.items(plan, cfg.until) {
             remove_item(step, &item, client, None, hooks, progress).await;
         }
+        progress.last_step = Some(step);
     }
     Ok(Outcome::Pruned)
 }
 
-/// Every gate again, right before a step: true when one closed (the run stops there).
+/// Every gate again, right before a step: the outcome the run stops with when one closed.
+/// A `disk` gate closed after the run removed something is the run's own doing (its removals
+/// brought usage below the threshold): it stops there as `pruned`, keeping the gates that let
+/// it prune, and says so ([`BelowThreshold`]). Any other closed gate stops it as `skipped`.
 async fn regate(
     cfg: &Config,
     rs: &RunState,
     client: &DockerClient,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
-) -> Result<bool, PruneError> {
+) -> Result<Option<Outcome>, PruneError> {
     let check = check_gates_with(cfg, rs.roots.as_ref(), client).await?;
+    if let (Some(Gate::Disk), Some(step)) = (check.closed_by, progress.last_step) {
+        if !progress.removed.is_empty() {
+            let below = BelowThreshold {
+                step,
+                detail: check.decisions[0].detail.clone(),
+            };
+            hooks.log(&below_threshold_line(&below, progress.evict_queue));
+            progress.below_threshold_after = Some(below);
+            return Ok(Some(Outcome::Pruned));
+        }
+    }
     if let Some(d) = check.decisions.iter().find(|d| !d.pass) {
         hooks.log(&gate_line(d));
     }
-    Ok(progress.gated(check).is_some())
+    Ok(progress.gated(check).map(|_| Outcome::Skipped))
 }
 
 /// Remove one item and record what it did (`fresh`: the eviction tier's re-check).
@@ -1111,7 +1131,7 @@ fn used_bytes(u: &[DiskUsage]) -> u64 {
 /// re-measuring after each removal, and stops at the low watermark, or when
 /// [`evict::NO_RELIEF_STOP`] removals in a row lowered usage by less than
 /// [`evict::MIN_RELIEF_BYTES`] each (evicting stopped helping: the space is held by something
-/// else). True when a gate closed before it.
+/// else). The outcome the run stops with when a gate closed before it ([`regate`]).
 async fn evict_step(
     cfg: &Config,
     rs: &RunState,
@@ -1119,26 +1139,26 @@ async fn evict_step(
     plan: &Plan,
     hooks: &mut dyn Hooks,
     progress: &mut Progress,
-) -> Result<bool, PruneError> {
+) -> Result<Option<Outcome>, PruneError> {
     if !cfg.evict {
-        return Ok(false);
+        return Ok(None);
     }
     if plan.evict.is_empty() {
         hooks.log(&evict_lines::nothing_queued());
-        return Ok(false);
+        return Ok(None);
     }
     let measure = |rs| image_usages(rs, client);
     let usage = match measure(rs).await? {
         Ok(u) => u,
         Err(why) => {
             hooks.log(&evict_lines::unmeasurable(&why, plan.evict.len()));
-            return Ok(false);
+            return Ok(None);
         }
     };
     let after = disk_gate(cfg.threshold, &usage);
     if !after.pass {
         hooks.log(&evict_lines::idle(&after, plan.evict.len()));
-        return Ok(false);
+        return Ok(None);
     }
     hooks.log(&evict_lines::start(
         &after,
@@ -1146,8 +1166,8 @@ async fn evict_step(
         cfg.evict_low_watermark,
     ));
     hooks.before_step(Step::Evict);
-    if regate(cfg, rs, client, hooks, progress).await? {
-        return Ok(true);
+    if let Some(stop) = regate(cfg, rs, client, hooks, progress).await? {
+        return Ok(Some(stop));
     }
     let p = evict_policy(cfg);
     let mut no_relief = 0usize;
@@ -1171,7 +1191,7 @@ async fn evict_step(
             Some(f) => f,
             None => {
                 hooks.log(&evict_lines::unverifiable());
-                return Ok(false);
+                return Ok(None);
             }
         };
         let before = used_bytes(&usage);
@@ -1189,7 +1209,7 @@ async fn evict_step(
             Ok(u) => u,
             Err(why) => {
                 hooks.log(&evict_lines::unmeasurable(&why, 0));
-                return Ok(false);
+                return Ok(None);
             }
         };
         measured = usage.clone();
@@ -1206,7 +1226,7 @@ async fn evict_step(
                 no_relief += 1;
                 if no_relief >= evict::NO_RELIEF_STOP {
                     hooks.log(&evict_lines::no_relief(&usage, no_relief));
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
@@ -1224,5 +1244,5 @@ async fn evict_step(
             hooks.log(&evict_lines::exhausted(m, cfg.evict_low_watermark));
         }
     }
-    Ok(false)
+    Ok(None)
 }

@@ -19,6 +19,11 @@ pub const DEFAULT_RUN_STACK_PATTERN: &str = r"^[a-z0-9]{1,4}-[0-9a-f]{6}_ci_comm
 pub const DEFAULT_GATE_STALL_WARN_AFTER: &str = "24h";
 /// Docker's default socket.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+/// Default low watermark of the eviction tier: it evicts down to this usage (percent).
+pub const DEFAULT_LOW_WATERMARK: u8 = 70;
+/// Default window of the eviction tier: the newest image of a repository deployed within it
+/// is kept (days).
+pub const DEFAULT_KEEP_RECENT_DAYS: u64 = 14;
 
 /// Errors in flags or the config file: the CLI maps every one of them to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +194,7 @@ impl Settings {
         let docker_host = DockerHost::parse(&host_text)?;
         let explicit_low = self.evict_low_watermark.is_some();
         let evict_low_watermark = match self.evict_low_watermark {
-            None => crate::evict::DEFAULT_LOW_WATERMARK,
+            None => DEFAULT_LOW_WATERMARK,
             Some(v) => parse_threshold_value(&v).map_err(|e| match e {
                 ConfigError::Threshold(v) => ConfigError::LowWatermark(v),
                 e => e,
@@ -208,7 +213,7 @@ impl Settings {
         }
         let keep_text = self
             .evict_keep_recent
-            .unwrap_or_else(|| format!("{}d", crate::evict::DEFAULT_KEEP_RECENT_DAYS));
+            .unwrap_or_else(|| format!("{}d", DEFAULT_KEEP_RECENT_DAYS));
         let evict_keep_recent =
             humantime::parse_duration(keep_text.trim()).map_err(|e| ConfigError::KeepRecent {
                 value: keep_text.clone(),
@@ -405,8 +410,8 @@ impl Default for Config {
             docker_host: DockerHost::Unix(PathBuf::from("/var/run/docker.sock")),
             reclaim_superseded_pulls: false,
             evict: true,
-            evict_low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
-            evict_keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
+            evict_low_watermark: DEFAULT_LOW_WATERMARK,
+            evict_keep_recent: Duration::from_secs(DEFAULT_KEEP_RECENT_DAYS * 86_400),
             state_dir: None,
             gate_stall_warn_after: Duration::from_secs(24 * 3600),
             evict_min_age: Duration::from_secs(24 * 3600),

@@ -28,14 +28,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
+use crate::answers::{ContainerInfo, ImageInfo, ServiceInfo};
 use crate::plan::{kind_of, ImageCandidate, ImageKind, ImageReason, Inventory, Plan};
 use crate::usage::{repos_of_image, RefIndex, UsageState};
 
-/// Default low watermark: the tier evicts down to this usage (percent).
-pub const DEFAULT_LOW_WATERMARK: u8 = 70;
-/// Default window: the newest image of a repository deployed within it is kept (days).
-pub const DEFAULT_KEEP_RECENT_DAYS: u64 = 14;
+pub use crate::config::{DEFAULT_KEEP_RECENT_DAYS, DEFAULT_LOW_WATERMARK};
 
 /// Why a cached pull is evicted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

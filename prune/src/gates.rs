@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::docker::{ContainerInfo, ServiceInfo, ServiceMode, Swarm, TaskInfo};
+use crate::answers::{ContainerInfo, ServiceInfo, ServiceMode, Swarm, TaskInfo};
 
 /// The gates, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 //! (`converge`); then only stopped containers, images with no tag *and* no repo digest (true
 //! build leftovers) and build cache, all older than `until`. Never `all`, never volumes.
 //!
-//! Modules: [`config`] (flags/TOML, validation), [`gates`], [`plan`] (selection),
+//! Modules: [`answers`] (the daemon's answers as plain types: the bottom), [`config`]
+//! (flags/TOML, validation, defaults), [`gates`], [`plan`] (selection),
 //! [`steps`] (the plan's removal steps and items, one request each), [`actions`] (the run:
 //! gates, plan, then the steps, re-gated), [`report`] (JSON + every log line's wording),
 //! [`metrics`] (the run as node_exporter textfile metrics),
@@ -15,6 +16,7 @@
 //! for too long), [`settle`] (space a filesystem frees after the delete returns), [`statefile`] (atomic, locked state writes).
 
 pub mod actions;
+pub mod answers;
 pub mod config;
 pub mod docker;
 pub mod evict;

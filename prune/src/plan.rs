@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::docker::{BuildCacheRecord, ContainerInfo, ImageInfo, ServiceInfo};
+pub use crate::answers::{repo_of_digest, repo_of_tag};
+use crate::answers::{BuildCacheRecord, ContainerInfo, ImageInfo, ServiceInfo};
 
 /// Container states that count as stopped.
 pub const STOPPED_STATES: [&str; 3] = ["exited", "created", "dead"];
@@ -160,20 +161,6 @@ pub fn kind_of(img: &ImageInfo) -> ImageKind {
 /// A digest list that is empty or only `<none>@<none>`.
 pub fn has_no_digest(digests: &[String]) -> bool {
     digests.iter().all(|d| d.is_empty() || d == "<none>@<none>")
-}
-
-/// Repository of `repo:tag` (a `:` after the last `/` separates the tag; a registry port doesn't).
-pub fn repo_of_tag(tag: &str) -> &str {
-    let slash = tag.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match tag[slash..].find(':') {
-        Some(i) => &tag[..slash + i],
-        None => tag,
-    }
-}
-
-/// Repository of `repo@sha256:...`.
-pub fn repo_of_digest(d: &str) -> &str {
-    d.split('@').next().unwrap_or(d)
 }
 
 fn digest_of(reference: &str) -> Option<&str> {

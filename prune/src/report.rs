@@ -141,6 +141,41 @@ pub struct Report {
     /// Additive to v1; absent when no plan was made or the tier is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evict_queue: Option<u64>,
+    /// A run that pruned and found the disk below the threshold before its next step: the
+    /// step after which it did, and the `disk` gate's detail then. The run stops there with
+    /// outcome `pruned` (its removals relieved the pressure; `gates` keeps the evaluation that
+    /// let it prune), the steps after it and the eviction tier idle. Additive to v1; absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below_threshold_after: Option<BelowThreshold>,
+}
+
+/// The disk found below the threshold after a step of a run that pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BelowThreshold {
+    /// The last step that ran.
+    pub step: Step,
+    /// The `disk` gate's detail when it was checked again (`/ at 62% (< 80%)`).
+    pub detail: String,
+}
+
+/// The line of a run that pruned its way below the threshold: the steps after `b.step` stop,
+/// and the eviction tier (`queued`: its queue, `None` when it is off) stays idle.
+pub fn below_threshold_line(b: &BelowThreshold, queued: Option<u64>) -> String {
+    let step = match b.step {
+        Step::Containers => "stopped containers",
+        Step::Images => "build leftovers",
+        Step::BuildCache => "build cache",
+        Step::Evict => "evictions",
+    };
+    let tier = match queued {
+        Some(n) => format!("; eviction tier idle, {n} cached pull(s) kept"),
+        None => String::new(),
+    };
+    format!(
+        "ci-docker-prune: {} after removing the {step} — below the threshold now, nothing more to do{tier}",
+        b.detail
+    )
 }
 
 /// A gate that kept the prune from acting under disk pressure for too long.
@@ -209,7 +244,7 @@ pub struct CacheReport {
 
 impl CacheReport {
     /// The cache among the images the daemon lists.
-    pub fn of(images: &[crate::docker::ImageInfo]) -> Self {
+    pub fn of(images: &[crate::answers::ImageInfo]) -> Self {
         let cached = images.iter().filter(|i| {
             !crate::plan::is_untagged(&i.repo_tags) || !crate::plan::has_no_digest(&i.repo_digests)
         });
@@ -237,6 +272,7 @@ impl Report {
             disks: Vec::new(),
             cache: None,
             evict_queue: None,
+            below_threshold_after: None,
         }
     }
 
@@ -883,6 +919,29 @@ mod tests {
         assert_eq!(
             evict_lines::no_relief(&[at(90)], 3),
             "ci-docker-prune: /var/lib/docker at 90% — eviction stopped: the last 3 removals freed less than 1 MiB each there; the space is held by something else"
+        );
+    }
+
+    #[test]
+    fn a_run_below_the_threshold_after_a_step_says_so() {
+        let b = BelowThreshold {
+            step: Step::Images,
+            detail: "/var/lib/docker at 77% (< 80%)".into(),
+        };
+        assert_eq!(
+            below_threshold_line(&b, Some(3)),
+            "ci-docker-prune: /var/lib/docker at 77% (< 80%) after removing the build leftovers — below the threshold now, nothing more to do; eviction tier idle, 3 cached pull(s) kept"
+        );
+        assert_eq!(
+            below_threshold_line(&b, None),
+            "ci-docker-prune: /var/lib/docker at 77% (< 80%) after removing the build leftovers — below the threshold now, nothing more to do"
+        );
+        let mut r = Report::new(Outcome::Pruned, Vec::new());
+        r.below_threshold_after = Some(b);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["below_threshold_after"],
+            serde_json::json!({"step": "images", "detail": "/var/lib/docker at 77% (< 80%)"})
         );
     }
 

@@ -36,7 +36,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::docker::{ContainerInfo, ImageInfo, ServiceInfo};
+use crate::answers::{ContainerInfo, ImageInfo, ServiceInfo};
+pub use crate::answers::{EventMark, UsageEvent};
 
 /// The file name of the state, inside the state directory.
 pub const STATE_FILE: &str = "usage.json";
@@ -48,23 +49,6 @@ pub const STATE_VERSION: u32 = 1;
 /// How far (seconds) a stamp may lie after the daemon's `now` before it counts as written by a
 /// clock that ran ahead (clocks of the prune's host and the daemon's drift a little).
 pub const CLOCK_SKEW: i64 = 60;
-
-/// The identity of one daemon event: the ring replays an event with the same time (to the
-/// nanosecond), type, action and actor, so the next run can tell whether it is still there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventMark {
-    /// `timeNano`.
-    pub time_nano: i64,
-    /// `"<type> <action> <actor id>"`.
-    pub what: String,
-}
-
-impl EventMark {
-    /// The event's second (what `since` is asked in).
-    pub fn secs(&self) -> i64 {
-        self.time_nano.div_euclid(1_000_000_000)
-    }
-}
 
 /// Errors reading or writing the state file. Reading errors are not fatal to a run: the caller
 /// starts from an empty state (everything unknown, i.e. recently used) and says so.
@@ -82,33 +66,6 @@ pub enum StateError {
         path: PathBuf,
         cause: std::io::Error,
     },
-}
-
-/// One daemon event, reduced to what usage needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsageEvent {
-    /// A container was created from `image` (a reference as the daemon reports it: an id,
-    /// `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…`). `swarm`: it is a swarm task's
-    /// container (its image's repository counts as deployed).
-    ContainerCreate {
-        time: i64,
-        image: String,
-        swarm: bool,
-    },
-    /// An image was pulled (`reference` as the daemon reports it).
-    Pull { time: i64, reference: String },
-    /// Any other event: it only counts toward the daemon's buffer.
-    Other { time: i64 },
-}
-
-impl UsageEvent {
-    pub fn time(&self) -> i64 {
-        match self {
-            UsageEvent::ContainerCreate { time, .. }
-            | UsageEvent::Pull { time, .. }
-            | UsageEvent::Other { time } => *time,
-        }
-    }
 }
 
 /// Why the events since the last run cannot all be known.
@@ -492,7 +449,7 @@ pub fn repo_of_reference(reference: &str) -> Option<String> {
         return None;
     }
     let name = reference.split('@').next().unwrap_or(reference);
-    Some(normalize_repo(crate::plan::repo_of_tag(name)))
+    Some(normalize_repo(crate::answers::repo_of_tag(name)))
 }
 
 /// The repositories an image belongs to (from its tags and repo digests), normalised.
@@ -503,12 +460,16 @@ pub fn repos_of_image(img: &ImageInfo) -> Vec<String> {
         .filter(|t| !t.is_empty() && *t != "<none>:<none>")
         // a digest-pinned name (`repo@sha256:…`, `repo:tag@sha256:…`: the containerd store's
         // RepoTag of a pull by digest) names the repository before the `@`
-        .map(|t| normalize_repo(crate::plan::repo_of_tag(crate::plan::repo_of_digest(t))))
+        .map(|t| {
+            normalize_repo(crate::answers::repo_of_tag(crate::answers::repo_of_digest(
+                t,
+            )))
+        })
         .chain(
             img.repo_digests
                 .iter()
                 .filter(|d| !d.is_empty() && *d != "<none>@<none>")
-                .map(|d| normalize_repo(crate::plan::repo_of_digest(d))),
+                .map(|d| normalize_repo(crate::answers::repo_of_digest(d))),
         )
         .collect();
     out.sort();
@@ -550,7 +511,7 @@ impl<'a> RefIndex<'a> {
         }
         match reference.split_once('@') {
             Some((name, digest)) => {
-                let repo = normalize_repo(crate::plan::repo_of_tag(name));
+                let repo = normalize_repo(crate::answers::repo_of_tag(name));
                 self.by.get(&format!("{repo}@{digest}")).copied()
             }
             None => {
@@ -564,7 +525,7 @@ impl<'a> RefIndex<'a> {
 }
 
 fn split_tag(t: &str) -> Option<(&str, &str)> {
-    let repo = crate::plan::repo_of_tag(t);
+    let repo = crate::answers::repo_of_tag(t);
     t.get(repo.len() + 1..).map(|tag| (repo, tag))
 }
 

@@ -593,8 +593,23 @@ fn run_and_check(state_dir: &std::path::Path, first: bool, made: &Made) -> Vec<S
             before.volumes, after.volumes
         ));
     }
+    // a run whose removals brought the disk below the threshold stops there (the later steps
+    // and the eviction tier idle): it pruned, and removed something
+    let relieved = !j["below_threshold_after"].is_null();
+    if relieved {
+        let removed_any = ["containers", "images", "build_cache"]
+            .iter()
+            .any(|k| j["removed"][k].as_array().is_some_and(|a| !a.is_empty()));
+        if outcome != "pruned" || !removed_any {
+            bad.push(format!(
+                "below_threshold_after with outcome {outcome} (removed anything: {removed_any})"
+            ));
+        }
+    }
     // the run acted
-    if outcome != "skipped" && outcome != "error" {
+    if relieved {
+        // kept what the later steps would have taken: below the threshold, by design
+    } else if outcome != "skipped" && outcome != "error" {
         let tier_stopped = run.stderr.contains("eviction stopped");
         // a repository a service names counts as deployed now: its newest image is kept
         // (keep-recent), whichever the tier takes for newest; only repositories no service

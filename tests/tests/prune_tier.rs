@@ -755,3 +755,135 @@ fn the_newest_image_is_the_one_the_daemon_got_last() {
         run.stderr
     );
 }
+
+/// The churn replay's "it pruned: say so" (issue 17, the state explorer's replay): usage over
+/// the threshold, and the build leftovers step alone brings it below. The run pruned: its
+/// outcome is `pruned` (not `skipped` by `disk`), `gates` keeps the three gates that let it
+/// prune (disk, runs, converge: the contract's order, all passed), `below_threshold_after`
+/// names the step after which the disk was found below the threshold and the log says the
+/// eviction tier stays idle, its queued cached pull kept. Before: `"outcome":"skipped",
+/// "skipped_by":"disk"`, `gates` only the second disk check, and nothing about the tier.
+#[test]
+#[serial_test::file_serial(sandbox)]
+fn a_run_whose_leftovers_bring_usage_below_the_threshold_says_it_pruned() {
+    let s = seed("relieved");
+    let mut clean = Cleanup::default();
+    // a superseded cached pull: the tier's queue, which must stay (the tier is idle)
+    let (old, new) = superseded_pair(&s, &mut clean);
+    let disk = |p: &std::path::Path| ci_docker_prune::gates::disk_usage(p).unwrap();
+    let total = {
+        let u = disk(&sb().data_root);
+        u.used + u.avail
+    };
+    // a build leftover (no tag, no repo digest, built in 2020) of 3 % of the data-root: its
+    // removal alone lowers usage by at least two points
+    let leftover = load(&ImageSpec::new(
+        vec![noise_layer(
+            &format!("{s}-leftover"),
+            (total * 3 / 100) as usize,
+        )],
+        "2020-01-01T00:00:00Z",
+    ));
+    clean.images.push(leftover.clone());
+    assert_eq!(
+        docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{len .RepoTags}} {{len .RepoDigests}}",
+            &leftover
+        ]),
+        "0 0",
+        "precondition: a true build leftover"
+    );
+    // the threshold at today's usage: the disk gate passes (usage ≥ threshold)
+    let threshold = disk(&sb().data_root).percent();
+    assert!(threshold >= 4, "precondition: data-root at {threshold}%");
+    let (t, l) = (threshold.to_string(), (threshold - 3).to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("ci-docker-prune.prom");
+    let run = prune(&[
+        "--path",
+        &data_root(),
+        "--threshold",
+        &t,
+        "--evict-low-watermark",
+        &l,
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--metrics-file",
+        &metrics.to_string_lossy(),
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let after = disk(&sb().data_root).percent();
+    assert!(
+        after < threshold && !image_exists(&leftover),
+        "precondition: the leftover went and usage fell below {threshold}% (now {after}%):\n{}",
+        run.stderr
+    );
+    let v = run.json();
+    assert_eq!(v["outcome"], "pruned", "it pruned: say so\n{v:#}");
+    assert_eq!(v["skipped_by"], serde_json::Value::Null, "{v:#}");
+    assert!(run.removed("images").contains(&leftover), "{v:#}");
+    let gates: Vec<(String, bool)> = v["gates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("gates missing: {v:#}"))
+        .iter()
+        .map(|g| {
+            (
+                g["gate"].as_str().unwrap_or("?").to_string(),
+                g["pass"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        gates,
+        [("disk", true), ("runs", true), ("converge", true)]
+            .map(|(g, p)| (g.to_string(), p))
+            .to_vec(),
+        "the gates that let it prune stay: {v:#}"
+    );
+    let below = &v["below_threshold_after"];
+    assert_eq!(below["step"], "images", "{v:#}");
+    let detail = format!("{} at {after}% (< {threshold}%)", data_root());
+    assert!(
+        below["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&detail)),
+        "{detail} in {v:#}"
+    );
+    // the tier is idle: said in the log, its queue (the superseded pull) kept
+    assert!(
+        run.stderr.contains(&format!(
+            "ci-docker-prune: {detail} after removing the build leftovers — below the threshold now, nothing more to do; eviction tier idle,"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        image_exists(&old) && image_exists(&new),
+        "the idle tier evicted:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("ci-docker-prune: pruned ") && !run.stderr.contains("skipped by gate"),
+        "{}",
+        run.stderr
+    );
+    // `--metrics-file`: a pruned run, every gate open, the disk below the threshold at the end
+    let text = std::fs::read_to_string(&metrics).unwrap_or_else(|e| panic!("metrics: {e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    for want in [
+        "ci_docker_prune_runs_total{outcome=\"pruned\"} 1",
+        "ci_docker_prune_runs_total{outcome=\"skipped\"} 0",
+        "ci_docker_prune_last_run_outcome{outcome=\"pruned\"} 1",
+        "ci_docker_prune_gate_open{gate=\"disk\"} 1",
+        "ci_docker_prune_gate_open{gate=\"runs\"} 1",
+        "ci_docker_prune_gate_open{gate=\"converge\"} 1",
+        "ci_docker_prune_disk_over_threshold 0",
+    ] {
+        assert!(lines.contains(&want), "missing {want}:\n{text}");
+    }
+    assert!(!text.contains("gate_closed_since"), "{text}");
+}
