@@ -1643,11 +1643,15 @@ fn another_container_uses_the_probe_image() {
     let r = gate(params());
     assert_only(
         &r,
-        &[(
-            "prune.keeps-deployed-images",
-            Verdict::Skip,
-            "container(s) use it (ccci-image-user",
-        )],
+        &[
+            (
+                "prune.keeps-deployed-images",
+                Verdict::Skip,
+                "container(s) use it (ccci-image-user",
+            ),
+            // the stand-in prune is a script in the binary's place (issue 18 item 2)
+            (PROGRAM, Verdict::Fail, NOT_ELF),
+        ],
     );
 }
 
