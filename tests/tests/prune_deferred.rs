@@ -144,7 +144,9 @@ fn the_tier_counts_space_a_filesystem_frees_after_the_delete() {
             vec![layer(&format!("new{i}"), 4096)],
             "2026-01-01T00:00:00Z",
         );
-        node.load(&new.tag(&format!("{repo}:2")));
+        // pulled too: a newer image the daemon got from the registry supersedes (a local
+        // build supersedes nothing, issue 17 item 9)
+        cached_pull(&node, new, &format!("{repo}:2"));
     }
     // everything written is counted; then the disk at a percentage where one eviction (32 MiB,
     // about 3 points of 1 GiB) reaches the low watermark and none does not
