@@ -1763,7 +1763,31 @@ fn a_busy_host_still_passes() {
     });
     // the host's own CI teardown (`docker stack rm`, as cc-ci's): this right host is also the
     // right host of issue 18 item 7, one gate run for both
-    let r = gate_with_host_teardown("ci-teardown.sh");
+    //
+    // What the host's own work removed during the prune's run must be named, not ignored: that
+    // needs one of the `--rm` containers to go inside the prune's short run (below the
+    // threshold it does not even contact the daemon). A gate whose run that happened not to
+    // overlap passed without exercising the attribution (seen once on sid): gate again, up to
+    // three times, every run a right host that must pass.
+    let mut exercised = None;
+    for attempt in 1..=3 {
+        let r = gate_with_host_teardown("ci-teardown.sh");
+        assert_only(&r, &[]);
+        assert_host_teardown_ran(&r);
+        let noop = check(&r, "prune.noop-below-threshold");
+        if noop
+            .evidence
+            .iter()
+            .any(|e| e.output.contains("not the prune's:"))
+        {
+            exercised = Some(attempt);
+            break;
+        }
+        eprintln!(
+            "gate {attempt}: no container of the host's own work went during the prune's run:\n{}",
+            explain(&r, "prune.noop-below-threshold")
+        );
+    }
     stop.store(true, Ordering::SeqCst);
     let (pulls, runs) = (pulls.load(Ordering::SeqCst), runs.load(Ordering::SeqCst));
     eprintln!("beside the gate: {pulls} pulls, {runs} `docker run --rm` containers");
@@ -1771,17 +1795,10 @@ fn a_busy_host_still_passes() {
         pulls >= 10 && runs >= 3,
         "precondition: the host was busy during the gate ({pulls} pulls, {runs} runs)"
     );
-    assert_only(&r, &[]);
-    // what the host's own work removed during the prune's run is named, not ignored
-    let noop = check(&r, "prune.noop-below-threshold");
     assert!(
-        noop.evidence
-            .iter()
-            .any(|e| e.output.contains("not the prune's:")),
-        "no container of the host's own work went during the prune's run, so the attribution was not exercised:\n{}",
-        explain(&r, "prune.noop-below-threshold")
+        exercised.is_some(),
+        "in three gates no container of the host's own work went during the prune's run, so the attribution was not exercised"
     );
-    assert_host_teardown_ran(&r);
 }
 
 /// The gate with the host's own CI teardown (`[params.probe] teardown`): the fixture script
