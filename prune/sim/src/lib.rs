@@ -4,7 +4,7 @@
 //!   (the reference host, a fast-release host, a build-heavy host);
 //! - [`store`]: the modelled daemon (images with shared layers, exact disk accounting,
 //!   containers, services, build cache, the daemon's 256-event buffer), listed as the
-//!   [`crate::docker`] types;
+//!   [`ci_docker_prune::docker`] types;
 //! - [`policies`]: the policies; ci-docker-prune's rows call the crate's real gates, plan,
 //!   steps, eviction selection and usage state.
 //!
@@ -296,8 +296,8 @@ pub fn policies(trace: &Trace, threshold: u8, tier: EvictSettings) -> Vec<Box<dy
 /// The tier's defaults as measured (see docs/prune-policy.md).
 pub fn default_tier() -> EvictSettings {
     EvictSettings {
-        low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
-        keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
+        low_watermark: ci_docker_prune::evict::DEFAULT_LOW_WATERMARK,
+        keep_recent: Duration::from_secs(ci_docker_prune::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
     }
 }
 

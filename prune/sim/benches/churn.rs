@@ -1,4 +1,4 @@
-//! Months of CI churn, every policy on the same traces (`ci_docker_prune::sim`).
+//! Months of CI churn, every policy on the same traces (`ci_docker_prune_sim`).
 //!
 //! `cargo bench -p ci-docker-prune --bench churn` — harness-free: it prints the comparison
 //! tables (reference host, fast-release host, build-heavy host), the tier's knob sweep and the
@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ci_docker_prune::sim::policies::{EvictSettings, Tiered};
-use ci_docker_prune::sim::store::{Pulls, Removal};
-use ci_docker_prune::sim::trace::{generate, Params, Trace};
-use ci_docker_prune::sim::{compulsory_pulls, default_tier, policies, simulate, SimResult};
+use ci_docker_prune_sim::policies::{EvictSettings, Tiered};
+use ci_docker_prune_sim::store::{Pulls, Removal};
+use ci_docker_prune_sim::trace::{generate, Params, Trace};
+use ci_docker_prune_sim::{compulsory_pulls, default_tier, policies, simulate, SimResult};
 use plotters::prelude::*;
 
 const THRESHOLD: u8 = 80;
@@ -280,7 +280,7 @@ fn main() -> anyhow::Result<()> {
     let all = [trace.clone(), variants[0].clone(), variants[1].clone()];
     println!("the tier's timer cadence:\n\n{}", cadence(&all));
     if std::env::var_os("CHURN_NO_PLOTS").is_none() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
         std::fs::create_dir_all(&dir)?;
         for (host, results) in &plotted {
             let u = dir.join(format!("churn-usage-{host}.svg"));
