@@ -1,7 +1,8 @@
 //! Months of CI churn, every policy on the same traces (`ci_docker_prune_sim`).
 //!
-//! `cargo bench -p ci-docker-prune --bench churn` — harness-free: it prints the comparison
-//! tables (reference host, fast-release host, build-heavy host), the tier's knob sweep and the
+//! `cargo bench -p ci-docker-prune-sim --bench churn` — harness-free: it prints the comparison
+//! tables (reference, fast-release, build-heavy and tight-disk hosts), the tier's knob and
+//! cadence sweeps, the seed sweep (`CHURN_SEEDS` draws per profile, 20 by default) and the
 //! wall time of the reference run, and draws `docs/img/churn-{usage,pulls}-{reference,fast-release}.svg`
 //! (plotters, SVG backend only). No daemon, no sandbox.
 //! `CHURN_NO_PLOTS=1` skips the plots.

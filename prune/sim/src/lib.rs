@@ -1,16 +1,19 @@
 //! The churn simulator: months of CI churn on a modelled host, replayed for each prune policy.
 //!
 //! - [`trace`]: a seeded, deterministic trace generated from documented [`trace::Params`]
-//!   (the reference host, a fast-release host, a build-heavy host);
+//!   (the reference host, a fast-release host, a build-heavy host, a tight-disk host);
 //! - [`store`]: the modelled daemon (images with shared layers, exact disk accounting,
 //!   containers, services, build cache, the daemon's 256-event buffer), listed as the
 //!   [`ci_docker_prune::docker`] types;
-//! - [`policies`]: the policies; ci-docker-prune's rows call the crate's real gates, plan,
-//!   steps, eviction selection and usage state.
+//! - [`policies`]: the policies; ci-docker-prune's rows call the product crate's real gates,
+//!   plan, steps, eviction selection and usage state (this crate is not part of the product;
+//!   the product does not depend on it).
 //!
 //! [`simulate`] replays one trace for one policy and measures peak usage, days above the
-//! threshold, deploys that met a full disk and registry pulls. The bench
-//! (`cargo bench -p ci-docker-prune --bench churn`) prints the tables and draws the plots.
+//! threshold, deploys that met a full disk and registry pulls; [`seed_sweep`] replays every
+//! policy on many draws of one profile against the compulsory lower bound
+//! ([`compulsory_pulls`]). The bench
+//! (`cargo bench -p ci-docker-prune-sim --bench churn`) prints the tables and draws the plots.
 
 pub mod policies;
 pub mod store;
