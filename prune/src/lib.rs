@@ -26,7 +26,6 @@ pub mod plan;
 pub mod report;
 pub mod roots;
 pub mod settle;
-pub mod sim;
 pub mod stall;
 pub mod statefile;
 pub mod steps;

@@ -2,7 +2,7 @@
 //! "Layers of the prune"): the daemon's answers and the settings at the bottom, facts above
 //! them, policy above the facts, the steps and the run on top, no import circle.
 //!
-//! This test reads every module of `prune/src` (a directory module counts as one: `sim`), takes
+//! This test reads every module of `prune/src` (a directory module counts as one), takes
 //! each reference to another module of the crate — `use crate::…` lines, `crate::x::…` paths
 //! in code, `super::x` from a directory module's files; doc comments and `#[cfg(test)]` modules
 //! left out — and checks that (1) the graph has no circle and (2) no module reaches a module of
@@ -27,8 +27,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("report", &["report", "metrics"]),
     // the run: gates, plan, steps, re-gated
     ("run", &["actions"]),
-    // consumers of the library inside the crate (the simulator, moving to its own crate)
-    ("consumers", &["sim"]),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

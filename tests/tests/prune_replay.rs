@@ -5,7 +5,7 @@
 //! teardowns, an upgrade test, a redeploy of an evicted release, a build leftover, and one prune
 //! run per day — is replayed on the sandbox with the real `ci-docker-prune` binary (the eviction
 //! tier on, its usage state in a temporary `STATE_DIRECTORY`), and in the simulator
-//! (`ci_docker_prune::sim`) with the same disk, the same layer sizes and the same settings. The
+//! (`ci_docker_prune_sim`) with the same disk, the same layer sizes and the same settings. The
 //! images each run removes and the registry pulls (images, layers) must be the ones the
 //! simulator predicts.
 //!
@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use ccci_sandbox::fixture::{registry_blob_downloads, registry_log_offset};
 use ccci_sandbox::images::{self, created_secs_ago, ImageSpec, Layer};
 use ci_docker_prune::gates::disk_usage;
-use ci_docker_prune::sim::policies::{EvictSettings, Tiered};
-use ci_docker_prune::sim::simulate;
-use ci_docker_prune::sim::store::Removal;
-use ci_docker_prune::sim::trace::{
+use ci_docker_prune_sim::policies::{EvictSettings, Tiered};
+use ci_docker_prune_sim::simulate;
+use ci_docker_prune_sim::store::Removal;
+use ci_docker_prune_sim::trace::{
     Event, Params, Repo, RepoKind, ServiceSpec, Timed, Trace, Version, DAY,
 };
 use prune_common::*;

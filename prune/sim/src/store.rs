@@ -1,15 +1,15 @@
 //! The modelled daemon: an image store with shared layers and exact disk accounting, the
 //! host's containers, services and build cache, and the daemon's event buffer. It answers with
-//! the [`crate::docker`] types, so the prune's real selection code reads it as it reads a daemon.
+//! the [`ci_docker_prune::docker`] types, so the prune's real selection code reads it as it reads a daemon.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::docker::{
+use ci_docker_prune::docker::{
     BuildCacheRecord, ContainerInfo, ImageInfo, ServiceInfo, ServiceMode, TaskInfo,
 };
-use crate::gates::DiskUsage;
-use crate::plan::Inventory;
-use crate::usage::{UsageEvent, DAEMON_EVENT_BUFFER};
+use ci_docker_prune::gates::DiskUsage;
+use ci_docker_prune::plan::Inventory;
+use ci_docker_prune::usage::{UsageEvent, DAEMON_EVENT_BUFFER};
 
 use super::trace::Trace;
 

@@ -132,6 +132,24 @@ impl Params {
         }
     }
 
+    /// A host with many rarely run recipes on a disk too small for their churn: 40 recipes
+    /// (Zipf 1.2), 6 runs a day, the fast-release cadence, a 40 GiB root with 26 GiB used at
+    /// the start. Superseded digests alone do not bring it back under the threshold and many
+    /// repositories go weeks without a deploy, so the tier reaches the newest images of idle
+    /// repositories (least recently used) and `evict_keep_recent` decides which of them stay.
+    pub fn tight_disk() -> Self {
+        Params {
+            name: "tight-disk".into(),
+            disk_bytes: 40 * GIB,
+            start_used_bytes: 26 * GIB,
+            app_repos: 40,
+            runs_per_day: 6.0,
+            zipf_s: 1.2,
+            events_per_service: 2,
+            ..Self::fast_release()
+        }
+    }
+
     /// One line per parameter (for the docs).
     pub fn describe(&self) -> String {
         let mut s = String::new();

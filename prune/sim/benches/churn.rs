@@ -1,7 +1,8 @@
-//! Months of CI churn, every policy on the same traces (`ci_docker_prune::sim`).
+//! Months of CI churn, every policy on the same traces (`ci_docker_prune_sim`).
 //!
-//! `cargo bench -p ci-docker-prune --bench churn` — harness-free: it prints the comparison
-//! tables (reference host, fast-release host, build-heavy host), the tier's knob sweep and the
+//! `cargo bench -p ci-docker-prune-sim --bench churn` — harness-free: it prints the comparison
+//! tables (reference, fast-release, build-heavy and tight-disk hosts), the tier's knob and
+//! cadence sweeps, the seed sweep (`CHURN_SEEDS` draws per profile, 20 by default) and the
 //! wall time of the reference run, and draws `docs/img/churn-{usage,pulls}-{reference,fast-release}.svg`
 //! (plotters, SVG backend only). No daemon, no sandbox.
 //! `CHURN_NO_PLOTS=1` skips the plots.
@@ -9,10 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ci_docker_prune::sim::policies::{EvictSettings, Tiered};
-use ci_docker_prune::sim::store::{Pulls, Removal};
-use ci_docker_prune::sim::trace::{generate, Params, Trace};
-use ci_docker_prune::sim::{compulsory_pulls, default_tier, policies, simulate, SimResult};
+use ci_docker_prune_sim::policies::{EvictSettings, Tiered};
+use ci_docker_prune_sim::store::{Pulls, Removal};
+use ci_docker_prune_sim::trace::{generate, Params, Trace};
+use ci_docker_prune_sim::{
+    compulsory_pulls, default_tier, policies, seed_sweep, simulate, sweep_seeds, SimResult,
+};
 use plotters::prelude::*;
 
 const THRESHOLD: u8 = 80;
@@ -35,13 +38,14 @@ fn table(trace: &Trace, results: &[SimResult]) -> String {
     let mut s = String::new();
     s.push_str(&format!("**{}**\n\n", trace.params.describe()));
     s.push_str(
-        "| policy | peak | max at timer | days > 80 % | full-disk deploys | pulls: images | layers | GiB | × clairvoyant | evicted (superseded / LRU / other) |\n",
+        "| policy | peak | max at timer | days > 80 % | full-disk deploys | pulls: images | layers | GiB | × lower bound | × Belady (heuristic) | evicted (superseded / LRU / other) |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let lb: Pulls = compulsory_pulls(trace);
     for r in results {
         let ev = |k| r.removed.get(&k).copied().unwrap_or(0);
         s.push_str(&format!(
-            "| {} | {:.1} % | {:.1} % | {} | {} / {} | {} | {} | {:.1} | {:.2} | {} / {} / {} |\n",
+            "| {} | {:.1} % | {:.1} % | {} | {} / {} | {} | {} | {:.1} | {:.2} | {:.2} | {} / {} / {} |\n",
             r.policy,
             r.peak_pct,
             r.max_at_timer_pct,
@@ -51,15 +55,15 @@ fn table(trace: &Trace, results: &[SimResult]) -> String {
             r.pulls.images,
             r.pulls.layers,
             r.pulls.bytes as f64 / GIB,
+            r.pulls.bytes as f64 / lb.bytes.max(1) as f64,
             r.pulls.bytes as f64 / belady as f64,
             ev(Removal::Superseded),
             ev(Removal::Lru),
             ev(Removal::Other),
         ));
     }
-    let lb: Pulls = compulsory_pulls(trace);
     s.push_str(&format!(
-        "| lower bound: each new layer pulled once | | | | | {} | {} | {:.1} | {:.2} | |\n",
+        "| lower bound: each new layer pulled once | | | | | {} | {} | {:.1} | 1.00 | {:.2} | |\n",
         lb.images,
         lb.layers,
         lb.bytes as f64 / GIB,
@@ -236,6 +240,43 @@ fn sweep(trace: &Trace) -> String {
     s
 }
 
+/// Every policy on `n` seeds of each profile: the worst ratio of pulled bytes to the
+/// compulsory lower bound of the same trace, and what `evict_keep_recent` changed.
+fn seed_table(profiles: &[Params], n: u32, tier: EvictSettings) -> String {
+    let mut s = String::new();
+    for base in profiles {
+        let seeds = sweep_seeds(base, n);
+        let (rows, keep) = seed_sweep(base, &seeds, THRESHOLD, tier);
+        s.push_str(&format!(
+            "**{}**, {} seeds ({:#x} + 0..{}):\n\n",
+            base.name, n, base.seed, n
+        ));
+        s.push_str("| policy | pulled bytes ÷ lower bound: worst | (seed) | median | images ÷ lower bound: worst | full-disk deploys: most on one seed | seeds with any | peak, all seeds | LRU removals, all seeds |\n|---|---|---|---|---|---|---|---|---|\n");
+        for r in &rows {
+            s.push_str(&format!(
+                "| {} | {:.3} | {:#x} | {:.3} | {:.3} | {} | {} | {:.1} % | {} |\n",
+                r.policy,
+                r.worst_bytes_ratio,
+                r.worst_seed,
+                r.median_bytes_ratio,
+                r.worst_images_ratio,
+                r.max_full_deploys,
+                r.seeds_with_full_deploys,
+                r.max_peak_pct,
+                r.lru_removals
+            ));
+        }
+        s.push_str(&format!(
+            "\nkeep-recent ({} d) against 0 d, same seeds: removals differ on {} of {} seeds; {} removals only without the guard\n\n",
+            tier.keep_recent.as_secs() / 86_400,
+            keep.seeds_changed,
+            keep.seeds,
+            keep.removals_only_without_guard
+        ));
+    }
+    s
+}
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; nothing to filter here.
     let tier = default_tier();
@@ -261,10 +302,14 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let variants: Vec<Trace> = [Params::fast_release(), Params::build_heavy()]
-        .iter()
-        .map(generate)
-        .collect();
+    let variants: Vec<Trace> = [
+        Params::fast_release(),
+        Params::build_heavy(),
+        Params::tight_disk(),
+    ]
+    .iter()
+    .map(generate)
+    .collect();
     let mut plotted = vec![(reference.name.clone(), results)];
     for t in &variants {
         let r = run_all(t, tier);
@@ -279,8 +324,28 @@ fn main() -> anyhow::Result<()> {
     );
     let all = [trace.clone(), variants[0].clone(), variants[1].clone()];
     println!("the tier's timer cadence:\n\n{}", cadence(&all));
+    let n: u32 = std::env::var("CHURN_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let start = Instant::now();
+    let profiles = [
+        reference.clone(),
+        Params::fast_release(),
+        Params::build_heavy(),
+        Params::tight_disk(),
+    ];
+    println!(
+        "seed sweep (every policy, {n} draws per profile):\n\n{}",
+        seed_table(&profiles, n, tier)
+    );
+    println!(
+        "seed sweep: {} traces in {:.1} s\n",
+        n as usize * profiles.len(),
+        start.elapsed().as_secs_f64()
+    );
     if std::env::var_os("CHURN_NO_PLOTS").is_none() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
         std::fs::create_dir_all(&dir)?;
         for (host, results) in &plotted {
             let u = dir.join(format!("churn-usage-{host}.svg"));

@@ -1,7 +1,7 @@
 //! The policies compared on the same traces. ci-docker-prune's rows run the crate's real
 //! decision code: [`gates::disk_gate`], [`gates::runs_gate`], [`gates::converge_gate`],
 //! [`plan::build`] and its steps ([`Step::ALL`], re-gated before each), [`evict::select`] and
-//! [`crate::usage::UsageState::observe`] — the same calls `actions.rs` makes, on the modelled
+//! [`ci_docker_prune::usage::UsageState::observe`] — the same calls `actions.rs` makes, on the modelled
 //! daemon's listings. The anchors (NixOS `autoPrune`, the seed's shell, docuum, kubelet) and
 //! the clairvoyant reference are modelled here after their documented behaviour.
 
@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::config::DEFAULT_RUN_STACK_PATTERN;
-use crate::docker::Swarm;
-use crate::evict::{self, EvictPolicy};
-use crate::gates::{converge_gate, disk_gate, runs_gate};
-use crate::plan::{self, ImageReason, Policy};
-use crate::steps::{Item, Step};
-use crate::usage::{Observation, UsageState};
+use ci_docker_prune::config::DEFAULT_RUN_STACK_PATTERN;
+use ci_docker_prune::docker::Swarm;
+use ci_docker_prune::evict::{self, EvictPolicy};
+use ci_docker_prune::gates::{converge_gate, disk_gate, runs_gate};
+use ci_docker_prune::plan::{self, ImageReason, Policy};
+use ci_docker_prune::steps::{Item, Step};
+use ci_docker_prune::usage::{Observation, UsageState};
 
 use super::store::{Removal, Store, EPOCH};
 

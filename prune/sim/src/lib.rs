@@ -1,16 +1,19 @@
 //! The churn simulator: months of CI churn on a modelled host, replayed for each prune policy.
 //!
 //! - [`trace`]: a seeded, deterministic trace generated from documented [`trace::Params`]
-//!   (the reference host, a fast-release host, a build-heavy host);
+//!   (the reference host, a fast-release host, a build-heavy host, a tight-disk host);
 //! - [`store`]: the modelled daemon (images with shared layers, exact disk accounting,
 //!   containers, services, build cache, the daemon's 256-event buffer), listed as the
-//!   [`crate::docker`] types;
-//! - [`policies`]: the policies; ci-docker-prune's rows call the crate's real gates, plan,
-//!   steps, eviction selection and usage state.
+//!   [`ci_docker_prune::docker`] types;
+//! - [`policies`]: the policies; ci-docker-prune's rows call the product crate's real gates,
+//!   plan, steps, eviction selection and usage state (this crate is not part of the product;
+//!   the product does not depend on it).
 //!
 //! [`simulate`] replays one trace for one policy and measures peak usage, days above the
-//! threshold, deploys that met a full disk and registry pulls. The bench
-//! (`cargo bench -p ci-docker-prune --bench churn`) prints the tables and draws the plots.
+//! threshold, deploys that met a full disk and registry pulls; [`seed_sweep`] replays every
+//! policy on many draws of one profile against the compulsory lower bound
+//! ([`compulsory_pulls`]). The bench
+//! (`cargo bench -p ci-docker-prune-sim --bench churn`) prints the tables and draws the plots.
 
 pub mod policies;
 pub mod store;
@@ -23,7 +26,7 @@ use policies::{
     AutoPruneAll, Belady, CiDefault, Docuum, EvictSettings, Kubelet, SeedShell, SimPolicy, Tiered,
 };
 use store::{Pulls, Removal, Store};
-use trace::{Event, Trace, DAY};
+use trace::{Event, Params, Trace, DAY};
 
 /// The result of one policy on one trace.
 #[derive(Debug, Clone)]
@@ -293,11 +296,143 @@ pub fn policies(trace: &Trace, threshold: u8, tier: EvictSettings) -> Vec<Box<dy
     ]
 }
 
+/// One policy over a seed sweep: every number is over all seeds of one host profile.
+#[derive(Debug, Clone)]
+pub struct SweepRow {
+    pub policy: String,
+    pub seeds: u32,
+    /// Pulled bytes ÷ the compulsory lower bound ([`compulsory_pulls`]) of the same trace:
+    /// the worst (highest) and the median over the seeds.
+    pub worst_bytes_ratio: f64,
+    pub median_bytes_ratio: f64,
+    /// The seed of the worst ratio.
+    pub worst_seed: u64,
+    /// Pulled images ÷ the lower bound's images, the worst over the seeds.
+    pub worst_images_ratio: f64,
+    /// Deploys that met a full disk, the most on one seed, and seeds with any.
+    pub max_full_deploys: u32,
+    pub seeds_with_full_deploys: u32,
+    /// The highest usage at any moment over all seeds, percent.
+    pub max_peak_pct: f64,
+    /// Images the policy removed as least recently used ([`Removal::Lru`]), all seeds.
+    pub lru_removals: u64,
+}
+
+/// The tier with `evict_keep_recent` 0 against the tier as given, on the same seeds: how often
+/// the guard changed what the tier removed.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepRecentEffect {
+    pub seeds: u32,
+    /// Seeds where the two removal logs differ.
+    pub seeds_changed: u32,
+    /// Removals (all seeds) the tier without the guard made that the tier with it did not.
+    pub removals_only_without_guard: u64,
+}
+
+/// The seeds of a sweep: `n` consecutive seeds starting at the profile's own.
+pub fn sweep_seeds(base: &Params, n: u32) -> Vec<u64> {
+    (0..u64::from(n))
+        .map(|i| base.seed.wrapping_add(i))
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Every policy of [`policies`] on `seeds.len()` draws of the profile `base` (only the seed
+/// differs), each against the compulsory lower bound of its own trace. Also returns what
+/// `evict_keep_recent` changed for the tier on the same draws.
+pub fn seed_sweep(
+    base: &Params,
+    seeds: &[u64],
+    threshold: u8,
+    tier: EvictSettings,
+) -> (Vec<SweepRow>, KeepRecentEffect) {
+    // per policy: its name and, per seed, (seed, result, the trace's lower bound)
+    type Runs = Vec<(u64, SimResult, Pulls)>;
+    let mut per_policy: Vec<(String, Runs)> = Vec::new();
+    let mut keep = KeepRecentEffect {
+        seeds: seeds.len() as u32,
+        seeds_changed: 0,
+        removals_only_without_guard: 0,
+    };
+    for &seed in seeds {
+        let mut p = base.clone();
+        p.seed = seed;
+        let trace = trace::generate(&p);
+        let lb = compulsory_pulls(&trace);
+        let mut tier_log = None;
+        for (i, mut pol) in policies(&trace, threshold, tier).into_iter().enumerate() {
+            let r = simulate(&trace, pol.as_mut(), threshold);
+            if r.policy.starts_with("ci-docker-prune + tier") {
+                tier_log = Some(r.removal_log.clone());
+            }
+            if per_policy.len() <= i {
+                per_policy.push((r.policy.clone(), Vec::new()));
+            }
+            per_policy[i].1.push((seed, r, lb));
+        }
+        let unguarded = EvictSettings {
+            keep_recent: Duration::ZERO,
+            ..tier
+        };
+        let r0 = simulate(&trace, &mut Tiered::new(threshold, unguarded), threshold);
+        if let Some(log) = tier_log {
+            if log != r0.removal_log {
+                keep.seeds_changed += 1;
+            }
+            keep.removals_only_without_guard +=
+                r0.removal_log.iter().filter(|x| !log.contains(x)).count() as u64;
+        }
+    }
+    let rows = per_policy
+        .into_iter()
+        .map(|(policy, runs)| {
+            let ratio = |r: &SimResult, lb: &Pulls| r.pulls.bytes as f64 / lb.bytes.max(1) as f64;
+            let mut ratios: Vec<f64> = runs.iter().map(|(_, r, lb)| ratio(r, lb)).collect();
+            let (worst_seed, worst) = runs
+                .iter()
+                .map(|(s, r, lb)| (*s, ratio(r, lb)))
+                .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            SweepRow {
+                policy,
+                seeds: runs.len() as u32,
+                worst_bytes_ratio: worst,
+                median_bytes_ratio: median(&mut ratios),
+                worst_seed,
+                worst_images_ratio: runs
+                    .iter()
+                    .map(|(_, r, lb)| r.pulls.images as f64 / lb.images.max(1) as f64)
+                    .fold(f64::MIN, f64::max),
+                max_full_deploys: runs
+                    .iter()
+                    .map(|(_, r, _)| r.full_deploys)
+                    .max()
+                    .unwrap_or(0),
+                seeds_with_full_deploys: runs.iter().filter(|(_, r, _)| r.full_deploys > 0).count()
+                    as u32,
+                max_peak_pct: runs.iter().map(|(_, r, _)| r.peak_pct).fold(0.0, f64::max),
+                lru_removals: runs
+                    .iter()
+                    .map(|(_, r, _)| r.removed.get(&Removal::Lru).copied().unwrap_or(0))
+                    .sum(),
+            }
+        })
+        .collect();
+    (rows, keep)
+}
+
 /// The tier's defaults as measured (see docs/prune-policy.md).
 pub fn default_tier() -> EvictSettings {
     EvictSettings {
-        low_watermark: crate::evict::DEFAULT_LOW_WATERMARK,
-        keep_recent: Duration::from_secs(crate::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
+        low_watermark: ci_docker_prune::evict::DEFAULT_LOW_WATERMARK,
+        keep_recent: Duration::from_secs(ci_docker_prune::evict::DEFAULT_KEEP_RECENT_DAYS * 86_400),
     }
 }
 
@@ -316,5 +451,34 @@ mod tests {
         assert_eq!(r.removed.get(&Removal::Superseded), None);
         let b = compulsory_pulls(&t);
         assert!(r.pulls.bytes >= b.bytes);
+    }
+
+    #[test]
+    fn the_seed_sweep_draws_distinct_traces_and_no_policy_beats_the_lower_bound() {
+        let mut p = trace::Params::tight_disk();
+        p.days = 12;
+        let seeds = sweep_seeds(&p, 3);
+        assert_eq!(seeds, vec![p.seed, p.seed + 1, p.seed + 2]);
+        let (rows, keep) = seed_sweep(&p, &seeds, 80, default_tier());
+        assert_eq!(rows.len(), 8);
+        assert_eq!(keep.seeds, 3);
+        for r in &rows {
+            assert_eq!(r.seeds, 3, "{}", r.policy);
+            assert!(r.median_bytes_ratio <= r.worst_bytes_ratio, "{}", r.policy);
+            // every deploy that went through pulled what it lacked: only failed deploys can
+            // bring a policy under the compulsory lower bound
+            if r.seeds_with_full_deploys == 0 {
+                assert!(
+                    r.median_bytes_ratio >= 1.0,
+                    "{}: {}",
+                    r.policy,
+                    r.median_bytes_ratio
+                );
+            }
+        }
+        let mut odd = [3.0, 1.0, 2.0];
+        assert_eq!(median(&mut odd), 2.0);
+        let mut even = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(median(&mut even), 2.5);
     }
 }
