@@ -85,6 +85,25 @@ fn host_state(set: &str, restore: &'static str) -> Restore<impl FnMut()> {
 const PROGRAM: &str = "repro.program-git-eq-host";
 const NOT_ELF: &str = "is not an ELF executable";
 
+/// What a teardown that also removes the deployed image fails (the verifier's or the host's own).
+const TEARDOWN_TOOK_THE_IMAGE: [(&str, Verdict, &str); 3] = [
+    (
+        "cache.image-survives-teardown",
+        Verdict::Fail,
+        "is gone after the teardown",
+    ),
+    (
+        "prune.keeps-deployed-images",
+        Verdict::Fail,
+        "already gone after the teardown",
+    ),
+    (
+        "cache.warm-redeploy-zero-layers",
+        Verdict::Fail,
+        "downloaded",
+    ),
+];
+
 const DROPIN_DIR: &str = "/etc/systemd/system/ci-docker-prune.service.d";
 
 /// Install the fixture `name` as a drop-in of the prune service (its commands pointed at the
@@ -489,26 +508,7 @@ fn teardown_also_removes_the_image() {
         "{image_id}".into(),
     ]];
     let r = gate(p);
-    assert_only(
-        &r,
-        &[
-            (
-                "cache.image-survives-teardown",
-                Verdict::Fail,
-                "is gone after the teardown",
-            ),
-            (
-                "prune.keeps-deployed-images",
-                Verdict::Fail,
-                "already gone after the teardown",
-            ),
-            (
-                "cache.warm-redeploy-zero-layers",
-                Verdict::Fail,
-                "downloaded",
-            ),
-        ],
-    );
+    assert_only(&r, &TEARDOWN_TOOK_THE_IMAGE);
 }
 
 #[test]
@@ -1847,26 +1847,7 @@ fn assert_host_teardown_ran(r: &Report) {
 #[serial_test::file_serial(sandbox)]
 fn the_hosts_own_teardown_removes_the_image() {
     let r = gate_with_host_teardown("ci-teardown-rmi.sh");
-    assert_only(
-        &r,
-        &[
-            (
-                "cache.image-survives-teardown",
-                Verdict::Fail,
-                "is gone after the teardown",
-            ),
-            (
-                "prune.keeps-deployed-images",
-                Verdict::Fail,
-                "already gone after the teardown",
-            ),
-            (
-                "cache.warm-redeploy-zero-layers",
-                Verdict::Fail,
-                "downloaded",
-            ),
-        ],
-    );
+    assert_only(&r, &TEARDOWN_TOOK_THE_IMAGE);
     assert_host_teardown_ran(&r);
 }
 

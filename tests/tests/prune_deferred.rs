@@ -14,35 +14,13 @@ mod prune_common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use ccci_sandbox::images::{ImageSpec, Layer};
+use ccci_sandbox::images::ImageSpec;
 use prune_common::swarm::Node;
 use prune_common::*;
 
 const MIB: u64 = 1 << 20;
 /// Each evictable image's own layer.
 const LAYER: u64 = 32 * MIB;
-
-/// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares.
-fn noise(seed: &str, len: usize) -> Vec<u8> {
-    let mut x: u64 = seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-    }) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn layer(seed: &str, len: usize) -> Layer {
-    Layer::new()
-        .file("/ccci-blob", 0o644, noise(seed, len))
-        .unwrap_or_else(|e| panic!("layer: {e}"))
-}
 
 fn sh(argv: &[&str]) {
     let st = Command::new(argv[0])
@@ -136,12 +114,12 @@ fn the_tier_counts_space_a_filesystem_frees_after_the_delete() {
     for i in 1..=3 {
         let repo = format!("127.0.0.1:5000/ccci-test/deferred{i}");
         let spec = ImageSpec::new(
-            vec![layer(&format!("old{i}"), LAYER as usize)],
+            vec![noise_layer(&format!("old{i}"), LAYER as usize)],
             &format!("2020-01-0{i}T00:00:00Z"),
         );
         old.push(cached_pull(&node, spec, &format!("{repo}:1")));
         let new = ImageSpec::new(
-            vec![layer(&format!("new{i}"), 4096)],
+            vec![noise_layer(&format!("new{i}"), 4096)],
             "2026-01-01T00:00:00Z",
         );
         // pulled too: a newer image the daemon got from the registry supersedes (a local

@@ -73,24 +73,6 @@ struct Made {
     n: usize,
 }
 
-fn layer(seed: &str, len: usize) -> Layer {
-    // unique, incompressible bytes: a removal frees what the layer holds
-    let mut x: u64 = seed.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-    }) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        data.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    data.truncate(len);
-    Layer::new()
-        .file("/ccci-explore", 0o644, data)
-        .unwrap_or_else(|e| panic!("layer: {e}"))
-}
-
 /// busybox as `sh`, `sleep` and `true`: one layer every explorer image shares (as images
 /// built on one base do).
 fn base() -> Layer {
@@ -103,20 +85,7 @@ fn base() -> Layer {
 }
 
 fn image(seed: &str, len: usize) -> ImageSpec {
-    ImageSpec::new(vec![base(), layer(seed, len)], "2024-01-01T00:00:00Z")
-}
-
-fn load(spec: &ImageSpec) -> String {
-    let info = sb();
-    ccci_tests::block_on(async {
-        let d = info
-            .docker_negotiated()
-            .await
-            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
-        ccci_sandbox::images::load(&d, spec)
-            .await
-            .unwrap_or_else(|e| panic!("load: {e}"))
-    })
+    ImageSpec::new(vec![base(), noise_layer(seed, len)], "2024-01-01T00:00:00Z")
 }
 
 impl Made {

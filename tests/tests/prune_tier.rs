@@ -10,45 +10,9 @@ mod prune_common;
 
 use std::os::unix::fs::MetadataExt;
 
-use ccci_sandbox::images::{ImageSpec, Layer};
+use ccci_sandbox::images::ImageSpec;
 use ccci_tests::proxy::RecordingProxy;
 use prune_common::*;
-
-/// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares.
-fn noise(seed: &str, len: usize) -> Vec<u8> {
-    let mut x: u64 = seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-    }) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// One layer of `len` bytes of noise unique to `seed`.
-fn noise_layer(seed: &str, len: usize) -> Layer {
-    Layer::new()
-        .file("/ccci-blob", 0o644, noise(seed, len))
-        .unwrap_or_else(|e| panic!("layer: {e}"))
-}
-
-fn load(spec: &ImageSpec) -> String {
-    let info = sb();
-    ccci_tests::block_on(async {
-        let d = info
-            .docker_negotiated()
-            .await
-            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
-        ccci_sandbox::images::load(&d, spec)
-            .await
-            .unwrap_or_else(|e| panic!("load: {e}"))
-    })
-}
 
 /// Load `spec` tagged `tag`, push it, and leave it as a swarm deploy leaves an image: pulled
 /// by digest, no tag. Returns (id, digest reference).

@@ -67,6 +67,44 @@ pub fn load_image(seed: &str, age_secs: u64, tag: Option<&str>) -> String {
     })
 }
 
+/// Deterministic noise (xorshift64*), so a layer is `len` bytes no other layer shares: unique,
+/// incompressible, so removing the image frees what the layer holds.
+pub fn noise(seed: &str, len: usize) -> Vec<u8> {
+    let mut x: u64 = seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    }) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// One layer of `len` bytes of noise unique to `seed`.
+pub fn noise_layer(seed: &str, len: usize) -> images::Layer {
+    images::Layer::new()
+        .file("/ccci-blob", 0o644, noise(seed, len))
+        .unwrap_or_else(|e| panic!("layer: {e}"))
+}
+
+/// Load `spec` into the sandbox's daemon; its id.
+pub fn load(spec: &ImageSpec) -> String {
+    let info = sb();
+    ccci_tests::block_on(async {
+        let d = info
+            .docker_negotiated()
+            .await
+            .unwrap_or_else(|e| panic!("sandbox docker: {e}"));
+        images::load(&d, spec)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"))
+    })
+}
+
 /// The sandbox runs the containerd image store (`CCCI_SANDBOX_IMAGE_STORE=containerd`).
 pub fn containerd_store() -> bool {
     sb().shape.image_store == ccci_sandbox::ImageStore::Containerd
