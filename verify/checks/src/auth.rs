@@ -99,19 +99,28 @@ pub fn read_credential(
     let mut masked_v = original.clone();
     crate::client_config::mask(&mut masked_v, redactor);
     let v = original;
-    let helper = match get_ci(&v, "credHelpers")? {
-        Some(h) => h
-            .get(registry)
-            .and_then(|x| x.as_str())
+    // Docker's CLI (cli/config/configfile): a `credHelpers` entry for the registry, even an
+    // empty one (= the file itself), wins over `credsStore`
+    let helper = match get_ci(&v, "credHelpers")?
+        .and_then(|h| h.get(registry))
+        .map(|x| x.as_str().unwrap_or_default())
+    {
+        Some("") => None,
+        Some(h) => Some((h.to_string(), "credHelpers")),
+        None => get_str_ci(&v, "credsStore")?
             .filter(|x| !x.is_empty())
-            .map(|x| (x.to_string(), "credHelpers")),
-        None => None,
-    }
-    .or(get_str_ci(&v, "credsStore")?
-        .filter(|x| !x.is_empty())
-        .map(|x| (x.to_string(), "credsStore")));
+            .map(|x| (x.to_string(), "credsStore")),
+    };
+    // the file store: the exact key, else a key that names the same host (a URL form such as
+    // `https://host/v2/`), as the CLI's legacy-key fallback reads it
     let entry = match get_ci(&v, "auths")? {
-        Some(a) => a.get(registry).cloned(),
+        Some(a) => a.get(registry).cloned().or_else(|| {
+            a.as_object().and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| hostname_of(k) == registry)
+                    .map(|(_, e)| e.clone())
+            })
+        }),
         None => None,
     };
     let mut cred = Credential {
@@ -124,8 +133,14 @@ pub fn read_credential(
     if let Some(e) = &entry {
         let mut password = None;
         if let Some(a) = get_str_ci(e, "auth")? {
+            // Go's decoder (what the CLI uses) skips line breaks inside the value
+            let clean: String = a
+                .trim()
+                .chars()
+                .filter(|c| *c != '\n' && *c != '\r')
+                .collect();
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(a.trim())
+                .decode(clean)
                 .map_err(|_| format!("auths[{registry}].auth is not base64"))?;
             let dec = String::from_utf8_lossy(&bytes).into_owned();
             let (user, secret) = dec
@@ -152,6 +167,16 @@ pub fn read_credential(
     }
     let masked = serde_json::to_string_pretty(&masked_v).unwrap_or_default();
     Ok((cred, masked))
+}
+
+/// The host part of an `auths` key as Docker's CLI reduces a legacy key (`ConvertToHostname`):
+/// without `http://`/`https://` and without anything from the first `/`.
+pub fn hostname_of(key: &str) -> &str {
+    let k = key
+        .strip_prefix("http://")
+        .or_else(|| key.strip_prefix("https://"))
+        .unwrap_or(key);
+    k.split('/').next().unwrap_or(k)
 }
 
 /// The decision from the credential and the `stat` of the file the path resolves to (mode in
@@ -466,6 +491,48 @@ mod tests {
             r.scrub(&format!("x {CANARY} {b64}")),
             format!("x {MASK} {MASK}")
         );
+    }
+
+    /// What Docker's CLI accepts for a registry (measured with docker 28.2 against the
+    /// sandbox's authenticated registry, from the adversarial read): a key written as a URL, a
+    /// line break inside `auth`, an empty `credHelpers` entry (the file) beside a `credsStore`.
+    #[test]
+    fn reads_the_credential_where_dockers_cli_reads_it() {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("u:{CANARY}"));
+        let reg = "127.0.0.1:5001";
+        for key in [
+            "https://127.0.0.1:5001",
+            "http://127.0.0.1:5001/v2/",
+            "127.0.0.1:5001/",
+        ] {
+            let text = format!(r#"{{"auths":{{"{key}":{{"auth":"{auth}"}}}}}}"#);
+            let (cred, _) = read_credential(&text, reg, &Redactor::new()).unwrap();
+            assert_eq!(cred.user.as_deref(), Some("u"), "{key}");
+            assert!(cred.has_secret && cred.helper.is_none(), "{key}");
+        }
+        // another host's key is not this registry's
+        let text = format!(r#"{{"auths":{{"https://127.0.0.1:50011":{{"auth":"{auth}"}}}}}}"#);
+        assert!(read_credential(&text, reg, &Redactor::new())
+            .unwrap()
+            .0
+            .user
+            .is_none());
+        let (head, tail) = auth.split_at(4);
+        let text = format!(r#"{{"auths":{{"{reg}":{{"auth":"{head}\n{tail}"}}}}}}"#);
+        let (cred, _) = read_credential(&text, reg, &Redactor::new()).unwrap();
+        assert_eq!(cred.user.as_deref(), Some("u"));
+        let text = format!(
+            r#"{{"credsStore":"nosuchhelper","credHelpers":{{"{reg}":""}},"auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#
+        );
+        let (cred, _) = read_credential(&text, reg, &Redactor::new()).unwrap();
+        assert!(cred.helper.is_none(), "an empty entry names the file");
+        assert!(cred.has_secret);
+        // a helper for another registry only: credsStore applies
+        let text = format!(
+            r#"{{"credsStore":"pass","credHelpers":{{"other:5000":"ecr"}},"auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#
+        );
+        let (cred, _) = read_credential(&text, reg, &Redactor::new()).unwrap();
+        assert_eq!(cred.helper, Some(("pass".to_string(), "credsStore")));
     }
 
     #[test]

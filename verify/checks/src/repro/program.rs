@@ -115,6 +115,15 @@ pub fn decide(service: &str, facts: &[Facts], git: &str, rev: &str) -> Outcome {
         return Outcome::fail(format!("{service} has no ExecStart: no program to compare"));
     }
     for f in facts {
+        if !f.path.starts_with('/') {
+            // systemd looks a bare name up in its own search path (with /usr/local/sbin first),
+            // which a command on the host does not reproduce: only an absolute path is judged
+            bad.push(format!(
+                "{} names no directory: systemd finds it in its own search path, which this check cannot follow; git's units name an absolute path",
+                f.path
+            ));
+            continue;
+        }
         let Some(resolved) = &f.resolved else {
             bad.push(format!("{} does not exist on the host", f.path));
             continue;
@@ -226,6 +235,18 @@ pub(super) async fn program_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
     };
     let mut facts = Vec::new();
     for path in paths {
+        if !path.starts_with('/') {
+            // decided without a look (see `decide`): `readlink` here would resolve it against
+            // the command's working directory, not systemd's search path
+            facts.push(Facts {
+                path,
+                resolved: None,
+                elf: false,
+                printed: None,
+                in_system: None,
+            });
+            continue;
+        }
         let r = ctx.cmd(t, &["readlink", "-e", "--", &path]).await?;
         let resolved = r
             .ok()
@@ -311,6 +332,22 @@ mod tests {
             version_fingerprint(&format!("x (source sha256:{}", &hex[..63])),
             None
         );
+    }
+
+    #[test]
+    fn a_bare_program_name_is_never_judged_by_the_working_directory() {
+        // from the adversarial read: a drop-in's `ExecStart=ci-docker-prune …` ran a script
+        // at /usr/local/sbin while `readlink` judged /ci-docker-prune, a right binary
+        let f = Facts {
+            path: "ci-docker-prune".into(),
+            resolved: Some("/ci-docker-prune".into()),
+            elf: true,
+            printed: Some("sha256:aa".into()),
+            in_system: None,
+        };
+        let o = decide("ci-docker-prune.service", &[f], "sha256:aa", "0123456789ab");
+        assert_eq!(o.verdict, ccci_core::Verdict::Fail, "{}", o.detail);
+        assert!(o.detail.contains("names no directory"), "{}", o.detail);
     }
 
     #[test]
