@@ -290,6 +290,29 @@ pub(super) async fn program_git_eq_host(ctx: &Ctx, t: &mut Trail) -> Decided {
                 ))
             }
         });
+        // in the closure, and unchanged: a store path edited in place keeps its name (from the
+        // adversarial read: a wrapper ELF put inside the package's store path passed)
+        let mut in_system = in_system;
+        if matches!(in_system, Some(Ok(()))) {
+            let mut sps: Vec<String> = std::iter::once(&path)
+                .chain(resolved.as_ref())
+                .filter_map(|p| store_path_of(p))
+                .collect();
+            sps.dedup();
+            for sp in sps {
+                let v = ctx
+                    .cmd(t, &["nix-store", "--verify-path", "--", &sp])
+                    .await?;
+                let said = format!("{}{}", v.stdout_str(), v.stderr_str());
+                if !v.ok() && said.contains("was modified") {
+                    in_system = Some(Err(format!(
+                        "{path}: its store path {sp} was modified in place (nix-store --verify-path: {})",
+                        said.trim()
+                    )));
+                    break;
+                }
+            }
+        }
         facts.push(Facts {
             path,
             resolved,
