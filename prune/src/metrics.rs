@@ -386,29 +386,30 @@ pub fn render(r: &Report, state: &MetricsState, info: &RunInfo) -> String {
         info.evict_low_watermark,
     );
     if !r.disks.is_empty() {
-        o.family(
-            "disk_usage_percent",
-            "gauge",
-            "Usage of each measured filesystem at the end of the last run, as the disk gate compares it.",
-        );
-        for d in &r.disks {
-            o.sample("disk_usage_percent", &[("path", &d.path)], d.percent);
-        }
-        o.family(
-            "disk_used_bytes",
-            "gauge",
-            "Bytes used on each measured filesystem at the end of the last run.",
-        );
-        for d in &r.disks {
-            o.sample("disk_used_bytes", &[("path", &d.path)], d.used_bytes);
-        }
-        o.family(
-            "disk_avail_bytes",
-            "gauge",
-            "Bytes available on each measured filesystem at the end of the last run.",
-        );
-        for d in &r.disks {
-            o.sample("disk_avail_bytes", &[("path", &d.path)], d.avail_bytes);
+        // one gauge family per fact of each measured filesystem
+        type Of = fn(&crate::report::DiskReport) -> u64;
+        let families: [(&str, &str, Of); 3] = [
+            (
+                "disk_usage_percent",
+                "Usage of each measured filesystem at the end of the last run, as the disk gate compares it.",
+                |d| u64::from(d.percent),
+            ),
+            (
+                "disk_used_bytes",
+                "Bytes used on each measured filesystem at the end of the last run.",
+                |d| d.used_bytes,
+            ),
+            (
+                "disk_avail_bytes",
+                "Bytes available on each measured filesystem at the end of the last run.",
+                |d| d.avail_bytes,
+            ),
+        ];
+        for (name, help, of) in families {
+            o.family(name, "gauge", help);
+            for d in &r.disks {
+                o.sample(name, &[("path", &d.path)], of(d));
+            }
         }
         let max = r.disks.iter().map(|d| d.percent).max().unwrap_or(0);
         o.one(

@@ -14,6 +14,25 @@ use ccci_sandbox::images::ImageSpec;
 use ccci_tests::proxy::RecordingProxy;
 use prune_common::*;
 
+/// A real run measuring the data-root: threshold 80 % (the ballast puts it at 85 %), low
+/// watermark 10 % (the tier would take every queued pull), no leftover old enough to go, no
+/// run stack live.
+fn prune_under_pressure() -> Run {
+    prune(&[
+        "--path",
+        &data_root(),
+        "--threshold",
+        "80",
+        "--evict-low-watermark",
+        "10",
+        "--until",
+        "3000d",
+        "--run-stack-pattern",
+        NO_RUN_PATTERN,
+        "--json",
+    ])
+}
+
 /// Load `spec` tagged `tag`, push it, and leave it as a swarm deploy leaves an image: pulled
 /// by digest, no tag. Returns (id, digest reference).
 fn cached_pull(spec: ImageSpec, tag: &str) -> (String, String) {
@@ -154,19 +173,7 @@ fn the_tier_stops_when_removals_stop_lowering_usage() {
         pulls.push(id);
     }
     let ballast = Ballast::fill_to(85);
-    let run = prune(&[
-        "--path",
-        &data_root(),
-        "--threshold",
-        "80",
-        "--evict-low-watermark",
-        "10",
-        "--until",
-        "3000d",
-        "--run-stack-pattern",
-        NO_RUN_PATTERN,
-        "--json",
-    ]);
+    let run = prune_under_pressure();
     drop(ballast);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let removed = run.removed("images");
@@ -302,19 +309,7 @@ fn a_services_rollback_image_is_never_evicted() {
         "precondition: v1 is the rollback image"
     );
     let ballast = Ballast::fill_to(85);
-    let run = prune(&[
-        "--path",
-        &data_root(),
-        "--threshold",
-        "80",
-        "--evict-low-watermark",
-        "10",
-        "--until",
-        "3000d",
-        "--run-stack-pattern",
-        NO_RUN_PATTERN,
-        "--json",
-    ]);
+    let run = prune_under_pressure();
     drop(ballast);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
